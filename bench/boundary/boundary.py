@@ -1,0 +1,65 @@
+"""Boundary benchmark (Python side): the same no-op TorchScript method and the same 256 MiB in/out
+as bench/boundary/boundary.ts, on the same file and libtorch. Prints one JSON line."""
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+import torch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--calls", type=int, default=20000)
+    parser.add_argument("--mib", type=int, default=256)
+    args = parser.parse_args()
+    torch.set_num_threads(min(torch.get_num_threads(), 2))
+    module = torch.jit.load(args.model).eval()
+    x = torch.ones(1)
+    with torch.inference_mode():
+        for _ in range(200):
+            module.noop(x)
+        rounds = []
+        n = args.calls // 5
+        for _ in range(5):
+            start = time.perf_counter()
+            for _ in range(n):
+                module.noop(x)
+            rounds.append((time.perf_counter() - start) / n * 1e6)
+        noop_us = statistics.median(rounds)
+
+        big = np.zeros(args.mib * 1024 * 1024 // 4, dtype=np.float32)
+        big[::1024] = np.arange(0, big.size, 1024, dtype=np.float32)
+        copy_s, in_s, run_s, out_s = [], [], [], []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            copy = big.copy()
+            copy_s.append(time.perf_counter() - t0)
+            del copy
+            t0 = time.perf_counter()
+            tensor = torch.from_numpy(big)
+            in_s.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            out = module.noop(tensor)
+            run_s.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            view = out.numpy()
+            out_s.append(time.perf_counter() - t0)
+            assert view.size == big.size
+    print(json.dumps({
+        "side": "python",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "noopUs": noop_us,
+        "mib": args.mib,
+        "copyS": statistics.median(copy_s),
+        "inS": statistics.median(in_s),
+        "runS": statistics.median(run_s),
+        "outS": statistics.median(out_s),
+    }))
+
+
+if __name__ == "__main__":
+    main()

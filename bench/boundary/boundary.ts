@@ -1,0 +1,122 @@
+// Boundary benchmark (Node side): per-call overhead of a no-op TorchScript method and the cost of
+// moving a 256 MiB tensor in and out. bench/boundary/run.sh runs this and boundary.py on the same
+// file and libtorch and prints one table. Prints one JSON line on stdout.
+import { loadModule } from '../../lib/module';
+import { binding } from '../../lib/native';
+import { getNumThreads, setNumThreads, versions } from '../../lib/runtime';
+import { Tensor } from '../../lib/tensor';
+
+interface Args {
+  model: string;
+  calls: number;
+  mib: number;
+}
+
+function parse(argv: string[]): Args {
+  const args: Args = { model: '', calls: 20000, mib: 256 };
+  for (let i = 0; i < argv.length; i++) {
+    const [flag, value] = [argv[i], argv[i + 1]];
+    if (flag === '--model' && value !== undefined) args.model = value;
+    else if (flag === '--calls' && value !== undefined) args.calls = Number(value);
+    else if (flag === '--mib' && value !== undefined) args.mib = Number(value);
+    else continue;
+    i++;
+  }
+  if (args.model === '') throw new Error('usage: node boundary.js --model core.pt [--calls N] [--mib M]');
+  return args;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
+}
+
+async function main(): Promise<void> {
+  const args = parse(process.argv.slice(2));
+  setNumThreads(Math.min(getNumThreads(), 2));
+  const module = await loadModule(args.model);
+  const raw = module.native;
+  const x = Tensor.fromArray(new Float32Array([1]));
+  const rawX = x.native;
+
+  // Warm up: TorchScript's profiling executor optimises a method during its first calls.
+  for (let i = 0; i < 200; i++) await raw.run('noop', [rawX]);
+
+  const timeSequential = async (call: () => Promise<unknown>): Promise<number> => {
+    const rounds: number[] = [];
+    for (let r = 0; r < 5; r++) {
+      const n = Math.floor(args.calls / 5);
+      const start = process.hrtime.bigint();
+      for (let i = 0; i < n; i++) await call();
+      rounds.push(Number(process.hrtime.bigint() - start) / 1e3 / n);
+    }
+    return median(rounds);
+  };
+  const rawUs = await timeSequential(() => raw.run('noop', [rawX]));
+  const publicUs = await timeSequential(() => module.run('noop', [x]));
+  // Pipelined: 64 calls in flight (they still run one at a time on the module).
+  const inFlight = 64;
+  const batches = Math.max(1, Math.floor(args.calls / inFlight));
+  let start = process.hrtime.bigint();
+  for (let b = 0; b < batches; b++) await Promise.all(Array.from({ length: inFlight }, () => raw.run('noop', [rawX])));
+  const pipelinedUs = Number(process.hrtime.bigint() - start) / 1e3 / (batches * inFlight);
+
+  // 256 MiB in and out.
+  const bytes = args.mib * 1024 * 1024;
+  const big = new Float32Array(bytes / 4);
+  for (let i = 0; i < big.length; i += 1024) big[i] = i; // touch every page so timing excludes page faults
+  const copyRounds: number[] = [];
+  const inRounds: number[] = [];
+  const runRounds: number[] = [];
+  const outRounds: number[] = [];
+  const freshOutRounds: number[] = [];
+  for (let r = 0; r < 5; r++) {
+    let t0 = process.hrtime.bigint();
+    const copy = big.slice();
+    copyRounds.push(Number(process.hrtime.bigint() - t0) / 1e9);
+    copy[0] = 1;
+
+    t0 = process.hrtime.bigint();
+    const tensor = Tensor.fromArray(big, [big.length]);
+    inRounds.push(Number(process.hrtime.bigint() - t0) / 1e9);
+    t0 = process.hrtime.bigint();
+    const out = (await module.run('noop', [tensor])) as Tensor;
+    runRounds.push(Number(process.hrtime.bigint() - t0) / 1e9);
+    t0 = process.hrtime.bigint();
+    const view = out.data();
+    outRounds.push(Number(process.hrtime.bigint() - t0) / 1e9);
+    if (view.length !== big.length) throw new Error('size mismatch');
+
+    // A tensor libtorch allocated (zeros): data() hands out its memory as an external ArrayBuffer.
+    const fresh = Tensor.fromNative(binding().zeros([big.length], 'float32', 'cpu'));
+    t0 = process.hrtime.bigint();
+    const freshView = fresh.data();
+    freshOutRounds.push(Number(process.hrtime.bigint() - t0) / 1e9);
+    if (freshView.length !== big.length) throw new Error('size mismatch');
+    tensor.dispose();
+    out.dispose();
+    fresh.dispose();
+  }
+  const result = {
+    side: 'node',
+    node: process.version,
+    libtorch: versions().libtorch,
+    threads: getNumThreads(),
+    noopUs: rawUs,
+    noopPublicUs: publicUs,
+    noopPipelinedUs: pipelinedUs,
+    mib: args.mib,
+    copyS: median(copyRounds),
+    inS: median(inRounds),
+    runS: median(runRounds),
+    outS: median(outRounds),
+    freshOutS: median(freshOutRounds),
+  };
+  process.stdout.write(JSON.stringify(result) + '\n');
+  module.dispose();
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`${error instanceof Error ? error.stack : String(error)}\n`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,40 @@
+// Loads the raw native binding the benchmark measures (build/Release/dove.node, or DOVE_ADDON) and
+// small helpers over it. The benchmark talks to binding.d.ts directly, the layer every API sits on.
+import type { IValue, NativeBinding, NativeTensor } from '../../binding';
+import { addonPath } from './paths';
+
+export function loadBinding(): NativeBinding {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require(addonPath()) as NativeBinding;
+}
+
+export function isTensor(v: IValue): v is NativeTensor {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && typeof (v as NativeTensor).dispose === 'function';
+}
+
+/** Frees every tensor inside a method result now instead of waiting for the GC. */
+export function disposeAll(v: IValue): void {
+  if (isTensor(v)) v.dispose();
+  else if (Array.isArray(v)) v.forEach(disposeAll);
+  else if (typeof v === 'object' && v !== null) Object.values(v).forEach(disposeAll);
+}
+
+/** Tuple element `i` of a method result, as a tensor. */
+export function tensorAt(v: IValue, i: number, what: string): NativeTensor {
+  if (!Array.isArray(v) || !isTensor(v[i])) throw new Error(`Expected a tuple with a tensor at ${i} from ${what}`);
+  return v[i] as NativeTensor;
+}
+
+/** Deterministic pseudo-random floats (mulberry32): the same inputs in every runtime and every run. */
+export function seededFloats(n: number, seed: number, scale = 1, offset = 0): Float32Array {
+  const out = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    out[i] = ((((t ^ (t >>> 14)) >>> 0) / 4294967296) * scale) + offset;
+  }
+  return out;
+}

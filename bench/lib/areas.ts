@@ -1,0 +1,140 @@
+// The per-area benchmarks other parts of the project own (bench/tokenize, bench/train, bench/model,
+// bench/boundary), run through the same per-cell commands their own scripts use, with shorter
+// durations so the joined run fits its budget. Each adapter returns rows for the report as is.
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { runSection } from './child';
+import { pythonPath, repoRoot, tmpDir } from './paths';
+
+const run = promisify(execFile);
+
+export interface AreaRow {
+  [column: string]: string | number | null;
+}
+
+export interface AreaResult {
+  area: string;
+  title: string;
+  /** Column order for the markdown table. */
+  columns: string[];
+  rows: AreaRow[];
+  notes: string[];
+  seconds: number;
+}
+
+async function lastJsonLine(cmd: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<Record<string, unknown>> {
+  const { stdout } = await run(cmd, args, { cwd: repoRoot(), env, timeout: timeoutMs, maxBuffer: 64 * 2 ** 20 });
+  const line = stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();
+  if (line === undefined) throw new Error(`${cmd} ${args.join(' ')} printed no JSON line`);
+  return JSON.parse(line) as Record<string, unknown>;
+}
+
+function num(v: unknown): number | null {
+  return typeof v === 'number' && Number.isFinite(v) ? v : null;
+}
+
+function errText(e: unknown): string {
+  const err = e as { stderr?: string; message?: string };
+  return (err.stderr || err.message || String(e)).trim().split('\n').slice(-2).join(' | ');
+}
+
+/**
+ * bench/tokenize: images/s of tokenize + reconstruct from JPEG files (decode included), Node API vs
+ * PIL + PyTorch, on the shared exports. official-70m at batch 16 is left to bench/tokenize/run.sh
+ * (two warm-up and two timed batches there cost several minutes per side).
+ */
+export async function tokenizeArea(
+  models: { config: string; pt: string }[],
+  batches: number[],
+  seconds: number,
+  full: boolean,
+  env: NodeJS.ProcessEnv,
+): Promise<AreaResult | null> {
+  const root = repoRoot();
+  const nodeBench = join(root, 'dist', 'bench', 'tokenize', 'bench.js');
+  const pyBench = join(root, 'bench', 'tokenize', 'bench_python.py');
+  const maker = join(root, 'dist', 'bench', 'tokenize', 'make-images.js');
+  if (!existsSync(nodeBench) || !existsSync(pyBench) || !existsSync(maker)) return null;
+  const started = Date.now();
+  const images = join(tmpDir(), 'tokenize-images');
+  const notes: string[] = [];
+  if (!existsSync(images)) await run(process.execPath, [maker, images, '32'], { cwd: root, env });
+  const rows: AreaRow[] = [];
+  for (const m of models) {
+    for (const b of batches) {
+      if (m.config !== 'tiny' && b > 1 && !full) {
+        notes.push(`${m.config} batch ${b} skipped (budget); run bench/tokenize/run.sh or npm run bench -- --full`);
+        continue;
+      }
+      const common = ['--model', m.pt, '--images', images, '--batch', String(b), '--seconds', String(seconds)];
+      const row: AreaRow = { model: m.config, batch: b, 'node img/s': null, 'python img/s': null, 'node/python': null };
+      try {
+        row['node img/s'] = num((await lastJsonLine(process.execPath, [nodeBench, ...common], env, 15 * 60_000)).images_per_s);
+      } catch (e) {
+        notes.push(`node ${m.config} b${b}: ${errText(e)}`);
+      }
+      try {
+        row['python img/s'] = num((await lastJsonLine(pythonPath(), [pyBench, ...common], env, 15 * 60_000)).images_per_s);
+      } catch (e) {
+        notes.push(`python ${m.config} b${b}: ${errText(e)}`);
+      }
+      const n = row['node img/s'];
+      const p = row['python img/s'];
+      if (typeof n === 'number' && typeof p === 'number' && p > 0) row['node/python'] = n / p;
+      rows.push(row);
+      console.error(`  [tokenize] ${m.config} b${b}: node ${n ?? '-'} python ${p ?? '-'} img/s`);
+    }
+  }
+  return {
+    area: 'tokenize',
+    title: 'Tokenize + reconstruct from JPEG files (bench/tokenize: decode, resize, encode, EOS, decode)',
+    columns: ['model', 'batch', 'node img/s', 'python img/s', 'node/python'],
+    rows,
+    notes,
+    seconds: (Date.now() - started) / 1000,
+  };
+}
+
+interface OverheadOut {
+  nodeUsPerCall: number;
+  calls: number;
+  inGBps: number;
+  outGBps: number;
+  roundTripGBps: number;
+  memcpyGBps: number;
+  sameAddressIn: boolean;
+  sameAddressOut: boolean;
+}
+
+/**
+ * The boundary's cost: a scripted identity method called back to back from Node (run() + await) and
+ * from Python (same file, same libtorch), and a 256 MiB tensor crossing in, through a call, and out.
+ */
+export async function boundaryArea(env: NodeJS.ProcessEnv, calls: number, threads: number): Promise<AreaResult> {
+  const started = Date.now();
+  const noopPt = join(tmpDir(), 'noop.pt');
+  const py = await lastJsonLine(pythonPath(), [join(repoRoot(), 'bench', 'peers', 'noop_module.py'), noopPt, String(calls)], env, 10 * 60_000);
+  const node = await runSection<OverheadOut>('boundary', process.execPath, [join(repoRoot(), 'dist', 'bench', 'peers', 'call-overhead.js')], { noopPt, calls, threads }, { env, timeoutMs: 10 * 60_000, cwd: repoRoot() });
+  if (!node.ok || node.value === null) throw new Error(`call-overhead: ${node.error}`);
+  const n = node.value;
+  const rows: AreaRow[] = [
+    { runtime: 'Node addon', 'µs per call': n.nodeUsPerCall, 'vs Python': num(py.pythonUsPerCall) === null ? null : n.nodeUsPerCall / (py.pythonUsPerCall as number) },
+    { runtime: 'Python TorchScript', 'µs per call': num(py.pythonUsPerCall), 'vs Python': 1 },
+  ];
+  return {
+    area: 'boundary',
+    title: 'Boundary: per-call overhead of a no-op TorchScript method (best of 5 batches of sequential calls)',
+    columns: ['runtime', 'µs per call', 'vs Python'],
+    rows,
+    notes: [
+      `256 MiB float32 tensor: in (tensorFromArray) ${n.inGBps.toFixed(0)} GB/s, out (data() view) ${n.outGBps.toFixed(0)} GB/s, ` +
+        `through a noop run() and back ${n.roundTripGBps.toFixed(0)} GB/s; a memcpy of the same buffer runs at ${n.memcpyGBps.toFixed(1)} GB/s, ` +
+        `so rates far above it mean no copy. Shared memory proven: write through the tensor visible in JS ${n.sameAddressIn ? 'yes' : 'NO'}, ` +
+        `result at the same address ${n.sameAddressOut ? 'yes' : 'NO'}.`,
+      `Python: torch.jit.load of the same file, m.noop(x) in a loop (no thread hop). Node: await module.run('noop', [t]) (one hop to a libuv worker and back per call).`,
+    ],
+    seconds: (Date.now() - started) / 1000,
+  };
+}

@@ -1,0 +1,163 @@
+// Markdown rendering of a BenchResult: one throughput table per model (runtimes side by side, FLOPs
+// per image, share of the measured GEMM peak, ratios), then the area benchmarks, memory, event loop
+// and the targets with a verdict each.
+import type { BenchResult } from './result';
+import type { Op, Runtime, ThroughputRow } from './schema';
+import { OPS, RUNTIMES } from './schema';
+
+const SHORT: Record<Runtime, string> = {
+  'python-eager': 'py eager',
+  'python-torchscript': 'py TorchScript',
+  'node-addon': 'Node addon',
+  'onnxruntime-node': 'ORT-node',
+};
+
+export function fmt(v: number | null | undefined, digits = 2): string {
+  if (v === null || v === undefined || !Number.isFinite(v)) return '–';
+  if (Math.abs(v) >= 1000) return v.toFixed(0);
+  if (Math.abs(v) >= 100) return v.toFixed(1);
+  return v.toFixed(digits);
+}
+
+export function findRow(r: BenchResult, runtime: Runtime, config: string, batch: number, op: Op): ThroughputRow | undefined {
+  return r.rows.find((x) => x.runtime === runtime && x.config === config && x.batch === batch && x.op === op);
+}
+
+/** Measured images/s, or for encode+decode the sequential combination of the measured halves. */
+export function imagesPerSec(r: BenchResult, runtime: Runtime, config: string, batch: number, op: Op): { v: number; derived: boolean } | null {
+  const row = findRow(r, runtime, config, batch, op);
+  if (row) return { v: row.imagesPerSec, derived: false };
+  if (op === 'encode+decode') {
+    const e = findRow(r, runtime, config, batch, 'encode');
+    const d = findRow(r, runtime, config, batch, 'decode');
+    if (e && d) return { v: 1 / (1 / e.imagesPerSec + 1 / d.imagesPerSec), derived: true };
+  }
+  return null;
+}
+
+function share(r: BenchResult, config: string, op: Op, ips: number): number | null {
+  const f = r.flops[config]?.perImage[op];
+  if (!r.gemm || !f) return null;
+  return (ips * f) / (r.gemm.peak_gflops * 1e9);
+}
+
+function throughputTable(r: BenchResult, config: string): string[] {
+  const lines: string[] = [];
+  const head = ['batch', 'op', 'GFLOP/img', ...RUNTIMES.map((rt) => `${SHORT[rt]} img/s (%peak)`), 'Node/eager', 'Node/TS', 'Node/ORT'];
+  lines.push(`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`);
+  for (const batch of r.options.batches) {
+    for (const op of OPS) {
+      const cells = RUNTIMES.map((rt) => imagesPerSec(r, rt, config, batch, op));
+      if (cells.every((c) => c === null)) continue;
+      const f = r.flops[config]?.perImage[op];
+      const cols = cells.map((c) => {
+        if (c === null) return '–';
+        const s = share(r, config, op, c.v);
+        return `${fmt(c.v)}${c.derived ? '†' : ''}${s === null ? '' : ` (${(s * 100).toFixed(0)}%)`}`;
+      });
+      const node = cells[2]?.v;
+      const ratio = (i: number): string => (node && cells[i] ? `${fmt(node / cells[i]!.v)}×` : '–');
+      lines.push(`| ${batch} | ${op} | ${f ? fmt(f / 1e9) : '–'} | ${cols.join(' | ')} | ${ratio(0)} | ${ratio(1)} | ${ratio(3)} |`);
+    }
+  }
+  return lines;
+}
+
+function table(columns: string[], rows: Record<string, string | number | null>[]): string[] {
+  const out = [`| ${columns.join(' | ')} |`, `|${columns.map(() => '---').join('|')}|`];
+  for (const row of rows) {
+    out.push(`| ${columns.map((c) => (typeof row[c] === 'number' ? fmt(row[c] as number) : (row[c] ?? '–'))).join(' | ')} |`);
+  }
+  return out;
+}
+
+export function renderMarkdown(r: BenchResult): string {
+  const m = r.machine;
+  const L: string[] = [];
+  L.push(`# dove-encoder benchmark, ${m.date.slice(0, 10)}`, '');
+  if (!r.complete) L.push(`**Incomplete: the run was still going (or was interrupted) when this was written, ${fmt(r.totalSeconds / 60, 1)} min in.**`, '');
+  L.push(`${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB; ${m.kernel}; Node ${m.node}; git ${m.git ?? 'n/a'}.`);
+  L.push(
+    `Intra-op threads: ${r.options.threads} in every runtime (torch.set_num_threads / setNumThreads / ORT intraOpNumThreads, OMP_NUM_THREADS). ` +
+      `Load average (1 min): ${fmt(m.loadAtStart)} at start, ${fmt(m.loadAtEnd)} at end: anything above ~0.5 means other work shared the cores and every number below is pessimistic.`,
+  );
+  const v = r.versions;
+  L.push(
+    `Versions: ${Object.entries(v)
+      .map(([rt, vs]) => `${rt} (${Object.entries(vs ?? {}).map(([k, x]) => `${k} ${x}`).join(', ')})`)
+      .join('; ')}.`,
+  );
+  L.push(`Run: ${r.options.quick ? '--quick' : r.options.full ? '--full' : 'default'}, ${fmt(r.totalSeconds / 60, 1)} min.`, '');
+
+  L.push('## Targets', '');
+  L.push('| target | goal | measured | met |', '|---|---|---|---|');
+  for (const t of r.targets) L.push(`| ${t.target} | ${t.goal} | ${t.measured} | ${t.met === null ? 'not measured' : t.met ? 'yes' : '**no**'} |`);
+  const missed = r.targets.filter((t) => t.met !== true && t.why);
+  if (missed.length > 0) {
+    L.push('');
+    for (const t of missed) L.push(`- **${t.target}**: ${t.why}`);
+  }
+  L.push('');
+
+  L.push(`## Throughput (${r.options.device === 'cpu' ? 'CPU' : r.options.device}, images/s, higher is better)`, '');
+  L.push(
+    r.gemm
+      ? `Measured GEMM peak: **${fmt(r.gemm.peak_gflops)} GFLOP/s** (float32 matmul on ${r.gemm.device}, ${r.gemm.threads} threads, torch ${r.gemm.torch}; by size ${Object.entries(r.gemm.gflops_by_size).map(([n, g]) => `${n}: ${fmt(g)}`).join(', ')}). `
+      : 'GEMM peak: not measured. ',
+  );
+  L.push(
+    'GFLOP/img is counted by torch.utils.flop_counter on the eager model (matmul/conv/attention; train = forward + backward). ' +
+      '%peak = img/s × FLOP/img ÷ GEMM peak. encode = encode(K = max tokens), decode = decode(all K slots), train = one AdamW step (img/s = batch × steps/s). ' +
+      '† = encode+decode combined from the measured halves (1 / (1/enc + 1/dec)), not timed as one call. ' +
+      'ORT-node runs the exporter\'s fixed-budget ONNX graphs; it has no training column.',
+    '',
+  );
+  for (const config of r.options.configs) {
+    const f = r.flops[config];
+    L.push(`### ${config}${f ? ` (${fmt(f.params / 1e6, 1)} M parameters)` : ''}`, '');
+    if (r.exportNotes[config]) L.push(`Note: ${r.exportNotes[config]}`, '');
+    L.push(...throughputTable(r, config), '');
+  }
+  if (r.rowErrors.length > 0) {
+    L.push('Rows that failed:', '');
+    for (const e of r.rowErrors) L.push(`- ${e.runtime} ${e.config} b${e.batch} ${e.op}: ${e.error}`);
+    L.push('');
+  }
+
+  for (const a of r.areas) {
+    L.push(`## ${a.title}`, '');
+    L.push(...table(a.columns, a.rows), '');
+    for (const n of a.notes) L.push(`- ${n}`);
+    if (a.notes.length > 0) L.push('');
+  }
+
+  L.push('## Memory (RSS in a fresh process; growth measured after warm-up)', '');
+  if (r.memory.length === 0) L.push('Not measured.', '');
+  else {
+    L.push('| workload | calls | warm-up | RSS after warm-up (MiB) | RSS at end (MiB) | growth after warm-up (MiB) | slope (MiB / 1000 calls) | s |', '|---|---|---|---|---|---|---|---|');
+    for (const mm of r.memory) {
+      const base = mm.samples.find((s) => s.calls >= mm.warmupCalls);
+      const end = mm.samples[mm.samples.length - 1];
+      L.push(`| ${mm.what} | ${mm.totalCalls} | ${mm.warmupCalls} | ${fmt(base?.rssMiB, 1)} | ${fmt(end.rssMiB, 1)} | ${fmt(mm.growthAfterWarmupMiB, 1)} | ${fmt(mm.slopeMiBPer1000, 2)} | ${fmt(mm.seconds, 1)} |`);
+    }
+    L.push('');
+  }
+
+  L.push('## Event loop', '');
+  const e = r.eventloop;
+  if (e === null) L.push('Not measured.', '');
+  else {
+    L.push(
+      `1 ms interval timer while ${e.concurrentCalls} tokenize calls run concurrently (${e.rounds} rounds, ${e.timerTicks} ticks, ${fmt(e.tokenizeCallsPerSec)} calls/s): ` +
+        `lateness p50 ${fmt(e.p50Ms)} ms, **p99 ${fmt(e.p99Ms)} ms**, max ${fmt(e.maxMs)} ms ` +
+        `(monitorEventLoopDelay p99 ${fmt(e.histogramP99Ms)} ms; the same timer with nothing running: p99 ${fmt(e.idleP99Ms)} ms).`,
+      '',
+    );
+  }
+
+  L.push('## Sections', '');
+  L.push('| section | ok | s | error |', '|---|---|---|---|');
+  for (const s of r.sections) L.push(`| ${s.name} | ${s.ok ? 'yes' : 'no'} | ${fmt(s.seconds, 1)} | ${s.error ?? ''} |`);
+  L.push('');
+  return L.join('\n');
+}

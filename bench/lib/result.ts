@@ -1,0 +1,52 @@
+// The joined result of one `npm run bench`: written as bench/results/<date>.json and rendered to .md.
+import type { AreaResult } from './areas';
+import type { MachineInfo } from './machine';
+import type { LagResult, MemoryResult, RowError, Runtime, ThroughputRow } from './schema';
+
+export interface GemmPeak {
+  device: string;
+  threads: number;
+  torch: string;
+  peak_gflops: number;
+  gflops_by_size: Record<string, number>;
+}
+
+export interface FlopsInfo {
+  config: string | null;
+  params: number;
+  perImage: Record<string, number>;
+}
+
+export interface SectionLog {
+  name: string;
+  ok: boolean;
+  seconds: number;
+  error: string | null;
+}
+
+export interface TargetCheck {
+  target: string;
+  goal: string;
+  measured: string;
+  met: boolean | null;
+  why: string | null;
+}
+
+export interface BenchResult {
+  machine: MachineInfo;
+  options: { quick: boolean; full: boolean; threads: number; configs: string[]; batches: number[]; device: string };
+  versions: Partial<Record<Runtime, Record<string, string>>>;
+  gemm: GemmPeak | null;
+  flops: Record<string, FlopsInfo | null>;
+  exportNotes: Record<string, string | null>;
+  rows: ThroughputRow[];
+  rowErrors: RowError[];
+  areas: AreaResult[];
+  memory: MemoryResult[];
+  eventloop: LagResult | null;
+  targets: TargetCheck[];
+  sections: SectionLog[];
+  totalSeconds: number;
+  /** false while the run is in progress (the files are rewritten after every section). */
+  complete: boolean;
+}

@@ -1,0 +1,99 @@
+// A small workload for leak checkers (scripts/asan: LeakSanitizer, or valgrind --leak-check): every
+// native path a user reaches, several rounds, success and failure alike, then everything disposed.
+// It talks to the raw binding at DOVE_ADDON (the sanitizer build) so the checked code is exactly
+// native/*.cpp.   node dist/bench/memory/leak-driver.js <tiny.pt> [rounds]
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { IValue, NativeBinding } from '../../binding';
+import { disposeAll, loadBinding, seededFloats, tensorAt } from '../lib/addon';
+
+async function expectReject(what: string, p: () => Promise<unknown> | unknown): Promise<void> {
+  try {
+    await p();
+  } catch {
+    return; // failures are part of the workload: their error paths must not leak either
+  }
+  throw new Error(`Expected ${what} to fail`);
+}
+
+async function round(b: NativeBinding, pt: string, dir: string, r: number): Promise<void> {
+  // Tensors: wrap JS memory, views out, conversions, failures.
+  const data = seededFloats(2 * 3 * 64 * 64, r);
+  const images = b.tensorFromArray(data, [2, 3, 64, 64], 'float32');
+  const view = images.data();
+  if (view.length !== data.length) throw new Error('data() length mismatch');
+  const half = images.to(null, 'float64');
+  const c = images.clone();
+  const s = images.slice0(0, 1).contiguous();
+  const z = b.zeros([4, 4], 'int64', 'cpu');
+  const st = b.stack([z, z]);
+  [half, c, s, z, st].forEach((t) => t.dispose());
+  await expectReject('a shape that does not match the data', () => b.tensorFromArray(data, [3, 3], 'float32'));
+  await expectReject('an unknown device', () => b.zeros([1], 'float32', 'cuda:7'));
+
+  // Module: load, run every method, errors, save.
+  const mod = await b.loadModule(pt, 'cpu', ['dove.json']);
+  const k = 16;
+  const enc = await mod.run('encode', [images, k]);
+  const lengths = await mod.run('select_lengths', [tensorAt(enc, 1, 'encode'), 'capped', 8, 0.5]);
+  const rec = await mod.run('decode', [tensorAt(enc, 0, 'encode'), lengths as IValue]);
+  disposeAll(rec);
+  disposeAll(lengths);
+  disposeAll(enc);
+  const px = b.tensorFromArray(new Uint8Array(2 * 64 * 64 * 3).fill(r % 255), [2, 64, 64, 3], 'uint8');
+  const ep = await mod.run('encode_pixels', [px, 'auto', 32, 0.5]);
+  const dp = await mod.run('decode_pixels', [tensorAt(ep, 0, 'encode_pixels'), tensorAt(ep, 2, 'encode_pixels')]);
+  disposeAll(dp);
+  disposeAll(ep);
+  px.dispose();
+  await expectReject('a missing method', () => mod.run('no_such_method', []));
+  await expectReject('a wrong shape', () => mod.run('encode', [b.zeros([1, 2, 3], 'float32', 'cpu'), k]));
+  await expectReject('a wrong argument type', () => mod.run('encode', ['not a tensor', k]));
+  mod.namedParameters();
+  if (r === 0) await mod.save(join(dir, 'saved.pt'), { 'dove.json': mod.extraFiles['dove.json'] ?? '{}' });
+
+  // Training engine: a few steps, state save/load.
+  mod.train(true);
+  const engine = b.createTrainEngine(mod, {
+    lr: 1e-4, betas: [0.9, 0.95], eps: 1e-8, groups: [{ prefixes: ['vqgan.'], lrScale: 0.1, weightDecay: 0.01 }],
+    weightDecay: 0.01, warmupSteps: 1, totalSteps: 10, minLrRatio: 0.1, clipGradNorm: 1, accumulate: 1, autocastBf16: false, seed: r,
+  });
+  await engine.trainStep([images]);
+  await engine.trainStep([images]);
+  if (r === 0) {
+    await engine.saveState(join(dir, 'state.bin'));
+    await engine.loadState(join(dir, 'state.bin'));
+  }
+  engine.dispose();
+  mod.dispose();
+  images.dispose();
+
+  // Loading failures: missing file, not TorchScript.
+  await expectReject('a missing file', () => b.loadModule(join(dir, 'missing.pt'), 'cpu', []));
+  writeFileSync(join(dir, 'junk.pt'), 'not a zip archive');
+  await expectReject('a file that is not TorchScript', () => b.loadModule(join(dir, 'junk.pt'), 'cpu', []));
+}
+
+async function main(): Promise<void> {
+  const pt = process.argv[2];
+  const rounds = Number(process.argv[3] ?? '3');
+  if (!pt) throw new Error('usage: leak-driver.js <tiny.pt> [rounds]');
+  const b = loadBinding();
+  b.setNumThreads(1);
+  const dir = mkdtempSync(join(tmpdir(), 'dove-leak-'));
+  try {
+    for (let r = 0; r < rounds; r++) await round(b, pt, dir, r);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  // Let finalizers of JS-owned tensors run, so anything still held at exit is a real leak.
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (gc) for (let i = 0; i < 3; i++) { gc(); await new Promise((r) => setImmediate(r)); }
+  console.log(`leak-driver: ${rounds} rounds done`);
+}
+
+main().catch((e: unknown) => {
+  console.error(e instanceof Error ? (e.stack ?? e.message) : String(e));
+  process.exitCode = 1;
+});

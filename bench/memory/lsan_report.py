@@ -1,0 +1,75 @@
+"""Summarise LeakSanitizer logs: every leak record, and those attributable to our code (a frame in
+native/ or in dove.node). Prints a markdown report; exit status 1 when ours is not empty.
+
+python3 bench/memory/lsan_report.py <log files...>
+"""
+import re
+import sys
+
+HEAD = re.compile(r"^(Direct|Indirect) leak of (\d+) byte\(s\) in (\d+) object\(s\) allocated from:")
+FRAME = re.compile(r"^\s+#(\d+) 0x[0-9a-f]+ (.*)$")
+
+
+def records(text):
+    rec = None
+    for line in text.splitlines():
+        m = HEAD.match(line)
+        if m:
+            if rec:
+                yield rec
+            rec = {"kind": m.group(1), "bytes": int(m.group(2)), "objects": int(m.group(3)), "frames": []}
+            continue
+        if rec is not None:
+            f = FRAME.match(line)
+            if f:
+                rec["frames"].append(f.group(2))
+            elif line.strip() == "":
+                yield rec
+                rec = None
+    if rec:
+        yield rec
+
+
+def ours(rec):
+    return any("/native/" in f or "dove.node" in f for f in rec["frames"])
+
+
+def main():
+    logs = sys.argv[1:]
+    if not logs:
+        print("- no sanitizer output at all: LeakSanitizer found nothing to report (not even node's own "
+              "allocations alive at exit), which usually means it did not run; treat as inconclusive")
+        sys.exit(2)
+    text = ""
+    for path in logs:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text += f.read() + "\n"
+    errors = [l for l in text.splitlines() if "ERROR: AddressSanitizer" in l or "LeakSanitizer has encountered a fatal error" in l]
+    recs = list(records(text))
+    mine = [r for r in recs if ours(r)]
+    total = sum(r["bytes"] for r in recs)
+    print(f"- log files: {len(logs)}; AddressSanitizer errors (not leaks): {len(errors)}")
+    for e in errors[:5]:
+        print(f"  - `{e.strip()}`")
+    print(f"- leak records: {len(recs)} ({total} bytes), of which attributable to native/ (dove.node): "
+          f"**{len(mine)} ({sum(r['bytes'] for r in mine)} bytes)**")
+    others = {}
+    for r in recs:
+        if ours(r):
+            continue
+        top = next((f for f in r["frames"] if "libasan" not in f and "operator new" not in f and " malloc" not in f), "?")
+        key = re.sub(r"\+0x[0-9a-f]+", "", top.split(" in ", 1)[-1])[:100]
+        others[key] = others.get(key, 0) + r["bytes"]
+    if others:
+        print("- other leak records by first non-allocator frame (node / V8 / libtorch globals alive at exit):")
+        for key, b in sorted(others.items(), key=lambda kv: -kv[1])[:8]:
+            print(f"  - {b} bytes: `{key}`")
+    for r in mine[:10]:
+        print(f"\n{r['kind']} leak of {r['bytes']} bytes in {r['objects']} objects:\n```")
+        print("\n".join(r["frames"][:16]))
+        print("```")
+    sys.exit(1 if mine or errors else 0)
+
+
+if __name__ == "__main__":
+    main()

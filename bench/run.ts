@@ -1,0 +1,256 @@
+// `npm run bench`: one run that joins every area's numbers and adds the peers, on one machine.
+//   node dist/bench/run.js [--quick] [--full] [--only throughput,boundary,areas,memory,eventloop]
+//                          [--configs tiny,official-70m] [--batches 1,16] [--threads 2] [--device cuda:0]
+// Writes bench/results/<date>.json and .md (bench/README.md explains how to read them).
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { boundaryArea, tokenizeArea, type AreaResult } from './lib/areas';
+import { runSection, threadEnv } from './lib/child';
+import { ensureExport } from './lib/exports';
+import { machineInfo } from './lib/machine';
+import { pythonPath, repoRoot, resultsDir, tmpDir } from './lib/paths';
+import { casesFor, type PlanOptions } from './lib/plan';
+import { renderMarkdown } from './lib/report';
+import type { BenchResult, FlopsInfo, GemmPeak, SectionLog } from './lib/result';
+import type { LagResult, MemoryResult, ModelFiles, Plan, Runtime, SectionOutput } from './lib/schema';
+import { judgeTargets } from './lib/targets';
+
+const execFileP = promisify(execFile);
+const SECTIONS = ['throughput', 'boundary', 'areas', 'memory', 'eventloop'] as const;
+type Section = (typeof SECTIONS)[number];
+
+interface Options extends PlanOptions {
+  only: Set<Section>;
+  device: string;
+  configs: string[];
+  threads: number;
+}
+
+function parseArgs(argv: string[]): Options {
+  const value = (flag: string): string | undefined => {
+    const i = argv.indexOf(flag);
+    if (i < 0) return undefined;
+    const v = argv[i + 1];
+    if (v === undefined || v.startsWith('--')) throw new Error(`Expected a value after ${flag}`);
+    return v;
+  };
+  const known = new Set(['--quick', '--full', '--only', '--configs', '--batches', '--threads', '--device']);
+  argv.forEach((a, i) => {
+    if (a.startsWith('--') && !known.has(a)) throw new Error(`Unknown option ${a}; expected one of ${[...known].join(', ')}`);
+    if (!a.startsWith('--') && (i === 0 || !known.has(argv[i - 1]))) throw new Error(`Unexpected argument ${a}`);
+  });
+  const quick = argv.includes('--quick');
+  const only = new Set<Section>();
+  for (const s of (value('--only') ?? SECTIONS.join(',')).split(',')) {
+    if (!(SECTIONS as readonly string[]).includes(s)) throw new Error(`Expected --only from ${SECTIONS.join(', ')} but received '${s}'`);
+    only.add(s as Section);
+  }
+  const threads = Number(value('--threads') ?? '2');
+  if (!Number.isInteger(threads) || threads < 1 || threads > 256) {
+    throw new Error(`Expected integer between 1 and 256 for --threads but received ${value('--threads')}`);
+  }
+  const batches = (value('--batches') ?? '1,16').split(',').map(Number);
+  for (const b of batches) {
+    if (!Number.isInteger(b) || b < 1 || b > 256) throw new Error(`Expected integers between 1 and 256 for --batches but received ${value('--batches')}`);
+  }
+  const configs = (value('--configs') ?? (quick ? 'tiny' : 'tiny,official-70m')).split(',');
+  for (const c of configs) {
+    if (!existsSync(join(repoRoot(), 'python', 'dove', 'configs', `${c}.json`))) throw new Error(`Unknown config '${c}' (python/dove/configs/${c}.json not found)`);
+  }
+  const device = value('--device') ?? 'cpu';
+  if (!/^(cpu|cuda(:\d+)?)$/.test(device)) throw new Error(`Expected --device cpu or cuda:N but received '${device}'`);
+  return { quick, full: argv.includes('--full'), only, configs, threads, batches, device };
+}
+
+function log(s: string): void {
+  process.stderr.write(`[bench] ${s}\n`);
+}
+
+async function pythonJson<T>(args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<T> {
+  const { stdout } = await execFileP(pythonPath(), args, { cwd: repoRoot(), env, timeout: timeoutMs, maxBuffer: 16 * 2 ** 20 });
+  const line = stdout.trim().split('\n').pop() ?? '';
+  return JSON.parse(line) as T;
+}
+
+async function main(): Promise<void> {
+  const o = parseArgs(process.argv.slice(2));
+  const root = repoRoot();
+  const started = Date.now();
+  const env = threadEnv(o.threads);
+  const sections: SectionLog[] = [];
+  const result: BenchResult = {
+    machine: machineInfo(root),
+    options: { quick: o.quick, full: o.full, threads: o.threads, configs: o.configs, batches: o.batches, device: o.device },
+    versions: {},
+    gemm: null,
+    flops: {},
+    exportNotes: {},
+    rows: [],
+    rowErrors: [],
+    areas: [],
+    memory: [],
+    eventloop: null,
+    targets: [],
+    sections,
+    totalSeconds: 0,
+    complete: false,
+  };
+
+  // Results are rewritten after every section, so an interrupted run still leaves what it measured.
+  const dir = resultsDir();
+  mkdirSync(dir, { recursive: true });
+  const suffix = `${o.device === 'cpu' ? '' : `-${o.device.replace(':', '')}`}${o.quick ? '-quick' : ''}`;
+  const stem = join(dir, `${result.machine.date.slice(0, 10)}${suffix}`);
+  const flush = (final: boolean): void => {
+    result.machine.loadAtEnd = os.loadavg()[0];
+    result.totalSeconds = (Date.now() - started) / 1000;
+    const perCall = result.areas.find((a) => a.area === 'boundary')?.rows.find((r) => r.runtime === 'Node addon')?.['µs per call'];
+    result.targets = judgeTargets(result, typeof perCall === 'number' ? perCall : null);
+    result.complete = final;
+    writeFileSync(`${stem}.json`, `${JSON.stringify(result, null, 2)}\n`);
+    writeFileSync(`${stem}.md`, renderMarkdown(result));
+  };
+
+  const record = (entry: SectionLog): void => {
+    sections.push(entry);
+    flush(false);
+  };
+  const timed = async <T>(name: string, body: () => Promise<T>): Promise<T | null> => {
+    const t0 = Date.now();
+    log(`${name} ...`);
+    try {
+      const v = await body();
+      record({ name, ok: true, seconds: (Date.now() - t0) / 1000, error: null });
+      return v;
+    } catch (e) {
+      const msg = e instanceof Error ? e.message.split('\n').slice(0, 3).join(' | ') : String(e);
+      record({ name, ok: false, seconds: (Date.now() - t0) / 1000, error: msg });
+      log(`${name} failed: ${msg}`);
+      return null;
+    }
+  };
+
+  // 1. Models (cached), GEMM peak, FLOPs per image.
+  const models: ModelFiles[] = [];
+  for (const config of new Set([...o.configs, 'tiny'])) {
+    const ex = await timed(`export ${config}`, async () => ensureExport(config, o.device === 'cpu', log));
+    if (ex?.files) {
+      if (o.configs.includes(config)) models.push(ex.files);
+      result.exportNotes[config] = ex.note;
+    } else if (ex) {
+      result.exportNotes[config] = ex.note;
+    }
+  }
+  const tinyPt = join(tmpDir(), 'models', 'tiny.pt');
+  if (o.only.has('throughput')) {
+    result.gemm = await timed('gemm peak', () => pythonJson<GemmPeak>(['bench/gemm/peak.py', '--threads', String(o.threads), '--device', o.device], env, 5 * 60_000));
+    for (const m of models) {
+      result.flops[m.config] = await timed(`flops ${m.config}`, async () => {
+        const cache = `${m.pt}.flops.json`;
+        const stamp = `${m.pt}.stamp`;
+        const key = existsSync(stamp) ? readFileSync(stamp, 'utf8') : '';
+        if (existsSync(cache)) {
+          const c = JSON.parse(readFileSync(cache, 'utf8')) as { key: string; value: FlopsInfo };
+          if (c.key === key) return c.value;
+        }
+        const value = await pythonJson<FlopsInfo>(['bench/gemm/flops.py', m.pt], env, 15 * 60_000);
+        writeFileSync(cache, JSON.stringify({ key, value }));
+        return value;
+      });
+    }
+  }
+
+  // 2. Throughput: each runtime in its own process, config by config (so slow drifts in machine load
+  //    hit all runtimes of a model alike).
+  if (o.only.has('throughput')) {
+    const children: { runtime: Runtime; cmd: string; args: string[]; inference: boolean; training: boolean }[] = [
+      { runtime: 'python-eager', cmd: pythonPath(), args: ['bench/peers/python_torch.py', '--mode', 'eager'], inference: true, training: true },
+      { runtime: 'python-torchscript', cmd: pythonPath(), args: ['bench/peers/python_torch.py', '--mode', 'torchscript'], inference: true, training: true },
+      { runtime: 'node-addon', cmd: process.execPath, args: [join(root, 'dist', 'bench', 'peers', 'node-addon.js')], inference: true, training: true },
+      { runtime: 'onnxruntime-node', cmd: process.execPath, args: [join(root, 'dist', 'bench', 'peers', 'onnxruntime.js')], inference: true, training: false },
+    ];
+    for (const m of models) {
+      for (const c of children) {
+        if (c.runtime === 'onnxruntime-node' && o.device !== 'cpu') continue; // CPU execution provider only
+        const plan: Plan = { runtime: c.runtime, device: o.device, threads: o.threads, seed: 0, cases: casesFor(m, c.inference, c.training, o) };
+        if (plan.cases.length === 0) continue;
+        const name = `${c.runtime} ${m.config}`;
+        const t0 = Date.now();
+        log(`${name} ...`);
+        const out = await runSection<SectionOutput>(`${c.runtime}-${m.config}`, c.cmd, c.args, plan, { env, timeoutMs: 20 * 60_000, cwd: root });
+        if (out.value) {
+          result.rows.push(...out.value.rows);
+          result.rowErrors.push(...out.value.errors);
+          result.versions[c.runtime] = { ...out.value.versions, threads: String(out.value.threads) };
+        }
+        record({ name, ok: out.ok, seconds: (Date.now() - t0) / 1000, error: out.error });
+        if (!out.ok) log(`${name}: ${out.error}`);
+      }
+    }
+  }
+
+  // 3. The boundary: per-call overhead of a no-op method (Node vs Python, same libtorch, same file) and
+  //    a 256 MiB tensor in and out.
+  if (o.only.has('boundary') && o.device === 'cpu') {
+    const a = await timed('boundary', async () => boundaryArea(env, o.quick ? 5000 : 20000, o.threads));
+    if (a) result.areas.push(a);
+  }
+
+  // 4. The areas' own benchmarks, joined.
+  if (o.only.has('areas')) {
+    const area = async (name: string, body: () => Promise<AreaResult | null>): Promise<void> => {
+      const a = await timed(`area ${name}`, body);
+      if (a) result.areas.push(a);
+      else if (a === null && sections[sections.length - 1].ok) sections[sections.length - 1].error = 'not present in this checkout';
+    };
+    await area('tokenize', () => tokenizeArea(models, o.batches, o.quick ? 1 : 4, o.full, env));
+  }
+
+  // 5. Memory and event loop on the tiny model, each in a fresh process.
+  // Memory and event loop are properties of the binding and the JS thread, measured on CPU.
+  if (o.only.has('memory') && o.device === 'cpu' && existsSync(tinyPt)) {
+    const tok = await runSection<MemoryResult>(
+      'memory-tokenize',
+      process.execPath,
+      ['--max-old-space-size=512', join(root, 'dist', 'bench', 'memory', 'tokenize-rss.js')],
+      { model: tinyPt, calls: o.quick ? 2000 : 10000, every: 100, warmup: o.quick ? 500 : 1000, threads: o.threads },
+      { env, timeoutMs: 15 * 60_000, cwd: root },
+    );
+    record({ name: 'memory tokenize', ok: tok.ok, seconds: tok.seconds, error: tok.error });
+    if (tok.value) result.memory.push(tok.value);
+    const trainScript = join(root, 'dist', 'bench', 'memory', 'train-rss.js');
+    if (existsSync(trainScript)) {
+      const tr = await runSection<MemoryResult>(
+        'memory-train',
+        process.execPath,
+        ['--max-old-space-size=512', trainScript],
+        { model: tinyPt, calls: o.quick ? 200 : 1000, every: 10, warmup: o.quick ? 50 : 100, threads: o.threads },
+        { env, timeoutMs: 15 * 60_000, cwd: root },
+      );
+      record({ name: 'memory train', ok: tr.ok, seconds: tr.seconds, error: tr.error });
+      if (tr.value) result.memory.push(tr.value);
+    }
+  }
+  if (o.only.has('eventloop') && o.device === 'cpu' && existsSync(tinyPt)) {
+    const lag = await runSection<LagResult>(
+      'eventloop',
+      process.execPath,
+      [join(root, 'dist', 'bench', 'eventloop', 'lag.js')],
+      { model: tinyPt, concurrent: 4, rounds: o.quick ? 20 : 100, threads: o.threads },
+      { env, timeoutMs: 10 * 60_000, cwd: root },
+    );
+    record({ name: 'eventloop', ok: lag.ok, seconds: lag.seconds, error: lag.error });
+    result.eventloop = lag.value;
+  }
+
+  flush(true);
+  log(`wrote ${stem}.md and ${stem}.json in ${(result.totalSeconds / 60).toFixed(1)} min`);
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`[bench] ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exitCode = 1;
+});

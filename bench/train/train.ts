@@ -1,0 +1,111 @@
+// bench/train: training steps/s on CPU, Node (the C++ engine alone, and the whole Trainer with its
+// sharp data pipeline) against a plain PyTorch loop on the same export, batch and hyper-parameters.
+//   node dist/bench/train/train.js [--configs tiny,official-14m] [--batch 4] [--steps 10] [--threads 2]
+// Prints a Markdown table and writes bench/results/train-<date>.json.
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import sharp from 'sharp';
+import { Trainer, type StepEvent } from '../../lib/trainer';
+import { native } from '../../lib/trainer/native';
+
+const execFileP = promisify(execFile);
+const ROOT = resolve(__dirname, '..', '..', '..');
+const PYTHON = join(process.env.HOME ?? '/root', '.cache', 'dove-encoder', 'torch-2.11.0-py3.11', 'bin', 'python');
+const MODELS: { [name: string]: string } = {
+  tiny: join(ROOT, 'test', 'fixtures', 'generated', 'tiny-dove.pt'),
+  'official-14m': join(ROOT, 'test', 'fixtures', 'generated', 'official-14m.pt'),
+};
+
+function arg(name: string, fallback: string): string {
+  const i = process.argv.indexOf(name);
+  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : fallback;
+}
+
+/** The engine alone on one fixed batch, same as the Python loop. */
+async function nodeEngine(model: string, batch: number, warmup: number, steps: number, threads: number): Promise<number> {
+  const b = native();
+  b.setNumThreads(threads);
+  const m = await b.loadModule(model, 'cpu', ['dove.json']);
+  try {
+    const size = (JSON.parse(m.extraFiles['dove.json']!) as { imageSize: number }).imageSize;
+    const pixels = new Uint8Array(batch * size * size * 3);
+    for (let i = 0; i < pixels.length; i++) pixels[i] = (i * 2654435761) >>> 24;
+    const images = b.tensorFromArray(pixels, [batch, size, size, 3], 'uint8');
+    const engine = b.createTrainEngine(m, {
+      lr: 1e-4, betas: [0.9, 0.95], eps: 1e-8, groups: [{ prefixes: ['vqgan.'], lrScale: 0.1, weightDecay: 0.01 }], weightDecay: 0.01,
+      warmupSteps: 0, totalSteps: 1000, minLrRatio: 1, clipGradNorm: 1, accumulate: 1, autocastBf16: false, seed: 0,
+    });
+    for (let i = 0; i < warmup; i++) await engine.trainStep([images]);
+    const t = process.hrtime.bigint();
+    for (let i = 0; i < steps; i++) await engine.trainStep([images]);
+    const seconds = Number(process.hrtime.bigint() - t) / 1e9;
+    engine.dispose();
+    return steps / seconds;
+  } finally {
+    m.dispose();
+  }
+}
+
+/** The whole Trainer: image folder -> sharp crops -> engine; timed between step events. */
+async function nodeTrainer(model: string, batch: number, warmup: number, steps: number, threads: number): Promise<number> {
+  const dir = mkdtempSync(join(tmpdir(), 'dove-bench-train-'));
+  try {
+    const images = join(dir, 'images');
+    mkdirSync(images);
+    const count = batch * (warmup + steps);
+    for (let i = 0; i < count; i++) {
+      const raw = Buffer.alloc(300 * 260 * 3);
+      for (let j = 0; j < raw.length; j++) raw[j] = ((j + i * 7919) * 2654435761) >>> 24;
+      await sharp(raw, { raw: { width: 300, height: 260, channels: 3 } }).jpeg({ quality: 90 }).toFile(join(images, `img-${i}.jpg`));
+    }
+    const trainer = new Trainer({ model, images, outDir: join(dir, 'out'), batchSize: batch, epochs: 1, threads, plots: false, lr: 1e-4 });
+    const times: bigint[] = [];
+    trainer.on('step', (_e: StepEvent) => times.push(process.hrtime.bigint()));
+    await trainer.fit();
+    const seconds = Number(times[times.length - 1]! - times[warmup - 1]!) / 1e9;
+    return steps / seconds;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function python(model: string, batch: number, warmup: number, steps: number, threads: number): Promise<number> {
+  const { stdout } = await execFileP(PYTHON, [join(ROOT, 'bench', 'train', 'train_python.py'), model, '--batch', String(batch), '--warmup', String(warmup), '--steps', String(steps), '--threads', String(threads)], { env: { ...process.env, OMP_NUM_THREADS: String(threads) }, timeout: 3600_000 });
+  return (JSON.parse(stdout.trim().split('\n').pop()!) as { stepsPerSecond: number }).stepsPerSecond;
+}
+
+async function main(): Promise<void> {
+  const configs = arg('--configs', 'tiny,official-14m').split(',');
+  const batch = Number(arg('--batch', '4'));
+  const steps = Number(arg('--steps', '10'));
+  const threads = Number(arg('--threads', '2'));
+  const warmup = 3;
+  const rows: { config: string; batch: number; python: number; engine: number; trainer: number }[] = [];
+  for (const config of configs) {
+    const model = MODELS[config];
+    if (model === undefined || !existsSync(model)) throw new Error(`No export for ${config} (${String(model)}); run scripts/setup`);
+    // Python first, then Node, each alone on the machine.
+    const py = await python(model, batch, warmup, steps, threads);
+    const engine = await nodeEngine(model, batch, warmup, steps, threads);
+    const trainer = await nodeTrainer(model, batch, warmup, steps, threads);
+    rows.push({ config, batch, python: py, engine, trainer });
+    process.stderr.write(`[bench/train] ${config}: python ${py.toFixed(3)} steps/s, node engine ${engine.toFixed(3)}, node Trainer ${trainer.toFixed(3)}\n`);
+  }
+  const table = [
+    `| config | batch | PyTorch loop (steps/s) | Node engine (steps/s) | Node Trainer incl. data (steps/s) | engine / python |`,
+    '|---|---|---|---|---|---|',
+    ...rows.map((r) => `| ${r.config} | ${r.batch} | ${r.python.toFixed(3)} | ${r.engine.toFixed(3)} | ${r.trainer.toFixed(3)} | ${(r.engine / r.python).toFixed(2)} |`),
+  ].join('\n');
+  process.stdout.write(`${table}\n\nCPU, ${threads} threads, ${steps} timed steps after ${warmup} warm-up steps, one fixed batch (Trainer: a folder of ${batch * (warmup + steps)} JPEGs).\n`);
+  const out = join(ROOT, 'bench', 'results');
+  mkdirSync(out, { recursive: true });
+  writeFileSync(join(out, `train-${new Date().toISOString().slice(0, 10)}.json`), JSON.stringify({ threads, steps, warmup, rows }, null, 2));
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`${(error as Error).stack ?? String(error)}\n`);
+  process.exit(1);
+});

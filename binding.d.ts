@@ -1,0 +1,247 @@
+// The typed surface of the native addon (native/*.cpp). This is the only place JS meets C++:
+// lib/ wraps it in the public API and nothing else imports the raw binding.
+//
+// Conventions
+// - Every heavy call (module load, method run, training step, collectives) returns a Promise and
+//   runs on a native worker thread; the JS thread never blocks on libtorch.
+// - Every native failure arrives as an instance of the class given to `setErrorClass` (DoveError),
+//   with `code` set to one of `NativeErrorCode` and `message` carrying libtorch's text.
+// - Tensors cross without copies: `tensorFromArray` wraps the typed array's memory (the tensor keeps
+//   the JS buffer alive); `NativeTensor.data()` returns a typed array over the tensor's own memory
+//   for contiguous CPU tensors.
+
+export type DType = 'float32' | 'float64' | 'float16' | 'bfloat16' | 'int32' | 'int64' | 'uint8' | 'bool';
+
+/** Typed arrays accepted for each dtype. float16/bfloat16 travel as raw 16-bit words (Uint16Array). */
+export type NativeTypedArray =
+  | Float32Array
+  | Float64Array
+  | Int32Array
+  | BigInt64Array
+  | Uint8Array
+  | Uint16Array;
+
+export type NativeErrorCode =
+  | 'INVALID_ARGUMENT' // wrong JS type / shape / dtype / out-of-range value
+  | 'DTYPE_MISMATCH'
+  | 'SHAPE_MISMATCH'
+  | 'FILE_NOT_FOUND'
+  | 'NOT_TORCHSCRIPT' // the file exists but is not a TorchScript archive
+  | 'NOT_DOVE_EXPORT' // TorchScript, but not a DOVE export (missing dove.json / methods)
+  | 'FORMAT_VERSION' // dove.json of another format version
+  | 'METHOD_NOT_FOUND'
+  | 'DEVICE_UNAVAILABLE'
+  | 'DISPOSED' // tensor / module used after dispose()
+  | 'TORCH_ERROR' // any other c10::Error from libtorch
+  | 'IO_ERROR'
+  | 'DISTRIBUTED_ERROR'
+  | 'INTERNAL';
+
+export interface NativeTensor {
+  readonly shape: number[];
+  readonly strides: number[];
+  readonly dtype: DType;
+  readonly device: string; // 'cpu' | 'cuda:0' ...
+  readonly nbytes: number;
+  readonly isContiguous: boolean;
+  readonly disposed: boolean;
+  /** Contiguous CPU: a typed array over this tensor's memory (no copy). Otherwise a copy. */
+  data(): NativeTypedArray;
+  /** Address of the first element, for tests that prove memory is shared. */
+  dataAddress(): bigint;
+  /** Synchronous device/dtype conversion (returns `this`-equivalent storage when nothing changes). */
+  to(device: string | null, dtype: DType | null): NativeTensor;
+  contiguous(): NativeTensor;
+  clone(): NativeTensor;
+  /** Narrow along dim 0 (view, no copy). */
+  slice0(start: number, end: number): NativeTensor;
+  /** Read a single element as number (for scalars and small checks). */
+  item(): number;
+  dispose(): void;
+}
+
+/** Values that cross a method call. Arrays map to TorchScript List or Tuple as the method schema says. */
+export type IValue =
+  | NativeTensor
+  | number
+  | bigint
+  | boolean
+  | string
+  | null
+  | IValue[]
+  | { readonly [key: string]: IValue };
+
+export interface NativeModule {
+  readonly path: string;
+  readonly device: string;
+  readonly disposed: boolean;
+  /** Extra files read at load (e.g. dove.json, tokenizer.json), by name. Missing names are absent. */
+  readonly extraFiles: { readonly [name: string]: string };
+  methodNames(): string[];
+  /** TorchScript schema string of a method, e.g. "encode(__torch__.X self, Tensor images, int max_tokens) -> (Tensor, Tensor)". */
+  methodSchema(name: string): string;
+  /** Runs a method on a worker thread. In eval mode it runs under InferenceMode; in train mode with grad. */
+  run(method: string, args: IValue[]): Promise<IValue>;
+  train(on: boolean): void;
+  readonly training: boolean;
+  parameters(): NativeTensor[];
+  namedParameters(): { [name: string]: NativeTensor };
+  /** Atomic save (temp file + fsync + rename) with extra files. */
+  save(path: string, extraFiles: { [name: string]: string }): Promise<void>;
+  /** Bytes held by parameters and buffers (reported to V8 as external memory). */
+  readonly nbytes: number;
+  dispose(): void;
+}
+
+export interface ParamGroupSpec {
+  /** Parameters whose name starts with any of these prefixes join the group ('' matches all). */
+  prefixes: string[];
+  lrScale: number;
+  weightDecay: number;
+}
+
+export interface TrainEngineOptions {
+  lr: number;
+  betas: [number, number];
+  eps: number;
+  /** First matching group wins; parameters matching none go to a default group (lrScale 1). */
+  groups: ParamGroupSpec[];
+  weightDecay: number;
+  warmupSteps: number;
+  totalSteps: number;
+  /** Cosine floor as a fraction of lr. */
+  minLrRatio: number;
+  /** 0 disables clipping. */
+  clipGradNorm: number;
+  /** Micro-batches per optimizer step. */
+  accumulate: number;
+  /** bf16 autocast for the forward (CUDA only; ignored on CPU). */
+  autocastBf16: boolean;
+  seed: number;
+}
+
+export interface StepResult {
+  /** Mean over micro-batches of every scalar entry of the forward's output dict (loss, rec, eos, length...). */
+  parts: { [name: string]: number };
+  lr: number;
+  gradNorm: number;
+  step: number; // optimizer steps done after this call
+  /** True when this call only accumulated gradients (no optimizer step yet). */
+  accumulated: boolean;
+}
+
+export interface NativeTrainEngine {
+  readonly step: number;
+  /** forward(args) -> Dict[str, Tensor] with key 'loss'; backward; (all-reduce); clip; AdamW step; schedule. */
+  trainStep(args: IValue[]): Promise<StepResult>;
+  /** Optimizer + scheduler + RNG state, atomically written. */
+  saveState(path: string): Promise<void>;
+  loadState(path: string): Promise<void>;
+  setProcessGroup(group: NativeProcessGroup | null): void;
+  dispose(): void;
+}
+
+export interface ProcessGroupOptions {
+  rank: number;
+  worldSize: number;
+  masterAddr: string;
+  masterPort: number;
+  /** 'gloo' (CPU) or 'nccl' (CUDA). */
+  backend: 'gloo' | 'nccl';
+  timeoutMs: number;
+}
+
+export interface NativeProcessGroup {
+  readonly rank: number;
+  readonly worldSize: number;
+  readonly backend: string;
+  /** In-place sum (or average) all-reduce of a tensor; resolves when done or rejects on timeout. */
+  allReduce(tensor: NativeTensor, op: 'sum' | 'avg'): Promise<void>;
+  broadcast(tensor: NativeTensor, root: number): Promise<void>;
+  barrier(): Promise<void>;
+  dispose(): void;
+}
+
+export interface NativeVersions {
+  addon: string;
+  libtorch: string;
+  napi: number;
+  cuda: boolean;
+  cudaVersion: string | null;
+  libtorchPath: string;
+}
+
+/** Evaluation (native/eval_*.cpp). */
+export interface GaussianStatistics {
+  /** (D) float64 mean of the feature rows. */
+  mean: NativeTensor;
+  /** (D,D) float64 unbiased (N-1) covariance, as numpy.cov(rowvar=False). */
+  covariance: NativeTensor;
+}
+
+export interface LinearProbeOptions {
+  numClasses: number;
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  weightDecay: number;
+  seed: number;
+  /** Standardise features with the train set's mean and std before the linear layer. */
+  standardize: boolean;
+}
+
+export interface LinearProbeEpoch {
+  epoch: number;
+  trainLoss: number;
+  /** Fractions in [0,1]. */
+  trainTop1: number;
+  testTop1: number;
+  testTop5: number;
+}
+
+export interface LinearProbeResult {
+  epochs: LinearProbeEpoch[];
+  /** (C,D) float32, applied to (x - mean) * scale. */
+  weight: NativeTensor;
+  bias: NativeTensor;
+  mean: NativeTensor;
+  scale: NativeTensor;
+}
+
+export interface NativeBinding {
+  /** Called once by lib/errors.ts so native failures are real DoveError instances. */
+  setErrorClass(ctor: new (message: string, code: NativeErrorCode) => Error): void;
+  tensorFromArray(data: NativeTypedArray, shape: number[], dtype: DType): NativeTensor;
+  /** Contiguous, uninitialised-then-zeroed tensor owned by libtorch. */
+  zeros(shape: number[], dtype: DType, device: string): NativeTensor;
+  /** Stack same-shaped tensors along a new dim 0 (one copy into a fresh batch). */
+  stack(tensors: NativeTensor[]): NativeTensor;
+  loadModule(path: string, device: string, extraFileNames: string[]): Promise<NativeModule>;
+  createTrainEngine(module: NativeModule, options: TrainEngineOptions): NativeTrainEngine;
+  initProcessGroup(options: ProcessGroupOptions): Promise<NativeProcessGroup>;
+  /** Float64 linear-algebra helpers for evaluation (FID). */
+  frechetDistance(mu1: NativeTensor, sigma1: NativeTensor, mu2: NativeTensor, sigma2: NativeTensor): Promise<number>;
+  /**
+   * FID between two feature sets (N,D) and (M,D), float64. Equal to frechetDistance of their
+   * statistics; when N, M <= D it uses the exact low-rank form (nuclear norm of the N x M cross-Gram).
+   */
+  frechetDistanceFromFeatures(features1: NativeTensor, features2: NativeTensor): Promise<number>;
+  /** Mean and covariance (float64) of feature rows (N,D), N >= 2. */
+  gaussianStatistics(features: NativeTensor): Promise<GaussianStatistics>;
+  /** Softmax-regression probe (AdamW, zero init, seeded shuffles) on frozen features (N,D) with int64/int32 labels. */
+  trainLinearProbe(
+    trainFeatures: NativeTensor,
+    trainLabels: NativeTensor,
+    testFeatures: NativeTensor,
+    testLabels: NativeTensor,
+    options: LinearProbeOptions,
+    onEpoch?: (metrics: LinearProbeEpoch) => void,
+  ): Promise<LinearProbeResult>;
+  devices(): string[];
+  setNumThreads(n: number): void;
+  getNumThreads(): number;
+  manualSeed(seed: number): void;
+  versions(): NativeVersions;
+  /** at::show_config() + at::get_parallel_info(): BLAS, OpenMP, threads. */
+  buildInfo(): string;
+}

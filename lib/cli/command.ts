@@ -1,0 +1,9 @@
+/** A `dove` subcommand. Each lives in lib/cli/commands/<name>.ts and is listed in lib/cli/commands/index.ts. */
+export interface Command {
+  name: string;
+  summary: string;
+  /** Full --help text, with examples. */
+  help: string;
+  /** Returns the process exit code. */
+  run(argv: string[]): Promise<number>;
+}

@@ -1,0 +1,269 @@
+// Image input for the Tokenizer: decode anything sharp reads into model-sized sRGB RGB uint8 pixels,
+// and assemble batches as one contiguous (B, H, W, 3) buffer. Normalisation to float happens inside
+// the model (encode_pixels takes uint8 NHWC), so no per-pixel work is done in JS.
+import { promises as fs } from 'node:fs';
+import sharp from 'sharp';
+import type { OutputInfo, Sharp, SharpOptions } from 'sharp';
+import { DoveError } from './errors';
+
+/** Raw interleaved pixels (e.g. from a canvas or another decoder). 1 = grey, 2 = grey+alpha, 3 = RGB, 4 = RGBA. */
+export interface RawPixels {
+  data: Uint8Array | Uint8ClampedArray;
+  width: number;
+  height: number;
+  channels: 1 | 2 | 3 | 4;
+}
+
+/** A path, an encoded image in memory, a sharp pipeline (its operations are applied first), or raw pixels. */
+export type ImageInput = string | Buffer | Uint8Array | Sharp | RawPixels;
+
+/**
+ * How an image that is not square at the model's size is fitted:
+ * - `cover` (default): resize the short side to the model size, centre-crop the long side.
+ * - `contain`: resize the long side, pad the rest with `background`.
+ * - `fill`: stretch both sides (aspect ratio not kept).
+ */
+export type ResizeFit = 'cover' | 'contain' | 'fill';
+
+export interface ImageOptions {
+  /** Square side in pixels (the model's imageSize). */
+  size: number;
+  fit?: ResizeFit;
+  /** Colour used for `contain` padding and to flatten transparency. Default black. */
+  background?: { r: number; g: number; b: number };
+  /**
+   * Largest accepted input (width × height, as the file header claims) before decoding starts:
+   * the guard against decompression bombs. Default 268402689 (sharp's own default, 16383²).
+   */
+  maxInputPixels?: number;
+}
+
+export const DEFAULT_MAX_INPUT_PIXELS = 0x3fff * 0x3fff;
+const FITS: readonly ResizeFit[] = ['cover', 'contain', 'fill'];
+
+/** A human name for an input, used in every error message. */
+export function describeInput(input: ImageInput, index?: number): string {
+  if (typeof input === 'string') return input;
+  const where = index === undefined ? '' : ` #${index}`;
+  if (Buffer.isBuffer(input) || input instanceof Uint8Array) return `<buffer${where}, ${input.length} bytes>`;
+  if (isRawPixels(input)) return `<raw pixels${where}, ${input.width}x${input.height}x${input.channels}>`;
+  return `<sharp instance${where}>`;
+}
+
+export function isRawPixels(input: unknown): input is RawPixels {
+  if (typeof input !== 'object' || input === null || Buffer.isBuffer(input) || input instanceof Uint8Array) return false;
+  const r = input as Partial<RawPixels>;
+  return (r.data instanceof Uint8Array || r.data instanceof Uint8ClampedArray) && typeof r.width === 'number' && typeof r.height === 'number' && typeof r.channels === 'number';
+}
+
+function isSharp(input: unknown): input is Sharp {
+  return typeof input === 'object' && input !== null && typeof (input as Sharp).clone === 'function' && typeof (input as Sharp).toBuffer === 'function';
+}
+
+function validateOptions(options: ImageOptions): Required<ImageOptions> {
+  const { size } = options;
+  if (!Number.isInteger(size) || size < 1 || size > 8192) {
+    throw new DoveError(`Expected integer between 1 and 8192 for size but received ${String(size)}`, 'INVALID_ARGUMENT');
+  }
+  const fit = options.fit ?? 'cover';
+  if (!FITS.includes(fit)) {
+    throw new DoveError(`Expected one of ${FITS.join(', ')} for fit but received ${String(fit)}`, 'INVALID_ARGUMENT');
+  }
+  const maxInputPixels = options.maxInputPixels ?? DEFAULT_MAX_INPUT_PIXELS;
+  if (!Number.isInteger(maxInputPixels) || maxInputPixels < 1) {
+    throw new DoveError(`Expected positive integer for maxInputPixels but received ${String(maxInputPixels)}`, 'INVALID_ARGUMENT');
+  }
+  return { size, fit, maxInputPixels, background: options.background ?? { r: 0, g: 0, b: 0 } };
+}
+
+/** Opens a sharp pipeline for one input; files are read here so missing/unreadable paths get a clear error. */
+async function openPipeline(input: ImageInput, name: string, maxInputPixels: number): Promise<Sharp> {
+  const common: SharpOptions = { limitInputPixels: maxInputPixels, failOn: 'error', autoOrient: true, sequentialRead: true };
+  if (typeof input === 'string') {
+    let stat;
+    try {
+      stat = await fs.stat(input);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') {
+        // A dangling symlink also lands here: say so, it is the usual surprise.
+        const isLink = await fs.lstat(input).then((s) => s.isSymbolicLink(), () => false);
+        throw new DoveError(`${name}: ${isLink ? 'symbolic link points to a missing file' : 'file not found'}`, 'FILE_NOT_FOUND');
+      }
+      throw new DoveError(`${name}: cannot read file (${code ?? String(error)})`, 'IO_ERROR');
+    }
+    if (!stat.isFile()) {
+      throw new DoveError(`${name}: not a regular file (${stat.isDirectory() ? 'a directory' : stat.isFIFO() ? 'a FIFO' : 'a special file'})`, 'INVALID_IMAGE');
+    }
+    if (stat.size === 0) throw new DoveError(`${name}: empty file (0 bytes), not an image`, 'INVALID_IMAGE');
+    let bytes: Buffer;
+    try {
+      bytes = await fs.readFile(input);
+    } catch (error) {
+      throw new DoveError(`${name}: cannot read file (${(error as NodeJS.ErrnoException).code ?? String(error)})`, 'IO_ERROR');
+    }
+    return sharp(bytes, common);
+  }
+  if (Buffer.isBuffer(input) || input instanceof Uint8Array) {
+    if (input.length === 0) throw new DoveError(`${name}: empty buffer, not an image`, 'INVALID_IMAGE');
+    return sharp(input, common);
+  }
+  if (isRawPixels(input)) {
+    const { width, height, channels, data } = input;
+    if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) {
+      throw new DoveError(`${name}: expected positive integer width and height but received ${width}x${height}`, 'INVALID_ARGUMENT');
+    }
+    if (![1, 2, 3, 4].includes(channels)) {
+      throw new DoveError(`${name}: expected 1, 2, 3 or 4 channels but received ${String(channels)}`, 'INVALID_ARGUMENT');
+    }
+    if (data.length !== width * height * channels) {
+      throw new DoveError(`${name}: expected ${width * height * channels} bytes (${width}x${height}x${channels}) but received ${data.length}`, 'SHAPE_MISMATCH');
+    }
+    if (width * height > maxInputPixels) {
+      throw new DoveError(`${name}: ${width}x${height} exceeds the pixel limit of ${maxInputPixels} (maxInputPixels)`, 'IMAGE_TOO_LARGE');
+    }
+    return sharp(data, { raw: { width, height, channels }, limitInputPixels: maxInputPixels });
+  }
+  if (isSharp(input)) {
+    // Apply the caller's pipeline as given, then run ours over its raw output.
+    const { data, info } = await input.clone().raw().toBuffer({ resolveWithObject: true }).catch((error: unknown) => {
+      throw decodeError(name, error, maxInputPixels);
+    });
+    return openPipeline({ data, width: info.width, height: info.height, channels: info.channels as RawPixels['channels'] }, name, maxInputPixels);
+  }
+  throw new DoveError(`Expected a path, Buffer, sharp instance or raw pixels {data,width,height,channels} for image but received ${typeof input}`, 'INVALID_ARGUMENT');
+}
+
+/** Maps sharp/libvips messages to codes; the message always starts with the input's name. */
+function decodeError(name: string, error: unknown, maxInputPixels: number): DoveError {
+  if (error instanceof DoveError) return error;
+  const text = error instanceof Error ? error.message : String(error);
+  if (/pixel limit/i.test(text)) {
+    return new DoveError(`${name}: image dimensions exceed the pixel limit of ${maxInputPixels} (maxInputPixels); refusing to decode (possible decompression bomb)`, 'IMAGE_TOO_LARGE');
+  }
+  if (/unsupported image format/i.test(text)) {
+    return new DoveError(`${name}: not an image in any format sharp reads (${text})`, 'INVALID_IMAGE');
+  }
+  return new DoveError(`${name}: cannot decode image (${text.split('\n')[0]})`, 'INVALID_IMAGE');
+}
+
+/**
+ * Decodes one image to exactly size×size×3 sRGB uint8 (EXIF orientation applied; grey, alpha,
+ * 16-bit, CMYK and embedded ICC profiles converted). Throws a DoveError naming the input.
+ */
+export async function loadImage(input: ImageInput, options: ImageOptions, index?: number): Promise<Buffer> {
+  const opts = validateOptions(options);
+  const name = describeInput(input, index);
+  const pipeline = await openPipeline(input, name, opts.maxInputPixels);
+  let result: { data: Buffer; info: OutputInfo };
+  try {
+    result = await pipeline
+      .flatten({ background: opts.background })
+      .toColourspace('srgb')
+      .resize(opts.size, opts.size, { fit: opts.fit, position: 'centre', background: opts.background, kernel: 'lanczos3' })
+      .removeAlpha()
+      .raw({ depth: 'uchar' })
+      .toBuffer({ resolveWithObject: true });
+  } catch (error) {
+    throw decodeError(name, error, opts.maxInputPixels);
+  }
+  const { data, info } = result;
+  if (info.width !== opts.size || info.height !== opts.size || info.channels !== 3 || data.length !== opts.size * opts.size * 3) {
+    throw new DoveError(`${name}: decoder produced ${info.width}x${info.height}x${info.channels}, expected ${opts.size}x${opts.size}x3`, 'INTERNAL');
+  }
+  return data;
+}
+
+/** One image of a batch that failed to load. */
+export interface ImageFailure {
+  index: number;
+  name: string;
+  error: DoveError;
+}
+
+/**
+ * Decodes many inputs into one contiguous (B, size, size, 3) uint8 buffer (each image is written into
+ * its slot with one memcpy). Decoding runs `concurrency` images at a time (sharp uses its own threads).
+ * Throws the first failure; see `loadBatchSettled` to keep going past bad images.
+ */
+export async function loadBatch(inputs: readonly ImageInput[], options: ImageOptions, concurrency = 4): Promise<Uint8Array> {
+  const { pixels, failures } = await loadBatchSettled(inputs, options, concurrency);
+  if (failures.length > 0) throw failures[0]!.error;
+  return pixels;
+}
+
+/** Like loadBatch, but failed images leave their slot zeroed and are reported instead of thrown. */
+export async function loadBatchSettled(
+  inputs: readonly ImageInput[],
+  options: ImageOptions,
+  concurrency = 4,
+): Promise<{ pixels: Uint8Array; failures: ImageFailure[] }> {
+  const opts = validateOptions(options);
+  const frame = opts.size * opts.size * 3;
+  const pixels = new Uint8Array(inputs.length * frame);
+  const failures: ImageFailure[] = [];
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < inputs.length) {
+      const i = next++;
+      const input = inputs[i]!;
+      try {
+        const data = await loadImage(input, opts, inputs.length > 1 ? i : undefined);
+        pixels.set(data, i * frame);
+      } catch (error) {
+        const name = describeInput(input, i);
+        const dove = error instanceof DoveError ? error : new DoveError(`${name}: ${String(error)}`, 'INVALID_IMAGE');
+        failures.push({ index: i, name, error: dove });
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, inputs.length)) }, worker));
+  failures.sort((a, b) => a.index - b.index);
+  return { pixels, failures };
+}
+
+export type EncodeFormat = 'png' | 'jpeg' | 'webp';
+
+/** Encodes size×size×3 RGB pixels. */
+export async function encodeRgb(data: Uint8Array, width: number, height: number, format: EncodeFormat, quality?: number): Promise<Buffer> {
+  if (data.length !== width * height * 3) {
+    throw new DoveError(`Expected ${width * height * 3} bytes for a ${width}x${height} RGB image but received ${data.length}`, 'SHAPE_MISMATCH');
+  }
+  const img = sharp(data, { raw: { width, height, channels: 3 } });
+  switch (format) {
+    case 'png':
+      return img.png().toBuffer();
+    case 'jpeg':
+      return img.jpeg({ quality: quality ?? 90 }).toBuffer();
+    case 'webp':
+      return img.webp({ quality: quality ?? 90 }).toBuffer();
+    default:
+      throw new DoveError(`Expected png, jpeg or webp for format but received ${String(format)}`, 'INVALID_ARGUMENT');
+  }
+}
+
+/** Format from a file extension (.png, .jpg/.jpeg, .webp). */
+export function formatFromPath(path: string): EncodeFormat {
+  const lower = path.toLowerCase();
+  if (lower.endsWith('.png')) return 'png';
+  if (lower.endsWith('.jpg') || lower.endsWith('.jpeg')) return 'jpeg';
+  if (lower.endsWith('.webp')) return 'webp';
+  throw new DoveError(`Expected a .png, .jpg, .jpeg or .webp output path but received ${path}`, 'INVALID_ARGUMENT');
+}
+
+/** File extensions treated as images when scanning a folder. */
+export const IMAGE_EXTENSIONS = ['.png', '.jpg', '.jpeg', '.webp', '.gif', '.tif', '.tiff', '.avif', '.heic', '.heif', '.svg', '.jp2', '.jxl'];
+
+/** PSNR in dB between two same-sized uint8 images (Infinity when identical). */
+export function psnr(a: Uint8Array, b: Uint8Array): number {
+  if (a.length !== b.length) {
+    throw new DoveError(`Expected images of equal size for psnr but received ${a.length} and ${b.length} bytes`, 'SHAPE_MISMATCH');
+  }
+  let sum = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = a[i]! - b[i]!;
+    sum += d * d;
+  }
+  const mse = sum / a.length;
+  return mse === 0 ? Infinity : 10 * Math.log10((255 * 255) / mse);
+}

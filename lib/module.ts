@@ -1,0 +1,162 @@
+// Public low-level TorchScript module: load a scripted file, run its methods off the JS thread.
+// Values cross as Tensor (no copy), number, bigint, boolean, string, null, arrays (List or Tuple,
+// as the method's schema says) and string-keyed objects (Dict[str, T]).
+import type { IValue, NativeModule } from '../binding';
+import { DoveError } from './errors';
+import { binding } from './native';
+import { Tensor } from './tensor';
+
+export type Value = Tensor | number | bigint | boolean | string | null | readonly Value[] | { readonly [key: string]: Value };
+
+export interface LoadModuleOptions {
+  /** 'cpu' (default), 'cuda' or 'cuda:N'. */
+  device?: string;
+  /** Extra files to read from the archive (e.g. 'dove.json'); absent ones are left out of extraFiles. */
+  extraFiles?: readonly string[];
+}
+
+function toNative(value: Value, where: string): IValue {
+  if (value instanceof Tensor) return value.native;
+  if (Array.isArray(value)) return (value as readonly Value[]).map((v, i) => toNative(v, `${where}[${i}]`));
+  if (value === undefined) throw new DoveError(`Expected a value for ${where} but received undefined`, 'INVALID_ARGUMENT');
+  if (typeof value === 'object' && value !== null) {
+    if (ArrayBuffer.isView(value)) {
+      throw new DoveError(`Expected a Tensor for ${where} but received a typed array; wrap it with Tensor.fromArray`, 'INVALID_ARGUMENT');
+    }
+    const out: { [key: string]: IValue } = {};
+    for (const [k, v] of Object.entries(value as { readonly [key: string]: Value })) out[k] = toNative(v, `${where}.${k}`);
+    return out;
+  }
+  return value as IValue;
+}
+
+function fromNative(value: IValue): Value {
+  if (Tensor.isNative(value)) return Tensor.fromNative(value);
+  if (Array.isArray(value)) return value.map(fromNative);
+  if (typeof value === 'object' && value !== null) {
+    const out: { [key: string]: Value } = {};
+    for (const [k, v] of Object.entries(value as { readonly [key: string]: IValue })) out[k] = fromNative(v);
+    return out;
+  }
+  return value;
+}
+
+export class ScriptModule {
+  readonly #native: NativeModule;
+
+  private constructor(native: NativeModule) {
+    this.#native = native;
+  }
+
+  /** Loads a TorchScript archive on a worker thread. Errors: FILE_NOT_FOUND, NOT_TORCHSCRIPT, DEVICE_UNAVAILABLE. */
+  static async load(path: string, options: LoadModuleOptions = {}): Promise<ScriptModule> {
+    if (typeof path !== 'string' || path.length === 0) {
+      throw new DoveError(`Expected a non-empty path string for load but received ${String(path)}`, 'INVALID_ARGUMENT');
+    }
+    try {
+      return new ScriptModule(await binding().loadModule(path, options.device ?? 'cpu', [...(options.extraFiles ?? [])]));
+    } catch (error) {
+      throw DoveError.atCallSite(error);
+    }
+  }
+
+  /** Wraps a module returned by the raw binding (lib/ internals). */
+  static fromNative(native: NativeModule): ScriptModule {
+    return new ScriptModule(native);
+  }
+
+  get native(): NativeModule {
+    return this.#native;
+  }
+  get path(): string {
+    return this.#native.path;
+  }
+  get device(): string {
+    return this.#native.device;
+  }
+  get disposed(): boolean {
+    return this.#native.disposed;
+  }
+  get extraFiles(): { readonly [name: string]: string } {
+    return this.#native.extraFiles;
+  }
+  get training(): boolean {
+    return this.#native.training;
+  }
+  /** Bytes held by parameters and buffers. */
+  get nbytes(): number {
+    return this.#native.nbytes;
+  }
+
+  methodNames(): string[] {
+    return this.#native.methodNames();
+  }
+  hasMethod(name: string): boolean {
+    return this.methodNames().includes(name);
+  }
+  /** TorchScript schema, e.g. "forward(__torch__.M self, Tensor x) -> Tensor". */
+  methodSchema(name: string): string {
+    return this.#native.methodSchema(name);
+  }
+
+  /**
+   * Runs `method` on a worker thread; calls on one module run one at a time, in call order.
+   * Eval mode (the default after load) runs under InferenceMode; train mode records gradients.
+   */
+  async run(method: string, args: readonly Value[] = []): Promise<Value> {
+    let pending: Promise<IValue>;
+    try {
+      pending = this.#native.run(method, args.map((a, i) => toNative(a, `argument ${i} of ${method}`)));
+    } catch (error) {
+      throw DoveError.atCallSite(error);
+    }
+    try {
+      return fromNative(await pending);
+    } catch (error) {
+      throw DoveError.atCallSite(error);
+    }
+  }
+
+  /** Switches dropout/batch-norm behaviour and gradient recording for the calls made after it. */
+  train(on = true): this {
+    this.#native.train(on);
+    return this;
+  }
+  eval(): this {
+    return this.train(false);
+  }
+
+  parameters(): Tensor[] {
+    return this.#native.parameters().map((p) => Tensor.fromNative(p));
+  }
+  namedParameters(): Record<string, Tensor> {
+    const out: Record<string, Tensor> = {};
+    for (const [name, p] of Object.entries(this.#native.namedParameters())) out[name] = Tensor.fromNative(p);
+    return out;
+  }
+
+  /** Atomic save (temp file, fsync, rename) with extra files. */
+  async save(path: string, extraFiles: { readonly [name: string]: string } = {}): Promise<void> {
+    try {
+      await this.#native.save(path, { ...extraFiles });
+    } catch (error) {
+      throw DoveError.atCallSite(error);
+    }
+  }
+
+  /** Frees the weights now (after a running call finishes). Later calls reject with DISPOSED. */
+  dispose(): void {
+    this.#native.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
+
+/** The name lib/ code uses for the type. */
+export type Module = ScriptModule;
+
+export function loadModule(path: string, options: LoadModuleOptions = {}): Promise<ScriptModule> {
+  return ScriptModule.load(path, options);
+}

@@ -1,0 +1,168 @@
+// Reconstructor: DOVE tokens back to images. A TokenBatch goes to the model as-is (its tensors, no
+// copy); single results are wrapped by pointer. `sweep` reconstructs one image at several lengths
+// from a single encode (the generator is causal, so a prefix of K-slot tokens is the L-token code).
+import { promises as fs } from 'node:fs';
+import { DoveError } from './errors';
+import { encodeRgb, formatFromPath, loadImage, type ImageInput } from './images';
+import { DoveModel, type LoadOptions } from './model-file';
+import { Tensor } from './tensor';
+import { resolveTokenizeOptions, TokenBatch, type ImageTokens, type TokenizeOptions } from './tokenizer';
+
+/** A reconstructed (or model-sized input) image: raw sRGB RGB bytes plus encoders. */
+export class RgbImage {
+  readonly channels = 3;
+  constructor(
+    readonly data: Uint8Array,
+    readonly width: number,
+    readonly height: number,
+  ) {}
+
+  toPng(): Promise<Buffer> {
+    return encodeRgb(this.data, this.width, this.height, 'png');
+  }
+  toJpeg(quality = 90): Promise<Buffer> {
+    return encodeRgb(this.data, this.width, this.height, 'jpeg', quality);
+  }
+  toWebp(quality = 90): Promise<Buffer> {
+    return encodeRgb(this.data, this.width, this.height, 'webp', quality);
+  }
+  /** Writes .png, .jpg/.jpeg or .webp by extension. */
+  async toFile(path: string): Promise<void> {
+    const bytes = await encodeRgb(this.data, this.width, this.height, formatFromPath(path));
+    try {
+      await fs.writeFile(path, bytes);
+    } catch (error) {
+      throw new DoveError(`${path}: cannot write (${(error as NodeJS.ErrnoException).code ?? String(error)})`, 'IO_ERROR');
+    }
+  }
+}
+
+export interface SweepResult {
+  /** The input as the model saw it (resized/cropped). */
+  input: RgbImage;
+  /** One reconstruction per requested length, in the order given. */
+  reconstructions: { length: number; image: RgbImage }[];
+  /** The EOS-chosen length (auto mode over all slots) and its reconstruction. */
+  auto: { length: number; image: RgbImage };
+  /** p(EOS) for every slot. */
+  eosProbabilities: Float32Array;
+}
+
+export type SweepOptions = Pick<TokenizeOptions, 'threshold' | 'fit' | 'maxInputPixels'> & { query?: string };
+
+function isImageTokens(value: unknown): value is ImageTokens {
+  return typeof value === 'object' && value !== null && (value as ImageTokens).tokens instanceof Float32Array && typeof (value as ImageTokens).length === 'number';
+}
+
+export class Reconstructor {
+  constructor(readonly model: DoveModel) {}
+
+  static async load(modelPath?: string, options: LoadOptions = {}): Promise<Reconstructor> {
+    return new Reconstructor(await DoveModel.load(modelPath, options));
+  }
+
+  get imageSize(): number {
+    return this.model.imageSize;
+  }
+
+  /** Tokens of one image -> one image; a TokenBatch or an array -> one image each. */
+  reconstruct(tokens: ImageTokens): Promise<RgbImage>;
+  reconstruct(tokens: TokenBatch | readonly ImageTokens[]): Promise<RgbImage[]>;
+  async reconstruct(tokens: ImageTokens | TokenBatch | readonly ImageTokens[]): Promise<RgbImage | RgbImage[]> {
+    if (tokens instanceof TokenBatch) return this.decode(tokens.tokens, tokens.lengths);
+    if (Array.isArray(tokens)) return this.reconstructMany(tokens as readonly ImageTokens[]);
+    if (isImageTokens(tokens)) return (await this.reconstructMany([tokens]))[0]!;
+    throw new DoveError('Expected ImageTokens, an array of them, or a TokenBatch for tokens', 'INVALID_ARGUMENT');
+  }
+
+  private async reconstructMany(items: readonly ImageTokens[]): Promise<RgbImage[]> {
+    if (items.length === 0) return [];
+    const dim = this.model.tokenDim;
+    items.forEach((item, i) => {
+      if (!isImageTokens(item)) throw new DoveError(`Expected ImageTokens at index ${i}`, 'INVALID_ARGUMENT');
+      if (!Number.isInteger(item.length) || item.length < 1 || item.length > this.model.maxTokens || item.tokens.length !== item.length * dim) {
+        throw new DoveError(
+          `Expected ${dim} floats per token and a length between 1 and ${this.model.maxTokens} at index ${i} but received ${item.tokens.length} floats for length ${item.length}`,
+          'SHAPE_MISMATCH',
+        );
+      }
+    });
+    const slots = Math.max(...items.map((t) => t.length));
+    // One image: wrap its view by pointer. Several: one padded copy (they live in separate buffers).
+    let data: Float32Array;
+    if (items.length === 1) {
+      data = items[0]!.tokens;
+    } else {
+      data = new Float32Array(items.length * slots * dim);
+      items.forEach((item, i) => data.set(item.tokens, i * slots * dim));
+    }
+    const tokens = Tensor.fromArray(data, [items.length, slots, dim], 'float32');
+    const lengths = Tensor.fromArray(BigInt64Array.from(items, (t) => BigInt(t.length)), [items.length], 'int64');
+    try {
+      return await this.decode(tokens, lengths);
+    } finally {
+      tokens.dispose();
+      lengths.dispose();
+    }
+  }
+
+  /** tokens (B,K,D) + lengths (B,) tensors -> images (views over the output tensor's memory). */
+  async decode(tokens: Tensor, lengths: Tensor): Promise<RgbImage[]> {
+    const out = await this.model.decodePixels(tokens, lengths);
+    const s = this.imageSize;
+    const frame = s * s * 3;
+    const pixels = out.data() as Uint8Array;
+    const b = out.shape[0] ?? 0;
+    return Array.from({ length: b }, (_, i) => new RgbImage(pixels.subarray(i * frame, (i + 1) * frame), s, s));
+  }
+
+  /** Reconstructs one image at each length (one encode, one batched decode) plus the EOS choice. */
+  async sweep(image: ImageInput, lengths: readonly number[], options: SweepOptions = {}): Promise<SweepResult> {
+    const max = this.model.maxTokens;
+    if (!Array.isArray(lengths) || lengths.length === 0) throw new DoveError('Expected at least one length for sweep', 'INVALID_ARGUMENT');
+    for (const l of lengths) {
+      if (!Number.isInteger(l) || l < 1 || l > max) throw new DoveError(`Expected integer between 1 and ${max} for lengths but received ${String(l)}`, 'INVALID_ARGUMENT');
+    }
+    const resolved = resolveTokenizeOptions(this.model, 1, { mode: 'auto', maxTokens: max, threshold: options.threshold, query: options.query });
+    const s = this.imageSize;
+    const pixels = await loadImage(image, { size: s, fit: options.fit, maxInputPixels: options.maxInputPixels });
+    const input = Tensor.fromArray(pixels, [1, s, s, 3], 'uint8');
+    let encoded;
+    try {
+      encoded = await this.model.encodePixels(input, resolved.mode, resolved.budget, resolved.threshold, resolved.queries);
+    } finally {
+      input.dispose();
+    }
+    const batch = new TokenBatch(encoded.tokens, encoded.lengths, encoded.eosProbabilities);
+    try {
+      const auto = batch.lengthsArray[0]!;
+      const all = [...lengths, auto];
+      const dim = batch.dim;
+      const one = batch.tokens.data() as Float32Array;
+      // The same K-slot code for every column; the decoder ignores slots ≥ each length.
+      const repeated = new Float32Array(all.length * max * dim);
+      for (let i = 0; i < all.length; i++) repeated.set(one, i * max * dim);
+      const tokens = Tensor.fromArray(repeated, [all.length, max, dim], 'float32');
+      const lens = Tensor.fromArray(BigInt64Array.from(all, (l) => BigInt(l)), [all.length], 'int64');
+      let images: RgbImage[];
+      try {
+        images = await this.decode(tokens, lens);
+      } finally {
+        tokens.dispose();
+        lens.dispose();
+      }
+      return {
+        input: new RgbImage(pixels, s, s),
+        reconstructions: lengths.map((length, i) => ({ length, image: images[i]! })),
+        auto: { length: auto, image: images[all.length - 1]! },
+        eosProbabilities: Float32Array.from(batch.items[0]!.eosProbabilities),
+      };
+    } finally {
+      batch.dispose();
+    }
+  }
+
+  dispose(): void {
+    this.model.dispose();
+  }
+}

@@ -1,0 +1,46 @@
+// Process-wide runtime settings and facts of the native addon and its libtorch.
+import type { NativeVersions } from '../binding';
+import { DoveError } from './errors';
+import { binding } from './native';
+
+export type { NativeVersions as Versions };
+
+/** 'cpu' followed by every visible 'cuda:N'. */
+export function devices(): string[] {
+  return binding().devices();
+}
+
+/** True when `device` ('cpu', 'cuda', 'cuda:N') exists on this machine. */
+export function hasDevice(device: string): boolean {
+  const list = devices();
+  return list.includes(device) || (device === 'cuda' && list.includes('cuda:0'));
+}
+
+/** libtorch intra-op threads used by every forward/backward (applies to running workers too). */
+export function setNumThreads(n: number): void {
+  if (!Number.isInteger(n) || n < 1 || n > 1024) {
+    throw new DoveError(`Expected integer between 1 and 1024 for numThreads but received ${String(n)}`, 'INVALID_ARGUMENT');
+  }
+  binding().setNumThreads(n);
+}
+
+export function getNumThreads(): number {
+  return binding().getNumThreads();
+}
+
+/** Seeds libtorch's CPU and CUDA generators (dropout, randn inside TorchScript). */
+export function manualSeed(seed: number): void {
+  if (!Number.isSafeInteger(seed) || seed < 0) {
+    throw new DoveError(`Expected non-negative safe integer for seed but received ${String(seed)}`, 'INVALID_ARGUMENT');
+  }
+  binding().manualSeed(seed);
+}
+
+export function versions(): NativeVersions {
+  return binding().versions();
+}
+
+/** libtorch's build configuration and parallel settings (BLAS, OpenMP, threads). */
+export function buildInfo(): string {
+  return binding().buildInfo();
+}

@@ -1,0 +1,167 @@
+// Public Tensor: a typed handle on a native (libtorch) tensor. Memory is shared, not copied:
+// fromArray wraps the typed array's own memory and data() returns a view of the tensor's memory.
+import type { DType, NativeTensor, NativeTypedArray } from '../binding';
+import { binding } from './native';
+import { DoveError } from './errors';
+
+export type { DType, NativeTypedArray };
+
+/** The typed array that holds each dtype in JS (float16/bfloat16 as raw 16-bit words). */
+export interface TypedArrayOf {
+  float32: Float32Array;
+  float64: Float64Array;
+  float16: Uint16Array;
+  bfloat16: Uint16Array;
+  int32: Int32Array;
+  int64: BigInt64Array;
+  uint8: Uint8Array;
+  bool: Uint8Array;
+}
+
+export const DTYPES: readonly DType[] = ['float32', 'float64', 'float16', 'bfloat16', 'int32', 'int64', 'uint8', 'bool'];
+
+/** dtype of a typed array when none is given (Uint16Array is ambiguous: float16 or bfloat16). */
+function inferDtype(data: NativeTypedArray): DType {
+  if (data instanceof Float32Array) return 'float32';
+  if (data instanceof Float64Array) return 'float64';
+  if (data instanceof Int32Array) return 'int32';
+  if (data instanceof BigInt64Array) return 'int64';
+  if (data instanceof Uint8Array) return 'uint8';
+  throw new DoveError('Expected a dtype (float16 or bfloat16) for a Uint16Array', 'INVALID_ARGUMENT');
+}
+
+function isNativeTensorLike(value: unknown): value is NativeTensor {
+  return typeof value === 'object' && value !== null && Object.getPrototypeOf(value)?.constructor?.name === 'NativeTensor';
+}
+
+export interface ToOptions {
+  device?: string;
+  dtype?: DType;
+}
+
+export class Tensor {
+  readonly #native: NativeTensor;
+
+  private constructor(native: NativeTensor) {
+    this.#native = native;
+  }
+
+  /**
+   * A tensor over `data`'s memory (no copy): writes on either side are seen by the other, and the
+   * tensor keeps the array's buffer alive. `shape` defaults to [data.length].
+   */
+  static fromArray<D extends DType>(data: TypedArrayOf[D], shape?: readonly number[], dtype?: D): Tensor;
+  static fromArray(data: NativeTypedArray, shape?: readonly number[], dtype?: DType): Tensor;
+  static fromArray(data: NativeTypedArray, shape?: readonly number[], dtype?: DType): Tensor {
+    if (!ArrayBuffer.isView(data) || data instanceof DataView) {
+      throw new DoveError(`Expected a typed array or Buffer for data but received ${describe(data)}`, 'INVALID_ARGUMENT');
+    }
+    const dims = shape === undefined ? [data.length] : [...shape];
+    return new Tensor(binding().tensorFromArray(data, dims, dtype ?? inferDtype(data)));
+  }
+
+  /** Same as fromArray. */
+  static fromTypedArray(data: NativeTypedArray, shape?: readonly number[], dtype?: DType): Tensor {
+    return Tensor.fromArray(data, shape, dtype);
+  }
+
+  static zeros(shape: readonly number[], dtype: DType = 'float32', device = 'cpu'): Tensor {
+    return new Tensor(binding().zeros([...shape], dtype, device));
+  }
+
+  /** Stacks same-shaped tensors along a new first dimension (one copy). */
+  static stack(tensors: readonly Tensor[]): Tensor {
+    return new Tensor(binding().stack(tensors.map((t) => t.native)));
+  }
+
+  /** Wraps a tensor returned by the raw binding (lib/ internals). */
+  static fromNative(native: NativeTensor): Tensor {
+    if (!isNativeTensorLike(native)) throw new DoveError('Expected a native tensor', 'INVALID_ARGUMENT');
+    return new Tensor(native);
+  }
+
+  static isNative(value: unknown): value is NativeTensor {
+    return isNativeTensorLike(value);
+  }
+
+  /** The raw binding object, for lib/ code that talks to the addon directly. */
+  get native(): NativeTensor {
+    return this.#native;
+  }
+  get shape(): number[] {
+    return this.#native.shape;
+  }
+  get strides(): number[] {
+    return this.#native.strides;
+  }
+  get dtype(): DType {
+    return this.#native.dtype;
+  }
+  get device(): string {
+    return this.#native.device;
+  }
+  get nbytes(): number {
+    return this.#native.nbytes;
+  }
+  get isContiguous(): boolean {
+    return this.#native.isContiguous;
+  }
+  get disposed(): boolean {
+    return this.#native.disposed;
+  }
+  get numel(): number {
+    return this.shape.reduce((a, b) => a * b, 1);
+  }
+
+  /** Contiguous CPU tensors: a view of the tensor's memory (no copy). CUDA / strided: a copy. */
+  data(): NativeTypedArray {
+    return this.#native.data();
+  }
+
+  /** Address of the first element (proves memory sharing in tests). */
+  dataAddress(): bigint {
+    return this.#native.dataAddress();
+  }
+
+  /** Converts device and/or dtype; with nothing to change, shares storage with this tensor. */
+  to(target: string | ToOptions): Tensor {
+    const options = typeof target === 'string' ? { device: target } : target;
+    return new Tensor(this.#native.to(options.device ?? null, options.dtype ?? null));
+  }
+
+  contiguous(): Tensor {
+    return new Tensor(this.#native.contiguous());
+  }
+
+  clone(): Tensor {
+    return new Tensor(this.#native.clone());
+  }
+
+  /** Rows [start, end) of the first dimension, sharing memory. */
+  slice(start: number, end: number): Tensor {
+    return new Tensor(this.#native.slice0(start, end));
+  }
+
+  item(): number {
+    return this.#native.item();
+  }
+
+  /** Frees the native tensor now instead of at garbage collection. Idempotent. */
+  dispose(): void {
+    this.#native.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  toString(): string {
+    return this.disposed ? 'Tensor(disposed)' : `Tensor(${this.dtype}, [${this.shape.join(', ')}], ${this.device})`;
+  }
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'a plain array';
+  return typeof value === 'object' ? (Object.getPrototypeOf(value)?.constructor?.name ?? 'an object') : typeof value;
+}

@@ -1,0 +1,175 @@
+// Tokenizer: images in (paths, Buffers, sharp pipelines, raw pixels), variable-length DOVE tokens out.
+// Pixels travel as one uint8 (B,H,W,3) buffer straight into the model's encode_pixels (normalised
+// there); results are views over the tensors libtorch returned, never copies.
+import { DoveError } from './errors';
+import { describeInput, loadBatch, type ImageInput, type ResizeFit } from './images';
+import { DoveModel, type LoadOptions } from './model-file';
+import { Tensor } from './tensor';
+
+export type LengthMode = 'auto' | 'fixed' | 'capped';
+
+export interface TokenizeOptions {
+  /** auto: EOS chooses (up to maxTokens slots); fixed: exactly maxTokens; capped: min(EOS, maxTokens). Default auto. */
+  mode?: LengthMode;
+  /** Budget K in slots, 1..model maxTokens. Default: the model's maxTokens. */
+  maxTokens?: number;
+  /** EOS probability threshold in (0, 1). Default: the model's eosThreshold. */
+  threshold?: number;
+  /** Q-DOVE only: one query for every image, or one per image. */
+  query?: string | readonly string[];
+  /** Resize policy (default cover: short side + centre crop). */
+  fit?: ResizeFit;
+  /** Decompression-bomb guard, in input pixels. */
+  maxInputPixels?: number;
+}
+
+/** Tokens of one image. `tokens` is a view (length × dim floats) over the batch's memory. */
+export interface ImageTokens {
+  readonly length: number;
+  readonly dim: number;
+  readonly tokens: Float32Array;
+  /** p(EOS) for each slot that was run (K values). */
+  readonly eosProbabilities: Float32Array;
+}
+
+const MODES: readonly LengthMode[] = ['auto', 'fixed', 'capped'];
+
+/** A batch of tokenised images: the padded (B,K,D) tensor and the lengths, ready for the Reconstructor. */
+export class TokenBatch {
+  readonly size: number;
+  readonly slots: number;
+  readonly dim: number;
+  /** Per-image lengths as numbers. */
+  readonly lengthsArray: number[];
+  /** Per-image views into `tokens` (no copies). */
+  readonly items: ImageTokens[];
+
+  constructor(
+    /** float32 (B,K,D); slots ≥ an image's length hold the model's extra (ignored) outputs. */
+    readonly tokens: Tensor,
+    /** int64 (B,). */
+    readonly lengths: Tensor,
+    /** float32 (B,K). */
+    readonly eosProbabilities: Tensor,
+  ) {
+    const [b, k, d] = tokens.shape as [number, number, number];
+    this.size = b;
+    this.slots = k;
+    this.dim = d;
+    // On CPU these are views of the tensors' memory; on a GPU, one host copy each (the tensors
+    // themselves stay on the device for the Reconstructor).
+    const lens = lengths.data() as BigInt64Array;
+    this.lengthsArray = Array.from(lens, (v) => Number(v));
+    const all = tokens.data() as Float32Array;
+    const probs = eosProbabilities.data() as Float32Array;
+    this.items = this.lengthsArray.map((length, i) => ({
+      length,
+      dim: d,
+      tokens: all.subarray(i * k * d, i * k * d + length * d),
+      eosProbabilities: probs.subarray(i * k, (i + 1) * k),
+    }));
+  }
+
+  dispose(): void {
+    this.tokens.dispose();
+    this.lengths.dispose();
+    this.eosProbabilities.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
+
+export interface ResolvedTokenizeOptions {
+  mode: LengthMode;
+  budget: number;
+  threshold: number;
+  queries: string[] | undefined;
+}
+
+/** Validates options against the model (shared with the Reconstructor's sweep). */
+export function resolveTokenizeOptions(model: DoveModel, count: number, options: TokenizeOptions): ResolvedTokenizeOptions {
+  const mode = options.mode ?? 'auto';
+  if (!MODES.includes(mode)) throw new DoveError(`Expected one of auto, fixed, capped for mode but received ${String(mode)}`, 'INVALID_ARGUMENT');
+  const budget = options.maxTokens ?? model.maxTokens;
+  if (!Number.isInteger(budget) || budget < 1 || budget > model.maxTokens) {
+    throw new DoveError(`Expected integer between 1 and ${model.maxTokens} for maxTokens but received ${String(budget)}`, 'INVALID_ARGUMENT');
+  }
+  const threshold = options.threshold ?? model.meta.eosThreshold;
+  if (typeof threshold !== 'number' || !(threshold > 0 && threshold < 1)) {
+    throw new DoveError(`Expected number between 0 and 1 (exclusive) for threshold but received ${String(threshold)}`, 'INVALID_ARGUMENT');
+  }
+  let queries: string[] | undefined;
+  if (options.query !== undefined) {
+    if (!model.isQDove) throw new DoveError(`${model.path} is a DOVE export; the query option needs a Q-DOVE model`, 'INVALID_ARGUMENT');
+    if (typeof options.query === 'string') {
+      queries = new Array<string>(count).fill(options.query);
+    } else if (Array.isArray(options.query) && options.query.length === count && options.query.every((q) => typeof q === 'string')) {
+      queries = [...options.query];
+    } else {
+      throw new DoveError(`Expected a string or ${count} strings for query but received ${Array.isArray(options.query) ? `${options.query.length} values` : typeof options.query}`, 'INVALID_ARGUMENT');
+    }
+  }
+  return { mode, budget, threshold, queries };
+}
+
+export class Tokenizer {
+  constructor(readonly model: DoveModel) {}
+
+  /** Loads a model file (the embedded default model when no path is given). */
+  static async load(modelPath?: string, options: LoadOptions = {}): Promise<Tokenizer> {
+    return new Tokenizer(await DoveModel.load(modelPath, options));
+  }
+
+  get imageSize(): number {
+    return this.model.imageSize;
+  }
+  get maxTokens(): number {
+    return this.model.maxTokens;
+  }
+  get tokenDim(): number {
+    return this.model.tokenDim;
+  }
+
+  /** One image -> its tokens; an array -> a TokenBatch (padded tensor + lengths + per-image views). */
+  tokenize(input: ImageInput, options?: TokenizeOptions): Promise<ImageTokens>;
+  tokenize(inputs: readonly ImageInput[], options?: TokenizeOptions): Promise<TokenBatch>;
+  async tokenize(input: ImageInput | readonly ImageInput[], options: TokenizeOptions = {}): Promise<ImageTokens | TokenBatch> {
+    if (Array.isArray(input)) return this.tokenizeBatch(input as readonly ImageInput[], options);
+    const batch = await this.tokenizeBatch([input as ImageInput], options);
+    return batch.items[0]!;
+  }
+
+  /** Decodes every input (first failure throws, naming the input), then encodes them as one batch. */
+  async tokenizeBatch(inputs: readonly ImageInput[], options: TokenizeOptions = {}): Promise<TokenBatch> {
+    if (inputs.length === 0) throw new DoveError('Expected at least one image but received an empty list', 'INVALID_ARGUMENT');
+    const resolved = resolveTokenizeOptions(this.model, inputs.length, options);
+    const pixels = await loadBatch(inputs, { size: this.imageSize, fit: options.fit, maxInputPixels: options.maxInputPixels });
+    return this.tokenizePixels(pixels, inputs.length, resolved, inputs);
+  }
+
+  /** Encodes already-decoded model-sized pixels, uint8 (B, imageSize, imageSize, 3), without copying them. */
+  async tokenizePixels(pixels: Uint8Array, count: number, options: ResolvedTokenizeOptions, inputs?: readonly ImageInput[]): Promise<TokenBatch> {
+    const s = this.imageSize;
+    if (pixels.length !== count * s * s * 3) {
+      throw new DoveError(`Expected ${count * s * s * 3} bytes of (${count},${s},${s},3) pixels but received ${pixels.length}`, 'SHAPE_MISMATCH');
+    }
+    const tensor = Tensor.fromArray(pixels, [count, s, s, 3], 'uint8');
+    try {
+      const { tokens, eosProbabilities, lengths } = await this.model.encodePixels(tensor, options.mode, options.budget, options.threshold, options.queries);
+      return new TokenBatch(tokens, lengths, eosProbabilities);
+    } catch (error) {
+      if (error instanceof DoveError && inputs !== undefined && inputs.length === 1) {
+        error.message = `${describeInput(inputs[0]!)}: ${error.message}`;
+      }
+      throw error;
+    } finally {
+      tensor.dispose();
+    }
+  }
+
+  dispose(): void {
+    this.model.dispose();
+  }
+}

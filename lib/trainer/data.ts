@@ -1,0 +1,234 @@
+// The training data pipeline: an image folder (and Q-DOVE annotations) -> seeded per-epoch order,
+// sharded by rank -> random resized crop + flip with sharp (libuv pool) -> one contiguous
+// (B, S, S, 3) uint8 batch, prepared ahead while the current step runs.
+import { promises as fs } from 'node:fs';
+import { extname, join, parse as parsePath, relative } from 'node:path';
+import sharp from 'sharp';
+import { DoveError } from '../errors';
+import { boxMask, type Annotation } from './annotations';
+import { epochPermutation, hash32, Rng } from './rng';
+
+export const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.png', '.webp', '.gif', '.tif', '.tiff', '.avif', '.heic', '.heif', '.bmp', '.jp2', '.svg']);
+
+export interface Sample {
+  file: string;
+  annotation?: Annotation;
+}
+
+/** Image files in `dir` (sorted, so the order is the same on every machine). */
+export async function listImages(dir: string, recursive: boolean): Promise<string[]> {
+  let entries;
+  try {
+    entries = await fs.readdir(dir, { withFileTypes: true });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new DoveError(`${dir}: cannot list images (${code ?? String(error)})`, code === 'ENOENT' ? 'FILE_NOT_FOUND' : 'IO_ERROR');
+  }
+  const files: string[] = [];
+  for (const entry of entries) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) {
+      if (recursive) files.push(...(await listImages(path, true)));
+    } else if ((entry.isFile() || entry.isSymbolicLink()) && IMAGE_EXTENSIONS.has(extname(entry.name).toLowerCase())) {
+      files.push(path);
+    }
+  }
+  return files.sort();
+}
+
+/** Samples for training: every image, or (Q-DOVE) every annotation with its image found by id. */
+export async function buildSamples(images: string, recursive: boolean, annotations?: readonly Annotation[], annotationsFile = 'annotations'): Promise<Sample[]> {
+  const files = await listImages(images, recursive);
+  if (annotations === undefined) {
+    if (files.length === 0) throw new DoveError(`${images}: no images found (extensions ${[...IMAGE_EXTENSIONS].join(' ')})`, 'FILE_NOT_FOUND');
+    return files.map((file) => ({ file }));
+  }
+  // image_id -> file: the file's stem (any extension), also with its sub-folder when recursive.
+  const byId = new Map<string, string>();
+  for (const file of files) {
+    const p = parsePath(relative(images, file));
+    byId.set(p.name, byId.get(p.name) ?? file);
+    byId.set(join(p.dir, p.name), file);
+  }
+  return annotations.map((annotation) => {
+    const file = byId.get(annotation.imageId);
+    if (file === undefined) {
+      throw new DoveError(`${annotationsFile}: entry ${annotation.index}: image_id ${JSON.stringify(annotation.imageId)} matches no image in ${images}`, 'INVALID_ANNOTATION');
+    }
+    return { file, annotation };
+  });
+}
+
+export interface Crop {
+  left: number;
+  top: number;
+  width: number;
+  height: number;
+  flip: boolean;
+}
+
+export interface AugmentOptions {
+  /** Fraction of the image area a crop covers (torchvision RandomResizedCrop). */
+  scale: [number, number];
+  ratio: [number, number];
+  flip: boolean;
+}
+
+export const DEFAULT_AUGMENT: AugmentOptions = { scale: [0.5, 1], ratio: [3 / 4, 4 / 3], flip: true };
+
+/** torchvision's RandomResizedCrop choice, with its centre-crop fallback after 10 tries. */
+export function randomCrop(width: number, height: number, rng: Rng, aug: AugmentOptions | null): Crop {
+  if (aug !== null) {
+    const area = width * height;
+    for (let attempt = 0; attempt < 10; attempt++) {
+      const target = area * rng.uniform(aug.scale[0], aug.scale[1]);
+      const logRatio = rng.uniform(Math.log(aug.ratio[0]), Math.log(aug.ratio[1]));
+      const aspect = Math.exp(logRatio);
+      const w = Math.round(Math.sqrt(target * aspect));
+      const h = Math.round(Math.sqrt(target / aspect));
+      if (w >= 1 && h >= 1 && w <= width && h <= height) {
+        return { left: rng.int(width - w + 1), top: rng.int(height - h + 1), width: w, height: h, flip: aug.flip && rng.next() < 0.5 };
+      }
+    }
+  }
+  const side = Math.min(width, height);
+  return { left: Math.floor((width - side) / 2), top: Math.floor((height - side) / 2), width: side, height: side, flip: aug !== null && aug.flip && rng.next() < 0.5 };
+}
+
+/** Decodes one image and returns its size×size RGB crop and the crop that was taken. */
+export async function loadCrop(file: string, size: number, rng: Rng, aug: AugmentOptions | null, maxInputPixels: number): Promise<{ pixels: Buffer; crop: Crop }> {
+  const bytes = await fs.readFile(file);
+  const options = { failOn: 'error' as const, limitInputPixels: maxInputPixels, autoOrient: true };
+  const meta = await sharp(bytes, options).metadata();
+  if (meta.width === undefined || meta.height === undefined) throw new Error('no image dimensions in header');
+  const rotated = (meta.orientation ?? 1) >= 5;
+  const width = rotated ? meta.height : meta.width;
+  const height = rotated ? meta.width : meta.height;
+  const crop = randomCrop(width, height, rng, aug);
+  let pipeline = sharp(bytes, options)
+    .extract({ left: crop.left, top: crop.top, width: crop.width, height: crop.height })
+    .resize(size, size, { fit: 'fill' });
+  if (crop.flip) pipeline = pipeline.flop();
+  const { data, info } = await pipeline.flatten({ background: { r: 0, g: 0, b: 0 } }).toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
+  if (info.channels !== 3 || info.width !== size || info.height !== size) {
+    throw new Error(`decoded to ${info.width}x${info.height}x${info.channels}, expected ${size}x${size}x3`);
+  }
+  return { pixels: data, crop };
+}
+
+export interface Batch {
+  epoch: number;
+  step: number;
+  /** Images actually in the batch (unreadable ones are skipped). */
+  count: number;
+  /** count×size×size×3, one contiguous buffer. */
+  pixels: Uint8Array;
+  /** Q-DOVE: count×size×size region mask (1 inside the boxes). */
+  regionMask?: Float32Array;
+  questions?: string[];
+  files: string[];
+}
+
+export interface LoaderOptions {
+  size: number;
+  batchSize: number;
+  seed: number;
+  rank: number;
+  worldSize: number;
+  augment: AugmentOptions | null;
+  /** Batches prepared ahead of the one being trained on. */
+  prefetch: number;
+  maxInputPixels: number;
+  /** Called once per file that cannot be decoded (the sample is skipped). */
+  onSkip: (file: string, reason: string) => void;
+}
+
+export class BatchLoader {
+  readonly stepsPerEpoch: number;
+  private readonly pending = new Map<string, Promise<Batch>>();
+  private readonly bad = new Set<string>();
+  private lastGood: Batch | undefined;
+
+  constructor(
+    readonly samples: readonly Sample[],
+    readonly options: LoaderOptions,
+  ) {
+    const global = options.batchSize * options.worldSize;
+    this.stepsPerEpoch = Math.floor(samples.length / global);
+    if (this.stepsPerEpoch < 1) {
+      throw new DoveError(
+        `Expected at least ${global} training samples (batch size ${options.batchSize} × ${options.worldSize} process${options.worldSize > 1 ? 'es' : ''}) but found ${samples.length}`,
+        'INVALID_ARGUMENT',
+      );
+    }
+  }
+
+  /** The batch for (epoch, step), starting the next `prefetch` batches in the background. */
+  async get(epoch: number, step: number): Promise<Batch> {
+    const batch = this.request(epoch, step);
+    for (let k = 1; k <= this.options.prefetch; k++) {
+      const s = step + k;
+      if (s < this.stepsPerEpoch) this.request(epoch, s);
+      else this.request(epoch + 1, s - this.stepsPerEpoch);
+    }
+    for (const key of this.pending.keys()) {
+      const [e, s] = key.split(':').map(Number) as [number, number];
+      if (e < epoch || (e === epoch && s < step)) this.pending.delete(key);
+    }
+    const result = await batch;
+    this.pending.delete(`${epoch}:${step}`);
+    return result;
+  }
+
+  private request(epoch: number, step: number): Promise<Batch> {
+    const key = `${epoch}:${step}`;
+    let p = this.pending.get(key);
+    if (p === undefined) {
+      p = this.build(epoch, step);
+      // Prefetched batches that are never awaited must not become unhandled rejections.
+      p.catch(() => undefined);
+      this.pending.set(key, p);
+    }
+    return p;
+  }
+
+  private async build(epoch: number, step: number): Promise<Batch> {
+    const { size, batchSize, seed, rank, worldSize } = this.options;
+    const order = epochPermutation(this.samples.length, seed, epoch);
+    const first = (step * worldSize + rank) * batchSize;
+    const positions = Array.from({ length: batchSize }, (_, i) => first + i);
+    const loaded = await Promise.all(positions.map(async (pos) => {
+      const sample = this.samples[order[pos]!]!;
+      if (this.bad.has(sample.file)) return null;
+      try {
+        const rng = new Rng(hash32(seed, epoch, pos));
+        return { sample, ...(await loadCrop(sample.file, size, rng, this.options.augment, this.options.maxInputPixels)) };
+      } catch (error) {
+        if (!this.bad.has(sample.file)) {
+          this.bad.add(sample.file);
+          this.options.onSkip(sample.file, (error as Error).message);
+        }
+        return null;
+      }
+    }));
+    const good = loaded.filter((x): x is NonNullable<typeof x> => x !== null);
+    if (good.length === 0) {
+      // Every process must take the same number of steps (collectives pair up by order), so a batch
+      // with nothing readable repeats the last good one instead of being dropped.
+      if (this.lastGood !== undefined) return { ...this.lastGood, epoch, step };
+      throw new DoveError(`No readable image in the batch at epoch ${epoch} step ${step} (and none before it)`, 'INVALID_IMAGE');
+    }
+    const plane = size * size;
+    const pixels = new Uint8Array(good.length * plane * 3);
+    good.forEach((g, i) => pixels.set(g.pixels, i * plane * 3));
+    const batch: Batch = { epoch, step, count: good.length, pixels, files: good.map((g) => g.sample.file) };
+    if (good.some((g) => g.sample.annotation !== undefined)) {
+      const mask = new Float32Array(good.length * plane);
+      good.forEach((g, i) => boxMask(g.sample.annotation?.boxes ?? [], g.crop, size, g.crop.flip, mask, i * plane));
+      batch.regionMask = mask;
+      batch.questions = good.map((g) => g.sample.annotation?.question ?? '');
+    }
+    this.lastGood = batch;
+    return batch;
+  }
+}

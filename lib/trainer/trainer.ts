@@ -1,0 +1,441 @@
+// Trainer: trains a DOVE / Q-DOVE export in place with the native engine (AdamW, schedule, clipping,
+// accumulation, c10d gradient averaging), feeding it from the sharp data pipeline, writing crash-safe
+// checkpoints, log.jsonl and per-epoch plots. Progress is reported as events and an async iterator.
+import { EventEmitter } from 'node:events';
+import { promises as fs } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { BpeTokenizer } from '../bpe';
+import { DoveError } from '../errors';
+import { loadAnnotations } from './annotations';
+import {
+  commitCheckpoint, fsyncFile, pruneCheckpoints, readState, resolveCheckpoint, STATE_FORMAT, STATE_VERSION, writeFileDurable, type TrainerState,
+} from './checkpoint';
+import { BatchLoader, buildSamples, loadCrop, type Batch, type Sample } from './data';
+import { native, tensorAt, type IValue, type NativeModule, type NativeTensor } from './native';
+import { resolveOptions, type ResolvedOptions, type TrainerOptions } from './options';
+import { lossCurvePng, reconstructionGridPng, type SampleReconstruction } from './plots';
+import { Rng } from './rng';
+import type { NativeProcessGroup, NativeTrainEngine } from '../../binding';
+
+export interface StepEvent {
+  type: 'step';
+  epoch: number;
+  /** Micro-batch within the epoch just trained. */
+  stepInEpoch: number;
+  stepsPerEpoch: number;
+  /** Optimizer steps done. */
+  step: number;
+  totalSteps: number;
+  parts: { [name: string]: number };
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  /** Mean predicted (EOS) length: tokens per image. */
+  tokensPerImage: number;
+  images: number;
+  imagesPerSecond: number;
+  /** Seconds left at the current rate. */
+  etaSeconds: number;
+  accumulated: boolean;
+}
+export interface EpochEvent {
+  type: 'epoch';
+  epoch: number;
+  meanLoss: number;
+  lossCurve?: string;
+  grid?: string;
+}
+export interface CheckpointEvent {
+  type: 'checkpoint';
+  dir: string;
+  step: number;
+}
+export interface SkipEvent {
+  type: 'skip';
+  file: string;
+  reason: string;
+}
+export interface DoneEvent {
+  type: 'done';
+  step: number;
+  stopped: boolean;
+  checkpoint?: string;
+}
+export type TrainerEvent = StepEvent | EpochEvent | CheckpointEvent | SkipEvent | DoneEvent;
+
+interface ModelMeta {
+  variant: 'dove' | 'qdove';
+  imageSize: number;
+  maxTokens: number;
+  eosThreshold: number;
+  queryTokenizer: { file: string; maxLength: number; padId: number } | null;
+  [key: string]: unknown;
+}
+
+function parseMeta(path: string, module: NativeModule): ModelMeta {
+  const text = module.extraFiles['dove.json'];
+  if (text === undefined) throw new DoveError(`${path}: not a DOVE export (missing extra file dove.json)`, 'NOT_DOVE_EXPORT');
+  let meta: Partial<ModelMeta>;
+  try {
+    meta = JSON.parse(text) as Partial<ModelMeta>;
+  } catch (error) {
+    throw new DoveError(`${path}: dove.json is not valid JSON (${(error as Error).message})`, 'NOT_DOVE_EXPORT');
+  }
+  if (meta.variant !== 'dove' && meta.variant !== 'qdove') throw new DoveError(`${path}: dove.json lacks a valid variant`, 'NOT_DOVE_EXPORT');
+  if (!Number.isInteger(meta.imageSize) || !Number.isInteger(meta.maxTokens)) throw new DoveError(`${path}: dove.json lacks imageSize / maxTokens`, 'NOT_DOVE_EXPORT');
+  const names = new Set(module.methodNames());
+  const missing = ['forward', 'encode_pixels', 'decode_pixels'].filter((m) => !names.has(m));
+  if (missing.length > 0) throw new DoveError(`${path}: not a DOVE export (missing method ${missing.join(', ')})`, 'NOT_DOVE_EXPORT');
+  return meta as ModelMeta;
+}
+
+export class Trainer extends EventEmitter {
+  readonly options: ResolvedOptions;
+  private stopRequested = false;
+  private running = false;
+  private readonly listeners_: Set<(e: TrainerEvent | null) => void> = new Set();
+
+  constructor(options: TrainerOptions) {
+    super();
+    this.options = resolveOptions(options);
+  }
+
+  get rank(): number {
+    return this.options.distributed?.rank ?? 0;
+  }
+
+  /** Finish the running step, write a checkpoint, and make fit() return. */
+  stop(): void {
+    this.stopRequested = true;
+  }
+
+  /** Every event of the next (or running) fit(), ending when it finishes. */
+  async *events(): AsyncGenerator<TrainerEvent> {
+    const queue: (TrainerEvent | null)[] = [];
+    let wake: (() => void) | undefined;
+    const push = (e: TrainerEvent | null): void => {
+      queue.push(e);
+      wake?.();
+    };
+    this.listeners_.add(push);
+    try {
+      for (;;) {
+        while (queue.length === 0) await new Promise<void>((r) => (wake = r));
+        wake = undefined;
+        const e = queue.shift()!;
+        if (e === null) return;
+        yield e;
+      }
+    } finally {
+      this.listeners_.delete(push);
+    }
+  }
+
+  private publish(e: TrainerEvent): void {
+    this.emit(e.type, e);
+    this.emit('event', e);
+    for (const l of this.listeners_) l(e);
+  }
+
+  async fit(): Promise<DoneEvent> {
+    if (this.running) throw new DoveError('fit() is already running on this Trainer', 'INVALID_ARGUMENT');
+    this.running = true;
+    this.stopRequested = false;
+    try {
+      return await this.run();
+    } finally {
+      this.running = false;
+      for (const l of this.listeners_) l(null);
+    }
+  }
+
+  private async run(): Promise<DoneEvent> {
+    const o = this.options;
+    const b = native();
+    if (o.threads !== undefined) b.setNumThreads(o.threads);
+    const isMain = this.rank === 0;
+    const worldSize = o.distributed?.worldSize ?? 1;
+
+    // 1. Where to start: a checkpoint (its model, optimizer, data position) or the given model.
+    let resumeDir: string | undefined;
+    let state: TrainerState | undefined;
+    if (o.resume !== undefined) {
+      resumeDir = await resolveCheckpoint(o.resume);
+      state = await readState(resumeDir);
+    }
+    // Annotations are checked first: a malformed file fails in milliseconds, before the model loads.
+    const annotations = o.annotations !== undefined ? await loadAnnotations(o.annotations) : undefined;
+    const modelPath = resumeDir !== undefined ? join(resumeDir, 'model.pt') : resolve(o.model);
+    const module = await b.loadModule(modelPath, o.device, ['dove.json', 'tokenizer.json']);
+    const disposables: { dispose(): void }[] = [module];
+    try {
+      const meta = parseMeta(modelPath, module);
+      const size = meta.imageSize;
+
+      // 2. Data: everything is checked (annotations included) before the first step.
+      let tokenizer: BpeTokenizer | null = null;
+      if (meta.variant === 'qdove') {
+        if (o.annotations === undefined) throw new DoveError(`${modelPath} is a Q-DOVE model: training needs annotations (--annotations FILE)`, 'INVALID_ARGUMENT');
+        const tokText = module.extraFiles[meta.queryTokenizer?.file ?? 'tokenizer.json'];
+        if (tokText === undefined || meta.queryTokenizer === null) throw new DoveError(`${modelPath}: Q-DOVE export without its tokenizer`, 'NOT_DOVE_EXPORT');
+        tokenizer = BpeTokenizer.fromJson(tokText);
+      }
+      if (annotations !== undefined && meta.variant !== 'qdove') throw new DoveError(`${modelPath} is a DOVE model; annotations need a Q-DOVE model`, 'INVALID_ARGUMENT');
+      const samples = await buildSamples(o.images, o.recursive, annotations, o.annotations);
+      const loader = new BatchLoader(samples, {
+        size,
+        batchSize: o.batchSize,
+        seed: o.seed,
+        rank: this.rank,
+        worldSize,
+        augment: o.augment,
+        prefetch: o.prefetch,
+        maxInputPixels: o.maxInputPixels,
+        onSkip: (file, reason) => {
+          this.publish({ type: 'skip', file, reason });
+          if (isMain) void this.log({ type: 'skip', file, reason });
+        },
+      });
+      const stepsPerEpoch = loader.stepsPerEpoch;
+      const totalSteps = Math.max(1, Math.floor((o.epochs * stepsPerEpoch) / o.accumulate));
+      if (state !== undefined) {
+        const d = state.data;
+        if (d.numSamples !== samples.length || d.batchSize * d.worldSize !== o.batchSize * worldSize || d.accumulate !== o.accumulate) {
+          throw new DoveError(
+            `Cannot resume ${resumeDir}: it was trained with ${d.numSamples} samples, global batch ${d.batchSize * d.worldSize}, accumulate ${d.accumulate}; now ${samples.length}, ${o.batchSize * worldSize}, ${o.accumulate}`,
+            'INVALID_ARGUMENT',
+          );
+        }
+      }
+
+      // 3. Process group, then the engine (its seed is per rank so random training lengths differ).
+      let group: NativeProcessGroup | null = null;
+      if (o.distributed !== null) {
+        group = await b.initProcessGroup({ ...o.distributed });
+        disposables.push(group);
+        // Same starting weights everywhere, whatever each process loaded.
+        for (const p of module.parameters()) await group.broadcast(p, 0);
+      }
+      const engine: NativeTrainEngine = b.createTrainEngine(module, {
+        lr: o.lr,
+        betas: o.betas,
+        eps: 1e-8,
+        groups: [{ prefixes: ['vqgan.'], lrScale: o.vqganLrScale, weightDecay: o.weightDecay }],
+        weightDecay: o.weightDecay,
+        warmupSteps: o.warmupSteps ?? Math.min(100, Math.floor(totalSteps * 0.05)),
+        totalSteps,
+        minLrRatio: o.minLrRatio,
+        clipGradNorm: o.clipGradNorm,
+        accumulate: o.accumulate,
+        autocastBf16: o.bf16 ?? o.device.startsWith('cuda'),
+        seed: o.seed + this.rank,
+      });
+      disposables.push(engine);
+      if (resumeDir !== undefined) await engine.loadState(join(resumeDir, 'optimizer.pt'));
+      engine.setProcessGroup(group);
+
+      if (isMain) {
+        await fs.mkdir(o.outDir, { recursive: true });
+        await pruneCheckpoints(o.outDir, o.keepLast);
+      }
+      const history = state?.history.slice() ?? [];
+      let epoch = state?.epoch ?? 0;
+      let stepInEpoch = state?.stepInEpoch ?? 0;
+      let samplesSeen = state?.samplesSeen ?? 0;
+      let lastCheckpoint: string | undefined;
+      let savedStep = -1;
+      const fixedSamples = samples.slice(0, o.sampleImages);
+
+      const saveCheckpoint = async (): Promise<void> => {
+        const trainerState: TrainerState = {
+          format: STATE_FORMAT,
+          version: STATE_VERSION,
+          epoch,
+          stepInEpoch,
+          step: engine.step,
+          samplesSeen,
+          data: { seed: o.seed, numSamples: samples.length, batchSize: o.batchSize, worldSize, accumulate: o.accumulate, stepsPerEpoch },
+          rng: { cpu: 'optimizer.pt' },
+          totalSteps,
+          epochs: o.epochs,
+          history,
+          sourceModel: state?.sourceModel ?? resolve(o.model),
+          savedAt: new Date().toISOString(),
+        };
+        savedStep = engine.step;
+        // Every rank reaches this point at the same step; only rank 0 writes.
+        if (isMain) {
+          lastCheckpoint = await commitCheckpoint(o.outDir, engine.step, async (dir) => {
+            const doveJson = JSON.parse(module.extraFiles['dove.json']!) as Record<string, unknown>;
+            doveJson.training = {
+              steps: engine.step,
+              epochs: epoch + stepInEpoch / stepsPerEpoch,
+              images: samplesSeen,
+              batchSize: o.batchSize * worldSize * o.accumulate,
+              lr: o.lr,
+              seed: o.seed,
+              dataset: resolve(o.images),
+              annotations: o.annotations !== undefined ? resolve(o.annotations) : null,
+              sourceModel: trainerState.sourceModel,
+              updated: trainerState.savedAt,
+            };
+            const extra: { [name: string]: string } = { 'dove.json': JSON.stringify(doveJson, null, 2) };
+            const tok = module.extraFiles['tokenizer.json'];
+            if (tok !== undefined) extra['tokenizer.json'] = tok;
+            // Saved in eval mode so the file loads for inference exactly like an export.
+            module.train(false);
+            await module.save(join(dir, 'model.pt'), extra);
+            await engine.saveState(join(dir, 'optimizer.pt'));
+            await writeFileDurable(join(dir, 'trainer.json'), JSON.stringify(trainerState, null, 1));
+            await fsyncFile(join(dir, 'model.pt'));
+          });
+          await pruneCheckpoints(o.outDir, o.keepLast);
+          this.publish({ type: 'checkpoint', dir: lastCheckpoint, step: engine.step });
+          await this.log({ type: 'checkpoint', dir: lastCheckpoint, step: engine.step });
+        }
+      };
+
+      const started = Date.now();
+      let imagesThisRun = 0;
+      let epochLosses: number[] = [];
+      const maxSteps = o.maxSteps;
+      outer: while (epoch < o.epochs) {
+        while (stepInEpoch < stepsPerEpoch) {
+          if (engine.step >= maxSteps) break outer;
+          const batch = await loader.get(epoch, stepInEpoch);
+          const result = await engine.trainStep(this.forwardArgs(batch, size, tokenizer, meta));
+          stepInEpoch += 1;
+          samplesSeen += batch.count * worldSize;
+          imagesThisRun += batch.count * worldSize;
+          const loss = result.parts.loss ?? NaN;
+          if (!Number.isFinite(loss)) {
+            throw new DoveError(`training diverged: loss is ${loss} at step ${engine.step} (epoch ${epoch}); lower --lr`, 'TRAINING_DIVERGED');
+          }
+          epochLosses.push(loss);
+          const elapsed = (Date.now() - started) / 1000;
+          const rate = elapsed > 0 ? imagesThisRun / elapsed : 0;
+          const remainingImages = (totalSteps * o.accumulate - (epoch * stepsPerEpoch + stepInEpoch)) * o.batchSize * worldSize;
+          const event: StepEvent = {
+            type: 'step',
+            epoch,
+            stepInEpoch: stepInEpoch - 1,
+            stepsPerEpoch,
+            step: result.step,
+            totalSteps,
+            parts: result.parts,
+            loss,
+            lr: result.lr,
+            gradNorm: result.gradNorm,
+            tokensPerImage: result.parts.length ?? NaN,
+            images: batch.count * worldSize,
+            imagesPerSecond: rate,
+            etaSeconds: rate > 0 ? remainingImages / rate : NaN,
+            accumulated: result.accumulated,
+          };
+          if (!result.accumulated) history.push({ step: result.step, loss, ...(result.parts.rec !== undefined ? { rec: result.parts.rec } : {}) });
+          this.publish(event);
+          if (isMain) await this.log({ ...event, time: new Date().toISOString() });
+          if (stepInEpoch === stepsPerEpoch) break;
+          if (!result.accumulated && (this.stopRequested || (o.checkpointEvery > 0 && result.step % o.checkpointEvery === 0))) {
+            await saveCheckpoint();
+            if (this.stopRequested) break outer;
+          }
+        }
+        // Epoch end: the position moves to the next epoch before saving, so a resume starts there.
+        const finished = epoch;
+        epoch += 1;
+        stepInEpoch = 0;
+        await saveCheckpoint();
+        const ev: EpochEvent = { type: 'epoch', epoch: finished, meanLoss: epochLosses.reduce((a, x) => a + x, 0) / Math.max(1, epochLosses.length) };
+        epochLosses = [];
+        if (isMain && o.plots) {
+          ev.lossCurve = join(o.outDir, 'loss-curve.png');
+          await fs.writeFile(ev.lossCurve, await lossCurvePng(history, `DOVE training loss (epoch ${finished + 1}/${o.epochs})`));
+          if (fixedSamples.length > 0) {
+            ev.grid = join(o.outDir, `reconstructions-epoch-${String(finished + 1).padStart(3, '0')}.png`);
+            await fs.writeFile(ev.grid, await this.reconstructionGrid(module, meta, fixedSamples, tokenizer));
+          }
+        }
+        this.publish(ev);
+        if (isMain) await this.log({ ...ev, time: new Date().toISOString() });
+        if (this.stopRequested) break;
+      }
+      // maxSteps reached mid-epoch (or stop() after the last epoch's checkpoint): save where we are.
+      if (savedStep !== engine.step) await saveCheckpoint();
+      const done: DoneEvent = { type: 'done', step: engine.step, stopped: this.stopRequested, ...(lastCheckpoint !== undefined ? { checkpoint: lastCheckpoint } : {}) };
+      this.publish(done);
+      if (isMain) await this.log({ ...done, time: new Date().toISOString() });
+      return done;
+    } finally {
+      for (const d of disposables.reverse()) d.dispose();
+    }
+  }
+
+  private forwardArgs(batch: Batch, size: number, tokenizer: BpeTokenizer | null, meta: ModelMeta): IValue[] {
+    const b = native();
+    // The batch buffer becomes the tensor's memory (no copy); the tensor keeps it alive.
+    const images = b.tensorFromArray(batch.pixels, [batch.count, size, size, 3], 'uint8');
+    if (batch.regionMask === undefined || tokenizer === null || meta.queryTokenizer === null) return [images];
+    const mask = b.tensorFromArray(batch.regionMask, [batch.count, 1, size, size], 'float32');
+    const { ids, mask: qmask } = encodeQueries(tokenizer, batch.questions ?? [], meta.queryTokenizer.maxLength, meta.queryTokenizer.padId);
+    return [images, mask, ids, qmask];
+  }
+
+  private async reconstructionGrid(module: NativeModule, meta: ModelMeta, samples: readonly Sample[], tokenizer: BpeTokenizer | null): Promise<Buffer> {
+    const b = native();
+    const size = meta.imageSize;
+    const recs: SampleReconstruction[] = [];
+    const inputs: Buffer[] = [];
+    const kept: Sample[] = [];
+    for (const s of samples) {
+      try {
+        inputs.push((await loadCrop(s.file, size, new Rng(0), null, this.options.maxInputPixels)).pixels);
+        kept.push(s);
+      } catch {
+        // Unreadable samples were already reported by the loader.
+      }
+    }
+    if (kept.length === 0) return reconstructionGridPng([], size);
+    const pixels = new Uint8Array(kept.length * size * size * 3);
+    inputs.forEach((p, i) => pixels.set(p, i * size * size * 3));
+    const images = b.tensorFromArray(pixels, [kept.length, size, size, 3], 'uint8');
+    const query = tokenizer !== null && meta.queryTokenizer !== null
+      ? encodeQueries(tokenizer, kept.map((s) => s.annotation?.question ?? ''), meta.queryTokenizer.maxLength, meta.queryTokenizer.padId)
+      : null;
+    const wasTraining = module.training;
+    module.train(false);
+    try {
+      const encoded = await module.run('encode_pixels', [images, 'auto', meta.maxTokens, meta.eosThreshold, query?.ids ?? null, query?.mask ?? null]);
+      const tokens = tensorAt(encoded, 0, 'encode_pixels');
+      const lengths = tensorAt(encoded, 2, 'encode_pixels');
+      const decoded = tensorAt(await module.run('decode_pixels', [tokens, lengths]), 0, 'decode_pixels');
+      const out = decoded.data() as Uint8Array;
+      const lens = lengths.data() as BigInt64Array;
+      const plane = size * size * 3;
+      kept.forEach((s, i) => {
+        recs.push({ name: s.file, input: pixels.subarray(i * plane, (i + 1) * plane), output: out.subarray(i * plane, (i + 1) * plane), length: Number(lens[i]) });
+      });
+      return await reconstructionGridPng(recs, size);
+    } finally {
+      module.train(wasTraining);
+    }
+  }
+
+  private async log(record: object): Promise<void> {
+    await fs.appendFile(join(this.options.outDir, 'log.jsonl'), `${JSON.stringify(record)}\n`);
+  }
+}
+
+/** Query ids/mask like DoveModel.encodeQueries: truncated to maxLength, padded to the longest. */
+export function encodeQueries(tokenizer: BpeTokenizer, queries: readonly string[], maxLength: number, padId: number): { ids: NativeTensor; mask: NativeTensor } {
+  const encoded = queries.map((q) => tokenizer.encode(q).slice(0, maxLength));
+  const width = Math.max(1, ...encoded.map((e) => e.length));
+  const ids = new BigInt64Array(queries.length * width).fill(BigInt(padId));
+  const mask = new BigInt64Array(queries.length * width);
+  encoded.forEach((e, i) => e.forEach((id, j) => {
+    ids[i * width + j] = BigInt(id);
+    mask[i * width + j] = 1n;
+  }));
+  const b = native();
+  return { ids: b.tensorFromArray(ids, [queries.length, width], 'int64'), mask: b.tensorFromArray(mask, [queries.length, width], 'int64') };
+}

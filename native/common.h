@@ -1,0 +1,174 @@
+// Shared declarations of the native addon: error translation, tensor/module wrapping, IValue
+// conversion, the promise worker and the self-registration of each source file's exports.
+// Implementations live in error_*.cpp, tensor_*.cpp, module_*.cpp, ivalue_*.cpp.
+#pragma once
+
+#include <napi.h>
+#include <torch/script.h>
+#include <torch/torch.h>
+
+#include <atomic>
+#include <exception>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace dove {
+
+// ---------------------------------------------------------------------------------------------
+// Errors. Native code throws DoveException (or lets c10::Error / std::exception escape); the
+// binding boundary turns it into an instance of the JS DoveError class registered through
+// setErrorClass, carrying a stable `code` (see NativeErrorCode in binding.d.ts).
+struct DoveException : std::runtime_error {
+  DoveException(std::string code, const std::string& message)
+      : std::runtime_error(message), code(std::move(code)) {}
+  std::string code;
+};
+
+[[noreturn]] inline void fail(const std::string& code, const std::string& message) {
+  throw DoveException(code, message);
+}
+
+#define DOVE_CHECK(cond, code, msg)                                 \
+  do {                                                              \
+    if (!(cond)) ::dove::fail((code), (msg));                       \
+  } while (0)
+
+// Builds a JS DoveError (falls back to Error before setErrorClass was called).
+Napi::Error makeError(Napi::Env env, const std::string& code, const std::string& message);
+// Classifies an in-flight exception (DoveException, c10::Error, std::exception, unknown) into
+// (code, message). Safe on any thread: it does not touch JS.
+std::pair<std::string, std::string> classifyException(std::exception_ptr error);
+// Wraps a JS-thread callback so any C++ exception becomes a thrown DoveError, never an abort.
+Napi::Value guard(Napi::Env env, const std::function<Napi::Value()>& body);
+
+// ---------------------------------------------------------------------------------------------
+// Tensors. A JS Tensor object owns a heap at::Tensor; memory is reported to V8.
+Napi::Object wrapTensor(Napi::Env env, at::Tensor tensor);
+bool isTensor(Napi::Value value);
+// Throws DoveException INVALID_ARGUMENT (not a tensor) / DISPOSED.
+at::Tensor unwrapTensor(Napi::Value value, const char* what = "tensor");
+std::string deviceString(const c10::Device& device);
+// Parses 'cpu' / 'cuda' / 'cuda:N'; throws DEVICE_UNAVAILABLE when no such device exists.
+c10::Device parseDevice(const std::string& spec);
+std::string dtypeName(at::ScalarType type);
+// Validates a JS array of non-negative safe integers (INVALID_ARGUMENT naming `what`).
+std::vector<int64_t> shapeFromJs(Napi::Value value, const char* what);
+at::ScalarType parseDtype(const std::string& name);
+
+// ---------------------------------------------------------------------------------------------
+// Modules. One ModuleHandle per loaded TorchScript file; `mutex` serialises every native use
+// (runs, training steps, saves) so calls on one module never race.
+struct ModuleHandle {
+  torch::jit::Module module;
+  std::string path;
+  c10::Device device{c10::kCPU};
+  std::mutex mutex;
+  // Atomic: dispose() on the JS thread may race a queued job that checks it under `mutex`.
+  std::atomic<bool> disposed{false};
+};
+std::shared_ptr<ModuleHandle> unwrapModule(Napi::Value value);
+
+// ---------------------------------------------------------------------------------------------
+// IValue conversion. toIValue runs on the JS thread and is guided by the expected TorchScript type
+// (from the method schema) so JS arrays become List or Tuple and numbers int or float as declared.
+c10::IValue toIValue(Napi::Env env, Napi::Value value, const c10::TypePtr& expected, const std::string& where);
+// Converts a result back to JS on the JS thread (tensors are wrapped without copies).
+Napi::Value fromIValue(Napi::Env env, const c10::IValue& value);
+// Converts JS args against a method schema (skipping `self`), filling defaults for missing args.
+std::vector<c10::IValue> argsForSchema(Napi::Env env, const c10::FunctionSchema& schema, Napi::Array args);
+
+// ---------------------------------------------------------------------------------------------
+// Per-env state (napi instance data). addon.cpp owns the env's single instance-data slot: other
+// files must not call Env::SetInstanceData; store ObjectWrap constructors in `classes` instead.
+struct ReleaseQueue;  // tensor_wrap.cpp: JS references released on the JS thread
+struct AddonState {
+  Napi::FunctionReference errorClass;
+  std::map<std::string, Napi::FunctionReference> classes;
+  std::shared_ptr<ReleaseQueue> releaseQueue;
+  std::thread::id jsThread;
+};
+AddonState& addonState(Napi::Env env);
+
+// Intra-op thread count is per OS thread under OpenMP: a libuv worker applies the latest
+// setNumThreads value before each job (cheap: one atomic load when nothing changed).
+void applyThreadSettings();
+
+// ---------------------------------------------------------------------------------------------
+// Promise worker: `work` runs on a libuv worker thread and returns a value; `toJs` converts it on
+// the JS thread. Exceptions from `work` reject the promise with a DoveError. Keep-alive: any JS
+// objects the job needs are held by `keepAlive` references until it settles.
+template <typename Result>
+class PromiseWorker : public Napi::AsyncWorker {
+ public:
+  using Work = std::function<Result()>;
+  using ToJs = std::function<Napi::Value(Napi::Env, Result&)>;
+
+  static Napi::Promise Start(Napi::Env env, const char* name, Work work, ToJs toJs,
+                             std::vector<Napi::Value> keepAlive = {}) {
+    auto* worker = new PromiseWorker(env, name, std::move(work), std::move(toJs));
+    for (auto& v : keepAlive) {
+      if (v.IsObject()) worker->refs_.emplace_back(Napi::Persistent(v.As<Napi::Object>()));
+    }
+    auto promise = worker->deferred_.Promise();
+    worker->Queue();  // libuv owns the worker from here; it deletes itself after OnOK/OnError.
+    return promise;
+  }
+
+ protected:
+  void Execute() override {
+    try {
+      applyThreadSettings();
+      result_ = std::make_unique<Result>(work_());
+    } catch (...) {
+      auto [code, message] = classifyException(std::current_exception());
+      code_ = code;
+      SetError(message);
+    }
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    try {
+      deferred_.Resolve(toJs_(env, *result_));
+    } catch (const Napi::Error& e) {
+      deferred_.Reject(e.Value());
+    } catch (...) {
+      auto [code, message] = classifyException(std::current_exception());
+      deferred_.Reject(makeError(env, code, message).Value());
+    }
+  }
+  void OnError(const Napi::Error& error) override {
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    deferred_.Reject(makeError(env, code_.empty() ? "INTERNAL" : code_, error.Message()).Value());
+  }
+
+ private:
+  PromiseWorker(Napi::Env env, const char* name, Work work, ToJs toJs)
+      : Napi::AsyncWorker(env, name), deferred_(Napi::Promise::Deferred::New(env)),
+        work_(std::move(work)), toJs_(std::move(toJs)) {}
+
+  Napi::Promise::Deferred deferred_;
+  Work work_;
+  ToJs toJs_;
+  std::unique_ptr<Result> result_;
+  std::string code_;
+  std::vector<Napi::ObjectReference> refs_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Self-registration: each source file adds its exports with a static Registrar, so files can be
+// added without touching a central list.
+using ExportInit = void (*)(Napi::Env env, Napi::Object exports);
+std::vector<ExportInit>& exportInits();
+struct Registrar {
+  explicit Registrar(ExportInit init) { exportInits().push_back(init); }
+};
+
+}  // namespace dove

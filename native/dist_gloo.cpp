@@ -1,0 +1,254 @@
+// initProcessGroup: c10d TCPStore rendezvous + ProcessGroupGloo (CPU), all from libtorch's own
+// c10d. The wheel lacks gloo's headers; scripts/get-gloo-headers supplies Debian's (see
+// docs/TRAINING.md for why that is ABI-safe: gloo types only appear behind smart pointers in the
+// c10d header, and every gloo symbol we reach is compiled inside libtorch).
+#include "dist_group.h"
+
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#ifdef DOVE_HAVE_GLOO
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#endif
+
+#include <cmath>
+#include <cstdlib>
+#include <sstream>
+
+namespace dove {
+namespace {
+
+// Tags the External that carries the handle, so a foreign External can never be mistaken for one.
+const napi_type_tag kGroupTag = {0x8d1f2c3b4a5e6f70ULL, 0x1a2b3c4d5e6f7081ULL};
+const char* kHandleKey = "__doveProcessGroup";
+
+using GroupPtr = std::shared_ptr<ProcessGroupHandle>;
+
+[[noreturn]] void rethrowDistributed(const ProcessGroupHandle& group, const char* op) {
+  std::string message;
+  try {
+    throw;
+  } catch (const DoveException&) {
+    throw;
+  } catch (const c10::Error& e) {
+    message = e.what_without_backtrace();
+  } catch (const std::exception& e) {
+    message = e.what();
+  }
+  std::ostringstream out;
+  out << op << " failed on rank " << group.rank << " of " << group.worldSize << " (" << group.backendName
+      << ", timeout " << group.timeout.count() << " ms): " << message
+      << " (a peer process probably died or stopped responding)";
+  fail("DISTRIBUTED_ERROR", out.str());
+}
+
+void waitWork(ProcessGroupHandle& group, const c10::intrusive_ptr<c10d::Work>& work, const char* op) {
+  try {
+    // Gloo honours the group timeout inside the collective; the explicit timeout guards the
+    // case where the work never starts.
+    work->wait(group.timeout);
+  } catch (...) {
+    rethrowDistributed(group, op);
+  }
+}
+
+int intOption(Napi::Object options, const char* name, int lo, int hi) {
+  Napi::Value v = options.Get(name);
+  if (!v.IsNumber()) fail("INVALID_ARGUMENT", std::string("Expected integer for ") + name + " but received " + v.ToString().Utf8Value());
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d) || std::floor(d) != d || d < lo || d > hi) {
+    std::ostringstream out;
+    out << "Expected integer between " << lo << " and " << hi << " for " << name << " but received " << d;
+    fail("INVALID_ARGUMENT", out.str());
+  }
+  return static_cast<int>(d);
+}
+
+GroupPtr checkedGroup(const GroupPtr& group) {
+  DOVE_CHECK(!group->disposed, "DISPOSED", "process group used after dispose()");
+  return group;
+}
+
+Napi::Object wrapGroup(Napi::Env env, GroupPtr group) {
+  Napi::Object obj = Napi::Object::New(env);
+  auto external = Napi::External<GroupPtr>::New(env, new GroupPtr(group),
+                                                [](Napi::Env, GroupPtr* p) { delete p; });
+  external.TypeTag(&kGroupTag);
+  obj.DefineProperty(Napi::PropertyDescriptor::Value(kHandleKey, external, napi_default));
+  obj.DefineProperty(Napi::PropertyDescriptor::Value("rank", Napi::Number::New(env, group->rank), napi_enumerable));
+  obj.DefineProperty(Napi::PropertyDescriptor::Value("worldSize", Napi::Number::New(env, group->worldSize), napi_enumerable));
+  obj.DefineProperty(Napi::PropertyDescriptor::Value("backend", Napi::String::New(env, group->backendName), napi_enumerable));
+
+  obj.Set("allReduce", Napi::Function::New(env, [group](const Napi::CallbackInfo& info) -> Napi::Value {
+    Napi::Env env = info.Env();
+    return guard(env, [&]() -> Napi::Value {
+      checkedGroup(group);
+      at::Tensor tensor = unwrapTensor(info[0], "tensor");
+      std::string op = info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "";
+      DOVE_CHECK(op == "sum" || op == "avg", "INVALID_ARGUMENT",
+                 "Expected 'sum' or 'avg' for op but received " + info[1].ToString().Utf8Value());
+      DOVE_CHECK(tensor.is_contiguous(), "INVALID_ARGUMENT", "allReduce needs a contiguous tensor");
+      return PromiseWorker<bool>::Start(
+          env, "dove.allReduce",
+          [group, tensor, op]() mutable {
+            std::lock_guard<std::mutex> lock(group->mutex);
+            checkedGroup(group);
+            std::vector<at::Tensor> tensors{tensor};
+            c10d::AllreduceOptions opts;
+            opts.reduceOp = c10d::ReduceOp::SUM;  // Gloo has no AVG: divide afterwards.
+            waitWork(*group, group->backend->allreduce(tensors, opts), "allReduce");
+            if (op == "avg") tensor.div_(group->worldSize);
+            return true;
+          },
+          [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); }, {info[0]});
+    });
+  }, "allReduce"));
+
+  obj.Set("broadcast", Napi::Function::New(env, [group](const Napi::CallbackInfo& info) -> Napi::Value {
+    Napi::Env env = info.Env();
+    return guard(env, [&]() -> Napi::Value {
+      checkedGroup(group);
+      at::Tensor tensor = unwrapTensor(info[0], "tensor");
+      Napi::Value rootValue = info[1];
+      DOVE_CHECK(rootValue.IsNumber(), "INVALID_ARGUMENT", "Expected integer for root but received " + rootValue.ToString().Utf8Value());
+      double r = rootValue.As<Napi::Number>().DoubleValue();
+      DOVE_CHECK(std::floor(r) == r && r >= 0 && r < group->worldSize, "INVALID_ARGUMENT",
+                 "Expected integer between 0 and " + std::to_string(group->worldSize - 1) + " for root but received " + rootValue.ToString().Utf8Value());
+      return PromiseWorker<bool>::Start(
+          env, "dove.broadcast",
+          [group, tensor, r]() {
+            std::lock_guard<std::mutex> lock(group->mutex);
+            checkedGroup(group);
+            std::vector<at::Tensor> tensors{tensor};
+            c10d::BroadcastOptions opts;
+            opts.rootRank = static_cast<int64_t>(r);
+            waitWork(*group, group->backend->broadcast(tensors, opts), "broadcast");
+            return true;
+          },
+          [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); }, {info[0]});
+    });
+  }, "broadcast"));
+
+  obj.Set("barrier", Napi::Function::New(env, [group](const Napi::CallbackInfo& info) -> Napi::Value {
+    Napi::Env env = info.Env();
+    return guard(env, [&]() -> Napi::Value {
+      checkedGroup(group);
+      return PromiseWorker<bool>::Start(
+          env, "dove.barrier",
+          [group]() {
+            std::lock_guard<std::mutex> lock(group->mutex);
+            checkedGroup(group);
+            // A barrier as a one-element all-reduce: Gloo's barrier ignores the timeout of a
+            // peer that died before entering it on some versions; the all-reduce does not.
+            std::vector<at::Tensor> tensors{torch::zeros({1})};
+            waitWork(*group, group->backend->allreduce(tensors), "barrier");
+            return true;
+          },
+          [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
+    });
+  }, "barrier"));
+
+  obj.Set("dispose", Napi::Function::New(env, [group](const Napi::CallbackInfo& info) -> Napi::Value {
+    std::lock_guard<std::mutex> lock(group->mutex);
+    if (!group->disposed) {
+      group->disposed = true;
+      group->backend.reset();  // joins Gloo's worker threads and closes its sockets
+    }
+    return info.Env().Undefined();
+  }, "dispose"));
+  return obj;
+}
+
+GroupPtr createGroup(const std::string& backend, int rank, int worldSize, const std::string& addr, int port,
+                     int timeoutMs) {
+  auto group = std::make_shared<ProcessGroupHandle>();
+  group->rank = rank;
+  group->worldSize = worldSize;
+  group->backendName = backend;
+  group->timeout = std::chrono::milliseconds(timeoutMs);
+#ifdef DOVE_HAVE_GLOO
+  try {
+    c10d::TCPStoreOptions storeOptions;
+    storeOptions.port = static_cast<uint16_t>(port);
+    storeOptions.isServer = rank == 0;
+    storeOptions.numWorkers = worldSize;
+    storeOptions.waitWorkers = true;
+    storeOptions.timeout = group->timeout;
+    auto store = c10::make_intrusive<c10d::TCPStore>(addr, storeOptions);
+    auto options = c10d::ProcessGroupGloo::Options::create(group->timeout);
+    // Same device choice as torch.distributed: GLOO_SOCKET_IFNAME wins; a loopback master means a
+    // single-node job (bind loopback); otherwise the address this host's name resolves to.
+    const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
+    if (ifname != nullptr && *ifname != '\0') {
+      options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+    } else if (addr == "localhost" || addr.rfind("127.", 0) == 0) {
+      options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+    } else {
+      options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+    }
+    group->backend = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, worldSize, options);
+  } catch (...) {
+    rethrowDistributed(*group, "rendezvous");
+  }
+  return group;
+#else
+  (void)addr;
+  (void)port;
+  fail("DISTRIBUTED_ERROR",
+       "this build of the addon has no Gloo process group (gloo headers were not found at build time; run "
+       "scripts/get-gloo-headers and rebuild)");
+#endif
+}
+
+Napi::Value InitProcessGroup(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    DOVE_CHECK(info[0].IsObject(), "INVALID_ARGUMENT", "Expected an options object for initProcessGroup");
+    Napi::Object options = info[0].As<Napi::Object>();
+    int worldSize = intOption(options, "worldSize", 1, 65536);
+    int rank = intOption(options, "rank", 0, worldSize - 1);
+    int port = intOption(options, "masterPort", 1, 65535);
+    int timeoutMs = intOption(options, "timeoutMs", 1, 24 * 3600 * 1000);
+    Napi::Value addrValue = options.Get("masterAddr");
+    DOVE_CHECK(addrValue.IsString() && !addrValue.As<Napi::String>().Utf8Value().empty(), "INVALID_ARGUMENT",
+               "Expected a host name for masterAddr but received " + addrValue.ToString().Utf8Value());
+    std::string addr = addrValue.As<Napi::String>().Utf8Value();
+    Napi::Value backendValue = options.Get("backend");
+    std::string backend = backendValue.IsString() ? backendValue.As<Napi::String>().Utf8Value() : "";
+    DOVE_CHECK(backend == "gloo" || backend == "nccl", "INVALID_ARGUMENT",
+               "Expected 'gloo' or 'nccl' for backend but received " + backendValue.ToString().Utf8Value());
+    DOVE_CHECK(backend == "gloo", "DISTRIBUTED_ERROR",
+               "the nccl backend is not compiled into this addon (the PyPI wheel ships no NCCL headers for "
+               "c10d); use backend 'gloo'");
+    return PromiseWorker<GroupPtr>::Start(
+        env, "dove.initProcessGroup",
+        [=]() { return createGroup(backend, rank, worldSize, addr, port, timeoutMs); },
+        [](Napi::Env env, GroupPtr& group) -> Napi::Value { return wrapGroup(env, group); });
+  });
+}
+
+void Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("initProcessGroup", Napi::Function::New(env, InitProcessGroup, "initProcessGroup"));
+}
+
+Registrar registrar(Init);
+
+}  // namespace
+
+std::shared_ptr<ProcessGroupHandle> unwrapProcessGroup(Napi::Value value) {
+  DOVE_CHECK(value.IsObject(), "INVALID_ARGUMENT", "Expected a process group from initProcessGroup");
+  Napi::Value handle = value.As<Napi::Object>().Get(kHandleKey);
+  DOVE_CHECK(handle.IsExternal() && handle.As<Napi::External<GroupPtr>>().CheckTypeTag(&kGroupTag),
+             "INVALID_ARGUMENT", "Expected a process group from initProcessGroup");
+  return checkedGroup(*handle.As<Napi::External<GroupPtr>>().Data());
+}
+
+void allReduceMeanInPlace(ProcessGroupHandle& group, at::Tensor& flat) {
+  std::lock_guard<std::mutex> lock(group.mutex);
+  DOVE_CHECK(!group.disposed, "DISPOSED", "process group used after dispose()");
+  std::vector<at::Tensor> tensors{flat};
+  c10d::AllreduceOptions opts;
+  opts.reduceOp = c10d::ReduceOp::SUM;
+  waitWork(group, group.backend->allreduce(tensors, opts), "gradient allReduce");
+  flat.div_(group.worldSize);
+}
+
+}  // namespace dove

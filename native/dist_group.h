@@ -1,0 +1,36 @@
+// Process groups (c10d) shared by dist_gloo.cpp (construction, JS surface) and train_engine.cpp
+// (gradient all-reduce). Only c10d's Backend interface appears here, so files including this header
+// compile whether or not the build found gloo's headers.
+#pragma once
+
+#include "common.h"
+
+#include <torch/csrc/distributed/c10d/Backend.hpp>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace dove {
+
+struct ProcessGroupHandle {
+  c10::intrusive_ptr<c10d::Backend> backend;
+  int rank = 0;
+  int worldSize = 1;
+  std::string backendName;
+  std::chrono::milliseconds timeout{60000};
+  // Collectives on one group must be issued in the same order on every rank; this serialises them
+  // within a process (JS may start an allReduce while a training step all-reduces gradients).
+  std::mutex mutex;
+  bool disposed = false;
+};
+
+// Throws DoveException INVALID_ARGUMENT (not a process group) / DISPOSED.
+std::shared_ptr<ProcessGroupHandle> unwrapProcessGroup(Napi::Value value);
+
+// Sums `flat` (one contiguous tensor) over all ranks in place and divides by the world size.
+// Any failure (dead peer, timeout) becomes DoveException DISTRIBUTED_ERROR naming the group.
+void allReduceMeanInPlace(ProcessGroupHandle& group, at::Tensor& flat);
+
+}  // namespace dove

@@ -1,0 +1,457 @@
+// TorchScript modules: async load, method runs on libuv worker threads, atomic save.
+// Every native use of a module takes ModuleHandle::mutex, so runs on one module are serialised
+// while different modules run in parallel.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "common.h"
+
+namespace dove {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Calls on one module run one at a time and in call order. Instead of parking libuv pool threads
+// on ModuleHandle::mutex (100 queued calls would hold all 4 pool threads and starve fs and other
+// addons), a module keeps a FIFO of its jobs on the JS thread and queues the next one only when
+// the previous one settled. The mutex still guards against other users of the handle (the
+// trainer's engine).
+class ModuleJob;
+struct Strand {
+  std::deque<ModuleJob*> waiting;  // not yet queued to libuv; owned by libuv once queued
+  bool busy = false;
+  void submit(ModuleJob* job);
+  void next();
+};
+
+class ModuleJob : public Napi::AsyncWorker {
+ public:
+  using Work = std::function<c10::IValue()>;
+  using ToJs = std::function<Napi::Value(Napi::Env, c10::IValue&)>;
+
+  static Napi::Promise Submit(Napi::Env env, const char* name, std::shared_ptr<Strand> strand, Napi::Object owner,
+                              Work work, ToJs toJs) {
+    auto job = std::unique_ptr<ModuleJob>(new ModuleJob(env, name, strand, owner, std::move(work), std::move(toJs)));
+    Napi::Promise promise = job->deferred_.Promise();
+    strand->submit(job.release());  // the strand queues it; libuv deletes it after it settles
+    return promise;
+  }
+
+ protected:
+  void Execute() override {
+    try {
+      applyThreadSettings();
+      result_ = work_();
+    } catch (...) {
+      auto [code, message] = classifyException(std::current_exception());
+      code_ = code;
+      SetError(message);
+    }
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    try {
+      deferred_.Resolve(toJs_(env, result_));
+    } catch (const Napi::Error& e) {
+      deferred_.Reject(e.Value());
+    } catch (...) {
+      auto [code, message] = classifyException(std::current_exception());
+      deferred_.Reject(makeError(env, code, message).Value());
+    }
+    strand_->next();
+  }
+  void OnError(const Napi::Error& error) override {
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    deferred_.Reject(makeError(env, code_.empty() ? "INTERNAL" : code_, error.Message()).Value());
+    strand_->next();
+  }
+
+ private:
+  ModuleJob(Napi::Env env, const char* name, std::shared_ptr<Strand> strand, Napi::Object owner, Work work, ToJs toJs)
+      : Napi::AsyncWorker(env, name), deferred_(Napi::Promise::Deferred::New(env)), strand_(std::move(strand)),
+        owner_(Napi::Persistent(owner)), work_(std::move(work)), toJs_(std::move(toJs)) {}
+
+  Napi::Promise::Deferred deferred_;
+  std::shared_ptr<Strand> strand_;
+  Napi::ObjectReference owner_;  // keeps the JS module (and its handle) alive while queued or running
+  Work work_;
+  ToJs toJs_;
+  c10::IValue result_;
+  std::string code_;
+};
+
+void Strand::submit(ModuleJob* job) {
+  if (busy) {
+    waiting.push_back(job);
+    return;
+  }
+  busy = true;
+  job->Queue();
+}
+
+void Strand::next() {
+  if (waiting.empty()) {
+    busy = false;
+    return;
+  }
+  ModuleJob* job = waiting.front();
+  waiting.pop_front();
+  job->Queue();
+}
+
+// The JS view of a loaded module. The handle is shared with in-flight jobs, which also hold a
+// reference to this object (ModuleJob::owner_) so neither goes away mid-run.
+class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeModule", {
+        InstanceAccessor<&ModuleWrap::Path>("path"),
+        InstanceAccessor<&ModuleWrap::Device>("device"),
+        InstanceAccessor<&ModuleWrap::Disposed>("disposed"),
+        InstanceAccessor<&ModuleWrap::ExtraFiles>("extraFiles"),
+        InstanceAccessor<&ModuleWrap::Training>("training"),
+        InstanceAccessor<&ModuleWrap::Nbytes>("nbytes"),
+        InstanceMethod<&ModuleWrap::MethodNames>("methodNames"),
+        InstanceMethod<&ModuleWrap::MethodSchema>("methodSchema"),
+        InstanceMethod<&ModuleWrap::Run>("run"),
+        InstanceMethod<&ModuleWrap::Train>("train"),
+        InstanceMethod<&ModuleWrap::Parameters>("parameters"),
+        InstanceMethod<&ModuleWrap::NamedParameters>("namedParameters"),
+        InstanceMethod<&ModuleWrap::Save>("save"),
+        InstanceMethod<&ModuleWrap::Dispose>("dispose"),
+    });
+  }
+
+  struct Loaded {
+    std::shared_ptr<ModuleHandle> handle;
+    std::map<std::string, std::string> extraFiles;
+    int64_t nbytes = 0;
+  };
+
+  explicit ModuleWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModuleWrap>(info) {
+    if (info.Length() != 1 || !info[0].IsExternal()) {
+      throw makeError(info.Env(), "INVALID_ARGUMENT", "NativeModule cannot be constructed from JS; use loadModule");
+    }
+    Loaded& loaded = *info[0].As<Napi::External<Loaded>>().Data();
+    handle_ = loaded.handle;
+    nbytes_ = loaded.nbytes;
+    Napi::Env env = info.Env();
+    Napi::Object extra = Napi::Object::New(env);
+    for (const auto& [name, content] : loaded.extraFiles) extra.Set(name, Napi::String::New(env, content));
+    extra.Freeze();
+    extraFiles_ = Napi::Persistent(extra);
+    if (nbytes_ > 0) Napi::MemoryManagement::AdjustExternalMemory(env, nbytes_);
+  }
+
+  ~ModuleWrap() override { releaseMemory(Env()); }
+
+  const std::shared_ptr<ModuleHandle>& handle() const {
+    DOVE_CHECK(!handle_->disposed, "DISPOSED", "Module '" + handle_->path + "' was used after dispose()");
+    return handle_;
+  }
+
+ private:
+  void releaseMemory(Napi::Env env) {
+    if (nbytes_ > 0) Napi::MemoryManagement::AdjustExternalMemory(env, -nbytes_);
+    nbytes_ = 0;
+  }
+
+  Napi::Value Path(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), handle_->path); }
+  Napi::Value Device(const Napi::CallbackInfo& info) {
+    return Napi::String::New(info.Env(), deviceString(handle_->device));
+  }
+  Napi::Value Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), handle_->disposed); }
+  Napi::Value ExtraFiles(const Napi::CallbackInfo& info) { return extraFiles_.Value(); }
+  Napi::Value Nbytes(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(nbytes_)); }
+
+  Napi::Value Training(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), training_); }
+
+  Napi::Value MethodNames(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&] {
+      // Method lookup only reads the (immutable) class type: no lock, so it never waits on a run.
+      const auto methods = handle()->module.get_methods();
+      Napi::Array out = Napi::Array::New(info.Env(), methods.size());
+      for (std::size_t i = 0; i < methods.size(); ++i) out.Set(i, Napi::String::New(info.Env(), methods[i].name()));
+      return Napi::Value(out);
+    });
+  }
+
+  torch::jit::Method method(const std::string& name) const {
+    const auto& h = handle();
+    std::optional<torch::jit::Method> found = h->module.find_method(name);
+    if (!found) {
+      std::string names;
+      for (const auto& m : h->module.get_methods()) names += (names.empty() ? "" : ", ") + m.name();
+      fail("METHOD_NOT_FOUND", "Module '" + h->path + "' has no method '" + name + "' (methods: " + names + ")");
+    }
+    return *found;
+  }
+
+  static std::string methodName(const Napi::CallbackInfo& info, const char* call) {
+    DOVE_CHECK(info.Length() >= 1 && info[0].IsString(), "INVALID_ARGUMENT",
+               std::string("Expected method name string for ") + call);
+    return info[0].As<Napi::String>().Utf8Value();
+  }
+
+  Napi::Value MethodSchema(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&] {
+      std::ostringstream out;
+      out << method(methodName(info, "methodSchema(name)")).function().getSchema();
+      return Napi::Value(Napi::String::New(info.Env(), out.str()));
+    });
+  }
+
+  Napi::Value Run(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return guard(env, [&]() -> Napi::Value {
+      const std::string name = methodName(info, "run(method, args)");
+      DOVE_CHECK(info.Length() >= 2 && info[1].IsArray(), "INVALID_ARGUMENT",
+                 "Expected an array of arguments for run('" + name + "', args)");
+      torch::jit::Method m = method(name);
+      // Conversion happens here on the JS thread: JS values cannot be read from the worker.
+      auto args = std::make_shared<std::vector<c10::IValue>>(
+          argsForSchema(env, m.function().getSchema(), info[1].As<Napi::Array>()));
+      std::shared_ptr<ModuleHandle> h = handle();
+      const bool training = training_;  // the mode as of this call, whatever train() does later
+      return ModuleJob::Submit(
+          env, "dove.run", strand_, Value(),
+          [h, name, args, training]() -> c10::IValue {
+            std::lock_guard<std::mutex> lock(h->mutex);
+            DOVE_CHECK(!h->disposed, "DISPOSED", "Module '" + h->path + "' was disposed before '" + name + "' ran");
+            if (h->module.is_training() != training) h->module.train(training);
+            torch::jit::Method method = h->module.get_method(name);
+            c10::IValue result;
+            if (training) {
+              // Training: the trainer needs the autograd graph of what this returns.
+              c10::AutoGradMode grad(true);
+              result = method(std::move(*args));
+            } else {
+              c10::InferenceMode inference;
+              result = method(std::move(*args));
+            }
+            // dispose() during the run could not free the weights; do it now.
+            if (h->disposed) h->module = torch::jit::Module();
+            return result;
+          },
+          [](Napi::Env env, c10::IValue& result) { return fromIValue(env, result); });
+    });
+  }
+
+  Napi::Value Train(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&] {
+      DOVE_CHECK(info.Length() >= 1 && info[0].IsBoolean(), "INVALID_ARGUMENT", "Expected boolean for train(on)");
+      const auto& h = handle();
+      training_ = info[0].As<Napi::Boolean>().Value();
+      // Each run applies the mode it was called with, so this never waits for a running call
+      // (switching under a running method would change dropout halfway through it). When the
+      // module is idle, apply it now so other users of the handle (the train engine) see it.
+      std::unique_lock<std::mutex> lock(h->mutex, std::try_to_lock);
+      if (lock.owns_lock()) h->module.train(training_);
+      return info.Env().Undefined();
+    });
+  }
+
+  Napi::Value Parameters(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&] {
+      const auto& h = handle();
+      // No lock: listing parameters only reads the module's slots, as a running method does, so
+      // it never waits for a long call.
+      std::vector<at::Tensor> params;
+      for (const at::Tensor& p : h->module.parameters(true)) params.push_back(p);
+      Napi::Array out = Napi::Array::New(info.Env(), params.size());
+      for (std::size_t i = 0; i < params.size(); ++i) out.Set(i, wrapTensor(info.Env(), params[i]));
+      return Napi::Value(out);
+    });
+  }
+
+  Napi::Value NamedParameters(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&] {
+      const auto& h = handle();
+      std::vector<std::pair<std::string, at::Tensor>> params;
+      for (const auto& p : h->module.named_parameters(true)) params.emplace_back(p.name, p.value);
+      Napi::Object out = Napi::Object::New(info.Env());
+      for (const auto& [name, tensor] : params) out.Set(name, wrapTensor(info.Env(), tensor));
+      return Napi::Value(out);
+    });
+  }
+
+  Napi::Value Save(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return guard(env, [&]() -> Napi::Value {
+      DOVE_CHECK(info.Length() >= 1 && info[0].IsString(), "INVALID_ARGUMENT", "Expected path string for save(path, extraFiles)");
+      const std::string path = info[0].As<Napi::String>().Utf8Value();
+      DOVE_CHECK(!path.empty(), "INVALID_ARGUMENT", "Expected a non-empty path for save(path, extraFiles)");
+      torch::jit::ExtraFilesMap extra;
+      if (info.Length() >= 2 && !info[1].IsUndefined() && !info[1].IsNull()) {
+        DOVE_CHECK(info[1].IsObject() && !info[1].IsArray(), "INVALID_ARGUMENT",
+                   "Expected an object of name -> string for extraFiles of save(path, extraFiles)");
+        Napi::Object files = info[1].As<Napi::Object>();
+        Napi::Array names = files.GetPropertyNames();
+        for (uint32_t i = 0; i < names.Length(); ++i) {
+          const std::string name = names.Get(i).ToString().Utf8Value();
+          Napi::Value content = files.Get(name);
+          DOVE_CHECK(content.IsString(), "INVALID_ARGUMENT", "Expected string content for extraFiles['" + name + "']");
+          extra[name] = content.As<Napi::String>().Utf8Value();
+        }
+      }
+      std::shared_ptr<ModuleHandle> h = handle();
+      return ModuleJob::Submit(
+          env, "dove.save", strand_, Value(),
+          [h, path, extra]() -> c10::IValue {
+            std::lock_guard<std::mutex> lock(h->mutex);
+            DOVE_CHECK(!h->disposed, "DISPOSED", "Module '" + h->path + "' was disposed before save");
+            saveAtomically(h->module, path, extra);
+            return c10::IValue();
+          },
+          [](Napi::Env env, c10::IValue&) { return env.Undefined(); });
+    });
+  }
+
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    if (!handle_->disposed.exchange(true)) {
+      // A job that holds the lock finishes first; the module's memory goes when the last holder
+      // of the handle (this object or that job) lets go, replacing it frees the weights now.
+      std::unique_lock<std::mutex> lock(handle_->mutex, std::try_to_lock);
+      if (lock.owns_lock()) handle_->module = torch::jit::Module();
+      releaseMemory(info.Env());
+    }
+    return info.Env().Undefined();
+  }
+
+  // Write to a sibling temp file, fsync it, rename over `path`, fsync the directory: a crash
+  // leaves either the old file or the new one, never half of one.
+  static void saveAtomically(const torch::jit::Module& module, const std::string& path,
+                             const torch::jit::ExtraFilesMap& extra) {
+    const fs::path target(path);
+    const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+    std::error_code ec;
+    DOVE_CHECK(fs::is_directory(dir, ec), "IO_ERROR", "Cannot save to '" + path + "': directory '" + dir.string() + "' does not exist");
+    const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
+    try {
+      module.save(tmp, extra);
+    } catch (...) {
+      std::remove(tmp.c_str());
+      auto [code, message] = classifyException(std::current_exception());
+      fail("IO_ERROR", "Saving '" + path + "' failed: " + message);
+    }
+    auto syncPath = [](const std::string& p, int flags) {
+      const int fd = ::open(p.c_str(), flags);
+      if (fd < 0) return false;
+      const bool ok = ::fsync(fd) == 0;
+      ::close(fd);
+      return ok;
+    };
+    if (!syncPath(tmp, O_RDONLY)) {
+      std::remove(tmp.c_str());
+      fail("IO_ERROR", "fsync of '" + tmp + "' failed");
+    }
+    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+      std::remove(tmp.c_str());
+      fail("IO_ERROR", "Renaming '" + tmp + "' to '" + path + "' failed");
+    }
+    syncPath(dir.string(), O_RDONLY | O_DIRECTORY);  // best effort: some filesystems refuse it
+  }
+
+  std::shared_ptr<ModuleHandle> handle_;
+  std::shared_ptr<Strand> strand_ = std::make_shared<Strand>();
+  bool training_ = false;  // JS-thread view of the mode; loadOnWorker leaves modules in eval
+  Napi::ObjectReference extraFiles_;
+  int64_t nbytes_ = 0;
+};
+
+bool isZipFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char magic[4] = {0, 0, 0, 0};
+  in.read(magic, 4);
+  return in.gcount() == 4 && magic[0] == 'P' && magic[1] == 'K' && magic[2] == 3 && magic[3] == 4;
+}
+
+ModuleWrap::Loaded loadOnWorker(const std::string& path, c10::Device device, const std::vector<std::string>& names) {
+  std::error_code ec;
+  DOVE_CHECK(fs::exists(path, ec), "FILE_NOT_FOUND", "Model file '" + path + "' does not exist");
+  DOVE_CHECK(fs::is_regular_file(path, ec), "NOT_TORCHSCRIPT", "'" + path + "' is not a file");
+  {
+    std::ifstream probe(path, std::ios::binary);
+    DOVE_CHECK(probe.good(), "IO_ERROR", "Model file '" + path + "' cannot be read (permissions?)");
+  }
+  DOVE_CHECK(isZipFile(path), "NOT_TORCHSCRIPT",
+             "'" + path + "' is not a TorchScript archive (no zip header); export it with torch.jit.script(...).save()");
+  torch::jit::ExtraFilesMap extra;
+  for (const auto& name : names) extra[name] = "";
+  ModuleWrap::Loaded loaded;
+  auto handle = std::make_shared<ModuleHandle>();
+  try {
+    handle->module = torch::jit::load(path, device, extra);
+  } catch (const c10::Error&) {
+    auto [code, message] = classifyException(std::current_exception());
+    fail("NOT_TORCHSCRIPT", "'" + path + "' could not be loaded as TorchScript: " + message);
+  }
+  // Inference is the default; the trainer switches to train(true) explicitly.
+  handle->module.eval();
+  handle->path = path;
+  handle->device = device;
+  // torch::jit::load leaves requested-but-absent names empty: report only the files present.
+  for (const auto& [name, content] : extra) {
+    if (!content.empty()) loaded.extraFiles[name] = content;
+  }
+  for (const auto& p : handle->module.parameters(true)) loaded.nbytes += static_cast<int64_t>(p.nbytes());
+  for (const auto& b : handle->module.buffers(true)) loaded.nbytes += static_cast<int64_t>(b.nbytes());
+  loaded.handle = std::move(handle);
+  return loaded;
+}
+
+Napi::Value LoadModule(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    DOVE_CHECK(info.Length() >= 1 && info[0].IsString(), "INVALID_ARGUMENT",
+               "Expected path string for loadModule(path, device, extraFileNames)");
+    const std::string path = info[0].As<Napi::String>().Utf8Value();
+    std::string deviceSpec = "cpu";
+    if (info.Length() >= 2 && !info[1].IsUndefined() && !info[1].IsNull()) {
+      DOVE_CHECK(info[1].IsString(), "INVALID_ARGUMENT", "Expected device string for loadModule(path, device, extraFileNames)");
+      deviceSpec = info[1].As<Napi::String>().Utf8Value();
+    }
+    const c10::Device device = parseDevice(deviceSpec);
+    std::vector<std::string> names;
+    if (info.Length() >= 3 && !info[2].IsUndefined() && !info[2].IsNull()) {
+      DOVE_CHECK(info[2].IsArray(), "INVALID_ARGUMENT", "Expected an array of file names for extraFileNames");
+      Napi::Array array = info[2].As<Napi::Array>();
+      for (uint32_t i = 0; i < array.Length(); ++i) {
+        Napi::Value v = array.Get(i);
+        DOVE_CHECK(v.IsString(), "INVALID_ARGUMENT", "Expected string for extraFileNames[" + std::to_string(i) + "]");
+        names.push_back(v.As<Napi::String>().Utf8Value());
+      }
+    }
+    return PromiseWorker<ModuleWrap::Loaded>::Start(
+        env, "dove.loadModule", [path, device, names]() { return loadOnWorker(path, device, names); },
+        [](Napi::Env env, ModuleWrap::Loaded& loaded) -> Napi::Value {
+          return addonState(env).classes.at("NativeModule").New({Napi::External<ModuleWrap::Loaded>::New(env, &loaded)});
+        });
+  });
+}
+
+void init(Napi::Env env, Napi::Object exports) {
+  addonState(env).classes["NativeModule"] = Napi::Persistent(ModuleWrap::Define(env));
+  exports.Set("loadModule", Napi::Function::New(env, LoadModule, "loadModule"));
+}
+
+const Registrar registrar(init);
+
+}  // namespace
+
+std::shared_ptr<ModuleHandle> unwrapModule(Napi::Value value) {
+  Napi::Env env = value.Env();
+  DOVE_CHECK(value.IsObject() && value.As<Napi::Object>().InstanceOf(addonState(env).classes.at("NativeModule").Value()),
+             "INVALID_ARGUMENT", "Expected a module returned by loadModule");
+  return ModuleWrap::Unwrap(value.As<Napi::Object>())->handle();
+}
+
+}  // namespace dove

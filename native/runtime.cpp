@@ -1,0 +1,180 @@
+// Process-wide runtime: devices, intra-op threads, seeds, versions, build info, and the tensor
+// factories that do not start from JS memory (zeros, stack).
+#include <dlfcn.h>
+
+#include <ATen/Parallel.h>
+#include <ATen/detail/CUDAHooksInterface.h>
+#include <torch/cuda.h>
+#include <torch/version.h>
+
+#include <cmath>
+
+#include "common.h"
+
+#ifndef DOVE_ADDON_VERSION
+#define DOVE_ADDON_VERSION "0.0.0-dev"
+#endif
+
+namespace dove {
+namespace {
+
+std::atomic<int> gThreads{0};          // 0: libtorch's default
+std::atomic<uint64_t> gThreadsGeneration{0};
+
+int64_t integerArg(const Napi::CallbackInfo& info, std::size_t i, const char* what, double lo, double hi) {
+  Napi::Value v = info.Length() > i ? info[i] : info.Env().Undefined();
+  const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : std::nan("");
+  DOVE_CHECK(v.IsNumber() && std::trunc(d) == d && d >= lo && d <= hi, "INVALID_ARGUMENT",
+             "Expected integer between " + std::to_string(static_cast<int64_t>(lo)) + " and " +
+                 std::to_string(static_cast<int64_t>(hi)) + " for " + what + " but received " + v.ToString().Utf8Value());
+  return static_cast<int64_t>(d);
+}
+
+std::string libtorchPath() {
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<void*>(&at::get_num_threads), &info) != 0 && info.dli_fname != nullptr) {
+    return info.dli_fname;
+  }
+  return DOVE_TORCH_LIBDIR;
+}
+
+std::optional<std::string> cudaRuntimeVersion() {
+  try {
+    // Registered only when libtorch_cuda is loaded; the CPU stub throws.
+    const long v = at::detail::getCUDAHooks().versionCUDART();
+    if (v <= 0) return std::nullopt;
+    return std::to_string(v / 1000) + "." + std::to_string((v % 1000) / 10);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
+Napi::Value Devices(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&] {
+    Napi::Array out = Napi::Array::New(info.Env());
+    out.Set(0u, Napi::String::New(info.Env(), "cpu"));
+    const auto count = torch::cuda::device_count();
+    for (int i = 0; i < static_cast<int>(count); ++i) out.Set(static_cast<uint32_t>(i) + 1, Napi::String::New(info.Env(), "cuda:" + std::to_string(i)));
+    return Napi::Value(out);
+  });
+}
+
+Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&] {
+    const int n = static_cast<int>(integerArg(info, 0, "setNumThreads(n)", 1, 1024));
+    gThreads = n;
+    ++gThreadsGeneration;
+    at::set_num_threads(n);
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value GetNumThreads(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&] {
+    const int n = gThreads.load();
+    return Napi::Value(Napi::Number::New(info.Env(), n > 0 ? n : at::get_num_threads()));
+  });
+}
+
+Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&] {
+    uint64_t seed = 0;
+    if (info.Length() >= 1 && info[0].IsBigInt()) {
+      bool lossless = false;
+      seed = info[0].As<Napi::BigInt>().Uint64Value(&lossless);
+      DOVE_CHECK(lossless, "INVALID_ARGUMENT", "Expected seed between 0 and 2^64-1 for manualSeed(seed)");
+    } else {
+      seed = static_cast<uint64_t>(integerArg(info, 0, "manualSeed(seed)", 0, 9007199254740991.0));
+    }
+    torch::manual_seed(seed);  // also seeds every CUDA device when present
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value Versions(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&] {
+    Napi::Env env = info.Env();
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("addon", DOVE_ADDON_VERSION);
+    out.Set("libtorch", TORCH_VERSION);
+    uint32_t napi = 0;
+    napi_get_version(env, &napi);
+    out.Set("napi", Napi::Number::New(env, napi));
+    const auto cuda = cudaRuntimeVersion();
+    out.Set("cuda", Napi::Boolean::New(env, cuda.has_value()));
+    out.Set("cudaVersion", cuda ? Napi::Value(Napi::String::New(env, *cuda)) : env.Null());
+    out.Set("libtorchPath", libtorchPath());
+    return Napi::Value(out);
+  });
+}
+
+Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&] {
+    return Napi::Value(Napi::String::New(info.Env(), at::show_config() + "\n" + at::get_parallel_info()));
+  });
+}
+
+Napi::Value Zeros(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&] {
+    const std::vector<int64_t> shape = shapeFromJs(info.Length() > 0 ? info[0] : info.Env().Undefined(), "shape");
+    DOVE_CHECK(info.Length() >= 2 && info[1].IsString(), "INVALID_ARGUMENT", "Expected dtype string for zeros(shape, dtype, device)");
+    const at::ScalarType dtype = parseDtype(info[1].As<Napi::String>().Utf8Value());
+    c10::Device device(c10::kCPU);
+    if (info.Length() >= 3 && !info[2].IsUndefined() && !info[2].IsNull()) {
+      DOVE_CHECK(info[2].IsString(), "INVALID_ARGUMENT", "Expected device string for zeros(shape, dtype, device)");
+      device = parseDevice(info[2].As<Napi::String>().Utf8Value());
+    }
+    return Napi::Value(wrapTensor(info.Env(), torch::zeros(shape, at::TensorOptions().dtype(dtype).device(device))));
+  });
+}
+
+Napi::Value Stack(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&] {
+    DOVE_CHECK(info.Length() >= 1 && info[0].IsArray() && info[0].As<Napi::Array>().Length() > 0, "INVALID_ARGUMENT",
+               "Expected a non-empty array of tensors for stack(tensors)");
+    Napi::Array array = info[0].As<Napi::Array>();
+    std::vector<at::Tensor> tensors;
+    tensors.reserve(array.Length());
+    for (uint32_t i = 0; i < array.Length(); ++i) {
+      const std::string what = "tensors[" + std::to_string(i) + "]";
+      tensors.push_back(unwrapTensor(array.Get(i), what.c_str()));
+      const at::Tensor& first = tensors.front();
+      const at::Tensor& t = tensors.back();
+      DOVE_CHECK(t.sizes() == first.sizes(), "SHAPE_MISMATCH",
+                 "stack needs tensors of one shape but " + what + " is " + c10::str(t.sizes()) + " and tensors[0] is " +
+                     c10::str(first.sizes()));
+      DOVE_CHECK(t.scalar_type() == first.scalar_type(), "DTYPE_MISMATCH",
+                 "stack needs tensors of one dtype but " + what + " is " + dtypeName(t.scalar_type()) +
+                     " and tensors[0] is " + dtypeName(first.scalar_type()));
+      DOVE_CHECK(t.device() == first.device(), "INVALID_ARGUMENT",
+                 "stack needs tensors on one device but " + what + " is on " + deviceString(t.device()));
+    }
+    return Napi::Value(wrapTensor(info.Env(), torch::stack(tensors)));
+  });
+}
+
+void init(Napi::Env env, Napi::Object exports) {
+  exports.Set("devices", Napi::Function::New(env, Devices, "devices"));
+  exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads, "setNumThreads"));
+  exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads, "getNumThreads"));
+  exports.Set("manualSeed", Napi::Function::New(env, ManualSeed, "manualSeed"));
+  exports.Set("versions", Napi::Function::New(env, Versions, "versions"));
+  exports.Set("buildInfo", Napi::Function::New(env, BuildInfo, "buildInfo"));
+  exports.Set("zeros", Napi::Function::New(env, Zeros, "zeros"));
+  exports.Set("stack", Napi::Function::New(env, Stack, "stack"));
+}
+
+const Registrar registrar(init);
+
+}  // namespace
+
+void applyThreadSettings() {
+  thread_local uint64_t seen = 0;
+  const uint64_t generation = gThreadsGeneration.load(std::memory_order_acquire);
+  if (generation == seen) return;
+  seen = generation;
+  const int n = gThreads.load();
+  if (n > 0) at::set_num_threads(n);
+}
+
+}  // namespace dove

@@ -1,0 +1,512 @@
+// JS Tensor objects. Memory crosses the boundary without copies in both directions:
+// - tensorFromArray wraps the typed array's own memory (at::for_blob) and holds a strong reference
+//   to its ArrayBuffer until libtorch frees the storage; that can happen on any thread, so the
+//   reference is released through a queue drained on the JS thread (napi refs are JS-thread only).
+// - data() returns a typed array over the tensor's memory: the original ArrayBuffer for JS-backed
+//   tensors, otherwise an external ArrayBuffer owning a heap at::Tensor.
+#include <cstring>
+
+#include "common.h"
+
+namespace dove {
+
+// ---------------------------------------------------------------------------------------------
+// Release queue
+void drainReleaseQueue(Napi::Env env, Napi::Function, ReleaseQueue* queue, void*);
+
+struct ReleaseQueue {
+  std::mutex mutex;
+  bool closed = false;
+  std::vector<napi_ref> pending;
+  napi_env env = nullptr;
+  std::thread::id jsThread;
+  // Wakes the JS thread to drain `pending`; unref'd so it never keeps the process alive.
+  Napi::TypedThreadSafeFunction<ReleaseQueue, void, drainReleaseQueue> wake;
+  bool wakeScheduled = false;
+
+  // Any thread. On the JS thread the reference is dropped at once.
+  void release(napi_ref ref) {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (closed) return;  // env torn down: its references went with it
+    if (std::this_thread::get_id() == jsThread) {
+      napi_delete_reference(env, ref);
+      return;
+    }
+    pending.push_back(ref);
+    if (!wakeScheduled) wakeScheduled = wake.NonBlockingCall() == napi_ok;
+  }
+};
+
+void drainReleaseQueue(Napi::Env env, Napi::Function, ReleaseQueue* queue, void*) {
+  if (env == nullptr || queue == nullptr) return;
+  std::vector<napi_ref> refs;
+  {
+    std::lock_guard<std::mutex> lock(queue->mutex);
+    queue->wakeScheduled = false;
+    if (queue->closed) return;
+    refs.swap(queue->pending);
+  }
+  for (napi_ref ref : refs) napi_delete_reference(env, ref);
+}
+
+namespace {
+
+std::shared_ptr<ReleaseQueue> releaseQueue(Napi::Env env) {
+  AddonState& state = addonState(env);
+  if (!state.releaseQueue) {
+    auto queue = std::make_shared<ReleaseQueue>();
+    queue->env = env;
+    queue->jsThread = std::this_thread::get_id();
+    queue->wake = decltype(queue->wake)::New(env, "dove.releaseQueue", 0, 1, queue.get());
+    queue->wake.Unref(env);
+    state.releaseQueue = queue;
+    // Before the env goes: stop accepting releases from other threads and let the TSFN go.
+    env.AddCleanupHook([weak = std::weak_ptr<ReleaseQueue>(queue)]() {
+      if (auto q = weak.lock()) {
+        std::lock_guard<std::mutex> lock(q->mutex);
+        q->closed = true;
+        q->pending.clear();
+        q->wake.Abort();
+      }
+    });
+  }
+  return state.releaseQueue;
+}
+
+// Owner of the JS ArrayBuffer behind a from_blob tensor (the DataPtr context).
+struct JsBacking {
+  std::shared_ptr<ReleaseQueue> queue;
+  napi_ref buffer = nullptr;
+  const char* base = nullptr;  // first byte of the ArrayBuffer
+  std::size_t length = 0;      // its byte length at wrap time
+};
+
+void deleteJsBacking(void* context) {
+  std::unique_ptr<JsBacking> backing(static_cast<JsBacking*>(context));
+  backing->queue->release(backing->buffer);
+}
+
+const JsBacking* jsBackingOf(const at::Tensor& tensor) {
+  if (!tensor.defined() || !tensor.has_storage()) return nullptr;
+  const c10::DataPtr& ptr = tensor.storage().data_ptr();
+  if (ptr.get_deleter() != &deleteJsBacking) return nullptr;
+  return static_cast<const JsBacking*>(ptr.get_context());
+}
+
+Napi::Array toJsArray(Napi::Env env, c10::IntArrayRef values) {
+  Napi::Array out = Napi::Array::New(env, values.size());
+  for (std::size_t i = 0; i < values.size(); ++i) out.Set(i, Napi::Number::New(env, static_cast<double>(values[i])));
+  return out;
+}
+
+const char* typedArrayName(napi_typedarray_type type) {
+  switch (type) {
+    case napi_int8_array: return "Int8Array";
+    case napi_uint8_array: return "Uint8Array";
+    case napi_uint8_clamped_array: return "Uint8ClampedArray";
+    case napi_int16_array: return "Int16Array";
+    case napi_uint16_array: return "Uint16Array";
+    case napi_int32_array: return "Int32Array";
+    case napi_uint32_array: return "Uint32Array";
+    case napi_float32_array: return "Float32Array";
+    case napi_float64_array: return "Float64Array";
+    case napi_bigint64_array: return "BigInt64Array";
+    case napi_biguint64_array: return "BigUint64Array";
+    default: return "TypedArray";
+  }
+}
+
+// The typed array that carries each dtype across the boundary.
+napi_typedarray_type arrayTypeFor(at::ScalarType type) {
+  switch (type) {
+    case at::kFloat: return napi_float32_array;
+    case at::kDouble: return napi_float64_array;
+    case at::kInt: return napi_int32_array;
+    case at::kLong: return napi_bigint64_array;
+    case at::kByte: return napi_uint8_array;
+    case at::kBool: return napi_uint8_array;
+    case at::kHalf: return napi_uint16_array;
+    case at::kBFloat16: return napi_uint16_array;
+    default:
+      fail("DTYPE_MISMATCH", "Tensors of dtype " + dtypeName(type) +
+                                 " have no typed array; convert first, e.g. to(null, 'float32')");
+  }
+}
+
+// Validates `shape` (array of non-negative safe integers) and returns it.
+std::vector<int64_t> parseShape(Napi::Value value, const char* what) {
+  DOVE_CHECK(value.IsArray(), "INVALID_ARGUMENT",
+             std::string("Expected an array of non-negative integers for ") + what);
+  Napi::Array array = value.As<Napi::Array>();
+  std::vector<int64_t> shape;
+  shape.reserve(array.Length());
+  for (uint32_t i = 0; i < array.Length(); ++i) {
+    Napi::Value v = array.Get(i);
+    double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+    DOVE_CHECK(v.IsNumber() && d >= 0 && d <= 9007199254740991.0 && d == static_cast<double>(static_cast<int64_t>(d)),
+               "INVALID_ARGUMENT",
+               std::string("Expected non-negative integer for ") + what + "[" + std::to_string(i) +
+                   "] but received " + v.ToString().Utf8Value());
+    shape.push_back(static_cast<int64_t>(d));
+  }
+  return shape;
+}
+
+std::string shapeString(c10::IntArrayRef shape) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+struct ExternalTensor {
+  at::Tensor tensor;
+};
+
+void finalizeExternalTensor(napi_env, void*, void* hint) {
+  std::unique_ptr<ExternalTensor> owned(static_cast<ExternalTensor*>(hint));
+}
+
+// A typed array over `tensor`'s memory (contiguous CPU). JS-backed storage is handed back as its
+// original ArrayBuffer: a second external buffer over memory V8 already owns would alias it.
+Napi::Value typedArrayOver(Napi::Env env, const at::Tensor& tensor) {
+  const napi_typedarray_type arrayType = arrayTypeFor(tensor.scalar_type());
+  const std::size_t elementSize = tensor.element_size();
+  const std::size_t length = static_cast<std::size_t>(tensor.numel());
+  const std::size_t nbytes = length * elementSize;
+  napi_value buffer = nullptr;
+  std::size_t byteOffset = 0;
+
+  if (const JsBacking* backing = jsBackingOf(tensor); backing != nullptr && backing->queue->env == env) {
+    napi_value original = nullptr;
+    if (napi_get_reference_value(env, backing->buffer, &original) == napi_ok && original != nullptr) {
+      Napi::ArrayBuffer ab(env, original);
+      const char* data = static_cast<const char*>(tensor.data_ptr());
+      DOVE_CHECK(ab.Data() == backing->base && ab.ByteLength() == backing->length, "INVALID_ARGUMENT",
+                 "The ArrayBuffer behind this tensor was detached or transferred after the tensor was made");
+      buffer = original;
+      byteOffset = static_cast<std::size_t>(data - backing->base);
+    }
+  }
+  if (buffer == nullptr && nbytes == 0) {
+    buffer = Napi::ArrayBuffer::New(env, 0);
+  }
+  if (buffer == nullptr) {
+    auto owned = std::make_unique<ExternalTensor>(ExternalTensor{tensor});
+    napi_status status = napi_create_external_arraybuffer(env, tensor.data_ptr(), nbytes, finalizeExternalTensor,
+                                                          owned.get(), &buffer);
+    if (status == napi_ok) {
+      owned.release();  // the ArrayBuffer's finalizer owns it now
+    } else {
+      // Runtimes with a V8 sandbox (Electron) refuse external buffers: copy instead.
+      const napi_extended_error_info* info = nullptr;
+      napi_get_last_error_info(env, &info);
+      bool pending = false;
+      napi_is_exception_pending(env, &pending);
+      if (pending) {
+        napi_value ignored;
+        napi_get_and_clear_last_exception(env, &ignored);
+      }
+      Napi::ArrayBuffer copy = Napi::ArrayBuffer::New(env, nbytes);
+      std::memcpy(copy.Data(), tensor.data_ptr(), nbytes);
+      buffer = copy;
+    }
+  }
+  napi_value out = nullptr;
+  NAPI_THROW_IF_FAILED(env, napi_create_typedarray(env, arrayType, length, buffer, byteOffset, &out), Napi::Value());
+  return Napi::Value(env, out);
+}
+
+at::Tensor tensorFromTypedArray(Napi::Env env, Napi::TypedArray array, const std::vector<int64_t>& shape,
+                                at::ScalarType dtype) {
+  const napi_typedarray_type expected = arrayTypeFor(dtype);
+  DOVE_CHECK(array.TypedArrayType() == expected, "DTYPE_MISMATCH",
+             std::string("Expected ") + typedArrayName(expected) + " for dtype " + dtypeName(dtype) +
+                 " but received " + typedArrayName(array.TypedArrayType()));
+  int64_t numel = 1;
+  for (int64_t d : shape) numel *= d;
+  const std::size_t length = array.ElementLength();
+  DOVE_CHECK(static_cast<std::size_t>(numel) == length, "SHAPE_MISMATCH",
+             "Shape " + shapeString(shape) + " needs " + std::to_string(numel) + " elements but the " +
+                 typedArrayName(array.TypedArrayType()) + " has " + std::to_string(length));
+  Napi::ArrayBuffer ab = array.ArrayBuffer();
+  char* data = static_cast<char*>(ab.Data()) + array.ByteOffset();
+  if (dtype == at::kBool) {
+    // Any byte other than 0/1 in a bool tensor is undefined behaviour in libtorch kernels.
+    const auto* bytes = reinterpret_cast<const uint8_t*>(data);
+    for (std::size_t i = 0; i < length; ++i) {
+      DOVE_CHECK(bytes[i] <= 1, "INVALID_ARGUMENT",
+                 "Expected 0 or 1 in every byte of a bool tensor but element " + std::to_string(i) + " is " +
+                     std::to_string(bytes[i]));
+    }
+  }
+  const auto options = at::TensorOptions().dtype(dtype).device(at::kCPU);
+  if (numel == 0) return at::empty(shape, options);
+
+  auto backing = std::make_unique<JsBacking>();
+  backing->queue = releaseQueue(env);
+  backing->base = static_cast<const char*>(ab.Data());
+  backing->length = ab.ByteLength();
+  NAPI_THROW_IF_FAILED(env, napi_create_reference(env, ab, 1, &backing->buffer), at::Tensor());
+  JsBacking* context = backing.get();
+  try {
+    at::Tensor tensor = at::for_blob(data, shape).context(context, deleteJsBacking).options(options).make_tensor();
+    backing.release();  // the storage's DataPtr owns it now
+    return tensor;
+  } catch (...) {
+    napi_delete_reference(env, backing->buffer);
+    throw;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// TensorWrap
+class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeTensor", {
+        InstanceAccessor<&TensorWrap::Shape>("shape"),
+        InstanceAccessor<&TensorWrap::Strides>("strides"),
+        InstanceAccessor<&TensorWrap::Dtype>("dtype"),
+        InstanceAccessor<&TensorWrap::Device>("device"),
+        InstanceAccessor<&TensorWrap::Nbytes>("nbytes"),
+        InstanceAccessor<&TensorWrap::IsContiguous>("isContiguous"),
+        InstanceAccessor<&TensorWrap::Disposed>("disposed"),
+        InstanceMethod<&TensorWrap::Data>("data"),
+        InstanceMethod<&TensorWrap::DataAddress>("dataAddress"),
+        InstanceMethod<&TensorWrap::To>("to"),
+        InstanceMethod<&TensorWrap::Contiguous>("contiguous"),
+        InstanceMethod<&TensorWrap::Clone>("clone"),
+        InstanceMethod<&TensorWrap::Slice0>("slice0"),
+        InstanceMethod<&TensorWrap::Item>("item"),
+        InstanceMethod<&TensorWrap::Dispose>("dispose"),
+    });
+  }
+
+  explicit TensorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorWrap>(info) {
+    if (info.Length() != 1 || !info[0].IsExternal()) {
+      throw makeError(info.Env(), "INVALID_ARGUMENT",
+                      "NativeTensor cannot be constructed from JS; use tensorFromArray or zeros");
+    }
+    tensor_ = *info[0].As<Napi::External<at::Tensor>>().Data();
+    // JS-backed memory is already known to V8 through its ArrayBuffer.
+    if (jsBackingOf(tensor_) == nullptr) {
+      reported_ = static_cast<int64_t>(tensor_.nbytes());
+      if (reported_ > 0) Napi::MemoryManagement::AdjustExternalMemory(info.Env(), reported_);
+    }
+  }
+
+  ~TensorWrap() override { release(Env()); }
+
+  const at::Tensor& tensor() const {
+    DOVE_CHECK(tensor_.defined(), "DISPOSED", "Tensor was used after dispose()");
+    return tensor_;
+  }
+
+ private:
+  void release(Napi::Env env) {
+    tensor_ = at::Tensor();
+    if (reported_ > 0) Napi::MemoryManagement::AdjustExternalMemory(env, -reported_);
+    reported_ = 0;
+  }
+
+  Napi::Value Shape(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&] { return Napi::Value(toJsArray(info.Env(), tensor().sizes())); });
+  }
+  Napi::Value Strides(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&] { return Napi::Value(toJsArray(info.Env(), tensor().strides())); });
+  }
+  Napi::Value Dtype(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&] { return Napi::Value(Napi::String::New(info.Env(), dtypeName(tensor().scalar_type()))); });
+  }
+  Napi::Value Device(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&] { return Napi::Value(Napi::String::New(info.Env(), deviceString(tensor().device()))); });
+  }
+  Napi::Value Nbytes(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&] { return Napi::Value(Napi::Number::New(info.Env(), static_cast<double>(tensor().nbytes()))); });
+  }
+  Napi::Value IsContiguous(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&] { return Napi::Value(Napi::Boolean::New(info.Env(), tensor().is_contiguous())); });
+  }
+  Napi::Value Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !tensor_.defined()); }
+
+  Napi::Value Data(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&] {
+      at::Tensor t = tensor();
+      arrayTypeFor(t.scalar_type());  // fail early for dtypes without a typed array
+      // CUDA and non-contiguous tensors need a copy; contiguous CPU memory is shared as is.
+      if (!t.device().is_cpu()) t = t.to(at::kCPU);
+      if (!t.is_contiguous()) t = t.contiguous();
+      return typedArrayOver(info.Env(), t);
+    });
+  }
+  Napi::Value DataAddress(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&] {
+      return Napi::Value(Napi::BigInt::New(info.Env(), static_cast<uint64_t>(reinterpret_cast<uintptr_t>(tensor().data_ptr()))));
+    });
+  }
+  Napi::Value To(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&] {
+      const at::Tensor& t = tensor();
+      c10::Device device = t.device();
+      at::ScalarType dtype = t.scalar_type();
+      if (info.Length() > 0 && !info[0].IsNull() && !info[0].IsUndefined()) {
+        DOVE_CHECK(info[0].IsString(), "INVALID_ARGUMENT", "Expected device string or null for to(device, dtype)");
+        device = parseDevice(info[0].As<Napi::String>().Utf8Value());
+      }
+      if (info.Length() > 1 && !info[1].IsNull() && !info[1].IsUndefined()) {
+        DOVE_CHECK(info[1].IsString(), "INVALID_ARGUMENT", "Expected dtype string or null for to(device, dtype)");
+        dtype = parseDtype(info[1].As<Napi::String>().Utf8Value());
+      }
+      return Napi::Value(wrapTensor(info.Env(), t.to(device, dtype)));
+    });
+  }
+  Napi::Value Contiguous(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&] { return Napi::Value(wrapTensor(info.Env(), tensor().contiguous())); });
+  }
+  Napi::Value Clone(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&] { return Napi::Value(wrapTensor(info.Env(), tensor().clone())); });
+  }
+  Napi::Value Slice0(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&] {
+      const at::Tensor& t = tensor();
+      DOVE_CHECK(t.dim() >= 1, "SHAPE_MISMATCH", "slice0 needs a tensor with at least one dimension");
+      const int64_t size = t.size(0);
+      auto index = [&](std::size_t i, const char* name) {
+        DOVE_CHECK(info.Length() > i && info[i].IsNumber(), "INVALID_ARGUMENT",
+                   std::string("Expected integer for ") + name + " of slice0(start, end)");
+        double d = info[i].As<Napi::Number>().DoubleValue();
+        DOVE_CHECK(d >= 0 && d <= static_cast<double>(size) && d == static_cast<double>(static_cast<int64_t>(d)),
+                   "INVALID_ARGUMENT",
+                   std::string("Expected integer between 0 and ") + std::to_string(size) + " for " + name +
+                       " but received " + info[i].ToString().Utf8Value());
+        return static_cast<int64_t>(d);
+      };
+      const int64_t start = index(0, "start");
+      const int64_t end = index(1, "end");
+      DOVE_CHECK(start <= end, "INVALID_ARGUMENT",
+                 "Expected start <= end for slice0 but received " + std::to_string(start) + " > " + std::to_string(end));
+      return Napi::Value(wrapTensor(info.Env(), t.narrow(0, start, end - start)));
+    });
+  }
+  Napi::Value Item(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&] {
+      const at::Tensor& t = tensor();
+      DOVE_CHECK(t.numel() == 1, "SHAPE_MISMATCH",
+                 "item() needs a tensor with exactly one element but shape is " + shapeString(t.sizes()));
+      return Napi::Value(Napi::Number::New(info.Env(), t.item<double>()));
+    });
+  }
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    release(info.Env());
+    return info.Env().Undefined();
+  }
+
+  at::Tensor tensor_;
+  int64_t reported_ = 0;
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Shared helpers (common.h)
+
+Napi::Object wrapTensor(Napi::Env env, at::Tensor tensor) {
+  Napi::FunctionReference& ctor = addonState(env).classes.at("NativeTensor");
+  return ctor.New({Napi::External<at::Tensor>::New(env, &tensor)});
+}
+
+bool isTensor(Napi::Value value) {
+  if (!value.IsObject()) return false;
+  Napi::FunctionReference& ctor = addonState(value.Env()).classes.at("NativeTensor");
+  return value.As<Napi::Object>().InstanceOf(ctor.Value());
+}
+
+at::Tensor unwrapTensor(Napi::Value value, const char* what) {
+  DOVE_CHECK(isTensor(value), "INVALID_ARGUMENT",
+             std::string("Expected a Tensor for ") + what + " but received " +
+                 (value.IsObject() ? "an object" : value.ToString().Utf8Value()));
+  TensorWrap* wrap = TensorWrap::Unwrap(value.As<Napi::Object>());
+  DOVE_CHECK(wrap != nullptr, "INVALID_ARGUMENT", std::string("Expected a Tensor for ") + what);
+  return wrap->tensor();
+}
+
+std::string deviceString(const c10::Device& device) {
+  if (device.is_cpu()) return "cpu";
+  if (device.is_cuda()) return "cuda:" + std::to_string(device.has_index() ? device.index() : 0);
+  return device.str();
+}
+
+c10::Device parseDevice(const std::string& spec) {
+  std::optional<c10::Device> device;
+  try {
+    device.emplace(spec);
+  } catch (const c10::Error&) {
+  }
+  DOVE_CHECK(device.has_value() && (device->is_cpu() || device->is_cuda()), "INVALID_ARGUMENT",
+             "Expected device 'cpu', 'cuda' or 'cuda:N' but received '" + spec + "'");
+  if (device->is_cpu()) return c10::Device(c10::kCPU);
+  const int64_t count = static_cast<int64_t>(torch::cuda::device_count());
+  const int64_t index = device->has_index() ? device->index() : 0;
+  DOVE_CHECK(index < count, "DEVICE_UNAVAILABLE",
+             count == 0 ? "Device '" + spec + "' was requested but no CUDA GPU is available (devices: cpu)"
+                        : "Device '" + spec + "' was requested but only " + std::to_string(count) +
+                              " CUDA device(s) exist (cuda:0 .. cuda:" + std::to_string(count - 1) + ")");
+  return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
+}
+
+std::string dtypeName(at::ScalarType type) {
+  switch (type) {
+    case at::kFloat: return "float32";
+    case at::kDouble: return "float64";
+    case at::kHalf: return "float16";
+    case at::kBFloat16: return "bfloat16";
+    case at::kInt: return "int32";
+    case at::kLong: return "int64";
+    case at::kByte: return "uint8";
+    case at::kBool: return "bool";
+    case at::kChar: return "int8";
+    case at::kShort: return "int16";
+    default: return c10::toString(type);
+  }
+}
+
+at::ScalarType parseDtype(const std::string& name) {
+  static const std::map<std::string, at::ScalarType> types = {
+      {"float32", at::kFloat}, {"float64", at::kDouble}, {"float16", at::kHalf}, {"bfloat16", at::kBFloat16},
+      {"int32", at::kInt},     {"int64", at::kLong},     {"uint8", at::kByte},   {"bool", at::kBool},
+  };
+  auto it = types.find(name);
+  DOVE_CHECK(it != types.end(), "INVALID_ARGUMENT",
+             "Expected dtype float32, float64, float16, bfloat16, int32, int64, uint8 or bool but received '" +
+                 name + "'");
+  return it->second;
+}
+
+std::vector<int64_t> shapeFromJs(Napi::Value value, const char* what) { return parseShape(value, what); }
+
+namespace {
+
+Napi::Value TensorFromArray(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    DOVE_CHECK(info.Length() >= 1 && info[0].IsTypedArray(), "INVALID_ARGUMENT",
+               "Expected a typed array (Float32Array, Float64Array, Int32Array, BigInt64Array, Uint8Array, "
+               "Uint16Array) or Buffer for data but received " +
+                   std::string(info.Length() < 1 ? "nothing" : info[0].IsArray() ? "a plain array" : info[0].ToString().Utf8Value()));
+    const std::vector<int64_t> shape = parseShape(info[1], "shape");
+    DOVE_CHECK(info.Length() >= 3 && info[2].IsString(), "INVALID_ARGUMENT", "Expected dtype string for tensorFromArray");
+    const at::ScalarType dtype = parseDtype(info[2].As<Napi::String>().Utf8Value());
+    return wrapTensor(env, tensorFromTypedArray(env, info[0].As<Napi::TypedArray>(), shape, dtype));
+  });
+}
+
+void init(Napi::Env env, Napi::Object exports) {
+  addonState(env).classes["NativeTensor"] = Napi::Persistent(TensorWrap::Define(env));
+  releaseQueue(env);
+  exports.Set("tensorFromArray", Napi::Function::New(env, TensorFromArray, "tensorFromArray"));
+}
+
+const Registrar registrar(init);
+
+}  // namespace
+}  // namespace dove

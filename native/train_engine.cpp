@@ -1,0 +1,507 @@
+// createTrainEngine: trains a loaded TorchScript module in place. AdamW over the module's own
+// parameters (grouped by name prefix), warm-up + cosine schedule, gradient accumulation, optional
+// c10d gradient averaging, global-norm clipping, bf16 autocast on CUDA. Every step runs on a worker
+// thread holding the module mutex, so inference calls on the same module never interleave with it.
+#include "common.h"
+#include "dist_group.h"
+
+#include <ATen/autocast_mode.h>
+#include <torch/serialize.h>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <sstream>
+
+namespace dove {
+namespace {
+
+struct GroupSpec {
+  std::vector<std::string> prefixes;
+  double lrScale = 1.0;
+  double weightDecay = 0.0;
+};
+
+struct EngineOptions {
+  double lr = 1e-4;
+  double beta1 = 0.9, beta2 = 0.95;
+  double eps = 1e-8;
+  std::vector<GroupSpec> groups;
+  double weightDecay = 0.01;
+  int64_t warmupSteps = 0;
+  int64_t totalSteps = 1;
+  double minLrRatio = 0.0;
+  double clipGradNorm = 0.0;
+  int64_t accumulate = 1;
+  bool autocastBf16 = false;
+  uint64_t seed = 0;
+};
+
+struct Engine {
+  std::shared_ptr<ModuleHandle> module;
+  EngineOptions options;
+  std::vector<at::Tensor> params;  // trainable parameters, in named_parameters order
+  std::vector<double> groupScales;  // lr multiplier per optimizer param group
+  std::unique_ptr<torch::optim::AdamW> optimizer;
+  std::shared_ptr<ProcessGroupHandle> group;
+  int64_t step = 0;
+  int64_t micro = 0;  // micro-batches accumulated towards the next optimizer step
+  std::map<std::string, double> partSums;
+  bool disposed = false;
+};
+using EnginePtr = std::shared_ptr<Engine>;
+
+struct StepOutput {
+  std::map<std::string, double> parts;
+  double lr = 0;
+  double gradNorm = 0;
+  int64_t step = 0;
+  bool accumulated = false;
+};
+
+double numberOption(Napi::Object o, const char* name, double lo, double hi) {
+  Napi::Value v = o.Get(name);
+  double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
+  if (!(d >= lo && d <= hi)) {
+    std::ostringstream out;
+    out << "Expected number between " << lo << " and " << hi << " for " << name << " but received "
+        << v.ToString().Utf8Value();
+    fail("INVALID_ARGUMENT", out.str());
+  }
+  return d;
+}
+
+int64_t intOption(Napi::Object o, const char* name, double lo, double hi) {
+  double d = numberOption(o, name, lo, hi);
+  if (std::floor(d) != d) {
+    std::ostringstream out;
+    out << "Expected integer between " << lo << " and " << hi << " for " << name << " but received " << d;
+    fail("INVALID_ARGUMENT", out.str());
+  }
+  return static_cast<int64_t>(d);
+}
+
+EngineOptions parseOptions(Napi::Object o) {
+  EngineOptions opt;
+  opt.lr = numberOption(o, "lr", 0, 10);
+  Napi::Value betas = o.Get("betas");
+  DOVE_CHECK(betas.IsArray() && betas.As<Napi::Array>().Length() == 2, "INVALID_ARGUMENT",
+             "Expected [beta1, beta2] for betas but received " + betas.ToString().Utf8Value());
+  Napi::Object b = betas.As<Napi::Object>();
+  Napi::Object pair = Napi::Object::New(o.Env());
+  pair.Set("beta1", b.Get(uint32_t(0)));
+  pair.Set("beta2", b.Get(uint32_t(1)));
+  opt.beta1 = numberOption(pair, "beta1", 0, 0.999999);
+  opt.beta2 = numberOption(pair, "beta2", 0, 0.999999);
+  opt.eps = numberOption(o, "eps", 1e-30, 1);
+  opt.weightDecay = numberOption(o, "weightDecay", 0, 10);
+  opt.warmupSteps = intOption(o, "warmupSteps", 0, 1e12);
+  opt.totalSteps = intOption(o, "totalSteps", 1, 1e12);
+  opt.minLrRatio = numberOption(o, "minLrRatio", 0, 1);
+  opt.clipGradNorm = numberOption(o, "clipGradNorm", 0, 1e12);
+  opt.accumulate = intOption(o, "accumulate", 1, 1e6);
+  Napi::Value autocast = o.Get("autocastBf16");
+  DOVE_CHECK(autocast.IsBoolean(), "INVALID_ARGUMENT", "Expected boolean for autocastBf16 but received " + autocast.ToString().Utf8Value());
+  opt.autocastBf16 = autocast.As<Napi::Boolean>().Value();
+  opt.seed = static_cast<uint64_t>(intOption(o, "seed", 0, 9007199254740991.0));
+  Napi::Value groups = o.Get("groups");
+  DOVE_CHECK(groups.IsArray(), "INVALID_ARGUMENT", "Expected an array for groups but received " + groups.ToString().Utf8Value());
+  Napi::Array arr = groups.As<Napi::Array>();
+  for (uint32_t i = 0; i < arr.Length(); ++i) {
+    Napi::Value g = arr.Get(i);
+    std::string where = "groups[" + std::to_string(i) + "]";
+    DOVE_CHECK(g.IsObject(), "INVALID_ARGUMENT", "Expected an object for " + where);
+    Napi::Object go = g.As<Napi::Object>();
+    GroupSpec spec;
+    Napi::Value prefixes = go.Get("prefixes");
+    DOVE_CHECK(prefixes.IsArray(), "INVALID_ARGUMENT", "Expected an array of strings for " + where + ".prefixes");
+    Napi::Array pa = prefixes.As<Napi::Array>();
+    for (uint32_t j = 0; j < pa.Length(); ++j) {
+      DOVE_CHECK(pa.Get(j).IsString(), "INVALID_ARGUMENT", "Expected an array of strings for " + where + ".prefixes");
+      spec.prefixes.push_back(pa.Get(j).As<Napi::String>().Utf8Value());
+    }
+    spec.lrScale = numberOption(go, "lrScale", 0, 1e6);
+    spec.weightDecay = numberOption(go, "weightDecay", 0, 10);
+    opt.groups.push_back(std::move(spec));
+  }
+  return opt;
+}
+
+// Linear warm-up to lr, then cosine decay to minLrRatio·lr at totalSteps (held there after).
+double scheduledLr(const EngineOptions& o, int64_t step) {
+  if (o.warmupSteps > 0 && step < o.warmupSteps) return o.lr * double(step + 1) / double(o.warmupSteps);
+  int64_t span = std::max<int64_t>(1, o.totalSteps - o.warmupSteps);
+  double progress = std::min(1.0, double(step - o.warmupSteps) / double(span));
+  double cosine = 0.5 * (1.0 + std::cos(M_PI * progress));
+  return o.lr * (o.minLrRatio + (1.0 - o.minLrRatio) * cosine);
+}
+
+EnginePtr buildEngine(std::shared_ptr<ModuleHandle> module, EngineOptions options) {
+  auto engine = std::make_shared<Engine>();
+  engine->module = module;
+  engine->options = std::move(options);
+  const auto& opt = engine->options;
+  std::lock_guard<std::mutex> lock(module->mutex);
+  DOVE_CHECK(!module->disposed, "DISPOSED", "module used after dispose()");
+  DOVE_CHECK(module->module.find_method("forward").has_value(), "METHOD_NOT_FOUND",
+             "the module has no forward method; training needs forward(...) -> Dict[str, Tensor] with 'loss'");
+
+  // One bucket per spec plus the default bucket; the first matching spec wins.
+  std::vector<std::vector<at::Tensor>> buckets(opt.groups.size() + 1);
+  for (const auto& named : module->module.named_parameters(/*recurse=*/true)) {
+    if (!named.value.requires_grad()) continue;
+    size_t index = opt.groups.size();
+    for (size_t g = 0; g < opt.groups.size() && index == opt.groups.size(); ++g) {
+      for (const auto& prefix : opt.groups[g].prefixes) {
+        if (named.name.rfind(prefix, 0) == 0) {
+          index = g;
+          break;
+        }
+      }
+    }
+    buckets[index].push_back(named.value);
+    engine->params.push_back(named.value);
+  }
+  DOVE_CHECK(!engine->params.empty(), "INVALID_ARGUMENT", "the module has no trainable parameters");
+
+  auto defaults = torch::optim::AdamWOptions(opt.lr).betas({opt.beta1, opt.beta2}).eps(opt.eps).weight_decay(opt.weightDecay);
+  std::vector<torch::optim::OptimizerParamGroup> paramGroups;
+  for (size_t g = 0; g < buckets.size(); ++g) {
+    // Empty groups are kept out: their presence would make saved states depend on specs that
+    // matched nothing.
+    if (buckets[g].empty()) continue;
+    bool isDefault = g == opt.groups.size();
+    double scale = isDefault ? 1.0 : opt.groups[g].lrScale;
+    double decay = isDefault ? opt.weightDecay : opt.groups[g].weightDecay;
+    auto groupOptions = std::make_unique<torch::optim::AdamWOptions>(defaults);
+    groupOptions->lr(opt.lr * scale).weight_decay(decay);
+    paramGroups.emplace_back(buckets[g], std::move(groupOptions));
+    engine->groupScales.push_back(scale);
+  }
+  engine->optimizer = std::make_unique<torch::optim::AdamW>(std::move(paramGroups), defaults);
+  // Seeds the CPU generator the module's stochastic choices (training lengths) draw from.
+  torch::manual_seed(opt.seed);
+  return engine;
+}
+
+// Restores the autocast thread-locals however the step ends.
+struct AutocastScope {
+  bool active;
+  bool prevEnabled = false;
+  at::ScalarType prevType = at::kHalf;
+  explicit AutocastScope(bool on) : active(on) {
+    if (!active) return;
+    prevEnabled = at::autocast::is_autocast_enabled(at::kCUDA);
+    prevType = at::autocast::get_autocast_dtype(at::kCUDA);
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+  }
+  ~AutocastScope() {
+    if (!active) return;
+    at::autocast::set_autocast_enabled(at::kCUDA, prevEnabled);
+    at::autocast::set_autocast_dtype(at::kCUDA, prevType);
+    at::autocast::clear_cache();
+  }
+};
+
+// Averages gradients (and the logged loss parts) over the process group in one all-reduce, so
+// every rank steps with the gradient of the global batch.
+void averageOverGroup(Engine& e, std::map<std::string, double>& parts) {
+  std::vector<at::Tensor> flat;
+  flat.reserve(e.params.size() + 1);
+  for (auto& p : e.params) {
+    // Every rank contributes the same layout; a parameter unused this step counts as zero.
+    if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+    flat.push_back(p.grad().reshape(-1).to(at::kFloat));
+  }
+  std::vector<double> values;
+  for (auto& [name, v] : parts) values.push_back(v);
+  flat.push_back(torch::tensor(values, torch::dtype(torch::kDouble)).to(at::kFloat).to(e.params[0].device()));
+  at::Tensor buffer = torch::cat(flat);
+  allReduceMeanInPlace(*e.group, buffer);
+  int64_t offset = 0;
+  for (auto& p : e.params) {
+    int64_t n = p.numel();
+    p.mutable_grad().copy_(buffer.narrow(0, offset, n).view_as(p));
+    offset += n;
+  }
+  at::Tensor tail = buffer.narrow(0, offset, int64_t(values.size())).to(at::kDouble).cpu();
+  size_t i = 0;
+  for (auto& [name, v] : parts) v = tail[int64_t(i++)].item<double>();
+}
+
+StepOutput runStep(Engine& e, std::vector<c10::IValue> inputs) {
+  std::lock_guard<std::mutex> lock(e.module->mutex);
+  DOVE_CHECK(!e.disposed, "DISPOSED", "train engine used after dispose()");
+  DOVE_CHECK(!e.module->disposed, "DISPOSED", "module used after dispose()");
+  const auto& opt = e.options;
+  torch::jit::Module& module = e.module->module;
+  // libuv worker threads do not inherit the JS thread's grad mode; training needs it on.
+  c10::AutoGradMode gradMode(true);
+  module.train(true);
+
+  c10::IValue result;
+  {
+    AutocastScope autocast(opt.autocastBf16 && e.module->device.is_cuda());
+    result = module.get_method("forward")(std::move(inputs));
+  }
+  DOVE_CHECK(result.isGenericDict(), "INVALID_ARGUMENT",
+             "forward must return Dict[str, Tensor] with 'loss' but returned " + result.type()->str());
+  auto dict = result.toGenericDict();
+  DOVE_CHECK(dict.contains("loss"), "INVALID_ARGUMENT", "forward's dict has no 'loss' entry");
+  at::Tensor loss = dict.at("loss").toTensor();
+  DOVE_CHECK(loss.numel() == 1, "INVALID_ARGUMENT", "forward's 'loss' must be a scalar");
+  DOVE_CHECK(loss.requires_grad(), "INVALID_ARGUMENT", "forward's 'loss' does not depend on any trainable parameter");
+  for (const auto& entry : dict) {
+    if (!entry.key().isString() || !entry.value().isTensor()) continue;
+    const at::Tensor& t = entry.value().toTensor();
+    if (t.numel() != 1) continue;
+    e.partSums[entry.key().toStringRef()] += t.detach().to(at::kDouble).item<double>();
+  }
+  // Accumulated micro-batches sum their gradients; scaling each loss makes the sum a mean.
+  (loss.to(at::kFloat) / double(opt.accumulate)).backward();
+  e.micro += 1;
+
+  StepOutput out;
+  for (auto& [name, sum] : e.partSums) out.parts[name] = sum / double(e.micro);
+  if (e.micro < opt.accumulate) {
+    out.accumulated = true;
+    out.step = e.step;
+    out.lr = scheduledLr(opt, e.step);
+    return out;
+  }
+
+  if (e.group && e.group->worldSize > 1) averageOverGroup(e, out.parts);
+
+  std::vector<at::Tensor> norms;
+  for (auto& p : e.params) {
+    if (p.grad().defined()) norms.push_back(p.grad().detach().to(at::kFloat).norm());
+  }
+  double total = norms.empty() ? 0.0 : torch::stack(norms).norm().item<double>();
+  if (opt.clipGradNorm > 0 && total > opt.clipGradNorm) {
+    // Same coefficient as torch.nn.utils.clip_grad_norm_.
+    double coef = opt.clipGradNorm / (total + 1e-6);
+    for (auto& p : e.params) {
+      if (p.grad().defined()) p.mutable_grad().mul_(coef);
+    }
+  }
+  double lr = scheduledLr(opt, e.step);
+  auto& groups = e.optimizer->param_groups();
+  for (size_t g = 0; g < groups.size(); ++g) {
+    static_cast<torch::optim::AdamWOptions&>(groups[g].options()).lr(lr * e.groupScales[g]);
+  }
+  {
+    torch::NoGradGuard noGrad;
+    e.optimizer->step();
+  }
+  e.optimizer->zero_grad(/*set_to_none=*/true);
+  e.step += 1;
+  e.micro = 0;
+  e.partSums.clear();
+  out.lr = lr;
+  out.gradNorm = total;
+  out.step = e.step;
+  return out;
+}
+
+void fsyncPath(const std::string& path, int flags) {
+  int fd = ::open(path.c_str(), flags);
+  if (fd < 0) fail("IO_ERROR", "cannot open " + path + " for fsync: " + std::strerror(errno));
+  int rc = ::fsync(fd);
+  int err = errno;
+  ::close(fd);
+  if (rc != 0) fail("IO_ERROR", "fsync " + path + " failed: " + std::strerror(err));
+}
+
+std::string parentDir(const std::string& path) {
+  auto slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+void saveState(Engine& e, const std::string& path) {
+  std::lock_guard<std::mutex> lock(e.module->mutex);
+  DOVE_CHECK(!e.disposed, "DISPOSED", "train engine used after dispose()");
+  DOVE_CHECK(e.micro == 0, "INVALID_ARGUMENT",
+             "saveState between micro-batches would lose " + std::to_string(e.micro) +
+                 " accumulated gradients; save after a full optimizer step");
+  torch::serialize::OutputArchive archive;
+  e.optimizer->save(archive);
+  archive.write("dove_step", torch::tensor(e.step, torch::kInt64));
+  archive.write("dove_param_count", torch::tensor(int64_t(e.params.size()), torch::kInt64));
+  {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> genLock(gen.mutex());
+    archive.write("dove_cpu_rng", gen.get_state());
+  }
+  // temp + fsync + rename (+ fsync of the directory): a crash at any point leaves either the old
+  // file or the complete new one under `path`, never a torn one.
+  std::string tmp = path + ".tmp-" + std::to_string(::getpid());
+  try {
+    archive.save_to(tmp);
+  } catch (const c10::Error& err) {
+    std::remove(tmp.c_str());
+    fail("IO_ERROR", "cannot write optimizer state " + tmp + ": " + err.what_without_backtrace());
+  }
+  fsyncPath(tmp, O_RDONLY);
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    int err = errno;
+    std::remove(tmp.c_str());
+    fail("IO_ERROR", "cannot rename " + tmp + " to " + path + ": " + std::strerror(err));
+  }
+  fsyncPath(parentDir(path), O_RDONLY | O_DIRECTORY);
+}
+
+void loadState(Engine& e, const std::string& path) {
+  std::lock_guard<std::mutex> lock(e.module->mutex);
+  DOVE_CHECK(!e.disposed, "DISPOSED", "train engine used after dispose()");
+  DOVE_CHECK(::access(path.c_str(), R_OK) == 0, "FILE_NOT_FOUND", "optimizer state not found: " + path);
+  torch::serialize::InputArchive archive;
+  try {
+    archive.load_from(path);
+  } catch (const c10::Error& err) {
+    fail("IO_ERROR", "cannot read optimizer state " + path + ": " + err.what_without_backtrace());
+  }
+  at::Tensor count, step, rng;
+  DOVE_CHECK(archive.try_read("dove_param_count", count) && archive.try_read("dove_step", step) &&
+                 archive.try_read("dove_cpu_rng", rng),
+             "IO_ERROR", path + " is not a DOVE optimizer state (missing step / RNG entries)");
+  DOVE_CHECK(count.item<int64_t>() == int64_t(e.params.size()), "SHAPE_MISMATCH",
+             "optimizer state " + path + " holds " + std::to_string(count.item<int64_t>()) +
+                 " parameters but the module has " + std::to_string(e.params.size()));
+  try {
+    e.optimizer->load(archive);
+  } catch (const c10::Error& err) {
+    fail("SHAPE_MISMATCH", "optimizer state " + path + " does not fit this module: " + err.what_without_backtrace());
+  }
+  e.step = step.item<int64_t>();
+  e.micro = 0;
+  e.partSums.clear();
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> genLock(gen.mutex());
+  gen.set_state(rng);
+}
+
+EnginePtr checked(const EnginePtr& e) {
+  DOVE_CHECK(!e->disposed, "DISPOSED", "train engine used after dispose()");
+  return e;
+}
+
+std::string pathArg(const Napi::CallbackInfo& info, const char* what) {
+  DOVE_CHECK(info[0].IsString() && !info[0].As<Napi::String>().Utf8Value().empty(), "INVALID_ARGUMENT",
+             std::string("Expected a file path for ") + what + " but received " + info[0].ToString().Utf8Value());
+  return info[0].As<Napi::String>().Utf8Value();
+}
+
+Napi::Object wrapEngine(Napi::Env env, EnginePtr engine, Napi::Value moduleObject) {
+  Napi::Object obj = Napi::Object::New(env);
+  // The JS module object stays reachable as long as the engine is, so it cannot be collected
+  // (and its tensors freed) under a running step.
+  obj.DefineProperty(Napi::PropertyDescriptor::Value("__module", moduleObject, napi_default));
+  obj.DefineProperty(Napi::PropertyDescriptor::Accessor(
+      env, obj, "step", [engine](const Napi::CallbackInfo& info) -> Napi::Value {
+        std::lock_guard<std::mutex> lock(engine->module->mutex);
+        return Napi::Number::New(info.Env(), double(engine->step));
+      }, napi_enumerable));
+
+  obj.Set("trainStep", Napi::Function::New(env, [engine](const Napi::CallbackInfo& info) -> Napi::Value {
+    Napi::Env env = info.Env();
+    return guard(env, [&]() -> Napi::Value {
+      checked(engine);
+      DOVE_CHECK(info[0].IsArray(), "INVALID_ARGUMENT", "Expected an array of forward arguments for trainStep");
+      std::vector<c10::IValue> inputs;
+      {
+        std::lock_guard<std::mutex> lock(engine->module->mutex);
+        DOVE_CHECK(!engine->module->disposed, "DISPOSED", "module used after dispose()");
+        const auto& schema = engine->module->module.get_method("forward").function().getSchema();
+        inputs = argsForSchema(env, schema, info[0].As<Napi::Array>());
+      }
+      // argsForSchema skips `self`; the method call adds it back.
+      return PromiseWorker<StepOutput>::Start(
+          env, "dove.trainStep", [engine, inputs]() mutable { return runStep(*engine, std::move(inputs)); },
+          [](Napi::Env env, StepOutput& out) -> Napi::Value {
+            Napi::Object result = Napi::Object::New(env);
+            Napi::Object parts = Napi::Object::New(env);
+            for (auto& [name, value] : out.parts) parts.Set(name, Napi::Number::New(env, value));
+            result.Set("parts", parts);
+            result.Set("lr", Napi::Number::New(env, out.lr));
+            result.Set("gradNorm", Napi::Number::New(env, out.gradNorm));
+            result.Set("step", Napi::Number::New(env, double(out.step)));
+            result.Set("accumulated", Napi::Boolean::New(env, out.accumulated));
+            return result;
+          },
+          {info[0]});
+    });
+  }, "trainStep"));
+
+  obj.Set("saveState", Napi::Function::New(env, [engine](const Napi::CallbackInfo& info) -> Napi::Value {
+    Napi::Env env = info.Env();
+    return guard(env, [&]() -> Napi::Value {
+      checked(engine);
+      std::string path = pathArg(info, "saveState");
+      return PromiseWorker<bool>::Start(
+          env, "dove.saveState", [engine, path]() { saveState(*engine, path); return true; },
+          [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
+    });
+  }, "saveState"));
+
+  obj.Set("loadState", Napi::Function::New(env, [engine](const Napi::CallbackInfo& info) -> Napi::Value {
+    Napi::Env env = info.Env();
+    return guard(env, [&]() -> Napi::Value {
+      checked(engine);
+      std::string path = pathArg(info, "loadState");
+      return PromiseWorker<bool>::Start(
+          env, "dove.loadState", [engine, path]() { loadState(*engine, path); return true; },
+          [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
+    });
+  }, "loadState"));
+
+  obj.Set("setProcessGroup", Napi::Function::New(env, [engine](const Napi::CallbackInfo& info) -> Napi::Value {
+    Napi::Env env = info.Env();
+    return guard(env, [&]() -> Napi::Value {
+      checked(engine);
+      std::shared_ptr<ProcessGroupHandle> group;
+      if (!info[0].IsNull() && !info[0].IsUndefined()) group = unwrapProcessGroup(info[0]);
+      std::lock_guard<std::mutex> lock(engine->module->mutex);
+      engine->group = group;
+      return env.Undefined();
+    });
+  }, "setProcessGroup"));
+
+  obj.Set("dispose", Napi::Function::New(env, [engine](const Napi::CallbackInfo& info) -> Napi::Value {
+    std::lock_guard<std::mutex> lock(engine->module->mutex);
+    if (!engine->disposed) {
+      engine->disposed = true;
+      engine->optimizer.reset();  // frees the Adam moments (2× the parameter memory)
+      engine->params.clear();
+      engine->group.reset();
+    }
+    return info.Env().Undefined();
+  }, "dispose"));
+  return obj;
+}
+
+Napi::Value CreateTrainEngine(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    std::shared_ptr<ModuleHandle> module = unwrapModule(info[0]);
+    DOVE_CHECK(info[1].IsObject(), "INVALID_ARGUMENT", "Expected an options object for createTrainEngine");
+    EngineOptions options = parseOptions(info[1].As<Napi::Object>());
+    EnginePtr engine = buildEngine(module, std::move(options));
+    return wrapEngine(env, engine, info[0]);
+  });
+}
+
+void Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("createTrainEngine", Napi::Function::New(env, CreateTrainEngine, "createTrainEngine"));
+}
+
+Registrar registrar(Init);
+
+}  // namespace
+}  // namespace dove

@@ -1,0 +1,1 @@
+"""DOVE / Q-DOVE in PyTorch: model definition, pretrained-part import and TorchScript export."""

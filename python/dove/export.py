@@ -1,0 +1,160 @@
+"""Export DOVE / Q-DOVE to a TorchScript model file (docs/MODEL_FORMAT.md).
+
+python -m dove.export --config tiny|official-14m|official-70m|path.json [--vqgan DIR] [--pythia DIR]
+    [--checkpoint FILE] [--variant dove|qdove] [--tokenizer FILE] [--seed N] [--onnx PREFIX] -o model.pt
+"""
+import argparse
+import datetime
+import json
+import math
+import os
+import sys
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+
+from .config import ConfigError, clone, config_name, load_config
+from .model import Dove
+from .pretrained import PretrainedError, load_checkpoint, load_pythia, load_vqgan
+from .tokenizer import read_tokenizer, tokenizer_info, train_bpe
+
+FORMAT = "dove-encoder/model"
+FORMAT_VERSION = 1
+
+
+def torch_version() -> str:
+    return torch.__version__.split("+")[0]
+
+
+def build_model(
+    cfg: Dict[str, Any],
+    variant: str = "dove",
+    seed: int = 0,
+    vqgan: Optional[str] = None,
+    pythia: Optional[str] = None,
+    checkpoint: Optional[str] = None,
+    tokenizer_json: Optional[str] = None,
+) -> Tuple[Dove, Dict[str, Any], Optional[str]]:
+    """Seeded random init, then pretrained parts, then a DOVE checkpoint on top. -> (model, cfg, tokenizer)."""
+    cfg = clone(cfg)
+    if variant == "qdove":
+        if tokenizer_json is None:
+            tokenizer_json = train_bpe(vocab_size=min(4096, int(cfg["transformer"]["vocab_size"])))
+        size, _ = tokenizer_info(tokenizer_json)
+        tr = cfg["transformer"]
+        if size > tr["vocab_size"]:
+            if pythia is not None:
+                raise ConfigError(f"The tokenizer has {size} tokens but the Pythia embedding has {tr['vocab_size']}")
+            # Own embedding: grow it to fit the tokenizer, rounded up like GPT-NeoX pads its vocab.
+            tr["vocab_size"] = int(math.ceil(size / 128) * 128)
+    elif tokenizer_json is not None:
+        raise ConfigError("--tokenizer is only meaningful with --variant qdove")
+    torch.manual_seed(seed)
+    model = Dove(cfg, variant)
+    if vqgan:
+        load_vqgan(model, vqgan, cfg)
+    if pythia:
+        load_pythia(model, pythia, cfg)
+    if checkpoint:
+        load_checkpoint(model, checkpoint)
+    return model.eval(), cfg, tokenizer_json
+
+
+def dove_json(cfg: Dict[str, Any], variant: str, seed: int, tokenizer_json: Optional[str]) -> Dict[str, Any]:
+    query = None
+    if variant == "qdove" and tokenizer_json is not None:
+        _, pad = tokenizer_info(tokenizer_json)
+        query = {"file": "tokenizer.json", "maxLength": int(cfg["query"]["maxLength"]), "padId": pad}
+    return {
+        "format": FORMAT,
+        "formatVersion": FORMAT_VERSION,
+        "variant": variant,
+        "configName": config_name(cfg),
+        "config": cfg,
+        "imageSize": int(cfg["imageSize"]),
+        "maxTokens": int(cfg["maxTokens"]),
+        "tokenDim": int(cfg["tokenDim"]),
+        "eosThreshold": float(cfg["eosThreshold"]),
+        "normalization": "rgb01",
+        "queryTokenizer": query,
+        "exporter": {
+            "torch": torch_version(),
+            "created": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
+            "seed": seed,
+        },
+        "training": None,
+    }
+
+
+def save_scripted(model: Dove, path: str, meta: Dict[str, Any], tokenizer_json: Optional[str]) -> torch.jit.ScriptModule:
+    scripted = torch.jit.script(model.eval())
+    extra = {"dove.json": json.dumps(meta, indent=2)}
+    if tokenizer_json is not None:
+        extra["tokenizer.json"] = tokenizer_json
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    torch.jit.save(scripted, path, _extra_files=extra)
+    return scripted
+
+
+def export(
+    config: str,
+    out: str,
+    variant: str = "dove",
+    seed: int = 0,
+    vqgan: Optional[str] = None,
+    pythia: Optional[str] = None,
+    checkpoint: Optional[str] = None,
+    tokenizer: Optional[str] = None,
+    onnx: Optional[str] = None,
+) -> Dict[str, Any]:
+    cfg = load_config(config)
+    if variant == "qdove" and not tokenizer and pythia:
+        # Query ids must index Pythia's own word embedding: use the folder's GPT-NeoX tokenizer.
+        candidate = os.path.join(pythia, "tokenizer.json")
+        if not os.path.isfile(candidate):
+            raise ConfigError(f"--variant qdove with --pythia needs the GPT-NeoX tokenizer: {candidate} does not "
+                              "exist, pass --tokenizer tokenizer.json")
+        tokenizer = candidate
+    tok_json = None
+    if tokenizer:
+        try:
+            tok_json = read_tokenizer(tokenizer)
+            tokenizer_info(tok_json)
+        except Exception as e:  # json or tokenizers parse errors of a user-supplied file
+            raise ConfigError(f"{tokenizer} is not a Hugging Face tokenizer.json: {e}") from e
+    model, cfg, tok_json = build_model(cfg, variant, seed, vqgan, pythia, checkpoint, tok_json)
+    meta = dove_json(cfg, variant, seed, tok_json)
+    save_scripted(model, out, meta, tok_json)
+    if onnx:
+        from .onnx_export import export_onnx
+
+        export_onnx(model, onnx)
+    return meta
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m dove.export", description="Export DOVE / Q-DOVE to TorchScript.")
+    p.add_argument("--config", required=True, help="tiny | official-14m | official-70m | path to a config JSON")
+    p.add_argument("--variant", choices=["dove", "qdove"], default="dove")
+    p.add_argument("--vqgan", help="diffusers VQModel folder (config.json + diffusion_pytorch_model.safetensors|.bin)")
+    p.add_argument("--pythia", help="Hugging Face GPT-NeoX folder (config.json + model.safetensors|pytorch_model.bin)")
+    p.add_argument("--checkpoint", help="DOVE weights: .safetensors, torch.save state dict, or a DOVE .pt export")
+    p.add_argument("--tokenizer", help="tokenizer.json for Q-DOVE queries (default: <--pythia DIR>/tokenizer.json, "
+                                       "else a small byte-level BPE trained here)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random initialisation")
+    p.add_argument("--onnx", help="also write <PREFIX>.encode.onnx and <PREFIX>.decode.onnx (fixed budget)")
+    p.add_argument("-o", "--output", required=True, help="output .pt file")
+    args = p.parse_args(argv)
+    try:
+        meta = export(args.config, args.output, args.variant, args.seed, args.vqgan, args.pythia,
+                      args.checkpoint, args.tokenizer, args.onnx)
+    except (ValueError, OSError, RuntimeError) as e:  # ConfigError, PretrainedError are ValueErrors
+        print(f"dove.export: error: {e}", file=sys.stderr)
+        return 1
+    print(f"dove.export: wrote {args.output} ({meta['variant']}, {meta['configName']}, "
+          f"{meta['imageSize']}px, {meta['maxTokens']} tokens x {meta['tokenDim']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

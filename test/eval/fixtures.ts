@@ -1,0 +1,47 @@
+// Locations shared by the evaluation tests: the seeded fixtures that scripts/setup generates
+// (python/dove/fixtures_eval.py) and the compiled CLI.
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { spawnSync } from 'node:child_process';
+
+/** Repository root (this file runs from dist/test/eval/). */
+export const ROOT = resolve(__dirname, '..', '..', '..');
+export const EVAL = join(ROOT, 'test', 'fixtures', 'generated', 'eval');
+export const CLI = join(ROOT, 'dist', 'lib', 'cli', 'main.js');
+
+export function tempDir(prefix: string): string {
+  return mkdtempSync(join(tmpdir(), `dove-eval-${prefix}-`));
+}
+
+export interface CliResult {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `dove <args>` in a child process (the real CLI, as a user runs it). */
+export function dove(args: string[], env: NodeJS.ProcessEnv = {}): CliResult {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 120_000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Deterministic uniform [0,1) generator (mulberry32). */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Standard normal samples (Box-Muller). */
+export function normal(next: () => number): () => number {
+  return () => {
+    const u = Math.max(next(), 1e-300);
+    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * next());
+  };
+}
