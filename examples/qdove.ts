@@ -6,7 +6,7 @@
 //   node dist/examples/qdove.js qdove.pt assets/sample.jpg "what colour is the flower?" "is the background blurred?"
 //
 // A freshly exported Q-DOVE has random weights (structure only); train it with
-// `dove train --model qdove.pt --annotations boxes.json ...` for meaningful lengths. Writes
+// `dove train --qdove --init-from qdove.pt --images dir/ --annotations boxes.json --out runs/q`. Writes
 // out/qdove-<n>.png (input | reconstruction at the chosen length) for each question.
 // In your own project import from 'dove-encoder'.
 import { mkdirSync } from 'node:fs';

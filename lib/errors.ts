@@ -33,6 +33,7 @@ export class DoveError extends Error {
   static atCallSite(error: unknown): unknown {
     if (!(error instanceof DoveError)) return error;
     const copy = new DoveError(error.message, error.code, { cause: error });
+    Error.captureStackTrace(copy, DoveError.atCallSite);
     return copy;
   }
 }

@@ -5,6 +5,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { NativeBinding } from '../binding';
 import { DoveError } from './errors';
+import { retryWithLibtorch } from './libtorch-preload';
 
 // node-gyp-build ships no type declarations; its contract is (dir) => the addon's exports.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -92,7 +93,11 @@ export function binding(): NativeBinding {
   try {
     loaded = nodeGypBuild(root) as NativeBinding;
   } catch (error) {
-    throw new DoveError(describeFailure(root, error), 'ADDON_LOAD_FAILED', { cause: error });
+    // A prebuilt addon whose RUNPATH misses libtorch: load libtorch from LIBTORCH or the setup's
+    // cache (lib/libtorch-preload.ts), then try once more.
+    const retry = retryWithLibtorch(root, error, () => nodeGypBuild(root));
+    if (retry.loaded === undefined) throw new DoveError(describeFailure(root, error) + retry.note, 'ADDON_LOAD_FAILED', { cause: error });
+    loaded = retry.loaded as NativeBinding;
   }
   loaded.setErrorClass(DoveError);
   cached = loaded;

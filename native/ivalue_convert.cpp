@@ -226,15 +226,18 @@ std::vector<c10::IValue> argsForSchema(Napi::Env env, const c10::FunctionSchema&
   const std::size_t first = (!declared.empty() && declared[0].name() == "self") ? 1 : 0;
   const std::size_t count = declared.size() - first;
   std::size_t required = 0;
-  std::ostringstream signature;
   for (std::size_t i = first; i < declared.size(); ++i) {
-    const auto& arg = declared[i];
-    if (!arg.default_value()) required = i - first + 1;
-    signature << (i > first ? ", " : "") << arg.name() << ": " << arg.type()->annotation_str()
-              << (arg.default_value() ? "?" : "");
+    if (!declared[i].default_value()) required = i - first + 1;
   }
   const std::size_t given = args.Length();
   if (given > count || given < required) {
+    // Built only on failure: this runs on every call and a string per call is measurable.
+    std::ostringstream signature;
+    for (std::size_t i = first; i < declared.size(); ++i) {
+      const auto& arg = declared[i];
+      signature << (i > first ? ", " : "") << arg.name() << ": " << arg.type()->annotation_str()
+                << (arg.default_value() ? "?" : "");
+    }
     const std::string expected = required == count ? std::to_string(count)
                                                    : std::to_string(required) + " to " + std::to_string(count);
     fail("INVALID_ARGUMENT", schema.name() + " expects " + expected + " argument(s) (" + signature.str() +

@@ -168,7 +168,7 @@ void finalizeExternalTensor(napi_env, void*, void* hint) {
 
 // A typed array over `tensor`'s memory (contiguous CPU). JS-backed storage is handed back as its
 // original ArrayBuffer: a second external buffer over memory V8 already owns would alias it.
-Napi::Value typedArrayOver(Napi::Env env, const at::Tensor& tensor) {
+Napi::Value typedArrayOver(Napi::Env env, const at::Tensor& tensor, bool* external = nullptr) {
   const napi_typedarray_type arrayType = arrayTypeFor(tensor.scalar_type());
   const std::size_t elementSize = tensor.element_size();
   const std::size_t length = static_cast<std::size_t>(tensor.numel());
@@ -196,6 +196,7 @@ Napi::Value typedArrayOver(Napi::Env env, const at::Tensor& tensor) {
                                                           owned.get(), &buffer);
     if (status == napi_ok) {
       owned.release();  // the ArrayBuffer's finalizer owns it now
+      if (external != nullptr) *external = true;
     } else {
       // Runtimes with a V8 sandbox (Electron) refuse external buffers: copy instead.
       const napi_extended_error_info* info = nullptr;
@@ -305,6 +306,7 @@ class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
  private:
   void release(Napi::Env env) {
     tensor_ = at::Tensor();
+    cachedBuffer_.Reset();
     if (reported_ > 0) Napi::MemoryManagement::AdjustExternalMemory(env, -reported_);
     reported_ = 0;
   }
@@ -334,9 +336,28 @@ class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
       at::Tensor t = tensor();
       arrayTypeFor(t.scalar_type());  // fail early for dtypes without a typed array
       // CUDA and non-contiguous tensors need a copy; contiguous CPU memory is shared as is.
-      if (!t.device().is_cpu()) t = t.to(at::kCPU);
-      if (!t.is_contiguous()) t = t.contiguous();
-      return typedArrayOver(info.Env(), t);
+      if (!t.device().is_cpu() || !t.is_contiguous()) return typedArrayOver(info.Env(), t.to(at::kCPU).contiguous());
+      // Reuse the external buffer of an earlier data() while it lives and the storage has not
+      // moved: one ArrayBuffer per tensor, and no new external-memory pressure (GC) per call.
+      const std::size_t nbytes = t.nbytes();
+      if (!cachedBuffer_.IsEmpty() && cachedPtr_ == t.data_ptr() && cachedBytes_ == nbytes) {
+        Napi::Value cached = cachedBuffer_.Value();
+        if (!cached.IsEmpty() && cached.IsArrayBuffer()) {
+          napi_value out = nullptr;
+          NAPI_THROW_IF_FAILED(info.Env(), napi_create_typedarray(info.Env(), arrayTypeFor(t.scalar_type()),
+                                                                  static_cast<std::size_t>(t.numel()), cached, 0, &out),
+                               Napi::Value());
+          return Napi::Value(info.Env(), out);
+        }
+      }
+      bool external = false;
+      Napi::Value view = typedArrayOver(info.Env(), t, &external);
+      if (external) {
+        cachedBuffer_ = Napi::Weak(view.As<Napi::TypedArray>().ArrayBuffer());
+        cachedPtr_ = t.data_ptr();
+        cachedBytes_ = nbytes;
+      }
+      return view;
     });
   }
   Napi::Value DataAddress(const Napi::CallbackInfo& info) {
@@ -403,6 +424,10 @@ class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
 
   at::Tensor tensor_;
   int64_t reported_ = 0;
+  // Weak: the last external ArrayBuffer data() made over this tensor's memory (see Data()).
+  Napi::Reference<Napi::ArrayBuffer> cachedBuffer_;
+  const void* cachedPtr_ = nullptr;
+  std::size_t cachedBytes_ = 0;
 };
 
 }  // namespace

@@ -43,6 +43,16 @@ function renderCard(card, training, manifest, modelBytes) {
     '',
   );
 
+  const meets = card.checks.psnrRisesWithLength && card.checks.psnrGainFirstToLast > 0.5 && card.checks.flatShorterThanDetailed && card.checks.smoothShorterThanDetailed;
+  if (!meets) {
+    lines.push(
+      '> **Warning: this model does not show the DOVE behaviour yet.** Its reconstructions barely depend on',
+      '> the number of tokens, or its EOS lengths do not separate flat from detailed images (numbers below).',
+      '> It loads and runs everywhere (API, CLI, package), but treat it as a placeholder until',
+      '> `bash scripts/train-embedded` produces one that passes these checks. See "Training" for what was tried.',
+      '',
+    );
+  }
   lines.push('## Model', '');
   lines.push(
     table(['', ''], [
@@ -63,7 +73,7 @@ function renderCard(card, training, manifest, modelBytes) {
       ['Trainer', 'this project\'s `Trainer` through `dove train` (libtorch, AdamW, warm-up + cosine, grad clip 1.0)'],
       ['Data', dataRow],
       ['Steps', t.steps !== undefined ? `${t.steps} optimizer steps of batch ${t.batchSize} (${t.steps * t.batchSize} samples)` : 'see models/training.json'],
-      ['Learning rate', t.lr !== undefined ? `${t.lr} (VQGAN × 0.1), ${t.warmupSteps} warm-up steps, cosine to ${t.minLrRatio ?? 0.1}× ` : '?'],
+      ['Learning rate', t.lr !== undefined ? `${t.lr} (VQGAN × ${t.vqganLrScale ?? 0.1}), ${t.warmupSteps} warm-up steps, cosine to ${t.minLrRatio ?? 0.1}× of it` : '?'],
       ['Time', t.seconds !== undefined ? `${minutes(t.seconds)} on ${t.threads} CPU threads (${t.cpu || 'CPU'}), shared with other work` : '?'],
       ['Final loss', t.final ? Object.entries(t.final).map(([k, v]) => `${k} ${fmt(v, 4)}`).join(', ') : '?'],
       ['Command', t.command ? `\`${t.command}\`` : '`bash scripts/train-embedded`'],
@@ -90,7 +100,7 @@ function renderCard(card, training, manifest, modelBytes) {
   );
   lines.push(
     `PSNR rises with every added doubling of tokens: **${card.checks.psnrRisesWithLength ? 'yes' : 'no'}** ` +
-      `(+${fmt(card.checks.psnrGainFirstToLast)} dB from 1 to ${card.maxTokens} tokens on held-out crops).`,
+      `(${card.checks.psnrGainFirstToLast >= 0 ? '+' : ''}${fmt(card.checks.psnrGainFirstToLast)} dB from 1 to ${card.maxTokens} tokens on held-out crops).`,
     '',
   );
 

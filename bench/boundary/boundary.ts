@@ -61,42 +61,50 @@ async function main(): Promise<void> {
   for (let b = 0; b < batches; b++) await Promise.all(Array.from({ length: inFlight }, () => raw.run('noop', [rawX])));
   const pipelinedUs = Number(process.hrtime.bigint() - start) / 1e3 / (batches * inFlight);
 
-  // 256 MiB in and out.
+  // 256 MiB in and out. Each step is timed over several repetitions on the same buffer and the
+  // median kept: single shots catch garbage collections that the external memory provokes.
   const bytes = args.mib * 1024 * 1024;
   const big = new Float32Array(bytes / 4);
   for (let i = 0; i < big.length; i += 1024) big[i] = i; // touch every page so timing excludes page faults
+  const gc = (globalThis as { gc?: () => void }).gc;
+  const reps = 15;
   const copyRounds: number[] = [];
   const inRounds: number[] = [];
   const runRounds: number[] = [];
   const outRounds: number[] = [];
   const freshOutRounds: number[] = [];
-  for (let r = 0; r < 5; r++) {
+  const target = new Float32Array(big.length);
+  for (let r = 0; r < 3; r++) {
+    gc?.();
     let t0 = process.hrtime.bigint();
-    const copy = big.slice();
+    target.set(big);
     copyRounds.push(Number(process.hrtime.bigint() - t0) / 1e9);
-    copy[0] = 1;
-
-    t0 = process.hrtime.bigint();
+  }
+  const seconds = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e9;
+  for (let r = 0; r < reps; r++) {
+    gc?.();
+    let t0 = process.hrtime.bigint();
     const tensor = Tensor.fromArray(big, [big.length]);
-    inRounds.push(Number(process.hrtime.bigint() - t0) / 1e9);
+    inRounds.push(seconds(t0));
     t0 = process.hrtime.bigint();
     const out = (await module.run('noop', [tensor])) as Tensor;
-    runRounds.push(Number(process.hrtime.bigint() - t0) / 1e9);
+    runRounds.push(seconds(t0));
     t0 = process.hrtime.bigint();
     const view = out.data();
-    outRounds.push(Number(process.hrtime.bigint() - t0) / 1e9);
-    if (view.length !== big.length) throw new Error('size mismatch');
-
-    // A tensor libtorch allocated (zeros): data() hands out its memory as an external ArrayBuffer.
-    const fresh = Tensor.fromNative(binding().zeros([big.length], 'float32', 'cpu'));
-    t0 = process.hrtime.bigint();
-    const freshView = fresh.data();
-    freshOutRounds.push(Number(process.hrtime.bigint() - t0) / 1e9);
-    if (freshView.length !== big.length) throw new Error('size mismatch');
+    outRounds.push(seconds(t0));
+    if (view.length !== big.length || view.buffer !== big.buffer) throw new Error('expected the same memory back');
     tensor.dispose();
     out.dispose();
-    fresh.dispose();
   }
+  // A tensor libtorch allocated: data() hands out its memory as an external ArrayBuffer.
+  const fresh = Tensor.fromNative(binding().zeros([big.length], 'float32', 'cpu'));
+  for (let r = 0; r < reps; r++) {
+    const t0 = process.hrtime.bigint();
+    const freshView = fresh.data();
+    freshOutRounds.push(seconds(t0));
+    if (freshView.length !== big.length) throw new Error('size mismatch');
+  }
+  fresh.dispose();
   const result = {
     side: 'node',
     node: process.version,

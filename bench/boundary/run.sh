@@ -8,17 +8,19 @@ cd "$DOVE_ROOT"
 MODEL=test/fixtures/generated/core/core.pt
 [ -f "$MODEL" ] || die "$MODEL is missing: run bash scripts/setup"
 [ -f dist/bench/boundary/boundary.js ] || die "dist/bench/boundary/boundary.js is missing: run npx tsc -p tsconfig.json"
-NODE_JSON=$(node dist/bench/boundary/boundary.js --model "$MODEL" "$@")
+NODE_JSON=$(node --expose-gc dist/bench/boundary/boundary.js --model "$MODEL" "$@")
 PY_JSON=$("$(dove_py)" bench/boundary/boundary.py --model "$MODEL" "$@")
 node - "$NODE_JSON" "$PY_JSON" <<'JS'
 const [n, p] = process.argv.slice(2).map((s) => JSON.parse(s));
 const gbs = (s) => (n.mib / 1024 / s).toFixed(s < 1e-4 ? 0 : 1);
-const row = (label, node, py) => console.log(`${label.padEnd(44)} ${String(node).padStart(16)} ${String(py).padStart(16)}`);
+const row = (label, node, py) => console.log(`${label.padEnd(50)} ${String(node).padStart(12)} ${String(py).padStart(12)}`);
 console.log(`boundary benchmark: node ${n.node}, libtorch ${n.libtorch} / torch ${p.torch}, intra-op threads ${n.threads}/${p.threads}`);
+console.log(`load average: ${require('os').loadavg().map((l) => l.toFixed(1)).join(' ')} (${require('os').cpus().length} cores): latencies grow with load`);
 row('', 'Node', 'Python');
-row('no-op call, sequential (us/call)', n.noopUs.toFixed(1), p.noopUs.toFixed(1));
-row('no-op call via public ScriptModule (us/call)', n.noopPublicUs.toFixed(1), '-');
-row('no-op call, 64 in flight (us/call)', n.noopPipelinedUs.toFixed(1), '-');
+row('no-op: Node await run() vs Python direct call (us)', n.noopUs.toFixed(1), p.noopUs.toFixed(1));
+row('no-op: Node public ScriptModule.run (us)', n.noopPublicUs.toFixed(1), '-');
+row('no-op: Node await run() vs Python thread pool (us)', n.noopUs.toFixed(1), p.noopPoolUs.toFixed(1));
+row('no-op: Node, 64 calls in flight (us per call)', n.noopPipelinedUs.toFixed(1), '-');
 row(`${n.mib} MiB memcpy baseline (GB/s)`, gbs(n.copyS), gbs(p.copyS));
 row(`${n.mib} MiB in: array -> tensor (us)`, (n.inS * 1e6).toFixed(1), (p.inS * 1e6).toFixed(1));
 row(`${n.mib} MiB through noop (us)`, (n.runS * 1e6).toFixed(1), (p.runS * 1e6).toFixed(1));

@@ -2,7 +2,7 @@
 // bench/boundary), run through the same per-cell commands their own scripts use, with shorter
 // durations so the joined run fits its budget. Each adapter returns rows for the report as is.
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { runSection } from './child';
@@ -135,6 +135,79 @@ export async function boundaryArea(env: NodeJS.ProcessEnv, calls: number, thread
         `result at the same address ${n.sameAddressOut ? 'yes' : 'NO'}.`,
       `Python: torch.jit.load of the same file, m.noop(x) in a loop (no thread hop). Node: await module.run('noop', [t]) (one hop to a libuv worker and back per call).`,
     ],
+    seconds: (Date.now() - started) / 1000,
+  };
+}
+
+/**
+ * bench/boundary (the native core's own benchmark): no-op call overhead through the raw binding, the
+ * public API, 64 calls in flight, and Python direct / thread-pool calls, plus a 256 MiB tensor in,
+ * through a call and out, on test/fixtures/generated/core/core.pt.
+ */
+export async function boundaryBenchArea(env: NodeJS.ProcessEnv, calls: number): Promise<AreaResult | null> {
+  const root = repoRoot();
+  const nodeScript = join(root, 'dist', 'bench', 'boundary', 'boundary.js');
+  const pyScript = join(root, 'bench', 'boundary', 'boundary.py');
+  const model = join(root, 'test', 'fixtures', 'generated', 'core', 'core.pt');
+  if (!existsSync(nodeScript) || !existsSync(pyScript) || !existsSync(model)) return null;
+  const started = Date.now();
+  const args = ['--model', model, '--calls', String(calls)];
+  const n = await lastJsonLine(process.execPath, ['--expose-gc', nodeScript, ...args], env, 10 * 60_000);
+  const p = await lastJsonLine(pythonPath(), [pyScript, ...args], env, 10 * 60_000);
+  const us = (o: Record<string, unknown>, k: string): number | null => num(o[k]);
+  const sUs = (o: Record<string, unknown>, k: string): number | null => (num(o[k]) === null ? null : (o[k] as number) * 1e6);
+  const rows: AreaRow[] = [
+    { metric: 'no-op: Node await run() vs Python direct call (µs)', Node: us(n, 'noopUs'), Python: us(p, 'noopUs') },
+    { metric: 'no-op: Node public ScriptModule.run vs Python thread pool (µs)', Node: us(n, 'noopPublicUs'), Python: us(p, 'noopPoolUs') },
+    { metric: 'no-op: Node, 64 calls in flight (µs per call)', Node: us(n, 'noopPipelinedUs'), Python: null },
+    { metric: `${num(n.mib) ?? 256} MiB in: array -> tensor (µs)`, Node: sUs(n, 'inS'), Python: sUs(p, 'inS') },
+    { metric: `${num(n.mib) ?? 256} MiB through a noop call (µs)`, Node: sUs(n, 'runS'), Python: sUs(p, 'runS') },
+    { metric: `${num(n.mib) ?? 256} MiB out: tensor -> array (µs)`, Node: sUs(n, 'outS'), Python: sUs(p, 'outS') },
+    { metric: `${num(n.mib) ?? 256} MiB memcpy baseline (µs)`, Node: sUs(n, 'copyS'), Python: sUs(p, 'copyS') },
+  ];
+  return {
+    area: 'boundary-bench',
+    title: 'Boundary, as bench/boundary measures it (core.pt fixture; median of 5 rounds)',
+    columns: ['metric', 'Node', 'Python'],
+    rows,
+    notes: ['In/out times in µs for 256 MiB: a few µs means no copy (a memcpy of the same buffer is the baseline row).'],
+    seconds: (Date.now() - started) / 1000,
+  };
+}
+
+interface TrainSpeed {
+  stepsPerSecond: number;
+  cpuSecondsPerStep: number;
+}
+
+/** bench/train (the Trainer's own benchmark): PyTorch loop vs Node engine vs Node Trainer with its data pipeline. */
+export async function trainBenchArea(env: NodeJS.ProcessEnv, configs: string, batches: string, steps: number, threads: number): Promise<AreaResult | null> {
+  const root = repoRoot();
+  const script = join(root, 'dist', 'bench', 'train', 'train.js');
+  if (!existsSync(script)) return null;
+  const started = Date.now();
+  await run(process.execPath, [script, '--configs', configs, '--batch', batches, '--steps', String(steps), '--threads', String(threads)], {
+    cwd: root,
+    env,
+    timeout: 30 * 60_000,
+    maxBuffer: 16 * 2 ** 20,
+  });
+  const file = join(root, 'bench', 'results', `train-${new Date().toISOString().slice(0, 10)}.json`);
+  const data = JSON.parse(readFileSync(file, 'utf8')) as { rows: { config: string; batch: number; python: TrainSpeed; engine: TrainSpeed; trainer: TrainSpeed }[] };
+  return {
+    area: 'train',
+    title: `Training steps/s (bench/train: ${steps} timed steps, ${threads} threads; CPU seconds per step in the last column pair)`,
+    columns: ['config', 'batch', 'PyTorch loop steps/s', 'Node engine steps/s', 'Node Trainer steps/s', 'PyTorch CPU s/step', 'Node engine CPU s/step'],
+    rows: data.rows.map((r) => ({
+      config: r.config,
+      batch: r.batch,
+      'PyTorch loop steps/s': r.python.stepsPerSecond,
+      'Node engine steps/s': r.engine.stepsPerSecond,
+      'Node Trainer steps/s': r.trainer.stepsPerSecond,
+      'PyTorch CPU s/step': r.python.cpuSecondsPerStep,
+      'Node engine CPU s/step': r.engine.cpuSecondsPerStep,
+    })),
+    notes: [],
     seconds: (Date.now() - started) / 1000,
   };
 }

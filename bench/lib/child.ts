@@ -12,10 +12,18 @@ export interface ChildResult<T> {
   seconds: number;
 }
 
-/** Thread settings every child gets, so BLAS/OpenMP pools match across runtimes. */
-export function threadEnv(threads: number): NodeJS.ProcessEnv {
+/**
+ * Thread settings every child gets, so BLAS/OpenMP pools match across runtimes. OMP_WAIT_POLICY
+ * PASSIVE (the default here) makes libtorch's idle OpenMP threads sleep instead of spin: on a shared
+ * machine spinning threads fight over the cores and one runtime can lose 100x (seen here: a tiny encode
+ * took 2-7 s in Python with spinning and 16 ms without, while other work held the cores).
+ */
+export function threadEnv(threads: number, ompWait: 'passive' | 'active' | 'default'): NodeJS.ProcessEnv {
   const n = String(threads);
-  return { ...process.env, OMP_NUM_THREADS: n, MKL_NUM_THREADS: n, OPENBLAS_NUM_THREADS: n, DOVE_BENCH_THREADS: n };
+  const env: NodeJS.ProcessEnv = { ...process.env, OMP_NUM_THREADS: n, MKL_NUM_THREADS: n, OPENBLAS_NUM_THREADS: n, DOVE_BENCH_THREADS: n };
+  if (ompWait === 'default') delete env.OMP_WAIT_POLICY;
+  else env.OMP_WAIT_POLICY = ompWait.toUpperCase();
+  return env;
 }
 
 /**

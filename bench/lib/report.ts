@@ -14,6 +14,7 @@ const SHORT: Record<Runtime, string> = {
 
 export function fmt(v: number | null | undefined, digits = 2): string {
   if (v === null || v === undefined || !Number.isFinite(v)) return '–';
+  if (Number.isInteger(v)) return String(v);
   if (Math.abs(v) >= 1000) return v.toFixed(0);
   if (Math.abs(v) >= 100) return v.toFixed(1);
   return v.toFixed(digits);
@@ -78,7 +79,7 @@ export function renderMarkdown(r: BenchResult): string {
   if (!r.complete) L.push(`**Incomplete: the run was still going (or was interrupted) when this was written, ${fmt(r.totalSeconds / 60, 1)} min in.**`, '');
   L.push(`${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB; ${m.kernel}; Node ${m.node}; git ${m.git ?? 'n/a'}.`);
   L.push(
-    `Intra-op threads: ${r.options.threads} in every runtime (torch.set_num_threads / setNumThreads / ORT intraOpNumThreads, OMP_NUM_THREADS). ` +
+    `Intra-op threads: ${r.options.threads} in every runtime (torch.set_num_threads / setNumThreads / ORT intraOpNumThreads, OMP_NUM_THREADS); OMP_WAIT_POLICY ${r.options.ompWait}. ` +
       `Load average (1 min): ${fmt(m.loadAtStart)} at start, ${fmt(m.loadAtEnd)} at end: anything above ~0.5 means other work shared the cores and every number below is pessimistic.`,
   );
   const v = r.versions;

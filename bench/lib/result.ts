@@ -34,7 +34,7 @@ export interface TargetCheck {
 
 export interface BenchResult {
   machine: MachineInfo;
-  options: { quick: boolean; full: boolean; threads: number; configs: string[]; batches: number[]; device: string };
+  options: { quick: boolean; full: boolean; threads: number; configs: string[]; batches: number[]; device: string; ompWait: string };
   versions: Partial<Record<Runtime, Record<string, string>>>;
   gemm: GemmPeak | null;
   flops: Record<string, FlopsInfo | null>;

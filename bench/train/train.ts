@@ -1,6 +1,6 @@
 // bench/train: training steps/s on CPU, Node (the C++ engine alone, and the whole Trainer with its
 // sharp data pipeline) against a plain PyTorch loop on the same export, batch and hyper-parameters.
-//   node dist/bench/train/train.js [--configs tiny,official-14m] [--batch 4] [--steps 10] [--threads 2]
+//   node dist/bench/train/train.js [--configs tiny,official-14m] [--batch 4,1 (per config)] [--steps 10] [--threads 2]
 // Prints a Markdown table and writes bench/results/train-<date>.json.
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -25,7 +25,12 @@ function arg(name: string, fallback: string): string {
 }
 
 /** The engine alone on one fixed batch, same as the Python loop. */
-async function nodeEngine(model: string, batch: number, warmup: number, steps: number, threads: number): Promise<number> {
+interface Speed {
+  stepsPerSecond: number;
+  cpuSecondsPerStep: number;
+}
+
+async function nodeEngine(model: string, batch: number, warmup: number, steps: number, threads: number): Promise<Speed> {
   const b = native();
   b.setNumThreads(threads);
   const m = await b.loadModule(model, 'cpu', ['dove.json']);
@@ -40,17 +45,19 @@ async function nodeEngine(model: string, batch: number, warmup: number, steps: n
     });
     for (let i = 0; i < warmup; i++) await engine.trainStep([images]);
     const t = process.hrtime.bigint();
+    const c = process.cpuUsage();
     for (let i = 0; i < steps; i++) await engine.trainStep([images]);
     const seconds = Number(process.hrtime.bigint() - t) / 1e9;
+    const cpu = process.cpuUsage(c);
     engine.dispose();
-    return steps / seconds;
+    return { stepsPerSecond: steps / seconds, cpuSecondsPerStep: (cpu.user + cpu.system) / 1e6 / steps };
   } finally {
     m.dispose();
   }
 }
 
 /** The whole Trainer: image folder -> sharp crops -> engine; timed between step events. */
-async function nodeTrainer(model: string, batch: number, warmup: number, steps: number, threads: number): Promise<number> {
+async function nodeTrainer(model: string, batch: number, warmup: number, steps: number, threads: number): Promise<Speed> {
   const dir = mkdtempSync(join(tmpdir(), 'dove-bench-train-'));
   try {
     const images = join(dir, 'images');
@@ -63,28 +70,35 @@ async function nodeTrainer(model: string, batch: number, warmup: number, steps: 
     }
     const trainer = new Trainer({ model, images, outDir: join(dir, 'out'), batchSize: batch, epochs: 1, threads, plots: false, lr: 1e-4 });
     const times: bigint[] = [];
-    trainer.on('step', (_e: StepEvent) => times.push(process.hrtime.bigint()));
+    const cpus: NodeJS.CpuUsage[] = [];
+    trainer.on('step', (_e: StepEvent) => {
+      times.push(process.hrtime.bigint());
+      cpus.push(process.cpuUsage());
+    });
     await trainer.fit();
     const seconds = Number(times[times.length - 1]! - times[warmup - 1]!) / 1e9;
-    return steps / seconds;
+    const a = cpus[warmup - 1]!;
+    const b = cpus[cpus.length - 1]!;
+    return { stepsPerSecond: steps / seconds, cpuSecondsPerStep: (b.user - a.user + b.system - a.system) / 1e6 / steps };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
-async function python(model: string, batch: number, warmup: number, steps: number, threads: number): Promise<number> {
+async function python(model: string, batch: number, warmup: number, steps: number, threads: number): Promise<Speed> {
   const { stdout } = await execFileP(PYTHON, [join(ROOT, 'bench', 'train', 'train_python.py'), model, '--batch', String(batch), '--warmup', String(warmup), '--steps', String(steps), '--threads', String(threads)], { env: { ...process.env, OMP_NUM_THREADS: String(threads) }, timeout: 3600_000 });
-  return (JSON.parse(stdout.trim().split('\n').pop()!) as { stepsPerSecond: number }).stepsPerSecond;
+  return JSON.parse(stdout.trim().split('\n').pop()!) as Speed;
 }
 
 async function main(): Promise<void> {
   const configs = arg('--configs', 'tiny,official-14m').split(',');
-  const batch = Number(arg('--batch', '4'));
+  const batches = arg('--batch', '4').split(',').map(Number);
   const steps = Number(arg('--steps', '10'));
   const threads = Number(arg('--threads', '2'));
   const warmup = 3;
-  const rows: { config: string; batch: number; python: number; engine: number; trainer: number }[] = [];
-  for (const config of configs) {
+  const rows: { config: string; batch: number; python: Speed; engine: Speed; trainer: Speed }[] = [];
+  for (const [ci, config] of configs.entries()) {
+    const batch = batches[Math.min(ci, batches.length - 1)]!;
     const model = MODELS[config];
     if (model === undefined || !existsSync(model)) throw new Error(`No export for ${config} (${String(model)}); run scripts/setup`);
     // Python first, then Node, each alone on the machine.
@@ -92,14 +106,15 @@ async function main(): Promise<void> {
     const engine = await nodeEngine(model, batch, warmup, steps, threads);
     const trainer = await nodeTrainer(model, batch, warmup, steps, threads);
     rows.push({ config, batch, python: py, engine, trainer });
-    process.stderr.write(`[bench/train] ${config}: python ${py.toFixed(3)} steps/s, node engine ${engine.toFixed(3)}, node Trainer ${trainer.toFixed(3)}\n`);
+    process.stderr.write(`[bench/train] ${config}: ${JSON.stringify({ python: py, engine, trainer })}\n`);
   }
+  const cell = (s: Speed): string => `${s.stepsPerSecond.toFixed(3)} (${s.cpuSecondsPerStep.toFixed(2)} cpu-s)`;
   const table = [
-    `| config | batch | PyTorch loop (steps/s) | Node engine (steps/s) | Node Trainer incl. data (steps/s) | engine / python |`,
+    `| config | batch | PyTorch loop: steps/s (CPU s/step) | Node engine | Node Trainer incl. data | engine / python (CPU s/step) |`,
     '|---|---|---|---|---|---|',
-    ...rows.map((r) => `| ${r.config} | ${r.batch} | ${r.python.toFixed(3)} | ${r.engine.toFixed(3)} | ${r.trainer.toFixed(3)} | ${(r.engine / r.python).toFixed(2)} |`),
+    ...rows.map((r) => `| ${r.config} | ${r.batch} | ${cell(r.python)} | ${cell(r.engine)} | ${cell(r.trainer)} | ${(r.python.cpuSecondsPerStep / r.engine.cpuSecondsPerStep).toFixed(2)} |`),
   ].join('\n');
-  process.stdout.write(`${table}\n\nCPU, ${threads} threads, ${steps} timed steps after ${warmup} warm-up steps, one fixed batch (Trainer: a folder of ${batch * (warmup + steps)} JPEGs).\n`);
+  process.stdout.write(`${table}\n\nCPU, ${threads} threads, ${steps} timed steps after ${warmup} warm-up steps, one fixed batch (Trainer: a folder of batch × ${warmup + steps} JPEGs, 300×260, random crops).\n`);
   const out = join(ROOT, 'bench', 'results');
   mkdirSync(out, { recursive: true });
   writeFileSync(join(out, `train-${new Date().toISOString().slice(0, 10)}.json`), JSON.stringify({ threads, steps, warmup, rows }, null, 2));

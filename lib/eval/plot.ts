@@ -199,7 +199,8 @@ export function histogramSvg(values: readonly number[], options: HistogramOption
 }
 
 export async function svgToPng(svg: string): Promise<Buffer> {
-  return sharp(Buffer.from(svg), { density: 96 }).png().toBuffer();
+  // librsvg maps SVG px at 72 dpi: density 72 keeps the requested width and height in pixels.
+  return sharp(Buffer.from(svg), { density: 72 }).png().toBuffer();
 }
 
 export async function lineChartPng(series: readonly Series[], options: LineChartOptions): Promise<Buffer> {

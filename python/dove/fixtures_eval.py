@@ -155,7 +155,8 @@ def generate_quality(out: str) -> None:
     rng = np.random.default_rng(SEED + 2)
 
     def metrics(real: np.ndarray, fake: np.ndarray) -> Dict[str, float]:
-        psnr = float(peak_signal_noise_ratio(real, fake, data_range=255))
+        with np.errstate(divide="ignore"):  # identical pair: PSNR is inf by definition
+            psnr = float(peak_signal_noise_ratio(real, fake, data_range=255))
         ssim = float(structural_similarity(real, fake, data_range=255, channel_axis=-1, gaussian_weights=True,
                                            sigma=1.5, use_sample_covariance=False))
         return {"psnr": psnr if np.isfinite(psnr) else "inf", "ssim": ssim}

@@ -34,13 +34,13 @@ test('probe training is deterministic for a seed and validates its inputs', asyn
   const r2 = await b.trainLinearProbe(x, y, x, y, opts);
   t.deepEqual(r1.epochs, r2.epochs);
   const badY = b.tensorFromArray(Int32Array.from([0, 1, 2, 0]), [4], 'int32');
-  await t.throwsAsync(b.trainLinearProbe(x, badY, x, y, opts), { message: /labels between 0 and 1 in trainLabels but found 2/ });
-  await t.throwsAsync(b.trainLinearProbe(x, y, x, y, { ...opts, epochs: 0 }), { message: /integer between 1 and .* for epochs but received 0/ });
+  await t.throwsAsync(async () => b.trainLinearProbe(x, badY, x, y, opts), { message: /labels between 0 and 1 in trainLabels but found 2/ });
+  await t.throwsAsync(async () => b.trainLinearProbe(x, y, x, y, { ...opts, epochs: 0 }), { message: /integer between 1 and .* for epochs but received 0/ });
   const x3 = b.tensorFromArray(new Float32Array(12), [4, 3], 'float32');
-  await t.throwsAsync(b.trainLinearProbe(x, y, x3, y, opts), { message: /testFeatures of shape \(M, 2\)/ });
+  await t.throwsAsync(async () => b.trainLinearProbe(x, y, x3, y, opts), { message: /testFeatures of shape \(M, 2\)/ });
   // A throwing progress callback stops training with an error instead of crashing.
   await t.throwsAsync(
-    b.trainLinearProbe(x, y, x, y, { ...opts, epochs: 50 }, () => {
+    async () => b.trainLinearProbe(x, y, x, y, { ...opts, epochs: 50 }, () => {
       throw new Error('boom');
     }),
     { message: /onEpoch callback threw/ },
@@ -60,9 +60,12 @@ test('token features: fixed budget flattened, auto mean-pooled, cached on disk b
     t.is(fixed.dim, 2 * tokenizer.tokenDim);
     t.false(fixed.fromCache);
     t.is(fixed.train.length, dataset.train.count * fixed.dim);
-    // Fixed-mode features are the first K tokens exactly as the Tokenizer returns them.
+    // Fixed-mode features are the first K tokens as the Tokenizer returns them (batched there, single
+    // here: equal up to float32 rounding of the batched kernels).
     const one = await tokenizer.tokenize((dataset.train.images as { paths: string[] }).paths[0]!, { mode: 'fixed', maxTokens: 2 });
-    t.deepEqual([...fixed.train.subarray(0, fixed.dim)], [...one.tokens]);
+    t.is(one.tokens.length, fixed.dim);
+    const diff = Math.max(...Array.from(one.tokens, (v, i) => Math.abs(v - fixed.train[i]!)));
+    t.true(diff < 1e-4, `max diff ${diff}`);
     const again = await probeFeatures(dataset, { kind: 'tokens', tokenizer, numTokens: 2, cacheDir });
     t.true(again.fromCache);
     t.deepEqual([...again.test], [...fixed.test]);

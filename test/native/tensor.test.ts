@@ -52,6 +52,7 @@ test('data() of a libtorch-owned tensor is a view: same address twice, writes sh
   const a = tensor.data() as Float32Array;
   const b = tensor.data() as Float32Array;
   t.is(tensor.dataAddress(), before, 'data() did not move or copy the storage');
+  t.is(a.buffer, b.buffer, 'one ArrayBuffer over the tensor memory, not a copy per call');
   a[7] = 3.5;
   t.is(b[7], 3.5, 'both typed arrays are the same memory');
   t.is(tensor.clone().data()[7], 3.5, 'libtorch reads what JS wrote');

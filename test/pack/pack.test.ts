@@ -4,7 +4,7 @@
 // build/ folder in the package) and the model from the package's models/dove-tiny.pt.
 import test from 'ava';
 import { execFile, execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import sharp from 'sharp';
@@ -170,4 +170,37 @@ export async function lengthOf(path: string): Promise<number> {
   const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
   const r = await run(process.execPath, [tsc, '--noEmit', '--strict', '--module', 'commonjs', '--target', 'es2022', '--moduleResolution', 'node', '--esModuleInterop', '--types', 'node', '--typeRoots', join(ROOT, 'node_modules', '@types'), 'consumer.ts'], project, env);
   t.is(r.code, 0, r.stdout + r.stderr);
+});
+
+test('a prebuilt addon whose RUNPATH misses libtorch finds it through the setup cache or LIBTORCH, else fails with one actionable message', async (t) => {
+  const { project, pkgDir, env } = ready();
+  // A copy of the installed package whose binary was "built elsewhere": its RUNPATH libtorch folder
+  // is overwritten (same length, so the ELF stays valid) with one that does not exist.
+  const copy = join(project, 'node_modules', 'dove-elsewhere');
+  cpSync(pkgDir, copy, { recursive: true });
+  const info = JSON.parse(readFileSync(join(copy, 'prebuilds', `${process.platform}-${process.arch}`, 'libtorch.json'), 'utf8')) as { runpath: string; libtorchPath: string };
+  const libDir = dirname(info.libtorchPath);
+  t.true(info.runpath.split(':').includes(libDir), 'the prebuild records the libtorch it was linked against in its RUNPATH');
+  const binary = join(copy, PREBUILD);
+  const fake = Buffer.from(`/nonexistent-libtorch/${'x'.repeat(Math.max(0, libDir.length - 22))}`.slice(0, libDir.length));
+  const bytes = readFileSync(binary);
+  let patched = 0;
+  for (let at = bytes.indexOf(libDir); at >= 0; at = bytes.indexOf(libDir, at + 1)) {
+    fake.copy(bytes, at);
+    patched++;
+  }
+  t.true(patched > 0);
+  writeFileSync(binary, bytes);
+  const probe = `try { const v = require(${JSON.stringify(join(copy, 'dist', 'lib', 'index.js'))}).versions(); console.log('ok ' + v.libtorchPath); } catch (e) { console.log('fail ' + e.code); console.log(e.message); }`;
+  const torchRoot = dirname(libDir); // site-packages/torch of the setup's virtualenv
+
+  const fromCache = await run(process.execPath, ['-e', probe], project, env);
+  t.regex(fromCache.stdout, /^ok .*libtorch_cpu\.so/, fromCache.stdout + fromCache.stderr);
+
+  const nowhere = await run(process.execPath, ['-e', probe], project, { ...env, DOVE_CACHE: join(project, 'no-cache') });
+  t.regex(nowhere.stdout, /^fail ADDON_LOAD_FAILED/);
+  t.regex(nowhere.stdout, /LIBTORCH=/, 'the message says how to point at a libtorch');
+
+  const fromEnv = await run(process.execPath, ['-e', probe], project, { ...env, DOVE_CACHE: join(project, 'no-cache'), LIBTORCH: torchRoot });
+  t.regex(fromEnv.stdout, /^ok .*libtorch_cpu\.so/, fromEnv.stdout + fromEnv.stderr);
 });
