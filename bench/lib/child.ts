@@ -87,7 +87,7 @@ export function runSection<T>(
       }
       const why = timedOut
         ? `timed out after ${Math.round(options.timeoutMs / 1000)} s`
-        : `exited with ${code ?? signal}${tail ? `: ${tail.trim().split('\n').slice(-3).join(' | ')}` : ''}`;
+        : `exited with ${code ?? signal}${tail ? `: ${errorLine(tail)}` : ''}`;
       resolve({ ok: false, value, error: why, seconds });
     });
     child.on('error', (e) => {
@@ -95,6 +95,12 @@ export function runSection<T>(
       resolve({ ok: false, value: null, error: `could not start ${command}: ${e.message}`, seconds: 0 });
     });
   });
+}
+
+/** The most telling line of a child's stderr: the last one naming an error, else the last line. */
+function errorLine(tail: string): string {
+  const lines = tail.trim().split('\n').map((l) => l.trim()).filter((l) => l.length > 0);
+  return [...lines].reverse().find((l) => /error/i.test(l) && !/^at /.test(l)) ?? lines[lines.length - 1] ?? '';
 }
 
 /** Reads --plan / --out from a section child's argv. */

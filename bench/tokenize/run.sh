@@ -52,4 +52,17 @@ for cfg in $CONFIGS; do
     echo "| $cfg | $b | $ni | $pi | $(node -e "console.log(($ni/$pi).toFixed(2))") |" | tee -a "$OUT"
   done
 done
+# Same tiny cells with one intra-op thread on both sides: on a loaded 2-core machine Python's default
+# 2 OpenMP threads suffer most from contention, so this row separates runtime cost from that effect.
+if [ "${ONE_THREAD:-1}" = 1 ] && [[ " $CONFIGS " == *" tiny "* ]]; then
+  for b in 1 16; do
+    ns=(); ps=()
+    for _ in $(seq "$ROUNDS"); do
+      ns+=("$(node dist/bench/tokenize/bench.js --model "$TMP/models/tiny.pt" --images "$IMAGES" --batch "$b" --seconds "$SECS" --threads 1 | tail -1 | field images_per_s)")
+      ps+=("$("$PY" bench/tokenize/bench_python.py --model "$TMP/models/tiny.pt" --images "$IMAGES" --batch "$b" --seconds "$SECS" --threads 1 | tail -1 | field images_per_s)")
+    done
+    ni=$(best "${ns[@]}"); pi=$(best "${ps[@]}")
+    echo "| tiny, 1 thread | $b | $ni | $pi | $(node -e "console.log(($ni/$pi).toFixed(2))") |" | tee -a "$OUT"
+  done
+fi
 echo "wrote $OUT"
