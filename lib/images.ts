@@ -254,10 +254,10 @@ export function formatFromPath(path: string): EncodeFormat {
 /** File extensions treated as images when scanning a folder. */
 export const IMAGE_EXTENSIONS = ['.png', '.jpg', '.jpeg', '.webp', '.gif', '.tif', '.tiff', '.avif', '.heic', '.heif', '.svg', '.jp2', '.jxl'];
 
-/** PSNR in dB between two same-sized uint8 images (Infinity when identical). */
+/** PSNR in dB between two same-sized uint8 images (data range 255; Infinity when identical). */
 export function psnr(a: Uint8Array, b: Uint8Array): number {
-  if (a.length !== b.length) {
-    throw new DoveError(`Expected images of equal size for psnr but received ${a.length} and ${b.length} bytes`, 'SHAPE_MISMATCH');
+  if (a.length !== b.length || a.length === 0) {
+    throw new DoveError(`Expected two non-empty images of equal size for psnr but received ${a.length} and ${b.length} bytes`, 'SHAPE_MISMATCH');
   }
   let sum = 0;
   for (let i = 0; i < a.length; i++) {

@@ -3,6 +3,7 @@
 // K1 0.01, K2 0.03, scipy 'reflect' borders, per-channel mean over the image cropped by the
 // filter radius, then the mean over channels). Separable filtering on Float64Arrays: O(HW·11) per map.
 import { DoveError } from '../errors';
+import { psnr } from '../images';
 import { lengthDirs, pairByName, readRgb, readRgbAt, type LengthDir, type Pairing } from './folders';
 
 export const SSIM_SIGMA = 1.5;
@@ -64,19 +65,8 @@ function checkImages(a: Uint8Array, b: Uint8Array, width: number, height: number
   }
 }
 
-/** PSNR in dB for uint8 images (data range 255); Infinity when they are identical. */
-export function psnr(a: Uint8Array, b: Uint8Array): number {
-  if (a.length !== b.length || a.length === 0) {
-    throw new DoveError(`Expected two non-empty images of equal size but received ${a.length} and ${b.length} bytes`, 'SHAPE_MISMATCH');
-  }
-  let sum = 0;
-  for (let i = 0; i < a.length; i++) {
-    const d = a[i]! - b[i]!;
-    sum += d * d;
-  }
-  const mse = sum / a.length;
-  return mse === 0 ? Infinity : 10 * Math.log10((255 * 255) / mse);
-}
+// One PSNR for the whole package: lib/images.ts (reconstruct-batch uses it too).
+export { psnr };
 
 /** Mean SSIM of two interleaved uint8 images (H×W×channels), averaged over channels. */
 export function ssim(a: Uint8Array, b: Uint8Array, width: number, height: number, channels = 3): number {
