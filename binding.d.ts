@@ -32,6 +32,7 @@ export type NativeErrorCode =
   | 'METHOD_NOT_FOUND'
   | 'DEVICE_UNAVAILABLE'
   | 'DISPOSED' // tensor / module used after dispose()
+  | 'BUSY' // runSync on a module with async calls queued or running, or in use by a training step
   | 'TORCH_ERROR' // any other c10::Error from libtorch
   | 'IO_ERROR'
   | 'DISTRIBUTED_ERROR'
@@ -80,8 +81,18 @@ export interface NativeModule {
   methodNames(): string[];
   /** TorchScript schema string of a method, e.g. "encode(__torch__.X self, Tensor images, int max_tokens) -> (Tensor, Tensor)". */
   methodSchema(name: string): string;
-  /** Runs a method on a worker thread. In eval mode it runs under InferenceMode; in train mode with grad. */
+  /**
+   * Runs a method on the module's own worker thread (one per module, started on first use), one
+   * call at a time in call order. In eval mode it runs under InferenceMode; in train mode with grad.
+   */
   run(method: string, args: IValue[]): Promise<IValue>;
+  /**
+   * Runs a method on the calling (JS) thread and returns its result; blocks the event loop for the
+   * whole call. Throws BUSY, without waiting, while `run`/`save` calls on this module are queued or
+   * running or another native call (a training step) holds the module. Same conversions and error
+   * codes as `run`.
+   */
+  runSync(method: string, args: IValue[]): IValue;
   train(on: boolean): void;
   readonly training: boolean;
   parameters(): NativeTensor[];

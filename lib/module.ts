@@ -1,4 +1,5 @@
-// Public low-level TorchScript module: load a scripted file, run its methods off the JS thread.
+// Public low-level TorchScript module: load a scripted file, run its methods off the JS thread
+// (or, for tiny methods, synchronously with runSync).
 // Values cross as Tensor (no copy), number, bigint, boolean, string, null, arrays (List or Tuple,
 // as the method's schema says) and string-keyed objects (Dict[str, T]).
 import type { IValue, NativeModule } from '../binding';
@@ -100,7 +101,8 @@ export class ScriptModule {
   }
 
   /**
-   * Runs `method` on a worker thread; calls on one module run one at a time, in call order.
+   * Runs `method` on the module's own worker thread; calls on one module run one at a time, in call
+   * order.
    * Eval mode (the default after load) runs under InferenceMode; train mode records gradients.
    */
   async run(method: string, args: readonly Value[] = []): Promise<Value> {
@@ -112,6 +114,24 @@ export class ScriptModule {
     }
     try {
       return fromNative(await pending);
+    } catch (error) {
+      throw DoveError.atCallSite(error);
+    }
+  }
+
+  /**
+   * Runs `method` synchronously on the calling thread and returns its result: no thread hop, so the
+   * per-call overhead of a tiny method is a few microseconds instead of an async round trip.
+   *
+   * It blocks the event loop for the whole call (timers, I/O and other requests wait): use it only
+   * for methods that take microseconds, never for a model forward. Same argument conversion, modes
+   * (InferenceMode in eval) and error codes as `run`. Throws DoveError `BUSY` instead of waiting
+   * while `run`/`save` calls on this module are queued or running (await them first; this keeps
+   * calls in order) or while a training step uses the module.
+   */
+  runSync(method: string, args: readonly Value[] = []): Value {
+    try {
+      return fromNative(this.#native.runSync(method, args.map((a, i) => toNative(a, `argument ${i} of ${method}`))));
     } catch (error) {
       throw DoveError.atCallSite(error);
     }

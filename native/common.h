@@ -16,6 +16,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 namespace dove {
@@ -100,6 +101,49 @@ AddonState& addonState(Napi::Env env);
 void applyThreadSettings();
 
 // ---------------------------------------------------------------------------------------------
+// What a job produced on a worker thread: its result, or the (code, message) of what it threw.
+// PromiseWorker and the per-module executor (module_executor.h) both settle through it, so a job
+// rejects with the same DoveError whichever thread ran it.
+template <typename Result>
+class JobOutcome {
+ public:
+  using ToJs = std::function<Napi::Value(Napi::Env, Result&)>;
+
+  // Worker thread. Applies setNumThreads first (OpenMP counts are per OS thread).
+  template <typename Work>
+  void run(Work& work) {
+    try {
+      applyThreadSettings();
+      value_ = std::make_unique<Result>(work());
+    } catch (...) {
+      std::tie(code_, message_) = classifyException(std::current_exception());
+      if (code_.empty()) code_ = "INTERNAL";
+    }
+  }
+
+  // JS thread: resolves with toJs(result) or rejects with a DoveError (also when toJs throws).
+  void settle(Napi::Env env, const Napi::Promise::Deferred& deferred, const ToJs& toJs) {
+    Napi::HandleScope scope(env);
+    if (!value_) {
+      deferred.Reject(makeError(env, code_.empty() ? "INTERNAL" : code_, message_).Value());
+      return;
+    }
+    try {
+      deferred.Resolve(toJs(env, *value_));
+    } catch (const Napi::Error& e) {
+      deferred.Reject(e.Value());
+    } catch (...) {
+      auto [code, message] = classifyException(std::current_exception());
+      deferred.Reject(makeError(env, code, message).Value());
+    }
+  }
+
+ private:
+  std::unique_ptr<Result> value_;
+  std::string code_;
+  std::string message_;
+};
+
 // Promise worker: `work` runs on a libuv worker thread and returns a value; `toJs` converts it on
 // the JS thread. Exceptions from `work` reject the promise with a DoveError. Keep-alive: any JS
 // objects the job needs are held by `keepAlive` references until it settles.
@@ -107,7 +151,7 @@ template <typename Result>
 class PromiseWorker : public Napi::AsyncWorker {
  public:
   using Work = std::function<Result()>;
-  using ToJs = std::function<Napi::Value(Napi::Env, Result&)>;
+  using ToJs = typename JobOutcome<Result>::ToJs;
 
   static Napi::Promise Start(Napi::Env env, const char* name, Work work, ToJs toJs,
                              std::vector<Napi::Value> keepAlive = {}) {
@@ -116,38 +160,14 @@ class PromiseWorker : public Napi::AsyncWorker {
       if (v.IsObject()) worker->refs_.emplace_back(Napi::Persistent(v.As<Napi::Object>()));
     }
     auto promise = worker->deferred_.Promise();
-    worker->Queue();  // libuv owns the worker from here; it deletes itself after OnOK/OnError.
+    worker->Queue();  // libuv owns the worker from here; it deletes itself after OnOK.
     return promise;
   }
 
  protected:
-  void Execute() override {
-    try {
-      applyThreadSettings();
-      result_ = std::make_unique<Result>(work_());
-    } catch (...) {
-      auto [code, message] = classifyException(std::current_exception());
-      code_ = code;
-      SetError(message);
-    }
-  }
-  void OnOK() override {
-    Napi::Env env = Env();
-    Napi::HandleScope scope(env);
-    try {
-      deferred_.Resolve(toJs_(env, *result_));
-    } catch (const Napi::Error& e) {
-      deferred_.Reject(e.Value());
-    } catch (...) {
-      auto [code, message] = classifyException(std::current_exception());
-      deferred_.Reject(makeError(env, code, message).Value());
-    }
-  }
-  void OnError(const Napi::Error& error) override {
-    Napi::Env env = Env();
-    Napi::HandleScope scope(env);
-    deferred_.Reject(makeError(env, code_.empty() ? "INTERNAL" : code_, error.Message()).Value());
-  }
+  // Failures travel in outcome_ rather than SetError, so OnOK settles both ways.
+  void Execute() override { outcome_.run(work_); }
+  void OnOK() override { outcome_.settle(Env(), deferred_, toJs_); }
 
  private:
   PromiseWorker(Napi::Env env, const char* name, Work work, ToJs toJs)
@@ -157,8 +177,7 @@ class PromiseWorker : public Napi::AsyncWorker {
   Napi::Promise::Deferred deferred_;
   Work work_;
   ToJs toJs_;
-  std::unique_ptr<Result> result_;
-  std::string code_;
+  JobOutcome<Result> outcome_;
   std::vector<Napi::ObjectReference> refs_;
 };
 

@@ -1,114 +1,38 @@
-// TorchScript modules: async load, method runs on libuv worker threads, atomic save.
-// Every native use of a module takes ModuleHandle::mutex, so runs on one module are serialised
-// while different modules run in parallel.
+// TorchScript modules: async load, method runs on the module's own worker thread (module_executor.h)
+// or, opt-in, synchronously on the JS thread; atomic save. Every native use of a module takes
+// ModuleHandle::mutex, so runs on one module are serialised while different modules run in parallel.
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <cstdio>
-#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "common.h"
+#include "module_executor.h"
 
 namespace dove {
 namespace {
 
 namespace fs = std::filesystem;
 
-// Calls on one module run one at a time and in call order. Instead of parking libuv pool threads
-// on ModuleHandle::mutex (100 queued calls would hold all 4 pool threads and starve fs and other
-// addons), a module keeps a FIFO of its jobs on the JS thread and queues the next one only when
-// the previous one settled. The mutex still guards against other users of the handle (the
-// trainer's engine).
-class ModuleJob;
-struct Strand {
-  std::deque<ModuleJob*> waiting;  // not yet queued to libuv; owned by libuv once queued
-  bool busy = false;
-  void submit(ModuleJob* job);
-  void next();
-};
-
-class ModuleJob : public Napi::AsyncWorker {
- public:
-  using Work = std::function<c10::IValue()>;
-  using ToJs = std::function<Napi::Value(Napi::Env, c10::IValue&)>;
-
-  static Napi::Promise Submit(Napi::Env env, const char* name, std::shared_ptr<Strand> strand, Napi::Object owner,
-                              Work work, ToJs toJs) {
-    auto job = std::unique_ptr<ModuleJob>(new ModuleJob(env, name, strand, owner, std::move(work), std::move(toJs)));
-    Napi::Promise promise = job->deferred_.Promise();
-    strand->submit(job.release());  // the strand queues it; libuv deletes it after it settles
-    return promise;
+// Runs `method` of a module whose mutex the caller holds, in the mode the call was made in. The
+// guards are thread-local, so they are set here on whichever thread runs the call.
+c10::IValue invokeLocked(ModuleHandle& h, torch::jit::Method method, std::vector<c10::IValue> args, bool training) {
+  if (h.module.is_training() != training) h.module.train(training);
+  if (training) {
+    // Training: the trainer needs the autograd graph of what this returns.
+    c10::AutoGradMode grad(true);
+    return method(std::move(args));
   }
-
- protected:
-  void Execute() override {
-    try {
-      applyThreadSettings();
-      result_ = work_();
-    } catch (...) {
-      auto [code, message] = classifyException(std::current_exception());
-      code_ = code;
-      SetError(message);
-    }
-  }
-  void OnOK() override {
-    Napi::Env env = Env();
-    Napi::HandleScope scope(env);
-    try {
-      deferred_.Resolve(toJs_(env, result_));
-    } catch (const Napi::Error& e) {
-      deferred_.Reject(e.Value());
-    } catch (...) {
-      auto [code, message] = classifyException(std::current_exception());
-      deferred_.Reject(makeError(env, code, message).Value());
-    }
-    strand_->next();
-  }
-  void OnError(const Napi::Error& error) override {
-    Napi::Env env = Env();
-    Napi::HandleScope scope(env);
-    deferred_.Reject(makeError(env, code_.empty() ? "INTERNAL" : code_, error.Message()).Value());
-    strand_->next();
-  }
-
- private:
-  ModuleJob(Napi::Env env, const char* name, std::shared_ptr<Strand> strand, Napi::Object owner, Work work, ToJs toJs)
-      : Napi::AsyncWorker(env, name), deferred_(Napi::Promise::Deferred::New(env)), strand_(std::move(strand)),
-        owner_(Napi::Persistent(owner)), work_(std::move(work)), toJs_(std::move(toJs)) {}
-
-  Napi::Promise::Deferred deferred_;
-  std::shared_ptr<Strand> strand_;
-  Napi::ObjectReference owner_;  // keeps the JS module (and its handle) alive while queued or running
-  Work work_;
-  ToJs toJs_;
-  c10::IValue result_;
-  std::string code_;
-};
-
-void Strand::submit(ModuleJob* job) {
-  if (busy) {
-    waiting.push_back(job);
-    return;
-  }
-  busy = true;
-  job->Queue();
+  c10::InferenceMode inference;
+  return method(std::move(args));
 }
 
-void Strand::next() {
-  if (waiting.empty()) {
-    busy = false;
-    return;
-  }
-  ModuleJob* job = waiting.front();
-  waiting.pop_front();
-  job->Queue();
-}
-
-// The JS view of a loaded module. The handle is shared with in-flight jobs, which also hold a
-// reference to this object (ModuleJob::owner_) so neither goes away mid-run.
+// The JS view of a loaded module. The handle is shared with in-flight jobs, and this object holds a
+// strong reference to itself (ObjectWrap::Ref) while its executor has jobs, so neither goes away
+// mid-run.
 class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -122,6 +46,7 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
         InstanceMethod<&ModuleWrap::MethodNames>("methodNames"),
         InstanceMethod<&ModuleWrap::MethodSchema>("methodSchema"),
         InstanceMethod<&ModuleWrap::Run>("run"),
+        InstanceMethod<&ModuleWrap::RunSync>("runSync"),
         InstanceMethod<&ModuleWrap::Train>("train"),
         InstanceMethod<&ModuleWrap::Parameters>("parameters"),
         InstanceMethod<&ModuleWrap::NamedParameters>("namedParameters"),
@@ -149,9 +74,13 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
     extra.Freeze();
     extraFiles_ = Napi::Persistent(extra);
     if (nbytes_ > 0) Napi::MemoryManagement::AdjustExternalMemory(env, nbytes_);
+    executor_ = ModuleExecutor::create(handle_->path, [this](bool busy) { busy ? Ref() : Unref(); });
   }
 
-  ~ModuleWrap() override { releaseMemory(Env()); }
+  ~ModuleWrap() override {
+    executor_->shutdown();
+    releaseMemory(Env());
+  }
 
   const std::shared_ptr<ModuleHandle>& handle() const {
     DOVE_CHECK(!handle_->disposed, "DISPOSED", "Module '" + handle_->path + "' was used after dispose()");
@@ -221,27 +150,42 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
           argsForSchema(env, m.function().getSchema(), info[1].As<Napi::Array>()));
       std::shared_ptr<ModuleHandle> h = handle();
       const bool training = training_;  // the mode as of this call, whatever train() does later
-      return ModuleJob::Submit(
-          env, "dove.run", strand_, Value(),
+      return executor_->submit(
+          env,
           [h, name, args, training]() -> c10::IValue {
             std::lock_guard<std::mutex> lock(h->mutex);
             DOVE_CHECK(!h->disposed, "DISPOSED", "Module '" + h->path + "' was disposed before '" + name + "' ran");
-            if (h->module.is_training() != training) h->module.train(training);
-            torch::jit::Method method = h->module.get_method(name);
-            c10::IValue result;
-            if (training) {
-              // Training: the trainer needs the autograd graph of what this returns.
-              c10::AutoGradMode grad(true);
-              result = method(std::move(*args));
-            } else {
-              c10::InferenceMode inference;
-              result = method(std::move(*args));
-            }
+            c10::IValue result = invokeLocked(*h, h->module.get_method(name), std::move(*args), training);
             // dispose() during the run could not free the weights; do it now.
             if (h->disposed) h->module = torch::jit::Module();
             return result;
           },
           [](Napi::Env env, c10::IValue& result) { return fromIValue(env, result); });
+    });
+  }
+
+  // The same call on the JS thread, for methods so small that the hop to the module's thread and
+  // back costs more than they do. It never waits: queued async calls must run first to keep call
+  // order, and a training step holding the mutex may take seconds, so both are BUSY instead.
+  Napi::Value RunSync(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return guard(env, [&]() -> Napi::Value {
+      const std::string name = methodName(info, "runSync(method, args)");
+      DOVE_CHECK(info.Length() >= 2 && info[1].IsArray(), "INVALID_ARGUMENT",
+                 "Expected an array of arguments for runSync('" + name + "', args)");
+      torch::jit::Method m = method(name);
+      std::vector<c10::IValue> args = argsForSchema(env, m.function().getSchema(), info[1].As<Napi::Array>());
+      const std::shared_ptr<ModuleHandle>& h = handle();
+      DOVE_CHECK(executor_->pending() == 0, "BUSY",
+                 "runSync('" + name + "') on module '" + h->path + "' while " + std::to_string(executor_->pending()) +
+                     " async call(s) on it are queued or running; await them before calling runSync");
+      std::unique_lock<std::mutex> lock(h->mutex, std::try_to_lock);
+      DOVE_CHECK(lock.owns_lock(), "BUSY",
+                 "runSync('" + name + "') on module '" + h->path + "' while another native call (e.g. a training step) uses it");
+      applyThreadSettings();
+      c10::IValue result = invokeLocked(*h, std::move(m), std::move(args), training_);
+      lock.unlock();
+      return fromIValue(env, result);
     });
   }
 
@@ -303,8 +247,8 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
         }
       }
       std::shared_ptr<ModuleHandle> h = handle();
-      return ModuleJob::Submit(
-          env, "dove.save", strand_, Value(),
+      return executor_->submit(
+          env,
           [h, path, extra]() -> c10::IValue {
             std::lock_guard<std::mutex> lock(h->mutex);
             DOVE_CHECK(!h->disposed, "DISPOSED", "Module '" + h->path + "' was disposed before save");
@@ -322,6 +266,8 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
       std::unique_lock<std::mutex> lock(handle_->mutex, std::try_to_lock);
       if (lock.owns_lock()) handle_->module = torch::jit::Module();
       releaseMemory(info.Env());
+      // Queued calls still run, each rejecting DISPOSED; the thread ends after the last of them.
+      executor_->close(info.Env());
     }
     return info.Env().Undefined();
   }
@@ -361,7 +307,7 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
   }
 
   std::shared_ptr<ModuleHandle> handle_;
-  std::shared_ptr<Strand> strand_ = std::make_shared<Strand>();
+  std::shared_ptr<ModuleExecutor> executor_;
   bool training_ = false;  // JS-thread view of the mode; loadOnWorker leaves modules in eval
   Napi::ObjectReference extraFiles_;
   int64_t nbytes_ = 0;

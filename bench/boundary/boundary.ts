@@ -1,4 +1,5 @@
-// Boundary benchmark (Node side): per-call overhead of a no-op TorchScript method and the cost of
+// Boundary benchmark (Node side): per-call overhead of a no-op TorchScript method (async run,
+// pipelined run, synchronous runSync) and the cost of
 // moving a 256 MiB tensor in and out. bench/boundary/run.sh runs this and boundary.py on the same
 // file and libtorch and prints one table. Prints one JSON line on stdout.
 import { loadModule } from '../../lib/module';
@@ -54,12 +55,30 @@ async function main(): Promise<void> {
   };
   const rawUs = await timeSequential(() => raw.run('noop', [rawX]));
   const publicUs = await timeSequential(() => module.run('noop', [x]));
-  // Pipelined: 64 calls in flight (they still run one at a time on the module).
+  // The synchronous path: no thread hop at all, the closest equivalent of Python's direct call.
+  const timeSync = (call: () => unknown): number => {
+    for (let i = 0; i < 200; i++) call();
+    const rounds: number[] = [];
+    for (let r = 0; r < 5; r++) {
+      const n = Math.floor(args.calls / 5);
+      const start = process.hrtime.bigint();
+      for (let i = 0; i < n; i++) call();
+      rounds.push(Number(process.hrtime.bigint() - start) / 1e3 / n);
+    }
+    return median(rounds);
+  };
+  const syncRawUs = timeSync(() => raw.runSync('noop', [rawX]));
+  const syncPublicUs = timeSync(() => module.runSync('noop', [x]));
+  // Pipelined: 64 calls in flight (they still run one at a time on the module), median of 5 rounds.
   const inFlight = 64;
-  const batches = Math.max(1, Math.floor(args.calls / inFlight));
-  let start = process.hrtime.bigint();
-  for (let b = 0; b < batches; b++) await Promise.all(Array.from({ length: inFlight }, () => raw.run('noop', [rawX])));
-  const pipelinedUs = Number(process.hrtime.bigint() - start) / 1e3 / (batches * inFlight);
+  const batches = Math.max(1, Math.floor(args.calls / inFlight / 5));
+  const pipelinedRounds: number[] = [];
+  for (let r = 0; r < 5; r++) {
+    const start = process.hrtime.bigint();
+    for (let b = 0; b < batches; b++) await Promise.all(Array.from({ length: inFlight }, () => raw.run('noop', [rawX])));
+    pipelinedRounds.push(Number(process.hrtime.bigint() - start) / 1e3 / (batches * inFlight));
+  }
+  const pipelinedUs = median(pipelinedRounds);
 
   // 256 MiB in and out. Each step is timed over several repetitions on the same buffer and the
   // median kept: single shots catch garbage collections that the external memory provokes.
@@ -113,6 +132,8 @@ async function main(): Promise<void> {
     noopUs: rawUs,
     noopPublicUs: publicUs,
     noopPipelinedUs: pipelinedUs,
+    noopSyncUs: syncRawUs,
+    noopSyncPublicUs: syncPublicUs,
     mib: args.mib,
     copyS: median(copyRounds),
     inS: median(inRounds),

@@ -13,14 +13,15 @@ PY_JSON=$("$(dove_py)" bench/boundary/boundary.py --model "$MODEL" "$@")
 node - "$NODE_JSON" "$PY_JSON" <<'JS'
 const [n, p] = process.argv.slice(2).map((s) => JSON.parse(s));
 const gbs = (s) => (n.mib / 1024 / s).toFixed(s < 1e-4 ? 0 : 1);
-const row = (label, node, py) => console.log(`${label.padEnd(50)} ${String(node).padStart(12)} ${String(py).padStart(12)}`);
+const row = (label, node, py) => console.log(`${label.padEnd(56)} ${String(node).padStart(12)} ${String(py).padStart(12)}`);
 console.log(`boundary benchmark: node ${n.node}, libtorch ${n.libtorch} / torch ${p.torch}, intra-op threads ${n.threads}/${p.threads}`);
 console.log(`load average: ${require('os').loadavg().map((l) => l.toFixed(1)).join(' ')} (${require('os').cpus().length} cores): latencies grow with load`);
 row('', 'Node', 'Python');
-row('no-op: Node await run() vs Python direct call (us)', n.noopUs.toFixed(1), p.noopUs.toFixed(1));
-row('no-op: Node public ScriptModule.run (us)', n.noopPublicUs.toFixed(1), '-');
-row('no-op: Node await run() vs Python thread pool (us)', n.noopUs.toFixed(1), p.noopPoolUs.toFixed(1));
-row('no-op: Node, 64 calls in flight (us per call)', n.noopPipelinedUs.toFixed(1), '-');
+row('no-op on the calling thread: runSync / direct call (us)', n.noopSyncUs.toFixed(1), p.noopUs.toFixed(1));
+row('no-op, public ScriptModule.runSync (us)', n.noopSyncPublicUs.toFixed(1), '-');
+row('no-op async: await run() / pool.submit().result() (us)', n.noopUs.toFixed(1), p.noopPoolUs.toFixed(1));
+row('no-op async, public ScriptModule.run (us)', n.noopPublicUs.toFixed(1), '-');
+row('no-op async, 64 calls in flight (us per call)', n.noopPipelinedUs.toFixed(1), '-');
 row(`${n.mib} MiB memcpy baseline (GB/s)`, gbs(n.copyS), gbs(p.copyS));
 row(`${n.mib} MiB in: array -> tensor (us)`, (n.inS * 1e6).toFixed(1), (p.inS * 1e6).toFixed(1));
 row(`${n.mib} MiB through noop (us)`, (n.runS * 1e6).toFixed(1), (p.runS * 1e6).toFixed(1));
