@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "common.h"
+#include "tensor_wrap.h"
 
 namespace dove {
 namespace {
@@ -74,8 +75,8 @@ c10::IValue toIValue(Napi::Env env, Napi::Value value, const c10::TypePtr& expec
   using c10::TypeKind;
   switch (expected->kind()) {
     case TypeKind::TensorType:
-      if (!isTensor(value)) mismatch(expected, value, where);
-      return unwrapTensor(value, where.c_str());
+      if (const at::Tensor* tensor = wrappedTensor(env, value)) return *tensor;
+      mismatch(expected, value, where);
     case TypeKind::IntType:
       return toInt(value, expected, where);
     case TypeKind::FloatType:
@@ -117,9 +118,15 @@ c10::IValue toIValue(Napi::Env env, Napi::Value value, const c10::TypePtr& expec
       Napi::Array array = value.As<Napi::Array>();
       const c10::TypePtr& element = expected->expectRef<c10::ListType>().getElementType();
       c10::impl::GenericList list(element);
-      list.reserve(array.Length());
-      for (uint32_t i = 0; i < array.Length(); ++i) {
-        list.push_back(toIValue(env, array.Get(i), element, where + "[" + std::to_string(i) + "]"));
+      const uint32_t length = array.Length();
+      list.reserve(length);
+      const bool tensors = element->kind() == TypeKind::TensorType;
+      for (uint32_t i = 0; i < length; ++i) {
+        Napi::Value item = array.Get(i);
+        // List[Tensor]: no per-element path string unless the element is wrong.
+        const at::Tensor* tensor = tensors ? wrappedTensor(env, item) : nullptr;
+        if (tensor != nullptr) list.push_back(*tensor);
+        else list.push_back(toIValue(env, item, element, where + "[" + std::to_string(i) + "]"));
       }
       return list;
     }
@@ -249,6 +256,40 @@ std::vector<c10::IValue> argsForSchema(Napi::Env env, const c10::FunctionSchema&
     const auto& arg = declared[i];
     const std::size_t j = i - first;
     Napi::Value value = j < given ? args.Get(static_cast<uint32_t>(j)) : env.Undefined();
+    // The common cases (a tensor, number or boolean where one is declared) without building the
+    // "argument 'x' of m" string toIValue takes, an allocation per argument per call. Anything
+    // else, and every error, goes through toIValue.
+    switch (arg.type()->kind()) {
+      case c10::TypeKind::TensorType:
+        if (const at::Tensor* tensor = wrappedTensor(env, value)) {
+          out.emplace_back(*tensor);
+          continue;
+        }
+        break;
+      case c10::TypeKind::FloatType:
+        if (value.IsNumber()) {
+          out.emplace_back(value.As<Napi::Number>().DoubleValue());
+          continue;
+        }
+        break;
+      case c10::TypeKind::IntType:
+        if (value.IsNumber()) {
+          const double d = value.As<Napi::Number>().DoubleValue();
+          if (std::isfinite(d) && std::trunc(d) == d && std::fabs(d) <= kMaxSafeInteger) {
+            out.emplace_back(static_cast<int64_t>(d));
+            continue;
+          }
+        }
+        break;
+      case c10::TypeKind::BoolType:
+        if (value.IsBoolean()) {
+          out.emplace_back(value.As<Napi::Boolean>().Value());
+          continue;
+        }
+        break;
+      default:
+        break;
+    }
     if (value.IsUndefined() && arg.default_value()) {
       out.push_back(*arg.default_value());
       continue;

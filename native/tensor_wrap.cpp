@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "common.h"
+#include "tensor_wrap.h"
 
 namespace dove {
 
@@ -261,6 +262,19 @@ at::Tensor tensorFromTypedArray(Napi::Env env, Napi::TypedArray array, const std
 
 // ---------------------------------------------------------------------------------------------
 // TensorWrap
+
+// Every NativeTensor object carries this napi type tag. isTensor/unwrapTensor check it instead of
+// instanceof (a Symbol.hasInstance lookup, a call into JS and a prototype walk per check), and only
+// an object with it is ever napi_unwrap'ed as a TensorWrap: an object another ObjectWrap wrapped
+// (our NativeModule, another addon's class) or one made with Object.create(prototype) is rejected.
+// The tag costs ~0.3-0.4 us per tensor made (a BigInt and a second private property; see
+// docs/NATIVE.md), still well under what instanceof plus the External it replaced cost.
+constexpr napi_type_tag kTensorTag = {0x646f76652e74656eULL, 0x736f722e77726170ULL};
+
+// The tensor wrapTensor is handing to the constructor it is calling on this thread (one JS thread
+// per env: the main thread or a worker's). Null whenever JS itself calls the constructor.
+thread_local at::Tensor* constructing = nullptr;
+
 class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -283,12 +297,16 @@ class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
     });
   }
 
+  // Only wrapTensor constructs (it hands the tensor over in `constructing`, so no napi External
+  // is made, tracked and finalised per tensor); `new` from JS finds no tensor and throws.
   explicit TensorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorWrap>(info) {
-    if (info.Length() != 1 || !info[0].IsExternal()) {
+    if (constructing == nullptr) {
       throw makeError(info.Env(), "INVALID_ARGUMENT",
                       "NativeTensor cannot be constructed from JS; use tensorFromArray or zeros");
     }
-    tensor_ = *info[0].As<Napi::External<at::Tensor>>().Data();
+    tensor_ = std::move(*constructing);
+    constructing = nullptr;
+    NAPI_THROW_IF_FAILED_VOID(info.Env(), napi_type_tag_object(info.Env(), info.This(), &kTensorTag));
     // JS-backed memory is already known to V8 through its ArrayBuffer.
     if (jsBackingOf(tensor_) == nullptr) {
       reported_ = static_cast<int64_t>(tensor_.nbytes());
@@ -435,23 +453,64 @@ class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
 // ---------------------------------------------------------------------------------------------
 // Shared helpers (common.h)
 
-Napi::Object wrapTensor(Napi::Env env, at::Tensor tensor) {
-  Napi::FunctionReference& ctor = addonState(env).classes.at("NativeTensor");
-  return ctor.New({Napi::External<at::Tensor>::New(env, &tensor)});
+namespace {
+
+// This thread's env and its NativeTensor constructor (the reference AddonState::classes owns), so
+// wrapTensor does no map lookup per tensor. Reset by an env cleanup hook (see init).
+struct TensorClassCache {
+  napi_env env = nullptr;
+  napi_ref ctor = nullptr;
+};
+thread_local TensorClassCache tensorClass;
+
+napi_value tensorConstructor(napi_env env) {
+  if (tensorClass.env != env) {
+    tensorClass.ctor = addonState(Napi::Env(env)).classes.at("NativeTensor");
+    tensorClass.env = env;
+  }
+  napi_value ctor = nullptr;
+  NAPI_THROW_IF_FAILED(env, napi_get_reference_value(env, tensorClass.ctor, &ctor), nullptr);
+  return ctor;
 }
 
-bool isTensor(Napi::Value value) {
-  if (!value.IsObject()) return false;
-  Napi::FunctionReference& ctor = addonState(value.Env()).classes.at("NativeTensor");
-  return value.As<Napi::Object>().InstanceOf(ctor.Value());
+// The TensorWrap behind `value`, or null when it is not a tagged NativeTensor.
+TensorWrap* tensorWrapOf(napi_env env, napi_value value) {
+  napi_valuetype type = napi_undefined;
+  // napi_check_object_type_tag would box primitives (and throw on null/undefined): objects only.
+  if (napi_typeof(env, value, &type) != napi_ok || type != napi_object) return nullptr;
+  bool tagged = false;
+  if (napi_check_object_type_tag(env, value, &kTensorTag, &tagged) != napi_ok || !tagged) return nullptr;
+  void* wrap = nullptr;
+  if (napi_unwrap(env, value, &wrap) != napi_ok) return nullptr;
+  return static_cast<TensorWrap*>(wrap);
+}
+
+}  // namespace
+
+// One JS object per tensor: the constructor call makes it, napi_wrap (inside ObjectWrap) attaches
+// the TensorWrap, which holds the at::Tensor itself, with the single finalizer that frees both.
+Napi::Object wrapTensor(Napi::Env env, at::Tensor tensor) {
+  napi_value ctor = tensorConstructor(env);
+  napi_value out = nullptr;
+  constructing = &tensor;
+  const napi_status status = napi_new_instance(env, ctor, 0, nullptr, &out);
+  constructing = nullptr;
+  NAPI_THROW_IF_FAILED(env, status, Napi::Object());
+  return Napi::Object(env, out);
+}
+
+bool isTensor(Napi::Value value) { return tensorWrapOf(value.Env(), value) != nullptr; }
+
+const at::Tensor* wrappedTensor(napi_env env, napi_value value) {
+  TensorWrap* wrap = tensorWrapOf(env, value);
+  return wrap == nullptr ? nullptr : &wrap->tensor();
 }
 
 at::Tensor unwrapTensor(Napi::Value value, const char* what) {
-  DOVE_CHECK(isTensor(value), "INVALID_ARGUMENT",
+  TensorWrap* wrap = tensorWrapOf(value.Env(), value);
+  DOVE_CHECK(wrap != nullptr, "INVALID_ARGUMENT",
              std::string("Expected a Tensor for ") + what + " but received " +
                  (value.IsObject() ? "an object" : value.ToString().Utf8Value()));
-  TensorWrap* wrap = TensorWrap::Unwrap(value.As<Napi::Object>());
-  DOVE_CHECK(wrap != nullptr, "INVALID_ARGUMENT", std::string("Expected a Tensor for ") + what);
   return wrap->tensor();
 }
 
@@ -527,6 +586,10 @@ Napi::Value TensorFromArray(const Napi::CallbackInfo& info) {
 
 void init(Napi::Env env, Napi::Object exports) {
   addonState(env).classes["NativeTensor"] = Napi::Persistent(TensorWrap::Define(env));
+  // The constructor reference dies with the env; a later env on this thread must not use it.
+  env.AddCleanupHook([raw = static_cast<napi_env>(env)]() {
+    if (tensorClass.env == raw) tensorClass = TensorClassCache();
+  });
   releaseQueue(env);
   exports.Set("tensorFromArray", Napi::Function::New(env, TensorFromArray, "tensorFromArray"));
 }

@@ -30,6 +30,16 @@ def main() -> None:
                 module.noop(x)
             rounds.append((time.perf_counter() - start) / n * 1e6)
         noop_us = statistics.median(rounds)
+        # No tensor at all: what the call costs without the tensor crossing.
+        for _ in range(200):
+            module.nothing()
+        rounds = []
+        for _ in range(5):
+            start = time.perf_counter()
+            for _ in range(n):
+                module.nothing()
+            rounds.append((time.perf_counter() - start) / n * 1e6)
+        nothing_us = statistics.median(rounds)
 
         # The async equivalent of Node's call: hand the call to a worker thread and wait for it.
         with ThreadPoolExecutor(max_workers=1) as pool:
@@ -67,6 +77,7 @@ def main() -> None:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "noopUs": noop_us,
+        "nothingUs": nothing_us,
         "noopPoolUs": pool_us,
         "mib": args.mib,
         "copyS": statistics.median(copy_s),

@@ -69,6 +69,9 @@ async function main(): Promise<void> {
   };
   const syncRawUs = timeSync(() => raw.runSync('noop', [rawX]));
   const syncPublicUs = timeSync(() => module.runSync('noop', [x]));
+  // No tensor in or out: the call without the tensor crossing (wrapping, recognising, finalising).
+  const noArgs: never[] = [];
+  const syncNothingUs = timeSync(() => raw.runSync('nothing', noArgs));
   // Pipelined: 64 calls in flight (they still run one at a time on the module), median of 5 rounds.
   const inFlight = 64;
   const batches = Math.max(1, Math.floor(args.calls / inFlight / 5));
@@ -134,6 +137,7 @@ async function main(): Promise<void> {
     noopPipelinedUs: pipelinedUs,
     noopSyncUs: syncRawUs,
     noopSyncPublicUs: syncPublicUs,
+    nothingSyncUs: syncNothingUs,
     mib: args.mib,
     copyS: median(copyRounds),
     inS: median(inRounds),

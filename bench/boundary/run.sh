@@ -19,6 +19,7 @@ console.log(`load average: ${require('os').loadavg().map((l) => l.toFixed(1)).jo
 row('', 'Node', 'Python');
 row('no-op on the calling thread: runSync / direct call (us)', n.noopSyncUs.toFixed(1), p.noopUs.toFixed(1));
 row('no-op, public ScriptModule.runSync (us)', n.noopSyncPublicUs.toFixed(1), '-');
+row('no tensor: runSync(\'nothing\') / direct call (us)', n.nothingSyncUs.toFixed(1), p.nothingUs.toFixed(1));
 row('no-op async: await run() / pool.submit().result() (us)', n.noopUs.toFixed(1), p.noopPoolUs.toFixed(1));
 row('no-op async, public ScriptModule.run (us)', n.noopPublicUs.toFixed(1), '-');
 row('no-op async, 64 calls in flight (us per call)', n.noopPipelinedUs.toFixed(1), '-');

@@ -82,6 +82,9 @@ def validate_config(cfg: Dict[str, Any]) -> None:
     loss.setdefault("predictedLengthProb", 0.5)
     loss.setdefault("lengthPenalty", 0.0)
     loss.setdefault("irrelevantWeight", 0.1)
+    # Auxiliary terms for from-scratch training (off for the paper's fine-tuning setups).
+    loss.setdefault("autoencoderWeight", 0.0)
+    loss.setdefault("latentWeight", 0.0)
 
     if vq["mid_block_add_attention"]:
         problems.append("vqgan.mid_block_add_attention must be false (the aMUSEd VQ-VAE has no mid-block attention)")

@@ -216,8 +216,9 @@ def test_region_mask_changes_loss_split(qdove):
     assert not torch.isclose(l["rel"], r["rel"]) and not torch.isclose(l["irr"], r["irr"])  # ...split differently
     torch.testing.assert_close(a["rel"], a["rec"])
     assert float(a["irr"]) == 0.0
-    torch.testing.assert_close(l["loss"], l["rel"] + 0.1 * l["irr"] + 0.1 * l["eos"])
-    assert set(l) == {"loss", "rec", "eos", "length", "rel", "irr"}
+    # tiny trains from scratch: its config adds the autoencoder and latent terms (weight 1 each).
+    torch.testing.assert_close(l["loss"], l["rel"] + 0.1 * l["irr"] + 0.1 * l["eos"] + l["ae"] + l["latent"])
+    assert set(l) == {"loss", "rec", "eos", "length", "rel", "irr", "ae", "latent"}
 
 
 # ---------------------------------------------------------------------------------------------- losses
@@ -245,7 +246,7 @@ def test_training_forward_backward_reaches_every_part(dove):
     torch.manual_seed(0)
     model = tiny("dove", 5).train()
     out = model(pixels(4, seed=10))
-    assert set(out) == {"loss", "rec", "eos", "length"}
+    assert set(out) == {"loss", "rec", "eos", "length", "ae", "latent"}
     out["loss"].backward()
     for prefix in ("vqgan.encoder", "vqgan.decoder", "generator", "token_decoder", "time_embed", "latent_in",
                    "latent_out", "token_head"):
@@ -296,7 +297,8 @@ def test_every_config_runs_a_forward_on_one_image(name):
     x = torch.rand(1, 3, size, size)
     with torch.no_grad():
         out = model(x)
-    assert set(out) == {"loss", "rec", "eos", "length"}
+    aux = {"ae", "latent"} if cfg["loss"]["autoencoderWeight"] > 0 else set()
+    assert set(out) == {"loss", "rec", "eos", "length"} | aux
     assert all(torch.isfinite(v) for v in out.values())
     assert 1.0 <= float(out["length"]) <= cfg["maxTokens"]
 
@@ -308,3 +310,32 @@ def test_config_validation_names_the_problem():
         validate_config(cfg)
     with pytest.raises(ConfigError, match="Unknown config"):
         load_config("nope")
+
+
+def test_auxiliary_terms_are_off_by_default_and_weighted_when_on():
+    cfg = load_config("tiny")
+    cfg["loss"]["autoencoderWeight"] = 0.0
+    cfg["loss"]["latentWeight"] = 0.0
+    torch.manual_seed(3)
+    plain = Dove(cfg, "dove")
+    cfg["loss"]["autoencoderWeight"] = 2.0
+    cfg["loss"]["latentWeight"] = 0.5
+    torch.manual_seed(3)
+    aux = Dove(cfg, "dove")
+    x = pixels(2, seed=13)
+    torch.manual_seed(1)
+    a = plain(x)
+    torch.manual_seed(1)
+    b = aux(x)
+    assert "ae" not in a and "latent" not in a
+    torch.testing.assert_close(b["loss"], a["loss"] + 2.0 * b["ae"] + 0.5 * b["latent"])
+    assert float(b["ae"]) > 0 and float(b["latent"]) > 0
+
+
+def test_eos_rule_weighs_every_selected_sample_equally():
+    # One worse sample (1 logit pushed down) and one better (4 logits pushed up) pull with equal weight.
+    logits = torch.zeros(2, 10, requires_grad=True)
+    loss = eos_rule_loss(logits, torch.tensor([6, 6]), torch.tensor([True, True]), torch.tensor([2.0, 0.0]), 4)
+    loss.backward()
+    g = logits.grad
+    torch.testing.assert_close(g[0].abs().sum(), g[1].abs().sum())

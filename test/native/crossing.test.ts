@@ -1,0 +1,176 @@
+// The tensor crossing (native/tensor_wrap.cpp): how the addon recognises its tensor objects (napi
+// type tags, not instanceof), how result wrappers are made (no JS-side construction), and that the
+// per-thread caches behind both work on worker threads too.
+import test from 'ava';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { DoveError } from '../../lib/errors';
+import { loadModule } from '../../lib/module';
+import { binding } from '../../lib/native';
+import { Tensor } from '../../lib/tensor';
+import { CORE_MODEL, ROOT } from './helpers';
+
+function thrown(call: () => unknown): DoveError | undefined {
+  try {
+    call();
+  } catch (error) {
+    if (error instanceof DoveError) return error;
+    throw error;
+  }
+  return undefined;
+}
+
+test('NativeTensor cannot be constructed from JS, with or without arguments', (t) => {
+  const x = Tensor.fromArray(new Float32Array([1, 2]));
+  const NativeTensor = Object.getPrototypeOf(x.native).constructor as new (...args: unknown[]) => unknown;
+  for (const args of [[], [x.native], [{}], [1]]) {
+    const error = thrown(() => new NativeTensor(...args));
+    t.is(error?.code, 'INVALID_ARGUMENT', `new NativeTensor(${args.length} args)`);
+    t.regex(error?.message ?? '', /cannot be constructed from JS/);
+  }
+  t.deepEqual([...x.data()], [1, 2]);
+});
+
+test('objects that only look like tensors are INVALID_ARGUMENT, never unwrapped', async (t) => {
+  const module = await loadModule(CORE_MODEL);
+  const x = Tensor.fromArray(new Float32Array([1, 2, 3]));
+  const proto = Object.getPrototypeOf(x.native) as object;
+  const raw = module.native;
+  // Same prototype, not made by the addon.
+  const bare = Object.create(proto) as object;
+  // Made by the addon and napi-wrapped, but another class (a NativeModule dressed up as a tensor).
+  const otherModule = await loadModule(CORE_MODEL);
+  const moduleProto = Object.getPrototypeOf(otherModule.native) as object;
+  const disguised = Object.setPrototypeOf(otherModule.native, proto) as object;
+  // A plain object with the same methods.
+  const lookalike = { shape: [3], dtype: 'float32', data: () => new Float32Array(3) };
+  const expected = (what: string): string => `Expected Tensor for argument 'x' of noop but received ${what}`;
+  for (const [fake, what] of [
+    [bare, 'an object'],
+    [disguised, 'an object'],
+    [lookalike, 'an object'],
+  ] as const) {
+    const sync = thrown(() => raw.runSync('noop', [fake as never]));
+    t.is(sync?.code, 'INVALID_ARGUMENT');
+    t.is(sync?.message, expected(what));
+    // The native run converts on the calling thread, so it throws rather than rejects.
+    const error = await (async () => raw.run('noop', [fake as never]))().then(() => undefined, (e: unknown) => e as DoveError);
+    t.is(error?.code, 'INVALID_ARGUMENT');
+    t.is(error?.message, expected(what));
+    // Other entry points that take tensors go through the same check.
+    t.is(thrown(() => binding().stack([x.native, fake as never]))?.code, 'INVALID_ARGUMENT');
+  }
+  // Typed arrays and primitives keep their descriptions.
+  t.is(thrown(() => raw.runSync('noop', [new Float32Array(1) as never]))?.message,
+    expected('a typed array (wrap it in a Tensor first)'));
+  t.is(thrown(() => raw.runSync('noop', [null as never]))?.message, expected('null'));
+  // The real tensor still works after all that.
+  t.deepEqual([...(module.runSync('noop', [x]) as Tensor).data()], [1, 2, 3]);
+  module.dispose();
+  Object.setPrototypeOf(otherModule.native, moduleProto);
+  otherModule.dispose();
+});
+
+test('each result is a new object over the same memory; disposing it leaves the input alone', async (t) => {
+  const module = await loadModule(CORE_MODEL);
+  const array = new Float32Array([4, 5, 6]);
+  const x = Tensor.fromArray(array);
+  const results = Array.from({ length: 3 }, () => module.runSync('noop', [x]) as Tensor);
+  for (const y of results) {
+    t.not(y.native, x.native);
+    t.is(y.dataAddress(), x.dataAddress());
+    t.is(y.data().buffer, array.buffer);
+  }
+  t.not(results[0]!.native, results[1]!.native);
+  results[0]!.dispose();
+  t.true(results[0]!.disposed);
+  t.false(x.disposed);
+  t.false(results[1]!.disposed);
+  array[0] = 40;
+  t.is(results[1]!.data()[0], 40);
+  // A disposed input is DISPOSED, through the fast path and through containers alike.
+  const gone = Tensor.fromArray(new Float32Array([1]));
+  gone.dispose();
+  t.is(thrown(() => module.runSync('noop', [gone]))?.code, 'DISPOSED');
+  t.is(thrown(() => binding().stack([gone.native]))?.code, 'DISPOSED');
+  module.dispose();
+});
+
+test('scalar arguments: the same values and errors from run and runSync', async (t) => {
+  const module = await loadModule(CORE_MODEL);
+  const x = Tensor.fromArray(new Float32Array([1, 2]));
+  const cases: [string, unknown[]][] = [
+    ['scale', [x, 2]], // int-valued number for float
+    ['scale', [x, 0.5]],
+    ['scale', [x, 2n]], // bigint for float: INVALID_ARGUMENT
+    ['scale', [x, true]],
+    ['scale', [x, Number.NaN]], // NaN is a float
+    ['slow', [x, 1.5]], // non-integer for int: INVALID_ARGUMENT
+    ['slow', [x, 2 ** 60]], // beyond 2^53: INVALID_ARGUMENT
+    ['slow', [x, Infinity]],
+    ['slow', [x, 1n]], // bigint for int
+    ['slow', [x, 'one']],
+  ];
+  for (const [method, args] of cases) {
+    const label = `${method}(${args.slice(1).map(String).join(', ')})`;
+    let sync: unknown;
+    let syncError: DoveError | undefined;
+    try {
+      sync = module.runSync(method, args as never);
+    } catch (error) {
+      syncError = error as DoveError;
+    }
+    let viaAsync: unknown;
+    let asyncError: DoveError | undefined;
+    try {
+      viaAsync = await module.run(method, args as never);
+    } catch (error) {
+      asyncError = error as DoveError;
+    }
+    t.is(syncError?.code, asyncError?.code, label);
+    t.is(syncError?.message, asyncError?.message, label);
+    if (sync instanceof Tensor && viaAsync instanceof Tensor) t.deepEqual([...sync.data()], [...viaAsync.data()], label);
+  }
+  t.deepEqual([...(module.runSync('scale', [x, 2]) as Tensor).data()], [2, 4]);
+  t.is(thrown(() => module.runSync('slow', [x, 1.5]))?.code, 'INVALID_ARGUMENT');
+  module.dispose();
+});
+
+test('tensors cross on worker threads too, alongside the main thread', async (t) => {
+  const script = `
+    const { parentPort, workerData } = require('node:worker_threads');
+    const { loadModule } = require(workerData.root + '/dist/lib/module');
+    const { Tensor } = require(workerData.root + '/dist/lib/tensor');
+    (async () => {
+      const module = await loadModule(workerData.model);
+      const x = Tensor.fromArray(new Float32Array([1, 2, 3]));
+      let sum = 0;
+      for (let i = 0; i < 2000; i++) sum += module.runSync('scale', [x, 2]).data()[2];
+      const same = module.runSync('noop', [x]);
+      let rejected = '';
+      try { module.runSync('noop', [Object.create(Object.getPrototypeOf(x.native))]); } catch (e) { rejected = e.code; }
+      parentPort.postMessage({ sum, same: same.dataAddress() === x.dataAddress(), rejected });
+      module.dispose();
+    })().catch((e) => parentPort.postMessage({ error: String(e && e.stack || e) }));
+  `;
+  const runWorker = (): Promise<{ sum: number; same: boolean; rejected: string; error?: string }> =>
+    new Promise((resolve, reject) => {
+      const worker = new Worker(script, { eval: true, workerData: { root: ROOT, model: join(CORE_MODEL) } });
+      worker.once('message', resolve);
+      worker.once('error', reject);
+    });
+  const workers = [runWorker(), runWorker()];
+  // Meanwhile the main thread keeps making and checking tensors.
+  const module = await loadModule(CORE_MODEL);
+  const x = Tensor.fromArray(new Float32Array([1, 2, 3]));
+  for (let i = 0; i < 2000; i++) t.is((module.runSync('scale', [x, 3]) as Tensor).data()[2], 9);
+  for (const result of await Promise.all(workers)) {
+    t.is(result.error, undefined);
+    t.is(result.sum, 2000 * 6);
+    t.true(result.same);
+    t.is(result.rejected, 'INVALID_ARGUMENT');
+  }
+  // A worker that has exited took its env with it; this thread's tensors are unaffected.
+  t.deepEqual([...(module.runSync('scale', [x, 1]) as Tensor).data()], [1, 2, 3]);
+  module.dispose();
+});
