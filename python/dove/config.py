@@ -85,6 +85,10 @@ def validate_config(cfg: Dict[str, Any]) -> None:
     # Auxiliary terms for from-scratch training (off for the paper's fine-tuning setups).
     loss.setdefault("autoencoderWeight", 0.0)
     loss.setdefault("latentWeight", 0.0)
+    # "autoencoder": forward trains only the VQGAN (first stage of a from-scratch model).
+    loss.setdefault("stage", "dove")
+    if loss["stage"] not in ("dove", "autoencoder"):
+        problems.append(f"loss.stage must be 'dove' or 'autoencoder', got {loss['stage']!r}")
 
     if vq["mid_block_add_attention"]:
         problems.append("vqgan.mid_block_add_attention must be false (the aMUSEd VQ-VAE has no mid-block attention)")

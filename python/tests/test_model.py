@@ -339,3 +339,17 @@ def test_eos_rule_weighs_every_selected_sample_equally():
     loss.backward()
     g = logits.grad
     torch.testing.assert_close(g[0].abs().sum(), g[1].abs().sum())
+
+
+def test_autoencoder_stage_trains_only_the_vqgan():
+    cfg = load_config("tiny")
+    cfg["loss"]["stage"] = "autoencoder"
+    torch.manual_seed(4)
+    model = Dove(cfg, "dove").train()
+    x = pixels(2, seed=14)
+    out = model(x)
+    assert set(out) == {"loss", "rec", "ae", "eos", "length"}
+    torch.testing.assert_close(out["loss"], (model.vqgan(model.prepare_images(x)) - model.prepare_images(x)).pow(2).mean())
+    out["loss"].backward()
+    for name, p in model.named_parameters():
+        assert (p.grad is not None) == name.startswith("vqgan."), name
