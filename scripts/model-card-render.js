@@ -72,7 +72,8 @@ function renderCard(card, training, manifest, modelBytes) {
     table(['', ''], [
       ['Trainer', 'this project\'s `Trainer` through `dove train` (libtorch, AdamW, warm-up + cosine, grad clip 1.0)'],
       ['Data', dataRow],
-      ['Steps', t.steps !== undefined ? `${t.steps} optimizer steps of batch ${t.batchSize} (${t.steps * t.batchSize} samples)` : 'see models/training.json'],
+      ...(t.autoencoderStage ? [['Stage 1: VQGAN alone', `${t.autoencoderStage.steps} steps of batch ${t.batchSize} (${t.autoencoderStage.imagesSeen} samples), \`loss.stage\` "autoencoder", final reconstruction MSE ${fmt(t.autoencoderStage.finalMse, 4)}`]] : []),
+      ['Steps', t.steps !== undefined ? `${t.autoencoderStage ? 'stage 2, DOVE: ' : ''}${t.steps} optimizer steps of batch ${t.batchSize} (${t.steps * t.batchSize} samples)` : 'see models/training.json'],
       ['Learning rate', t.lr !== undefined ? `${t.lr} (VQGAN × ${t.vqganLrScale ?? 0.1}), ${t.warmupSteps} warm-up steps, cosine to ${t.minLrRatio ?? 0.1}× of it` : '?'],
       ['Time', t.seconds !== undefined ? `${minutes(t.seconds)} on ${t.threads} CPU threads (${t.cpu || 'CPU'}), shared with other work` : '?'],
       ['Final loss', t.final ? Object.entries(t.final).map(([k, v]) => `${k} ${fmt(v, 4)}`).join(', ') : '?'],
