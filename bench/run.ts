@@ -84,7 +84,7 @@ async function pythonJson<T>(args: string[], env: NodeJS.ProcessEnv, timeoutMs: 
 /** `--render results.json`: rewrite the markdown of an earlier (possibly interrupted) run. */
 function render(file: string): void {
   const r = JSON.parse(readFileSync(file, 'utf8')) as BenchResult;
-  const perCall = r.areas.find((a) => a.area === 'boundary')?.rows.find((x) => x.runtime === 'Node addon')?.['µs per call'];
+  const perCall = r.areas.find((a) => a.area === 'boundary')?.rows.find((x) => x.runtime === 'Node addon, runSync')?.['µs per call'];
   r.targets = judgeTargets(r, typeof perCall === 'number' ? perCall : null);
   writeFileSync(file.replace(/\.json$/, '.md'), renderMarkdown(r));
   log(`rendered ${file.replace(/\.json$/, '.md')}`);
@@ -129,7 +129,7 @@ async function main(): Promise<void> {
   const flush = (final: boolean): void => {
     result.machine.loadAtEnd = os.loadavg()[0];
     result.totalSeconds = (Date.now() - started) / 1000;
-    const perCall = result.areas.find((a) => a.area === 'boundary')?.rows.find((r) => r.runtime === 'Node addon')?.['µs per call'];
+    const perCall = result.areas.find((a) => a.area === 'boundary')?.rows.find((r) => r.runtime === 'Node addon, runSync')?.['µs per call'];
     result.targets = judgeTargets(result, typeof perCall === 'number' ? perCall : null);
     result.complete = final;
     writeFileSync(`${stem}.json`, `${JSON.stringify(result, null, 2)}\n`);

@@ -99,6 +99,7 @@ export async function tokenizeArea(
 
 interface OverheadOut {
   nodeUsPerCall: number;
+  nodeSyncUsPerCall: number;
   calls: number;
   inGBps: number;
   outGBps: number;
@@ -120,7 +121,8 @@ export async function boundaryArea(env: NodeJS.ProcessEnv, calls: number, thread
   if (!node.ok || node.value === null) throw new Error(`call-overhead: ${node.error}`);
   const n = node.value;
   const rows: AreaRow[] = [
-    { runtime: 'Node addon', 'µs per call': n.nodeUsPerCall, 'vs Python': num(py.pythonUsPerCall) === null ? null : n.nodeUsPerCall / (py.pythonUsPerCall as number) },
+    { runtime: 'Node addon, runSync', 'µs per call': n.nodeSyncUsPerCall, 'vs Python': num(py.pythonUsPerCall) === null ? null : n.nodeSyncUsPerCall / (py.pythonUsPerCall as number) },
+    { runtime: 'Node addon, await run()', 'µs per call': n.nodeUsPerCall, 'vs Python': num(py.pythonUsPerCall) === null ? null : n.nodeUsPerCall / (py.pythonUsPerCall as number) },
     { runtime: 'Python TorchScript', 'µs per call': num(py.pythonUsPerCall), 'vs Python': 1 },
   ];
   return {
@@ -133,7 +135,7 @@ export async function boundaryArea(env: NodeJS.ProcessEnv, calls: number, thread
         `through a noop run() and back ${n.roundTripGBps.toFixed(0)} GB/s; a memcpy of the same buffer runs at ${n.memcpyGBps.toFixed(1)} GB/s, ` +
         `so rates far above it mean no copy. Shared memory proven: write through the tensor visible in JS ${n.sameAddressIn ? 'yes' : 'NO'}, ` +
         `result at the same address ${n.sameAddressOut ? 'yes' : 'NO'}.`,
-      `Python: torch.jit.load of the same file, m.noop(x) in a loop (no thread hop). Node: await module.run('noop', [t]) (one hop to a libuv worker and back per call).`,
+      `Python: torch.jit.load of the same file, m.noop(x) in a loop (no thread hop). Node runSync: the same call on the JS thread (no hop; blocks the event loop, for small ops). Node await run(): one hop to the module's own worker thread and back per call.`,
     ],
     seconds: (Date.now() - started) / 1000,
   };
@@ -160,6 +162,9 @@ export async function boundaryBenchArea(env: NodeJS.ProcessEnv, calls: number): 
     { metric: 'no-op: Node await run() vs Python direct call (µs)', Node: us(n, 'noopUs'), Python: us(p, 'noopUs') },
     { metric: 'no-op: Node public ScriptModule.run vs Python thread pool (µs)', Node: us(n, 'noopPublicUs'), Python: us(p, 'noopPoolUs') },
     { metric: 'no-op: Node, 64 calls in flight (µs per call)', Node: us(n, 'noopPipelinedUs'), Python: null },
+    { metric: 'no-op: Node runSync vs Python direct call (µs)', Node: us(n, 'noopSyncUs'), Python: us(p, 'noopUs') },
+    { metric: 'no-op: Node public ScriptModule.runSync vs Python direct call (µs)', Node: us(n, 'noopSyncPublicUs'), Python: us(p, 'noopUs') },
+    { metric: 'no tensor: Node runSync vs Python direct call (µs)', Node: us(n, 'nothingSyncUs'), Python: us(p, 'nothingUs') },
     { metric: `${num(n.mib) ?? 256} MiB in: array -> tensor (µs)`, Node: sUs(n, 'inS'), Python: sUs(p, 'inS') },
     { metric: `${num(n.mib) ?? 256} MiB through a noop call (µs)`, Node: sUs(n, 'runS'), Python: sUs(p, 'runS') },
     { metric: `${num(n.mib) ?? 256} MiB out: tensor -> array (µs)`, Node: sUs(n, 'outS'), Python: sUs(p, 'outS') },

@@ -65,11 +65,11 @@ export function judgeTargets(r: BenchResult, perCallUs: number | null): TargetCh
       `Below 0.9× in: ${listWorst(w)}. onnxruntime fuses the exported graph (conv+activation, GroupNorm, attention) and runs MLAS kernels with a static memory plan; libtorch's TorchScript executor runs op by op. Closing it means fusing on our side (freezing + optimize_for_inference in the exporter, or oneDNN graph) rather than touching the binding.${noisy}`),
   );
   t.push({
-    target: 'Per-call overhead (no-op method)',
+    target: 'Per-call overhead (no-op method, runSync)',
     goal: '≤ 10 µs',
     measured: perCallUs === null ? 'not measured' : `${fmt(perCallUs)} µs`,
     met: perCallUs === null ? null : perCallUs <= 10,
-    why: perCallUs === null || perCallUs <= 10 ? null : `A call crosses N-API twice and hops to a libuv worker and back (two thread wake-ups, each several µs on a shared VM).${noisy}`,
+    why: perCallUs === null || perCallUs <= 10 ? null : `runSync crosses N-API twice on the JS thread (argument check, result wrapper with its finalizer) around TorchScript's own method dispatch.${noisy}`,
   });
   const e = r.eventloop;
   t.push({

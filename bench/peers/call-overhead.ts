@@ -1,5 +1,5 @@
-// Section child: the cost of crossing the boundary. (1) Per-call overhead: `run('noop', [t])` on a
-// scripted identity method, sequential awaits, best of 5 batches (argument conversion, the hop to a
+// Section child: the cost of crossing the boundary. (1) Per-call overhead: `runSync('noop', [t])` and
+// `await run('noop', [t])` on a scripted identity method, sequential calls, best of 5 batches each (argument conversion, the hop to a
 // libuv worker and back, result wrapping). (2) A 256 MiB float32 tensor in (tensorFromArray over a JS
 // Float32Array), through the same noop call, and out (data() view): bytes/s for each, which is only
 // bounded by memory bandwidth if nothing is copied; memcpy of the same buffer is given for scale.
@@ -18,6 +18,7 @@ interface OverheadPlan {
 
 export interface OverheadResult {
   nodeUsPerCall: number;
+  nodeSyncUsPerCall: number;
   calls: number;
   mib: number;
   inGBps: number;
@@ -42,6 +43,14 @@ async function main(): Promise<void> {
     const t0 = nowMs();
     for (let i = 0; i < per; i++) ((await mod.run('noop', [small])) as NativeTensor).dispose();
     best = Math.min(best, ((nowMs() - t0) / per) * 1000);
+  }
+  // runSync: the same call on the JS thread, no hop (what Python's m.noop(x) does).
+  for (let i = 0; i < 1000; i++) (mod.runSync('noop', [small]) as NativeTensor).dispose();
+  let bestSync = Number.POSITIVE_INFINITY;
+  for (let r = 0; r < 5; r++) {
+    const t0 = nowMs();
+    for (let i = 0; i < per; i++) (mod.runSync('noop', [small]) as NativeTensor).dispose();
+    bestSync = Math.min(bestSync, ((nowMs() - t0) / per) * 1000);
   }
 
   const bytes = 256 * 2 ** 20;
@@ -81,6 +90,7 @@ async function main(): Promise<void> {
   }
   const result: OverheadResult = {
     nodeUsPerCall: best,
+    nodeSyncUsPerCall: bestSync,
     calls: plan.calls,
     mib: 256,
     inGBps: gbps(tIn),
