@@ -3,7 +3,9 @@
 
 #include <pthread.h>
 
+#include <algorithm>
 #include <chrono>
+#include <vector>
 #include <cstdlib>
 #include <optional>
 
@@ -14,6 +16,10 @@
 namespace dove {
 
 namespace {
+
+// Started, not yet finished executors of the env whose JS thread this is (only that thread starts
+// and finishes them).
+thread_local std::vector<ModuleExecutor*> liveExecutors;
 
 // How long the thread keeps polling for the next job before it parks on the condition variable.
 // A sequential `await module.run(...)` loop submits the next call within a few microseconds of the
@@ -79,6 +85,12 @@ void ModuleExecutor::start(Napi::Env env) {
   cleanupHook_ = true;
   thread_ = std::thread([this] { loop(); });
   started_ = true;
+  liveExecutors.push_back(this);
+}
+
+void ModuleExecutor::shutdownAll() {
+  const std::vector<ModuleExecutor*> live = liveExecutors;
+  for (ModuleExecutor* executor : live) executor->shutdown();
 }
 
 Napi::Promise ModuleExecutor::submit(Napi::Env env, Work work, ToJs toJs) {
@@ -215,6 +227,7 @@ void ModuleExecutor::shutdown() {
 
 void ModuleExecutor::finish(bool abort) {
   finished_ = true;
+  liveExecutors.erase(std::remove(liveExecutors.begin(), liveExecutors.end(), this), liveExecutors.end());
   stop_ = true;
   {
     std::lock_guard<std::mutex> lock(mutex_);

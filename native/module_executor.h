@@ -43,6 +43,11 @@ class ModuleExecutor : public std::enable_shared_from_this<ModuleExecutor> {
   // JS thread: stops now. Queued jobs that have not started are dropped unsettled (the module is
   // being finalized or the env torn down, so nobody can await them); a running job finishes first.
   void shutdown();
+  // JS thread: shutdown() of every started executor of this thread's env. Called from the process
+  // 'exit' event (lib/native.ts): process.exit() runs static destructors next (libtorch's among them),
+  // and a thread still inside a TorchScript call would race them (AddressSanitizer caught a double
+  // free in libtorch's schema registry that way). The running job finishes; queued ones are dropped.
+  static void shutdownAll();
 
  private:
   struct Job;

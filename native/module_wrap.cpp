@@ -387,6 +387,18 @@ Napi::Value LoadModule(const Napi::CallbackInfo& info) {
 void init(Napi::Env env, Napi::Object exports) {
   addonState(env).classes["NativeModule"] = Napi::Persistent(ModuleWrap::Define(env));
   exports.Set("loadModule", Napi::Function::New(env, LoadModule, "loadModule"));
+  // process.exit() emits 'exit' and then runs static destructors (libtorch's among them): stop the
+  // module threads first, whichever loader loaded the addon (see ModuleExecutor::shutdownAll).
+  Napi::Value process = env.Global().Get("process");
+  if (process.IsObject()) {
+    Napi::Value once = process.As<Napi::Object>().Get("once");
+    if (once.IsFunction()) {
+      once.As<Napi::Function>().Call(process, {Napi::String::New(env, "exit"), Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+        ModuleExecutor::shutdownAll();
+        return info.Env().Undefined();
+      }, "doveStopModuleThreads")});
+    }
+  }
 }
 
 const Registrar registrar(init);
