@@ -236,13 +236,20 @@ class Dove(nn.Module):
         eos_logits = self.eos_head(slots).squeeze(-1)[:, :max_tokens].contiguous()
         return tokens, eos_logits
 
-    def _encode_float(self, x: torch.Tensor, max_tokens: int, query_ids: Optional[torch.Tensor],
-                      query_mask: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+    def _encode_with_latents(self, x: torch.Tensor, max_tokens: int, query_ids: Optional[torch.Tensor],
+                             query_mask: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """-> (VQGAN latents, tokens, eos_logits); training also needs the latents."""
         if max_tokens < 1 or max_tokens > self.max_tokens:
             raise ValueError(f"Expected integer between 1 and {self.max_tokens} for max_tokens but received {max_tokens}")
         self._check_query(x.shape[0], query_ids, query_mask)
         latents = self.vqgan.encode(x)
-        return self._generate(latents, max_tokens, query_ids, query_mask)
+        tokens, eos_logits = self._generate(latents, max_tokens, query_ids, query_mask)
+        return latents, tokens, eos_logits
+
+    def _encode_float(self, x: torch.Tensor, max_tokens: int, query_ids: Optional[torch.Tensor],
+                      query_mask: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        _, tokens, eos_logits = self._encode_with_latents(x, max_tokens, query_ids, query_mask)
+        return tokens, eos_logits
 
     @torch.jit.export
     def encode(self, images: torch.Tensor, max_tokens: int, query_ids: Optional[torch.Tensor] = None,
@@ -348,9 +355,7 @@ class Dove(nn.Module):
         b = x.shape[0]
         k = self.max_tokens
         device = x.device
-        self._check_query(b, query_ids, query_mask)
-        latents = self.vqgan.encode(x)
-        tokens, eos_logits = self._generate(latents, k, query_ids, query_mask)
+        latents, tokens, eos_logits = self._encode_with_latents(x, k, query_ids, query_mask)
         with torch.no_grad():
             pred_len = self._auto_lengths(eos_logits.detach().float(), self.eos_threshold)
         use_pred = torch.rand([b], device=device) < self.predicted_length_prob

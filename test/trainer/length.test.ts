@@ -5,22 +5,11 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { Trainer } from '../../lib/trainer';
+import { rng } from '../eval/fixtures';
 import { autoLengths, fixturesReady, MINI, tempDir } from './helpers';
 
 const SIZE = 32;
 const MAX_TOKENS = 16;
-
-/** Deterministic generator (mulberry32), so the pictures are the same on every run. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // The EOS rule is relative: a sample reconstructed worse than the batch mean is pushed longer, better
 // shorter. Muted colours (channels 90..165) keep a flat picture's error below a noisy one's from the
