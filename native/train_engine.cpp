@@ -245,6 +245,15 @@ StepOutput runStep(Engine& e, std::vector<c10::IValue> inputs) {
   c10::AutoGradMode gradMode(true);
   module.train(true);
 
+  // The batch arrives in host memory (JS buffers). Moved here, on the worker thread: under CUDA
+  // autocast a CPU input is not autocast-eligible and the first conv failed with "Input type
+  // (float) and bias type (c10::BFloat16) should be the same" (H200, before this move).
+  for (auto& value : inputs) {
+    if (value.isTensor() && value.toTensor().device() != e.module->device) {
+      value = value.toTensor().to(e.module->device, /*non_blocking=*/false);
+    }
+  }
+
   c10::IValue result;
   {
     AutocastScope autocast(opt.autocastBf16 && e.module->device.is_cuda());

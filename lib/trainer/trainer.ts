@@ -403,9 +403,17 @@ export class Trainer extends EventEmitter {
       ? encodeQueries(tokenizer, kept.map((s) => s.annotation?.question ?? ''), meta.queryTokenizer.maxLength, meta.queryTokenizer.padId)
       : null;
     const wasTraining = module.training;
+    // Batches are built in host memory; a CUDA module needs its inputs on its own device.
+    const copies: NativeTensor[] = [];
+    const place = (t: NativeTensor): NativeTensor => {
+      if (t.device === module.device) return t;
+      const moved = t.to(module.device, null);
+      copies.push(moved);
+      return moved;
+    };
     module.train(false);
     try {
-      const encoded = await module.run('encode_pixels', [images, 'auto', meta.maxTokens, meta.eosThreshold, query?.ids ?? null, query?.mask ?? null]);
+      const encoded = await module.run('encode_pixels', [place(images), 'auto', meta.maxTokens, meta.eosThreshold, query ? place(query.ids) : null, query ? place(query.mask) : null]);
       const tokens = tensorAt(encoded, 0, 'encode_pixels');
       const lengths = tensorAt(encoded, 2, 'encode_pixels');
       const decoded = tensorAt(await module.run('decode_pixels', [tokens, lengths]), 0, 'decode_pixels');
@@ -417,6 +425,7 @@ export class Trainer extends EventEmitter {
       });
       return await reconstructionGridPng(recs, size);
     } finally {
+      for (const c of copies) c.dispose();
       module.train(wasTraining);
     }
   }

@@ -1,6 +1,6 @@
 // The public API on a GPU: the embedded model tokenizes and reconstructs on cuda:0 with the CPU's
 // numbers (within TF32/cuDNN tolerance), and the Trainer learns on cuda:0 in bf16 autocast, leaving a
-// checkpoint that loads on the CPU. On a machine without CUDA the same calls must refuse cleanly with
+// checkpoint that loads on the CPU (its epoch-end sample grids run the model on cuda:0 as well). On a machine without CUDA the same calls must refuse cleanly with
 // DEVICE_UNAVAILABLE (that half runs in CI; the GPU half runs through scripts/gpu-check).
 import test from 'ava';
 import { promises as fs } from 'node:fs';
@@ -84,7 +84,7 @@ test('on cuda:0 the Trainer learns in bf16 and its checkpoint loads on the CPU',
     for (let i = 0; i < size * size; i++) data.set([(k * 29) % 256, (i % size) * 8, 120], i * 3);
     await sharp(data, { raw: { width: size, height: size, channels: 3 } }).png().toFile(join(images, `p${k}.png`));
   }
-  const trainer = new Trainer({ model: MINI, images, outDir: join(dir, 'out'), device: CUDA, bf16: true, batchSize: 4, epochs: 15, lr: 3e-3, warmupSteps: 2, augment: false, sampleImages: 0, keepLast: 1 });
+  const trainer = new Trainer({ model: MINI, images, outDir: join(dir, 'out'), device: CUDA, bf16: true, batchSize: 4, epochs: 15, lr: 3e-3, warmupSteps: 2, augment: false, sampleImages: 2, keepLast: 1 });
   const losses: number[] = [];
   let rate = 0;
   const iterate = (async () => {
