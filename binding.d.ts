@@ -227,7 +227,12 @@ export interface NativeBinding {
   zeros(shape: number[], dtype: DType, device: string): NativeTensor;
   /** Stack same-shaped tensors along a new dim 0 (one copy into a fresh batch). */
   stack(tensors: NativeTensor[]): NativeTensor;
-  loadModule(path: string, device: string, extraFileNames: string[]): Promise<NativeModule>;
+  /**
+   * `optimize` (default false): an inference-only module (native/module_optimize.h): frozen (no
+   * parameters, cannot train), conv weights channels_last on CPU; the first such load also installs
+   * the process-wide CPU block cache (DOVE_CPU_CACHE_MB, 0 = off). See docs/API.md.
+   */
+  loadModule(path: string, device: string, extraFileNames: string[], optimize?: boolean): Promise<NativeModule>;
   createTrainEngine(module: NativeModule, options: TrainEngineOptions): NativeTrainEngine;
   initProcessGroup(options: ProcessGroupOptions): Promise<NativeProcessGroup>;
   /** Float64 linear-algebra helpers for evaluation (FID). */

@@ -4,7 +4,8 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { BpeTokenizer } from './bpe';
 import { DoveError } from './errors';
-import { loadModule, type Module } from './module';
+import { ScriptModule, type Module } from './module';
+import { binding } from './native';
 import { Tensor } from './tensor';
 
 export const FORMAT_VERSION = 1;
@@ -31,6 +32,24 @@ export interface DoveMeta {
 export interface LoadOptions {
   /** 'cpu' (default), 'cuda', 'cuda:N'. */
   device?: string;
+  /**
+   * Optimise the loaded module for inference (default true on CPU, false on CUDA): frozen (weights
+   * become constants, constant sub-graphs are computed once), convolution weights channels_last on CPU, and libtorch's
+   * CPU allocations served from a block cache. Outputs match the unoptimised module within float32
+   * rounding (docs/API.md gives the measured bounds); `false` runs the file exactly as Python's
+   * torch.jit.load does, bit for bit.
+   */
+  optimize?: boolean;
+}
+
+function loadOptimize(options: LoadOptions): boolean {
+  const value = options.optimize;
+  // CUDA: off unless asked (freezing is exact on any device, but only the CPU path is tested and measured).
+  if (value === undefined) return (options.device ?? 'cpu') === 'cpu';
+  if (typeof value !== 'boolean') {
+    throw new DoveError(`Expected boolean for optimize but received ${typeof value === 'string' ? `'${value}'` : String(value)}`, 'INVALID_ARGUMENT');
+  }
+  return value;
 }
 
 /** The embedded default model shipped in the package (models/dove-tiny.pt). */
@@ -92,7 +111,16 @@ export class DoveModel {
     if (path === undefined && !existsSync(file)) {
       throw new DoveError(`No embedded model at ${file}; pass a model path (a .pt written by \`python -m dove.export\`)`, 'FILE_NOT_FOUND');
     }
-    const module = await loadModule(file, { device: options.device ?? 'cpu', extraFiles: ['dove.json', 'tokenizer.json'] });
+    if (typeof file !== 'string' || file.length === 0) {
+      throw new DoveError(`Expected a non-empty path string for load but received ${String(file)}`, 'INVALID_ARGUMENT');
+    }
+    const optimize = loadOptimize(options);
+    let module: Module;
+    try {
+      module = ScriptModule.fromNative(await binding().loadModule(file, options.device ?? 'cpu', ['dove.json', 'tokenizer.json'], optimize));
+    } catch (error) {
+      throw DoveError.atCallSite(error);
+    }
     try {
       const meta = parseMeta(file, module.extraFiles['dove.json']);
       const names = new Set(module.methodNames());

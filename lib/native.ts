@@ -2,7 +2,7 @@
 // matching prebuilds/<platform>-<arch>/ addon; when loading fails, the error says what was looked
 // for, what was found and the command that fixes it.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { NativeBinding } from '../binding';
 import { DoveError } from './errors';
 import { retryWithLibtorch } from './libtorch-preload';
@@ -90,8 +90,12 @@ export function binding(): NativeBinding {
   if (cached !== undefined) return cached;
   const root = packageRoot();
   let loaded: NativeBinding;
+  // DOVE_ADDON: an addon file to load instead (scripts/asan points it at its sanitizer build, so
+  // the tests check exactly that code).
+  const override = process.env.DOVE_ADDON;
   try {
-    loaded = nodeGypBuild(root) as NativeBinding;
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    loaded = (override ? require(resolve(override)) : nodeGypBuild(root)) as NativeBinding;
   } catch (error) {
     // A prebuilt addon whose RUNPATH misses libtorch: load libtorch from LIBTORCH or the setup's
     // cache (lib/libtorch-preload.ts), then try once more.

@@ -7,8 +7,19 @@
 // no-op call). Here the thread takes the next job itself, spins briefly before parking so a call
 // made right after the previous one settled needs no futex wake, and completed jobs are handed to
 // the JS thread in batches through one thread-safe function.
+//
+// The thread-safe function is itself the expensive part of a short call: uv_async_send, an
+// eventfd wake of the JS thread and a loop turn (25-48 us per sequential no-op `await run()`).
+// So for a short while after each submit the JS thread polls instead (a libuv idle handle keeps the
+// loop turning without blocking; each turn takes finished jobs and settles them, and the awaiting
+// code resumes right after, in the same turn): the thread then skips the thread-safe function.
+// The window ends after DOVE_RUN_POLL_US without a completion, a module whose last call ran
+// longer than that is not polled at all (a long forward does not burn the JS thread's core), and a
+// module whose jobs the poll picked up late (the JS thread lost its core to other processes) is not
+// polled for a while. docs/NATIVE.md has the measurements behind each rule.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 
@@ -46,16 +57,32 @@ class ModuleExecutor : public std::enable_shared_from_this<ModuleExecutor> {
   // JS thread: shutdown() of every started executor of this thread's env. Called from the process
   // 'exit' event (lib/native.ts): process.exit() runs static destructors next (libtorch's among them),
   // and a thread still inside a TorchScript call would race them (AddressSanitizer caught a double
-  // free in libtorch's schema registry that way). The running job finishes; queued ones are dropped.
+  // free in libtorch's schema registry that way). The running job finishes; its promise and those
+  // of the queued jobs are rejected (DISPOSED) without running them.
   static void shutdownAll();
+
+  // JS thread, from the poller (the idle handle's callback): settles what has finished. Returns
+  // false when this executor should no longer be polled: nothing pending, or the window ran out
+  // (then the thread-safe function delivers the rest; see stopPolling).
+  bool poll(Napi::Env env, std::chrono::steady_clock::time_point now, napi_value& uncaught);
+  // JS thread: whether poll() has anything to do (a job finished, or the window ran out), without
+  // taking the lock: the poller asks on every turn of the loop.
+  bool pollDue(std::chrono::steady_clock::time_point now) const {
+    return hasDone_.load(std::memory_order_acquire) || now >= pollUntil_ || !inPoller_;
+  }
+  // JS thread: the poller lets go of this executor (env teardown). Completions go through the
+  // thread-safe function from now on.
+  void stopPolling();
 
  private:
   struct Job;
+  using Jobs = std::deque<std::unique_ptr<Job>>;
   friend void deliverModuleJobs(Napi::Env, Napi::Function, ModuleExecutor*, void*);
   ModuleExecutor(std::string name, Hold hold);
   void start(Napi::Env env);
   void loop();
   void deliver(Napi::Env env);
+  void settle(Napi::Env env, Jobs& done, napi_value& uncaught);
   void finish(bool abort);
   static void onEnvCleanup(void* self);
 
@@ -65,13 +92,20 @@ class ModuleExecutor : public std::enable_shared_from_this<ModuleExecutor> {
   // Shared with the thread, under mutex_.
   std::mutex mutex_;
   std::condition_variable wake_;
-  std::deque<std::unique_ptr<Job>> queue_;
-  std::deque<std::unique_ptr<Job>> done_;
+  Jobs queue_;
+  Jobs done_;
   std::atomic<std::size_t> queued_{0};  // queue_.size(), read by the spinning thread without the lock
   std::atomic<bool> stop_{false};
   bool closing_ = false;
   bool parked_ = false;
   bool deliveryScheduled_ = false;
+  // The JS thread is polling done_: a finished job needs no thread-safe function call. Cleared
+  // together with a last look at done_ (one critical section), so no completion is left unseen.
+  bool jsPolling_ = false;
+  std::atomic<bool> hasDone_{false};  // !done_.empty(), for the poller's lock-free look
+  // How long the last job ran (thread writes, JS reads): longer than the poll window means the
+  // next call is not worth polling for.
+  std::atomic<int64_t> lastRunNs_{0};
 
   // JS thread only.
   std::thread thread_;
@@ -80,6 +114,13 @@ class ModuleExecutor : public std::enable_shared_from_this<ModuleExecutor> {
   bool finished_ = false;
   napi_env env_ = nullptr;  // for the env cleanup hook, set on start
   bool cleanupHook_ = false;
+  bool rejectDropped_ = false;  // set by shutdownAll: JS can still run, so dropped jobs are settled
+  bool inPoller_ = false;  // in this thread's poller list (jsPolling_ may still be set while being removed)
+  std::chrono::steady_clock::time_point pollUntil_{};
+  // No polling before this (set when polling picked jobs up late; see poll()).
+  std::chrono::steady_clock::time_point noPollUntil_{};
+  std::chrono::steady_clock::duration pollBackoff_{};
+  std::chrono::steady_clock::time_point lastSubmitAt_{};
   // Wakes the JS thread to settle done_; referenced (keeps the loop alive) only while pending_ > 0.
   Napi::TypedThreadSafeFunction<ModuleExecutor, void, deliverModuleJobs> tsfn_;
 };

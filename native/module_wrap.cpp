@@ -8,9 +8,11 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <utility>
 
 #include "common.h"
 #include "module_executor.h"
+#include "module_optimize.h"
 
 namespace dove {
 namespace {
@@ -61,11 +63,18 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
     int64_t nbytes = 0;
   };
 
+  // LoadModule's settle hands the loaded module to the constructor through this slot, set only
+  // around its constructor call. A napi External argument did the same, but Node frees an
+  // External's wrapper only when the GC collects it: every load whose External was still
+  // uncollected when a worker or the process ended left one LeakSanitizer record (asan.md).
+  static thread_local Loaded* constructing;
+
   explicit ModuleWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModuleWrap>(info) {
-    if (info.Length() != 1 || !info[0].IsExternal()) {
+    Loaded* slot = std::exchange(constructing, nullptr);
+    if (slot == nullptr) {
       throw makeError(info.Env(), "INVALID_ARGUMENT", "NativeModule cannot be constructed from JS; use loadModule");
     }
-    Loaded& loaded = *info[0].As<Napi::External<Loaded>>().Data();
+    Loaded& loaded = *slot;
     handle_ = loaded.handle;
     nbytes_ = loaded.nbytes;
     Napi::Env env = info.Env();
@@ -313,6 +322,8 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
   int64_t nbytes_ = 0;
 };
 
+thread_local ModuleWrap::Loaded* ModuleWrap::constructing = nullptr;
+
 bool isZipFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   char magic[4] = {0, 0, 0, 0};
@@ -320,7 +331,8 @@ bool isZipFile(const std::string& path) {
   return in.gcount() == 4 && magic[0] == 'P' && magic[1] == 'K' && magic[2] == 3 && magic[3] == 4;
 }
 
-ModuleWrap::Loaded loadOnWorker(const std::string& path, c10::Device device, const std::vector<std::string>& names) {
+ModuleWrap::Loaded loadOnWorker(const std::string& path, c10::Device device, const std::vector<std::string>& names,
+                                bool optimize) {
   std::error_code ec;
   DOVE_CHECK(fs::exists(path, ec), "FILE_NOT_FOUND", "Model file '" + path + "' does not exist");
   DOVE_CHECK(fs::is_regular_file(path, ec), "NOT_TORCHSCRIPT", "'" + path + "' is not a file");
@@ -350,6 +362,11 @@ ModuleWrap::Loaded loadOnWorker(const std::string& path, c10::Device device, con
   }
   for (const auto& p : handle->module.parameters(true)) loaded.nbytes += static_cast<int64_t>(p.nbytes());
   for (const auto& b : handle->module.buffers(true)) loaded.nbytes += static_cast<int64_t>(b.nbytes());
+  // Inference-only (module_optimize.h): frozen, conv weights channels_last; nbytes counted above.
+  if (optimize) {
+    installCpuCachingAllocator();
+    handle->module = optimizeForInference(std::move(handle->module), device);
+  }
   loaded.handle = std::move(handle);
   return loaded;
 }
@@ -376,10 +393,19 @@ Napi::Value LoadModule(const Napi::CallbackInfo& info) {
         names.push_back(v.As<Napi::String>().Utf8Value());
       }
     }
+    bool optimize = false;
+    if (info.Length() >= 4 && !info[3].IsUndefined() && !info[3].IsNull()) {
+      DOVE_CHECK(info[3].IsBoolean(), "INVALID_ARGUMENT", "Expected boolean for optimize");
+      optimize = info[3].As<Napi::Boolean>().Value();
+    }
     return PromiseWorker<ModuleWrap::Loaded>::Start(
-        env, "dove.loadModule", [path, device, names]() { return loadOnWorker(path, device, names); },
+        env, "dove.loadModule", [path, device, names, optimize]() { return loadOnWorker(path, device, names, optimize); },
         [](Napi::Env env, ModuleWrap::Loaded& loaded) -> Napi::Value {
-          return addonState(env).classes.at("NativeModule").New({Napi::External<ModuleWrap::Loaded>::New(env, &loaded)});
+          ModuleWrap::constructing = &loaded;
+          struct Clear {
+            ~Clear() { ModuleWrap::constructing = nullptr; }
+          } clear;  // also when the constructor throws
+          return addonState(env).classes.at("NativeModule").New({});
         });
   });
 }

@@ -17,22 +17,27 @@ void drainReleaseQueue(Napi::Env env, Napi::Function, ReleaseQueue* queue, void*
 
 struct ReleaseQueue {
   std::mutex mutex;
-  bool closed = false;
+  bool closed = false;   // the env's cleanup hook ran: nothing drains `pending` any more
+  bool envGone = false;  // the env finished finalizing (see releaseQueue): no napi calls after this
   std::vector<napi_ref> pending;
   napi_env env = nullptr;
   std::thread::id jsThread;
+  napi_ref sentinel = nullptr;
   // Wakes the JS thread to drain `pending`; unref'd so it never keeps the process alive.
   Napi::TypedThreadSafeFunction<ReleaseQueue, void, drainReleaseQueue> wake;
   bool wakeScheduled = false;
 
-  // Any thread. On the JS thread the reference is dropped at once.
+  // Any thread. On the JS thread the reference is dropped at once, also during the env's teardown:
+  // Node frees no reference an addon made (napi_create_reference) when the env goes, and the
+  // teardown finalizes every live tensor, whose storage lets go of its array here. Skipping that
+  // leaked one reference per JS-backed tensor alive at a worker's exit (LeakSanitizer, asan.md).
   void release(napi_ref ref) {
     std::lock_guard<std::mutex> lock(mutex);
-    if (closed) return;  // env torn down: its references went with it
     if (std::this_thread::get_id() == jsThread) {
-      napi_delete_reference(env, ref);
+      if (!envGone) napi_delete_reference(env, ref);
       return;
     }
+    if (closed) return;  // another thread during teardown: the env's thread no longer listens
     pending.push_back(ref);
     if (!wakeScheduled) wakeScheduled = wake.NonBlockingCall() == napi_ok;
   }
@@ -61,15 +66,37 @@ std::shared_ptr<ReleaseQueue> releaseQueue(Napi::Env env) {
     queue->wake = decltype(queue->wake)::New(env, "dove.releaseQueue", 0, 1, queue.get());
     queue->wake.Unref(env);
     state.releaseQueue = queue;
-    // Before the env goes: stop accepting releases from other threads and let the TSFN go.
-    env.AddCleanupHook([weak = std::weak_ptr<ReleaseQueue>(queue)]() {
+    // Before the env goes: stop accepting releases from other threads, drop what they queued, and
+    // let the TSFN go. JS-thread releases stay allowed until the sentinel below is finalized.
+    env.AddCleanupHook([weak = std::weak_ptr<ReleaseQueue>(queue), raw = static_cast<napi_env>(env)]() {
       if (auto q = weak.lock()) {
         std::lock_guard<std::mutex> lock(q->mutex);
         q->closed = true;
+        for (napi_ref ref : q->pending) napi_delete_reference(raw, ref);
         q->pending.clear();
         q->wake.Abort();
       }
     });
+    // When the env is torn down it runs every pending finalizer, newest first, then frees itself.
+    // This object is made at addon init, before any tensor, so its finalizer runs after every
+    // tensor's: from then on a release must not touch the env (a tensor freed later, e.g. by a
+    // static destructor, just lets the reference go with the env).
+    napi_value sentinel = nullptr;
+    NAPI_THROW_IF_FAILED(env, napi_create_object(env, &sentinel), queue);
+    NAPI_THROW_IF_FAILED(env, napi_create_reference(env, sentinel, 1, &queue->sentinel), queue);
+    NAPI_THROW_IF_FAILED(env,
+                         napi_add_finalizer(
+                             env, sentinel, new std::shared_ptr<ReleaseQueue>(queue),
+                             [](napi_env env, void* data, void*) {
+                               std::unique_ptr<std::shared_ptr<ReleaseQueue>> keep(static_cast<std::shared_ptr<ReleaseQueue>*>(data));
+                               ReleaseQueue& q = **keep;
+                               std::lock_guard<std::mutex> lock(q.mutex);
+                               napi_delete_reference(env, q.sentinel);
+                               q.sentinel = nullptr;
+                               q.envGone = true;
+                             },
+                             nullptr, nullptr),
+                         queue);
   }
   return state.releaseQueue;
 }

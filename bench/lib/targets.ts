@@ -62,7 +62,7 @@ export function judgeTargets(r: BenchResult, perCallUs: number | null): TargetCh
   );
   t.push(
     ratioTarget(r, 'onnxruntime-node', 0.9, ['encode', 'decode', 'encode+decode'], 'Node vs onnxruntime-node (inference)', (w) =>
-      `Below 0.9× in: ${listWorst(w)}. onnxruntime fuses the exported graph (conv+activation, GroupNorm, attention) and runs MLAS kernels with a static memory plan; libtorch's TorchScript executor runs op by op. Closing it means fusing on our side (freezing + optimize_for_inference in the exporter, or oneDNN graph) rather than touching the binding.${noisy}`),
+      `Below 0.9× in: ${listWorst(w)}. The Node rows already run the optimised module (frozen, channels_last convolutions, CPU block cache: docs/API.md optimize). What remains at batch 1 is threading: libtorch runs each of its ~200 ops per call as its own OpenMP region and, with OMP_WAIT_POLICY=passive, wakes the sleeping second thread for each (tens of µs on a shared VM, so 2 threads run a tiny encode slower than 1), while onnxruntime's pool spins between kernels (session.intra_op.allow_spinning, on by default; with it off ORT loses 30-40% at batch 1) and its MLAS NCHWc convolutions are ~10-20% faster single-threaded. oneDNN Graph fusion fails on this model in torch 2.11 and the wheel's NNC fuser has no LLVM backend.${noisy}`),
   );
   t.push({
     target: 'Per-call overhead (no-op method, runSync)',

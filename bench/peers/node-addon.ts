@@ -113,21 +113,29 @@ async function main(): Promise<void> {
   const v = binding.versions();
   const out: SectionOutput = {
     runtime: 'node-addon',
-    versions: { addon: v.addon, libtorch: v.libtorch, node: process.version, napi: String(v.napi) },
+    versions: { addon: v.addon, libtorch: v.libtorch, node: process.version, napi: String(v.napi), optimize: String(process.env.DOVE_BENCH_OPTIMIZE !== '0') },
     threads: binding.getNumThreads(),
     device,
     rows: [],
     errors: [],
   };
+  // Inference rows run the module the Tokenizer / Reconstructor load (optimize: true, docs/API.md;
+  // DOVE_BENCH_OPTIMIZE=0 measures the file as is); train rows the trainable one, as the Trainer loads it.
+  const optimize = process.env.DOVE_BENCH_OPTIMIZE !== '0';
   const modules = new Map<string, NativeModule>();
-  for (const c of plan.cases) {
-    let mod = modules.get(c.model.pt);
+  const moduleFor = async (pt: string, train: boolean): Promise<NativeModule> => {
+    const key = `${pt}\0${train || !optimize ? 'plain' : 'optimized'}`;
+    let mod = modules.get(key);
     if (mod === undefined) {
-      mod = await binding.loadModule(c.model.pt, device, ['dove.json']);
-      modules.set(c.model.pt, mod);
+      mod = await binding.loadModule(pt, device, ['dove.json'], !train && optimize);
+      modules.set(key, mod);
     }
+    return mod;
+  };
+  for (const c of plan.cases) {
     for (const op of c.ops) {
       try {
+        const mod = await moduleFor(c.model.pt, op === 'train');
         const { body, done } = await opBody(binding, mod, c, op, plan.seed, device);
         try {
           const stats = await timeLoop(c.loop, body);

@@ -96,6 +96,20 @@ def save_scripted(model: Dove, path: str, meta: Dict[str, Any], tokenizer_json: 
     return scripted
 
 
+def optimize_for_inference(scripted: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
+    """The Python twin of what the Node runtime does at load with `optimize` (native/module_optimize.cpp,
+    docs/API.md): conv weights channels_last (CPU), then torch.jit.freeze with every public method
+    preserved and no numerics-changing folds. Changes `scripted`'s conv weights in place; the result is
+    inference-only (no parameters). Outputs equal the unfrozen module's within float32 rounding."""
+    scripted = scripted.eval()
+    with torch.no_grad():
+        for _, module in scripted.named_modules():
+            if module.original_name == "Conv2d" and module.weight.dim() == 4 and module.weight.device.type == "cpu":
+                module.weight.data = module.weight.data.contiguous(memory_format=torch.channels_last)
+    methods = [m for m in scripted._c._method_names() if not m.startswith("_")]
+    return torch.jit.freeze(scripted, preserved_attrs=methods, optimize_numerics=False)
+
+
 def export(
     config: str,
     out: str,

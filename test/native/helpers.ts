@@ -43,3 +43,9 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 export function sleep(ms: number): Promise<void> {
   return new Promise((done) => setTimeout(done, ms));
 }
+
+/**
+ * How much slower child processes are here: scripts/asan preloads AddressSanitizer, and each
+ * process then also scans its memory for leaks when it exits (seconds with libtorch loaded).
+ */
+export const SLOWDOWN = /libasan/.test(process.env.LD_PRELOAD ?? '') ? 10 : 1;

@@ -213,3 +213,17 @@ test('a disposed module rejects with DISPOSED; Symbol.dispose disposes', async (
   }
   t.true(escaped.disposed);
 });
+
+test('NativeModule cannot be constructed from JS, with or without arguments', async (t) => {
+  const module = await loadModule(CORE_MODEL);
+  const NativeModule = (module.native as unknown as { constructor: new (...args: unknown[]) => unknown }).constructor;
+  for (const args of [[], [{}], [module.native]]) {
+    const error = t.throws(() => new NativeModule(...args));
+    t.is((error as { code?: string } | undefined)?.code, 'INVALID_ARGUMENT');
+  }
+  // Loading still works after the refusals (the constructor's slot was left empty).
+  const again = await loadModule(CORE_MODEL);
+  t.true(again.methodNames().includes('noop'));
+  again.dispose();
+  module.dispose();
+});

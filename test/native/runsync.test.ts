@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { DoveError } from '../../lib/errors';
 import { loadModule } from '../../lib/module';
 import { Tensor } from '../../lib/tensor';
-import { CORE_MODEL, ROOT, parityMeta } from './helpers';
+import { CORE_MODEL, ROOT, SLOWDOWN, parityMeta } from './helpers';
 
 function codeOf(call: () => unknown): string | undefined {
   try {
@@ -110,7 +110,7 @@ function runChild(t: { log: (...values: unknown[]) => void }, body: string): { s
     (async () => { ${body} })().catch((e) => { console.error(e); process.exitCode = 1; });
   `;
   const started = Date.now();
-  const child = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, OMP_WAIT_POLICY: 'passive' } });
+  const child = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 60_000 * SLOWDOWN, env: { ...process.env, OMP_WAIT_POLICY: 'passive' } });
   const ended = Date.now();
   const lastLine = child.stdout.trim().split('\n').pop() ?? '';
   const lastAt = Number(lastLine.split(' ').pop());
@@ -130,7 +130,7 @@ test('an idle loaded module does not keep the process alive', async (t) => {
   t.is(child.status, 0);
   t.is(child.signal, null);
   t.regex(child.stdout, /ran 5 65 /);
-  t.true(child.tailMs < 5000, `exited ${child.tailMs} ms after its last call`);
+  t.true(child.tailMs < 5000 * SLOWDOWN, `exited ${child.tailMs} ms after its last call`);
 });
 
 test('a disposed module, and process.exit with calls still queued, end the process cleanly', async (t) => {
@@ -143,7 +143,7 @@ test('a disposed module, and process.exit with calls still queued, end the proce
   `);
   t.is(disposed.status, 0);
   t.regex(disposed.stdout, /^(value 1|DISPOSED) /);
-  t.true(disposed.tailMs < 5000, `exited ${disposed.tailMs} ms after its last call`);
+  t.true(disposed.tailMs < 5000 * SLOWDOWN, `exited ${disposed.tailMs} ms after its last call`);
 
   const exiting = runChild(t, `
     const m = await loadModule(model);

@@ -68,7 +68,7 @@ test('without a built addon the loader says what it looked for and how to fix it
     writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'dove-encoder', version: '0.0.0' }));
     cpSync(join(ROOT, 'node_modules', 'node-gyp-build'), join(dir, 'node_modules', 'node-gyp-build'), { recursive: true });
     const script = "try { require('./dist/lib/native').binding(); } catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message, dove: e.constructor.name })); }";
-    const out = JSON.parse(execFileSync(process.execPath, ['-e', script], { cwd: dir, encoding: 'utf8' })) as { code: string; message: string; dove: string };
+    const out = JSON.parse(execFileSync(process.execPath, ['-e', script], { cwd: dir, encoding: 'utf8', env: { ...process.env, DOVE_ADDON: '' } })) as { code: string; message: string; dove: string };
     t.is(out.dove, 'DoveError');
     t.is(out.code, 'ADDON_LOAD_FAILED');
     t.regex(out.message, /looked for: .*build\/Release\/\*\.node -> none/);
