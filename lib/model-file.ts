@@ -4,8 +4,7 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { BpeTokenizer } from './bpe';
 import { DoveError } from './errors';
-import { ScriptModule, type Module } from './module';
-import { binding } from './native';
+import { loadModule, type Module } from './module';
 import { Tensor } from './tensor';
 
 export const FORMAT_VERSION = 1;
@@ -42,15 +41,6 @@ export interface LoadOptions {
   optimize?: boolean;
 }
 
-function loadOptimize(options: LoadOptions): boolean {
-  const value = options.optimize;
-  // CUDA: off unless asked (freezing is exact on any device, but only the CPU path is tested and measured).
-  if (value === undefined) return (options.device ?? 'cpu') === 'cpu';
-  if (typeof value !== 'boolean') {
-    throw new DoveError(`Expected boolean for optimize but received ${typeof value === 'string' ? `'${value}'` : String(value)}`, 'INVALID_ARGUMENT');
-  }
-  return value;
-}
 
 /** The embedded default model shipped in the package (models/dove-tiny.pt). */
 export function defaultModelPath(): string {
@@ -111,16 +101,10 @@ export class DoveModel {
     if (path === undefined && !existsSync(file)) {
       throw new DoveError(`No embedded model at ${file}; pass a model path (a .pt written by \`python -m dove.export\`)`, 'FILE_NOT_FOUND');
     }
-    if (typeof file !== 'string' || file.length === 0) {
-      throw new DoveError(`Expected a non-empty path string for load but received ${String(file)}`, 'INVALID_ARGUMENT');
-    }
-    const optimize = loadOptimize(options);
-    let module: Module;
-    try {
-      module = ScriptModule.fromNative(await binding().loadModule(file, options.device ?? 'cpu', ['dove.json', 'tokenizer.json'], optimize));
-    } catch (error) {
-      throw DoveError.atCallSite(error);
-    }
+    const device = options.device ?? 'cpu';
+    // CUDA: off unless asked (freezing is exact on any device, but only the CPU path is tested and measured).
+    const optimize = options.optimize === undefined ? device === 'cpu' : options.optimize;
+    const module = await loadModule(file, { device, extraFiles: ['dove.json', 'tokenizer.json'], optimize });
     try {
       const meta = parseMeta(file, module.extraFiles['dove.json']);
       const names = new Set(module.methodNames());

@@ -14,6 +14,8 @@ export interface LoadModuleOptions {
   device?: string;
   /** Extra files to read from the archive (e.g. 'dove.json'); absent ones are left out of extraFiles. */
   extraFiles?: readonly string[];
+  /** Inference-only optimisation at load (docs/API.md `optimize`). Default false: the file as is. */
+  optimize?: boolean;
 }
 
 function toNative(value: Value, where: string): IValue {
@@ -54,8 +56,12 @@ export class ScriptModule {
     if (typeof path !== 'string' || path.length === 0) {
       throw new DoveError(`Expected a non-empty path string for load but received ${String(path)}`, 'INVALID_ARGUMENT');
     }
+    const optimize = options.optimize === undefined ? false : options.optimize;
+    if (typeof optimize !== 'boolean') {
+      throw new DoveError(`Expected boolean for optimize but received ${typeof optimize === 'string' ? `'${optimize}'` : String(optimize)}`, 'INVALID_ARGUMENT');
+    }
     try {
-      return new ScriptModule(await binding().loadModule(path, options.device ?? 'cpu', [...(options.extraFiles ?? [])]));
+      return new ScriptModule(await binding().loadModule(path, options.device ?? 'cpu', [...(options.extraFiles ?? [])], optimize));
     } catch (error) {
       throw DoveError.atCallSite(error);
     }
