@@ -7,8 +7,8 @@
 // - Every native failure arrives as an instance of the class given to `setErrorClass` (DoveError),
 //   with `code` set to one of `NativeErrorCode` and `message` carrying libtorch's text.
 // - Tensors cross without copies: `tensorFromArray` wraps the typed array's memory (the tensor keeps
-//   the JS buffer alive); `NativeTensor.data()` returns a typed array over the tensor's own memory
-//   for contiguous CPU tensors.
+//   the JS buffer alive); `tensorData()` returns a typed array over the tensor's own memory for
+//   contiguous CPU tensors.
 
 export type DType = 'float32' | 'float64' | 'float16' | 'bfloat16' | 'int32' | 'int64' | 'uint8' | 'bool';
 
@@ -38,27 +38,16 @@ export type NativeErrorCode =
   | 'DISTRIBUTED_ERROR'
   | 'INTERNAL';
 
+declare const nativeTensorBrand: unique symbol;
+
+/**
+ * An opaque handle on a libtorch tensor (a napi External: no properties, no prototype). The
+ * `tensor*` functions of the binding read and convert it; lib/tensor.ts's Tensor wraps it. A
+ * handle, not a class instance, because making one costs a third of what an instance did and a
+ * result handle is made on every call that returns a tensor (docs/NATIVE.md, "Tensor handles").
+ */
 export interface NativeTensor {
-  readonly shape: number[];
-  readonly strides: number[];
-  readonly dtype: DType;
-  readonly device: string; // 'cpu' | 'cuda:0' ...
-  readonly nbytes: number;
-  readonly isContiguous: boolean;
-  readonly disposed: boolean;
-  /** Contiguous CPU: a typed array over this tensor's memory (no copy). Otherwise a copy. */
-  data(): NativeTypedArray;
-  /** Address of the first element, for tests that prove memory is shared. */
-  dataAddress(): bigint;
-  /** Synchronous device/dtype conversion (returns `this`-equivalent storage when nothing changes). */
-  to(device: string | null, dtype: DType | null): NativeTensor;
-  contiguous(): NativeTensor;
-  clone(): NativeTensor;
-  /** Narrow along dim 0 (view, no copy). */
-  slice0(start: number, end: number): NativeTensor;
-  /** Read a single element as number (for scalars and small checks). */
-  item(): number;
-  dispose(): void;
+  readonly [nativeTensorBrand]: true;
 }
 
 /** Values that cross a method call. Arrays map to TorchScript List or Tuple as the method schema says. */
@@ -223,6 +212,31 @@ export interface NativeBinding {
   /** Called once by lib/errors.ts so native failures are real DoveError instances. */
   setErrorClass(ctor: new (message: string, code: NativeErrorCode) => Error): void;
   tensorFromArray(data: NativeTypedArray, shape: number[], dtype: DType): NativeTensor;
+  /** True for a tensor handle this addon made in this thread's environment (never by duck typing). */
+  isTensor(value: unknown): value is NativeTensor;
+  // Reading a handle. Every function but tensorDisposed/tensorDispose throws DISPOSED after dispose.
+  tensorShape(tensor: NativeTensor): number[];
+  tensorStrides(tensor: NativeTensor): number[];
+  tensorDtype(tensor: NativeTensor): DType;
+  /** 'cpu' | 'cuda:0' ... */
+  tensorDevice(tensor: NativeTensor): string;
+  tensorNbytes(tensor: NativeTensor): number;
+  tensorIsContiguous(tensor: NativeTensor): boolean;
+  tensorDisposed(tensor: NativeTensor): boolean;
+  /** Contiguous CPU: a typed array over the tensor's memory (no copy). Otherwise a copy. */
+  tensorData(tensor: NativeTensor): NativeTypedArray;
+  /** Address of the first element, for tests that prove memory is shared. */
+  tensorDataAddress(tensor: NativeTensor): bigint;
+  /** Device/dtype conversion (shares storage when nothing changes). */
+  tensorTo(tensor: NativeTensor, device: string | null, dtype: DType | null): NativeTensor;
+  tensorContiguous(tensor: NativeTensor): NativeTensor;
+  tensorClone(tensor: NativeTensor): NativeTensor;
+  /** Narrow along dim 0 (view, no copy). */
+  tensorSlice0(tensor: NativeTensor, start: number, end: number): NativeTensor;
+  /** A single element as a number (for scalars and small checks). */
+  tensorItem(tensor: NativeTensor): number;
+  /** Frees the tensor now instead of at garbage collection. Idempotent. */
+  tensorDispose(tensor: NativeTensor): void;
   /** Contiguous, uninitialised-then-zeroed tensor owned by libtorch. */
   zeros(shape: number[], dtype: DType, device: string): NativeTensor;
   /** Stack same-shaped tensors along a new dim 0 (one copy into a fresh batch). */

@@ -2,10 +2,10 @@
 // (or, for tiny methods, synchronously with runSync).
 // Values cross as Tensor (no copy), number, bigint, boolean, string, null, arrays (List or Tuple,
 // as the method's schema says) and string-keyed objects (Dict[str, T]).
-import type { IValue, NativeModule } from '../binding';
+import type { IValue, NativeModule, NativeTensor } from '../binding';
 import { DoveError } from './errors';
 import { binding } from './native';
-import { Tensor } from './tensor';
+import { Tensor, tensorFromResult } from './tensor';
 
 export type Value = Tensor | number | bigint | boolean | string | null | readonly Value[] | { readonly [key: string]: Value };
 
@@ -18,10 +18,12 @@ export interface LoadModuleOptions {
   optimize?: boolean;
 }
 
+// These run on every call, so the common cases come first and allocate nothing beyond the result:
+// where an argument sits ("argument 0 of noop") is spelled out only for an error or a container.
 function toNative(value: Value, where: string): IValue {
   if (value instanceof Tensor) return value.native;
-  if (Array.isArray(value)) return (value as readonly Value[]).map((v, i) => toNative(v, `${where}[${i}]`));
   if (value === undefined) throw new DoveError(`Expected a value for ${where} but received undefined`, 'INVALID_ARGUMENT');
+  if (Array.isArray(value)) return (value as readonly Value[]).map((v, i) => toNative(v, `${where}[${i}]`));
   if (typeof value === 'object' && value !== null) {
     if (ArrayBuffer.isView(value)) {
       throw new DoveError(`Expected a Tensor for ${where} but received a typed array; wrap it with Tensor.fromArray`, 'INVALID_ARGUMENT');
@@ -33,15 +35,25 @@ function toNative(value: Value, where: string): IValue {
   return value as IValue;
 }
 
-function fromNative(value: IValue): Value {
-  if (Tensor.isNative(value)) return Tensor.fromNative(value);
-  if (Array.isArray(value)) return value.map(fromNative);
-  if (typeof value === 'object' && value !== null) {
-    const out: { [key: string]: Value } = {};
-    for (const [k, v] of Object.entries(value as { readonly [key: string]: IValue })) out[k] = fromNative(v);
-    return out;
+function argsToNative(method: string, args: readonly Value[]): IValue[] {
+  const out = new Array<IValue>(args.length);
+  for (let i = 0; i < args.length; i++) {
+    const value = args[i];
+    if (value instanceof Tensor) out[i] = value.native;
+    else if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'string') out[i] = value;
+    else out[i] = toNative(value!, `argument ${i} of ${method}`);
   }
-  return value;
+  return out;
+}
+
+function fromNative(value: IValue): Value {
+  if (typeof value !== 'object' || value === null) return value;
+  if (Array.isArray(value)) return value.map(fromNative);
+  // The binding returns tensors as handles without a prototype and dicts as plain objects.
+  if (Object.getPrototypeOf(value) === null) return tensorFromResult(value as NativeTensor);
+  const out: { [key: string]: Value } = {};
+  for (const [k, v] of Object.entries(value as { readonly [key: string]: IValue })) out[k] = fromNative(v);
+  return out;
 }
 
 export class ScriptModule {
@@ -114,7 +126,7 @@ export class ScriptModule {
   async run(method: string, args: readonly Value[] = []): Promise<Value> {
     let pending: Promise<IValue>;
     try {
-      pending = this.#native.run(method, args.map((a, i) => toNative(a, `argument ${i} of ${method}`)));
+      pending = this.#native.run(method, argsToNative(method, args));
     } catch (error) {
       throw DoveError.atCallSite(error);
     }
@@ -137,7 +149,7 @@ export class ScriptModule {
    */
   runSync(method: string, args: readonly Value[] = []): Value {
     try {
-      return fromNative(this.#native.runSync(method, args.map((a, i) => toNative(a, `argument ${i} of ${method}`))));
+      return fromNative(this.#native.runSync(method, argsToNative(method, args)));
     } catch (error) {
       throw DoveError.atCallSite(error);
     }

@@ -30,17 +30,23 @@ function inferDtype(data: NativeTypedArray): DType {
   throw new DoveError('Expected a dtype (float16 or bfloat16) for a Uint16Array', 'INVALID_ARGUMENT');
 }
 
-function isNativeTensorLike(value: unknown): value is NativeTensor {
-  return typeof value === 'object' && value !== null && Object.getPrototypeOf(value)?.constructor?.name === 'NativeTensor';
-}
-
 export interface ToOptions {
   device?: string;
   dtype?: DType;
 }
 
+/**
+ * lib/ internals: wraps a handle that the binding has just returned from a method call, without the
+ * native `isTensor` check that `Tensor.fromNative` makes (a binding call per result, on every call).
+ */
+export let tensorFromResult: (native: NativeTensor) => Tensor;
+
 export class Tensor {
   readonly #native: NativeTensor;
+
+  static {
+    tensorFromResult = (native) => new Tensor(native);
+  }
 
   private constructor(native: NativeTensor) {
     this.#native = native;
@@ -76,38 +82,38 @@ export class Tensor {
 
   /** Wraps a tensor returned by the raw binding (lib/ internals). */
   static fromNative(native: NativeTensor): Tensor {
-    if (!isNativeTensorLike(native)) throw new DoveError('Expected a native tensor', 'INVALID_ARGUMENT');
+    if (!binding().isTensor(native)) throw new DoveError('Expected a native tensor', 'INVALID_ARGUMENT');
     return new Tensor(native);
   }
 
   static isNative(value: unknown): value is NativeTensor {
-    return isNativeTensorLike(value);
+    return binding().isTensor(value);
   }
 
-  /** The raw binding object, for lib/ code that talks to the addon directly. */
+  /** The raw handle, for lib/ code that talks to the addon directly. */
   get native(): NativeTensor {
     return this.#native;
   }
   get shape(): number[] {
-    return this.#native.shape;
+    return binding().tensorShape(this.#native);
   }
   get strides(): number[] {
-    return this.#native.strides;
+    return binding().tensorStrides(this.#native);
   }
   get dtype(): DType {
-    return this.#native.dtype;
+    return binding().tensorDtype(this.#native);
   }
   get device(): string {
-    return this.#native.device;
+    return binding().tensorDevice(this.#native);
   }
   get nbytes(): number {
-    return this.#native.nbytes;
+    return binding().tensorNbytes(this.#native);
   }
   get isContiguous(): boolean {
-    return this.#native.isContiguous;
+    return binding().tensorIsContiguous(this.#native);
   }
   get disposed(): boolean {
-    return this.#native.disposed;
+    return binding().tensorDisposed(this.#native);
   }
   get numel(): number {
     return this.shape.reduce((a, b) => a * b, 1);
@@ -115,40 +121,40 @@ export class Tensor {
 
   /** Contiguous CPU tensors: a view of the tensor's memory (no copy). CUDA / strided: a copy. */
   data(): NativeTypedArray {
-    return this.#native.data();
+    return binding().tensorData(this.#native);
   }
 
   /** Address of the first element (proves memory sharing in tests). */
   dataAddress(): bigint {
-    return this.#native.dataAddress();
+    return binding().tensorDataAddress(this.#native);
   }
 
   /** Converts device and/or dtype; with nothing to change, shares storage with this tensor. */
   to(target: string | ToOptions): Tensor {
     const options = typeof target === 'string' ? { device: target } : target;
-    return new Tensor(this.#native.to(options.device ?? null, options.dtype ?? null));
+    return new Tensor(binding().tensorTo(this.#native, options.device ?? null, options.dtype ?? null));
   }
 
   contiguous(): Tensor {
-    return new Tensor(this.#native.contiguous());
+    return new Tensor(binding().tensorContiguous(this.#native));
   }
 
   clone(): Tensor {
-    return new Tensor(this.#native.clone());
+    return new Tensor(binding().tensorClone(this.#native));
   }
 
   /** Rows [start, end) of the first dimension, sharing memory. */
   slice(start: number, end: number): Tensor {
-    return new Tensor(this.#native.slice0(start, end));
+    return new Tensor(binding().tensorSlice0(this.#native, start, end));
   }
 
   item(): number {
-    return this.#native.item();
+    return binding().tensorItem(this.#native);
   }
 
   /** Frees the native tensor now instead of at garbage collection. Idempotent. */
   dispose(): void {
-    this.#native.dispose();
+    binding().tensorDispose(this.#native);
   }
 
   [Symbol.dispose](): void {

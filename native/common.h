@@ -45,13 +45,28 @@ Napi::Error makeError(Napi::Env env, const std::string& code, const std::string&
 // Classifies an in-flight exception (DoveException, c10::Error, std::exception, unknown) into
 // (code, message). Safe on any thread: it does not touch JS.
 std::pair<std::string, std::string> classifyException(std::exception_ptr error);
-// Wraps a JS-thread callback so any C++ exception becomes a thrown DoveError, never an abort.
-Napi::Value guard(Napi::Env env, const std::function<Napi::Value()>& body);
+// Called from a catch block: rethrows the exception in flight as a DoveError (a Napi::Error, which
+// is already a JS exception, as itself).
+[[noreturn]] void rethrowAsDoveError(Napi::Env env);
+// Wraps a JS-thread callback so any C++ exception becomes a thrown DoveError, never an abort. A
+// template, not a std::function: the bodies capture more than std::function stores inline, and a
+// heap allocation per binding call shows in runSync's per-call cost.
+template <typename Body>
+Napi::Value guard(Napi::Env env, Body&& body) {
+  try {
+    return body();
+  } catch (...) {
+    rethrowAsDoveError(env);
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
-// Tensors. A JS Tensor object owns a heap at::Tensor; memory is reported to V8.
-Napi::Object wrapTensor(Napi::Env env, at::Tensor tensor);
+// Tensors. A tensor handle (a napi External, see tensor_wrap.cpp) owns a heap at::Tensor; memory
+// libtorch allocated is reported to V8.
+Napi::Value wrapTensor(Napi::Env env, at::Tensor tensor);
 bool isTensor(Napi::Value value);
+// How a JS value reads in an error message: "null", "string 'abc'", "a typed array (...)", "an object".
+std::string describeValue(Napi::Value value);
 // Throws DoveException INVALID_ARGUMENT (not a tensor) / DISPOSED.
 at::Tensor unwrapTensor(Napi::Value value, const char* what = "tensor");
 std::string deviceString(const c10::Device& device);

@@ -112,9 +112,9 @@ Napi::Error makeError(Napi::Env env, const std::string& code, const std::string&
   return error;
 }
 
-Napi::Value guard(Napi::Env env, const std::function<Napi::Value()>& body) {
+void rethrowAsDoveError(Napi::Env env) {
   try {
-    return body();
+    throw;
   } catch (const Napi::Error&) {
     throw;  // already a JS exception (e.g. from a JS callback); keep it as is.
   } catch (...) {

@@ -7,11 +7,8 @@
 #include "tensor_wrap.h"
 
 namespace dove {
-namespace {
 
-constexpr double kMaxSafeInteger = 9007199254740991.0;
-
-std::string describe(Napi::Value value) {
+std::string describeValue(Napi::Value value) {
   if (value.IsUndefined()) return "undefined";
   if (value.IsNull()) return "null";
   if (value.IsBoolean()) return value.As<Napi::Boolean>().Value() ? "true" : "false";
@@ -28,9 +25,13 @@ std::string describe(Napi::Value value) {
   return "an object";
 }
 
+namespace {
+
+constexpr double kMaxSafeInteger = 9007199254740991.0;
+
 [[noreturn]] void mismatch(const c10::TypePtr& expected, Napi::Value value, const std::string& where) {
   fail("INVALID_ARGUMENT",
-       "Expected " + expected->annotation_str() + " for " + where + " but received " + describe(value));
+       "Expected " + expected->annotation_str() + " for " + where + " but received " + describeValue(value));
 }
 
 bool isPlainObject(Napi::Value value) {
@@ -42,13 +43,13 @@ int64_t toInt(Napi::Value value, const c10::TypePtr& expected, const std::string
   if (value.IsBigInt()) {
     bool lossless = false;
     int64_t v = value.As<Napi::BigInt>().Int64Value(&lossless);
-    if (!lossless) fail("INVALID_ARGUMENT", "Expected a 64-bit integer for " + where + " but received " + describe(value));
+    if (!lossless) fail("INVALID_ARGUMENT", "Expected a 64-bit integer for " + where + " but received " + describeValue(value));
     return v;
   }
   if (!value.IsNumber()) mismatch(expected, value, where);
   double d = value.As<Napi::Number>().DoubleValue();
   if (!std::isfinite(d) || std::trunc(d) != d || std::fabs(d) > kMaxSafeInteger) {
-    fail("INVALID_ARGUMENT", "Expected integer for " + where + " but received " + describe(value));
+    fail("INVALID_ARGUMENT", "Expected integer for " + where + " but received " + describeValue(value));
   }
   return static_cast<int64_t>(d);
 }
@@ -65,7 +66,7 @@ c10::IValue inferIValue(Napi::Env env, Napi::Value value, const std::string& whe
   }
   if (value.IsString()) return value.As<Napi::String>().Utf8Value();
   if (isTensor(value)) return unwrapTensor(value, where.c_str());
-  fail("INVALID_ARGUMENT", "Cannot infer a TorchScript type for " + where + " from " + describe(value) +
+  fail("INVALID_ARGUMENT", "Cannot infer a TorchScript type for " + where + " from " + describeValue(value) +
                                "; declare the parameter type in the scripted method");
 }
 
@@ -135,7 +136,7 @@ c10::IValue toIValue(Napi::Env env, Napi::Value value, const c10::TypePtr& expec
       const auto& elements = tuple.elements();
       if (!value.IsArray() || value.As<Napi::Array>().Length() != elements.size()) {
         fail("INVALID_ARGUMENT", "Expected an array of length " + std::to_string(elements.size()) + " (" +
-                                     expected->annotation_str() + ") for " + where + " but received " + describe(value));
+                                     expected->annotation_str() + ") for " + where + " but received " + describeValue(value));
       }
       Napi::Array array = value.As<Napi::Array>();
       std::vector<c10::IValue> items;
@@ -251,7 +252,7 @@ std::vector<c10::IValue> argsForSchema(Napi::Env env, const c10::FunctionSchema&
                                  ") but received " + std::to_string(given));
   }
   std::vector<c10::IValue> out;
-  out.reserve(count);
+  out.reserve(count + 1);  // room for `self`, which the caller puts in front without reallocating
   for (std::size_t i = first; i < declared.size(); ++i) {
     const auto& arg = declared[i];
     const std::size_t j = i - first;

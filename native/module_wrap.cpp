@@ -20,16 +20,20 @@ namespace {
 namespace fs = std::filesystem;
 
 // Runs `method` of a module whose mutex the caller holds, in the mode the call was made in. The
-// guards are thread-local, so they are set here on whichever thread runs the call.
-c10::IValue invokeLocked(ModuleHandle& h, torch::jit::Method method, std::vector<c10::IValue> args, bool training) {
+// guards are thread-local, so they are set here on whichever thread runs the call. It calls the
+// method's function with `self` put in front, as Method::operator() does, but without the
+// torch::jit::Module that operator builds for `self` on every call (a mutex and a dict allocated,
+// more instructions than the rest of a no-op call; docs/NATIVE.md).
+c10::IValue invokeLocked(ModuleHandle& h, const torch::jit::Method& method, std::vector<c10::IValue> args, bool training) {
   if (h.module.is_training() != training) h.module.train(training);
+  args.insert(args.begin(), h.module._ivalue());
   if (training) {
     // Training: the trainer needs the autograd graph of what this returns.
     c10::AutoGradMode grad(true);
-    return method(std::move(args));
+    return method.function()(std::move(args));
   }
   c10::InferenceMode inference;
-  return method(std::move(args));
+  return method.function()(std::move(args));
 }
 
 // The JS view of a loaded module. The handle is shared with in-flight jobs, and this object holds a
@@ -122,15 +126,21 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
     });
   }
 
-  torch::jit::Method method(const std::string& name) const {
+  // The method called `name`. The last one found is kept: a caller looping over runSync asks for
+  // the same method each time, and find_method is a scan with string compares plus a Method copy.
+  // The cache holds the module object, so dispose() clears it.
+  const torch::jit::Method& method(const std::string& name) {
     const auto& h = handle();
+    if (lastMethod_ && lastMethodName_ == name) return *lastMethod_;
     std::optional<torch::jit::Method> found = h->module.find_method(name);
     if (!found) {
       std::string names;
       for (const auto& m : h->module.get_methods()) names += (names.empty() ? "" : ", ") + m.name();
       fail("METHOD_NOT_FOUND", "Module '" + h->path + "' has no method '" + name + "' (methods: " + names + ")");
     }
-    return *found;
+    lastMethod_ = std::move(found);
+    lastMethodName_ = name;
+    return *lastMethod_;
   }
 
   static std::string methodName(const Napi::CallbackInfo& info, const char* call) {
@@ -153,7 +163,7 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
       const std::string name = methodName(info, "run(method, args)");
       DOVE_CHECK(info.Length() >= 2 && info[1].IsArray(), "INVALID_ARGUMENT",
                  "Expected an array of arguments for run('" + name + "', args)");
-      torch::jit::Method m = method(name);
+      const torch::jit::Method& m = method(name);
       // Conversion happens here on the JS thread: JS values cannot be read from the worker.
       auto args = std::make_shared<std::vector<c10::IValue>>(
           argsForSchema(env, m.function().getSchema(), info[1].As<Napi::Array>()));
@@ -182,7 +192,7 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
       const std::string name = methodName(info, "runSync(method, args)");
       DOVE_CHECK(info.Length() >= 2 && info[1].IsArray(), "INVALID_ARGUMENT",
                  "Expected an array of arguments for runSync('" + name + "', args)");
-      torch::jit::Method m = method(name);
+      const torch::jit::Method& m = method(name);
       std::vector<c10::IValue> args = argsForSchema(env, m.function().getSchema(), info[1].As<Napi::Array>());
       const std::shared_ptr<ModuleHandle>& h = handle();
       DOVE_CHECK(executor_->pending() == 0, "BUSY",
@@ -192,7 +202,7 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
       DOVE_CHECK(lock.owns_lock(), "BUSY",
                  "runSync('" + name + "') on module '" + h->path + "' while another native call (e.g. a training step) uses it");
       applyThreadSettings();
-      c10::IValue result = invokeLocked(*h, std::move(m), std::move(args), training_);
+      c10::IValue result = invokeLocked(*h, m, std::move(args), training_);
       lock.unlock();
       return fromIValue(env, result);
     });
@@ -270,6 +280,7 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
 
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
     if (!handle_->disposed.exchange(true)) {
+      lastMethod_.reset();
       // A job that holds the lock finishes first; the module's memory goes when the last holder
       // of the handle (this object or that job) lets go, replacing it frees the weights now.
       std::unique_lock<std::mutex> lock(handle_->mutex, std::try_to_lock);
@@ -318,6 +329,8 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
   std::shared_ptr<ModuleHandle> handle_;
   std::shared_ptr<ModuleExecutor> executor_;
   bool training_ = false;  // JS-thread view of the mode; loadOnWorker leaves modules in eval
+  std::optional<torch::jit::Method> lastMethod_;  // see method()
+  std::string lastMethodName_;
   Napi::ObjectReference extraFiles_;
   int64_t nbytes_ = 0;
 };

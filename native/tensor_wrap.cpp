@@ -5,6 +5,7 @@
 // - data() returns a typed array over the tensor's memory: the original ArrayBuffer for JS-backed
 //   tensors, otherwise an external ArrayBuffer owning a heap at::Tensor.
 #include <cstring>
+#include <unordered_set>
 
 #include "common.h"
 #include "tensor_wrap.h"
@@ -288,257 +289,229 @@ at::Tensor tensorFromTypedArray(Napi::Env env, Napi::TypedArray array, const std
 }
 
 // ---------------------------------------------------------------------------------------------
-// TensorWrap
+// Tensor handles
+//
+// A NativeTensor is a napi External over a TensorBox: no class, no prototype, no napi_wrap. An
+// instance of a native class cost a constructor call through V8's API plus a private property (a
+// map transition and a property array) per tensor made; an External is one small object with one
+// finalizer, and reading it back is a pointer load instead of a private-property lookup
+// (docs/NATIVE.md, "Tensor handles"). lib/tensor.ts's Tensor holds the handle and calls the
+// tensor* functions below.
 
-// Every NativeTensor object carries this napi type tag. isTensor/unwrapTensor check it instead of
-// instanceof (a Symbol.hasInstance lookup, a call into JS and a prototype walk per check), and only
-// an object with it is ever napi_unwrap'ed as a TensorWrap: an object another ObjectWrap wrapped
-// (our NativeModule, another addon's class) or one made with Object.create(prototype) is rejected.
-// The tag costs ~0.3-0.4 us per tensor made (a BigInt and a second private property; see
-// docs/NATIVE.md), still well under what instanceof plus the External it replaced cost.
-constexpr napi_type_tag kTensorTag = {0x646f76652e74656eULL, 0x736f722e77726170ULL};
+struct TensorBox {
+  napi_env env = nullptr;  // the env whose JS thread made it (handles never cross envs)
+  at::Tensor tensor;       // undefined after dispose()
+  int64_t reported = 0;    // bytes reported to V8 (AdjustExternalMemory)
+  // Weak: the last external ArrayBuffer data() made over this tensor's memory (see TensorData).
+  Napi::Reference<Napi::ArrayBuffer> cachedBuffer;
+  const void* cachedPtr = nullptr;
+  std::size_t cachedBytes = 0;
 
-// The tensor wrapTensor is handing to the constructor it is calling on this thread (one JS thread
-// per env: the main thread or a worker's). Null whenever JS itself calls the constructor.
-thread_local at::Tensor* constructing = nullptr;
-
-class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
- public:
-  static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "NativeTensor", {
-        InstanceAccessor<&TensorWrap::Shape>("shape"),
-        InstanceAccessor<&TensorWrap::Strides>("strides"),
-        InstanceAccessor<&TensorWrap::Dtype>("dtype"),
-        InstanceAccessor<&TensorWrap::Device>("device"),
-        InstanceAccessor<&TensorWrap::Nbytes>("nbytes"),
-        InstanceAccessor<&TensorWrap::IsContiguous>("isContiguous"),
-        InstanceAccessor<&TensorWrap::Disposed>("disposed"),
-        InstanceMethod<&TensorWrap::Data>("data"),
-        InstanceMethod<&TensorWrap::DataAddress>("dataAddress"),
-        InstanceMethod<&TensorWrap::To>("to"),
-        InstanceMethod<&TensorWrap::Contiguous>("contiguous"),
-        InstanceMethod<&TensorWrap::Clone>("clone"),
-        InstanceMethod<&TensorWrap::Slice0>("slice0"),
-        InstanceMethod<&TensorWrap::Item>("item"),
-        InstanceMethod<&TensorWrap::Dispose>("dispose"),
-    });
+  const at::Tensor& get() const {
+    DOVE_CHECK(tensor.defined(), "DISPOSED", "Tensor was used after dispose()");
+    return tensor;
   }
 
-  // Only wrapTensor constructs (it hands the tensor over in `constructing`, so no napi External
-  // is made, tracked and finalised per tensor); `new` from JS finds no tensor and throws.
-  explicit TensorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorWrap>(info) {
-    if (constructing == nullptr) {
-      throw makeError(info.Env(), "INVALID_ARGUMENT",
-                      "NativeTensor cannot be constructed from JS; use tensorFromArray or zeros");
+  void release() {
+    tensor = at::Tensor();
+    cachedBuffer.Reset();
+    if (reported > 0) {
+      int64_t ignored = 0;
+      napi_adjust_external_memory(env, -reported, &ignored);
     }
-    tensor_ = std::move(*constructing);
-    constructing = nullptr;
-    NAPI_THROW_IF_FAILED_VOID(info.Env(), napi_type_tag_object(info.Env(), info.This(), &kTensorTag));
-    // JS-backed memory is already known to V8 through its ArrayBuffer.
-    if (jsBackingOf(tensor_) == nullptr) {
-      reported_ = static_cast<int64_t>(tensor_.nbytes());
-      if (reported_ > 0) Napi::MemoryManagement::AdjustExternalMemory(info.Env(), reported_);
-    }
+    reported = 0;
   }
-
-  ~TensorWrap() override { release(Env()); }
-
-  const at::Tensor& tensor() const {
-    DOVE_CHECK(tensor_.defined(), "DISPOSED", "Tensor was used after dispose()");
-    return tensor_;
-  }
-
- private:
-  void release(Napi::Env env) {
-    tensor_ = at::Tensor();
-    cachedBuffer_.Reset();
-    if (reported_ > 0) Napi::MemoryManagement::AdjustExternalMemory(env, -reported_);
-    reported_ = 0;
-  }
-
-  Napi::Value Shape(const Napi::CallbackInfo& info) {
-    return guard(info.Env(), [&] { return Napi::Value(toJsArray(info.Env(), tensor().sizes())); });
-  }
-  Napi::Value Strides(const Napi::CallbackInfo& info) {
-    return guard(info.Env(), [&] { return Napi::Value(toJsArray(info.Env(), tensor().strides())); });
-  }
-  Napi::Value Dtype(const Napi::CallbackInfo& info) {
-    return guard(info.Env(), [&] { return Napi::Value(Napi::String::New(info.Env(), dtypeName(tensor().scalar_type()))); });
-  }
-  Napi::Value Device(const Napi::CallbackInfo& info) {
-    return guard(info.Env(), [&] { return Napi::Value(Napi::String::New(info.Env(), deviceString(tensor().device()))); });
-  }
-  Napi::Value Nbytes(const Napi::CallbackInfo& info) {
-    return guard(info.Env(), [&] { return Napi::Value(Napi::Number::New(info.Env(), static_cast<double>(tensor().nbytes()))); });
-  }
-  Napi::Value IsContiguous(const Napi::CallbackInfo& info) {
-    return guard(info.Env(), [&] { return Napi::Value(Napi::Boolean::New(info.Env(), tensor().is_contiguous())); });
-  }
-  Napi::Value Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !tensor_.defined()); }
-
-  Napi::Value Data(const Napi::CallbackInfo& info) {
-    return guard(info.Env(), [&] {
-      at::Tensor t = tensor();
-      arrayTypeFor(t.scalar_type());  // fail early for dtypes without a typed array
-      // CUDA and non-contiguous tensors need a copy; contiguous CPU memory is shared as is.
-      if (!t.device().is_cpu() || !t.is_contiguous()) return typedArrayOver(info.Env(), t.to(at::kCPU).contiguous());
-      // Reuse the external buffer of an earlier data() while it lives and the storage has not
-      // moved: one ArrayBuffer per tensor, and no new external-memory pressure (GC) per call.
-      const std::size_t nbytes = t.nbytes();
-      if (!cachedBuffer_.IsEmpty() && cachedPtr_ == t.data_ptr() && cachedBytes_ == nbytes) {
-        Napi::Value cached = cachedBuffer_.Value();
-        if (!cached.IsEmpty() && cached.IsArrayBuffer()) {
-          napi_value out = nullptr;
-          NAPI_THROW_IF_FAILED(info.Env(), napi_create_typedarray(info.Env(), arrayTypeFor(t.scalar_type()),
-                                                                  static_cast<std::size_t>(t.numel()), cached, 0, &out),
-                               Napi::Value());
-          return Napi::Value(info.Env(), out);
-        }
-      }
-      bool external = false;
-      Napi::Value view = typedArrayOver(info.Env(), t, &external);
-      if (external) {
-        cachedBuffer_ = Napi::Weak(view.As<Napi::TypedArray>().ArrayBuffer());
-        cachedPtr_ = t.data_ptr();
-        cachedBytes_ = nbytes;
-      }
-      return view;
-    });
-  }
-  Napi::Value DataAddress(const Napi::CallbackInfo& info) {
-    return guard(info.Env(), [&] {
-      return Napi::Value(Napi::BigInt::New(info.Env(), static_cast<uint64_t>(reinterpret_cast<uintptr_t>(tensor().data_ptr()))));
-    });
-  }
-  Napi::Value To(const Napi::CallbackInfo& info) {
-    return guard(info.Env(), [&] {
-      const at::Tensor& t = tensor();
-      c10::Device device = t.device();
-      at::ScalarType dtype = t.scalar_type();
-      if (info.Length() > 0 && !info[0].IsNull() && !info[0].IsUndefined()) {
-        DOVE_CHECK(info[0].IsString(), "INVALID_ARGUMENT", "Expected device string or null for to(device, dtype)");
-        device = parseDevice(info[0].As<Napi::String>().Utf8Value());
-      }
-      if (info.Length() > 1 && !info[1].IsNull() && !info[1].IsUndefined()) {
-        DOVE_CHECK(info[1].IsString(), "INVALID_ARGUMENT", "Expected dtype string or null for to(device, dtype)");
-        dtype = parseDtype(info[1].As<Napi::String>().Utf8Value());
-      }
-      return Napi::Value(wrapTensor(info.Env(), t.to(device, dtype)));
-    });
-  }
-  Napi::Value Contiguous(const Napi::CallbackInfo& info) {
-    return guard(info.Env(), [&] { return Napi::Value(wrapTensor(info.Env(), tensor().contiguous())); });
-  }
-  Napi::Value Clone(const Napi::CallbackInfo& info) {
-    return guard(info.Env(), [&] { return Napi::Value(wrapTensor(info.Env(), tensor().clone())); });
-  }
-  Napi::Value Slice0(const Napi::CallbackInfo& info) {
-    return guard(info.Env(), [&] {
-      const at::Tensor& t = tensor();
-      DOVE_CHECK(t.dim() >= 1, "SHAPE_MISMATCH", "slice0 needs a tensor with at least one dimension");
-      const int64_t size = t.size(0);
-      auto index = [&](std::size_t i, const char* name) {
-        DOVE_CHECK(info.Length() > i && info[i].IsNumber(), "INVALID_ARGUMENT",
-                   std::string("Expected integer for ") + name + " of slice0(start, end)");
-        double d = info[i].As<Napi::Number>().DoubleValue();
-        DOVE_CHECK(d >= 0 && d <= static_cast<double>(size) && d == static_cast<double>(static_cast<int64_t>(d)),
-                   "INVALID_ARGUMENT",
-                   std::string("Expected integer between 0 and ") + std::to_string(size) + " for " + name +
-                       " but received " + info[i].ToString().Utf8Value());
-        return static_cast<int64_t>(d);
-      };
-      const int64_t start = index(0, "start");
-      const int64_t end = index(1, "end");
-      DOVE_CHECK(start <= end, "INVALID_ARGUMENT",
-                 "Expected start <= end for slice0 but received " + std::to_string(start) + " > " + std::to_string(end));
-      return Napi::Value(wrapTensor(info.Env(), t.narrow(0, start, end - start)));
-    });
-  }
-  Napi::Value Item(const Napi::CallbackInfo& info) {
-    return guard(info.Env(), [&] {
-      const at::Tensor& t = tensor();
-      DOVE_CHECK(t.numel() == 1, "SHAPE_MISMATCH",
-                 "item() needs a tensor with exactly one element but shape is " + shapeString(t.sizes()));
-      return Napi::Value(Napi::Number::New(info.Env(), t.item<double>()));
-    });
-  }
-  Napi::Value Dispose(const Napi::CallbackInfo& info) {
-    release(info.Env());
-    return info.Env().Undefined();
-  }
-
-  at::Tensor tensor_;
-  int64_t reported_ = 0;
-  // Weak: the last external ArrayBuffer data() made over this tensor's memory (see Data()).
-  Napi::Reference<Napi::ArrayBuffer> cachedBuffer_;
-  const void* cachedPtr_ = nullptr;
-  std::size_t cachedBytes_ = 0;
 };
+
+// Every TensorBox alive, in any env. A value is a tensor only when it is an External whose pointer
+// is listed here (and made by the same env): the External of another addon, or any other object, is
+// never read as a TensorBox. Allocated once and never destroyed, so a finalizer that runs during
+// process teardown still finds it; the mutex is uncontended unless worker threads make tensors.
+struct LiveBoxes {
+  std::mutex mutex;
+  std::unordered_set<const void*> set;
+};
+LiveBoxes& liveBoxes() {
+  static LiveBoxes* live = new LiveBoxes();
+  return *live;
+}
+
+void finalizeBox(napi_env, void* data, void*) {
+  std::unique_ptr<TensorBox> box(static_cast<TensorBox*>(data));
+  {
+    LiveBoxes& live = liveBoxes();
+    std::lock_guard<std::mutex> lock(live.mutex);
+    live.set.erase(box.get());
+  }
+  box->release();
+}
+
+// The box behind `value`, or null when it is not a tensor handle of this env.
+TensorBox* boxOf(napi_env env, napi_value value) {
+  napi_valuetype type = napi_undefined;
+  if (napi_typeof(env, value, &type) != napi_ok || type != napi_external) return nullptr;
+  void* data = nullptr;
+  if (napi_get_value_external(env, value, &data) != napi_ok) return nullptr;
+  {
+    LiveBoxes& live = liveBoxes();
+    std::lock_guard<std::mutex> lock(live.mutex);
+    if (live.set.count(data) == 0) return nullptr;
+  }
+  auto* box = static_cast<TensorBox*>(data);
+  return box->env == env ? box : nullptr;
+}
+
+// A binding function whose first argument is a tensor handle; its name is the function's data.
+template <Napi::Value (*Body)(TensorBox&, const Napi::CallbackInfo&)>
+Napi::Value tensorFunction(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    TensorBox* box = info.Length() >= 1 ? boxOf(info.Env(), info[0]) : nullptr;
+    if (box == nullptr) {
+      fail("INVALID_ARGUMENT", std::string("Expected a native tensor for the first argument of ") +
+                                   static_cast<const char*>(info.Data()) + " but received " +
+                                   (info.Length() >= 1 ? describeValue(info[0]) : "nothing"));
+    }
+    return Body(*box, info);
+  });
+}
+
+Napi::Value TensorShape(TensorBox& box, const Napi::CallbackInfo& info) { return toJsArray(info.Env(), box.get().sizes()); }
+Napi::Value TensorStrides(TensorBox& box, const Napi::CallbackInfo& info) { return toJsArray(info.Env(), box.get().strides()); }
+Napi::Value TensorDtype(TensorBox& box, const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), dtypeName(box.get().scalar_type()));
+}
+Napi::Value TensorDevice(TensorBox& box, const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), deviceString(box.get().device()));
+}
+Napi::Value TensorNbytes(TensorBox& box, const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(box.get().nbytes()));
+}
+Napi::Value TensorIsContiguous(TensorBox& box, const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), box.get().is_contiguous());
+}
+Napi::Value TensorDisposed(TensorBox& box, const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), !box.tensor.defined());
+}
+
+Napi::Value TensorData(TensorBox& box, const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  at::Tensor t = box.get();
+  arrayTypeFor(t.scalar_type());  // fail early for dtypes without a typed array
+  // CUDA and non-contiguous tensors need a copy; contiguous CPU memory is shared as is.
+  if (!t.device().is_cpu() || !t.is_contiguous()) return typedArrayOver(env, t.to(at::kCPU).contiguous());
+  // Reuse the external buffer of an earlier data() while it lives and the storage has not moved:
+  // one ArrayBuffer per tensor, and no new external-memory pressure (GC) per call.
+  const std::size_t nbytes = t.nbytes();
+  if (!box.cachedBuffer.IsEmpty() && box.cachedPtr == t.data_ptr() && box.cachedBytes == nbytes) {
+    Napi::Value cached = box.cachedBuffer.Value();
+    if (!cached.IsEmpty() && cached.IsArrayBuffer()) {
+      napi_value out = nullptr;
+      NAPI_THROW_IF_FAILED(env, napi_create_typedarray(env, arrayTypeFor(t.scalar_type()), static_cast<std::size_t>(t.numel()),
+                                                       cached, 0, &out),
+                           Napi::Value());
+      return Napi::Value(env, out);
+    }
+  }
+  bool external = false;
+  Napi::Value view = typedArrayOver(env, t, &external);
+  if (external) {
+    box.cachedBuffer = Napi::Weak(view.As<Napi::TypedArray>().ArrayBuffer());
+    box.cachedPtr = t.data_ptr();
+    box.cachedBytes = nbytes;
+  }
+  return view;
+}
+
+Napi::Value TensorDataAddress(TensorBox& box, const Napi::CallbackInfo& info) {
+  return Napi::BigInt::New(info.Env(), static_cast<uint64_t>(reinterpret_cast<uintptr_t>(box.get().data_ptr())));
+}
+
+Napi::Value TensorTo(TensorBox& box, const Napi::CallbackInfo& info) {
+  const at::Tensor& t = box.get();
+  c10::Device device = t.device();
+  at::ScalarType dtype = t.scalar_type();
+  if (info.Length() > 1 && !info[1].IsNull() && !info[1].IsUndefined()) {
+    DOVE_CHECK(info[1].IsString(), "INVALID_ARGUMENT", "Expected device string or null for to(device, dtype)");
+    device = parseDevice(info[1].As<Napi::String>().Utf8Value());
+  }
+  if (info.Length() > 2 && !info[2].IsNull() && !info[2].IsUndefined()) {
+    DOVE_CHECK(info[2].IsString(), "INVALID_ARGUMENT", "Expected dtype string or null for to(device, dtype)");
+    dtype = parseDtype(info[2].As<Napi::String>().Utf8Value());
+  }
+  return wrapTensor(info.Env(), t.to(device, dtype));
+}
+
+Napi::Value TensorContiguous(TensorBox& box, const Napi::CallbackInfo& info) { return wrapTensor(info.Env(), box.get().contiguous()); }
+Napi::Value TensorClone(TensorBox& box, const Napi::CallbackInfo& info) { return wrapTensor(info.Env(), box.get().clone()); }
+
+Napi::Value TensorSlice0(TensorBox& box, const Napi::CallbackInfo& info) {
+  const at::Tensor& t = box.get();
+  DOVE_CHECK(t.dim() >= 1, "SHAPE_MISMATCH", "slice0 needs a tensor with at least one dimension");
+  const int64_t size = t.size(0);
+  auto index = [&](std::size_t i, const char* name) {
+    DOVE_CHECK(info.Length() > i && info[i].IsNumber(), "INVALID_ARGUMENT",
+               std::string("Expected integer for ") + name + " of slice0(start, end)");
+    double d = info[i].As<Napi::Number>().DoubleValue();
+    DOVE_CHECK(d >= 0 && d <= static_cast<double>(size) && d == static_cast<double>(static_cast<int64_t>(d)), "INVALID_ARGUMENT",
+               std::string("Expected integer between 0 and ") + std::to_string(size) + " for " + name + " but received " +
+                   info[i].ToString().Utf8Value());
+    return static_cast<int64_t>(d);
+  };
+  const int64_t start = index(1, "start");
+  const int64_t end = index(2, "end");
+  DOVE_CHECK(start <= end, "INVALID_ARGUMENT",
+             "Expected start <= end for slice0 but received " + std::to_string(start) + " > " + std::to_string(end));
+  return wrapTensor(info.Env(), t.narrow(0, start, end - start));
+}
+
+Napi::Value TensorItem(TensorBox& box, const Napi::CallbackInfo& info) {
+  const at::Tensor& t = box.get();
+  DOVE_CHECK(t.numel() == 1, "SHAPE_MISMATCH", "item() needs a tensor with exactly one element but shape is " + shapeString(t.sizes()));
+  return Napi::Number::New(info.Env(), t.item<double>());
+}
+
+Napi::Value TensorDispose(TensorBox& box, const Napi::CallbackInfo& info) {
+  box.release();
+  return info.Env().Undefined();
+}
 
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
 // Shared helpers (common.h)
 
-namespace {
-
-// This thread's env and its NativeTensor constructor (the reference AddonState::classes owns), so
-// wrapTensor does no map lookup per tensor. Reset by an env cleanup hook (see init).
-struct TensorClassCache {
-  napi_env env = nullptr;
-  napi_ref ctor = nullptr;
-};
-thread_local TensorClassCache tensorClass;
-
-napi_value tensorConstructor(napi_env env) {
-  if (tensorClass.env != env) {
-    tensorClass.ctor = addonState(Napi::Env(env)).classes.at("NativeTensor");
-    tensorClass.env = env;
-  }
-  napi_value ctor = nullptr;
-  NAPI_THROW_IF_FAILED(env, napi_get_reference_value(env, tensorClass.ctor, &ctor), nullptr);
-  return ctor;
-}
-
-// The TensorWrap behind `value`, or null when it is not a tagged NativeTensor.
-TensorWrap* tensorWrapOf(napi_env env, napi_value value) {
-  napi_valuetype type = napi_undefined;
-  // napi_check_object_type_tag would box primitives (and throw on null/undefined): objects only.
-  if (napi_typeof(env, value, &type) != napi_ok || type != napi_object) return nullptr;
-  bool tagged = false;
-  if (napi_check_object_type_tag(env, value, &kTensorTag, &tagged) != napi_ok || !tagged) return nullptr;
-  void* wrap = nullptr;
-  if (napi_unwrap(env, value, &wrap) != napi_ok) return nullptr;
-  return static_cast<TensorWrap*>(wrap);
-}
-
-}  // namespace
-
-// One JS object per tensor: the constructor call makes it, napi_wrap (inside ObjectWrap) attaches
-// the TensorWrap, which holds the at::Tensor itself, with the single finalizer that frees both.
-Napi::Object wrapTensor(Napi::Env env, at::Tensor tensor) {
-  napi_value ctor = tensorConstructor(env);
+Napi::Value wrapTensor(Napi::Env env, at::Tensor tensor) {
+  auto box = std::make_unique<TensorBox>();
+  box->env = env;
+  // JS-backed memory is already known to V8 through its ArrayBuffer.
+  const bool report = jsBackingOf(tensor) == nullptr;
+  box->tensor = std::move(tensor);
   napi_value out = nullptr;
-  constructing = &tensor;
-  const napi_status status = napi_new_instance(env, ctor, 0, nullptr, &out);
-  constructing = nullptr;
-  NAPI_THROW_IF_FAILED(env, status, Napi::Object());
-  return Napi::Object(env, out);
+  NAPI_THROW_IF_FAILED(env, napi_create_external(env, box.get(), finalizeBox, nullptr, &out), Napi::Value());
+  TensorBox* raw = box.release();  // the External's finalizer owns it now
+  {
+    LiveBoxes& live = liveBoxes();
+    std::lock_guard<std::mutex> lock(live.mutex);
+    live.set.insert(raw);
+  }
+  if (report) {
+    raw->reported = static_cast<int64_t>(raw->tensor.nbytes());
+    if (raw->reported > 0) Napi::MemoryManagement::AdjustExternalMemory(env, raw->reported);
+  }
+  return Napi::Value(env, out);
 }
 
-bool isTensor(Napi::Value value) { return tensorWrapOf(value.Env(), value) != nullptr; }
+bool isTensor(Napi::Value value) { return boxOf(value.Env(), value) != nullptr; }
 
 const at::Tensor* wrappedTensor(napi_env env, napi_value value) {
-  TensorWrap* wrap = tensorWrapOf(env, value);
-  return wrap == nullptr ? nullptr : &wrap->tensor();
+  TensorBox* box = boxOf(env, value);
+  return box == nullptr ? nullptr : &box->get();
 }
 
 at::Tensor unwrapTensor(Napi::Value value, const char* what) {
-  TensorWrap* wrap = tensorWrapOf(value.Env(), value);
-  DOVE_CHECK(wrap != nullptr, "INVALID_ARGUMENT",
-             std::string("Expected a Tensor for ") + what + " but received " +
-                 (value.IsObject() ? "an object" : value.ToString().Utf8Value()));
-  return wrap->tensor();
+  TensorBox* box = boxOf(value.Env(), value);
+  DOVE_CHECK(box != nullptr, "INVALID_ARGUMENT", std::string("Expected a Tensor for ") + what + " but received " + describeValue(value));
+  return box->get();
 }
 
 std::string deviceString(const c10::Device& device) {
@@ -611,14 +584,35 @@ Napi::Value TensorFromArray(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value IsTensor(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), info.Length() >= 1 && isTensor(info[0]));
+}
+
 void init(Napi::Env env, Napi::Object exports) {
-  addonState(env).classes["NativeTensor"] = Napi::Persistent(TensorWrap::Define(env));
-  // The constructor reference dies with the env; a later env on this thread must not use it.
-  env.AddCleanupHook([raw = static_cast<napi_env>(env)]() {
-    if (tensorClass.env == raw) tensorClass = TensorClassCache();
-  });
   releaseQueue(env);
   exports.Set("tensorFromArray", Napi::Function::New(env, TensorFromArray, "tensorFromArray"));
+  exports.Set("isTensor", Napi::Function::New(env, IsTensor, "isTensor"));
+  const std::pair<const char*, Napi::Function::Callback> functions[] = {
+      {"tensorShape", tensorFunction<TensorShape>},
+      {"tensorStrides", tensorFunction<TensorStrides>},
+      {"tensorDtype", tensorFunction<TensorDtype>},
+      {"tensorDevice", tensorFunction<TensorDevice>},
+      {"tensorNbytes", tensorFunction<TensorNbytes>},
+      {"tensorIsContiguous", tensorFunction<TensorIsContiguous>},
+      {"tensorDisposed", tensorFunction<TensorDisposed>},
+      {"tensorData", tensorFunction<TensorData>},
+      {"tensorDataAddress", tensorFunction<TensorDataAddress>},
+      {"tensorTo", tensorFunction<TensorTo>},
+      {"tensorContiguous", tensorFunction<TensorContiguous>},
+      {"tensorClone", tensorFunction<TensorClone>},
+      {"tensorSlice0", tensorFunction<TensorSlice0>},
+      {"tensorItem", tensorFunction<TensorItem>},
+      {"tensorDispose", tensorFunction<TensorDispose>},
+  };
+  // The name doubles as the function's data, for its error messages (a string literal: static).
+  for (const auto& [name, callback] : functions) {
+    exports.Set(name, Napi::Function::New(env, callback, name, const_cast<char*>(name)));
+  }
 }
 
 const Registrar registrar(init);

@@ -3,18 +3,21 @@
 import type { IValue, NativeBinding, NativeTensor } from '../../binding';
 import { addonPath } from './paths';
 
+let loaded: NativeBinding | undefined;
+
 export function loadBinding(): NativeBinding {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return require(addonPath()) as NativeBinding;
+  loaded ??= require(addonPath()) as NativeBinding;
+  return loaded;
 }
 
 export function isTensor(v: IValue): v is NativeTensor {
-  return typeof v === 'object' && v !== null && !Array.isArray(v) && typeof (v as NativeTensor).dispose === 'function';
+  return loadBinding().isTensor(v);
 }
 
 /** Frees every tensor inside a method result now instead of waiting for the GC. */
 export function disposeAll(v: IValue): void {
-  if (isTensor(v)) v.dispose();
+  if (isTensor(v)) loadBinding().tensorDispose(v);
   else if (Array.isArray(v)) v.forEach(disposeAll);
   else if (typeof v === 'object' && v !== null) Object.values(v).forEach(disposeAll);
 }

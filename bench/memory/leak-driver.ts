@@ -21,14 +21,14 @@ async function round(b: NativeBinding, pt: string, dir: string, r: number): Prom
   // Tensors: wrap JS memory, views out, conversions, failures.
   const data = seededFloats(2 * 3 * 64 * 64, r);
   const images = b.tensorFromArray(data, [2, 3, 64, 64], 'float32');
-  const view = images.data();
+  const view = b.tensorData(images);
   if (view.length !== data.length) throw new Error('data() length mismatch');
-  const half = images.to(null, 'float64');
-  const c = images.clone();
-  const s = images.slice0(0, 1).contiguous();
+  const half = b.tensorTo(images, null, 'float64');
+  const c = b.tensorClone(images);
+  const s = b.tensorContiguous(b.tensorSlice0(images, 0, 1));
   const z = b.zeros([4, 4], 'int64', 'cpu');
   const st = b.stack([z, z]);
-  [half, c, s, z, st].forEach((t) => t.dispose());
+  [half, c, s, z, st].forEach((t) => b.tensorDispose(t));
   await expectReject('a shape that does not match the data', () => b.tensorFromArray(data, [3, 3], 'float32'));
   await expectReject('an unknown device', () => b.zeros([1], 'float32', 'cuda:7'));
 
@@ -46,7 +46,7 @@ async function round(b: NativeBinding, pt: string, dir: string, r: number): Prom
   const dp = await mod.run('decode_pixels', [tensorAt(ep, 0, 'encode_pixels'), tensorAt(ep, 2, 'encode_pixels')]);
   disposeAll(dp);
   disposeAll(ep);
-  px.dispose();
+  b.tensorDispose(px);
   await expectReject('a missing method', () => mod.run('no_such_method', []));
   await expectReject('a wrong shape', () => mod.run('encode', [b.zeros([1, 2, 3], 'float32', 'cpu'), k]));
   await expectReject('a wrong argument type', () => mod.run('encode', ['not a tensor', k]));
@@ -67,7 +67,7 @@ async function round(b: NativeBinding, pt: string, dir: string, r: number): Prom
   }
   engine.dispose();
   mod.dispose();
-  images.dispose();
+  b.tensorDispose(images);
 
   // Loading failures: missing file, not TorchScript.
   await expectReject('a missing file', () => b.loadModule(join(dir, 'missing.pt'), 'cpu', []));

@@ -36,20 +36,20 @@ async function main(): Promise<void> {
   b.setNumThreads(plan.threads);
   const mod = await b.loadModule(plan.noopPt, 'cpu', []);
   const small = b.tensorFromArray(new Float32Array(4), [4], 'float32');
-  for (let i = 0; i < 1000; i++) ((await mod.run('noop', [small])) as NativeTensor).dispose();
+  for (let i = 0; i < 1000; i++) b.tensorDispose((await mod.run('noop', [small])) as NativeTensor);
   let best = Number.POSITIVE_INFINITY;
   const per = Math.floor(plan.calls / 5);
   for (let r = 0; r < 5; r++) {
     const t0 = nowMs();
-    for (let i = 0; i < per; i++) ((await mod.run('noop', [small])) as NativeTensor).dispose();
+    for (let i = 0; i < per; i++) b.tensorDispose((await mod.run('noop', [small])) as NativeTensor);
     best = Math.min(best, ((nowMs() - t0) / per) * 1000);
   }
   // runSync: the same call on the JS thread, no hop (what Python's m.noop(x) does).
-  for (let i = 0; i < 1000; i++) (mod.runSync('noop', [small]) as NativeTensor).dispose();
+  for (let i = 0; i < 1000; i++) b.tensorDispose(mod.runSync('noop', [small]) as NativeTensor);
   let bestSync = Number.POSITIVE_INFINITY;
   for (let r = 0; r < 5; r++) {
     const t0 = nowMs();
-    for (let i = 0; i < per; i++) (mod.runSync('noop', [small]) as NativeTensor).dispose();
+    for (let i = 0; i < per; i++) b.tensorDispose(mod.runSync('noop', [small]) as NativeTensor);
     bestSync = Math.min(bestSync, ((nowMs() - t0) / per) * 1000);
   }
 
@@ -67,19 +67,19 @@ async function main(): Promise<void> {
     const t = b.tensorFromArray(big, [big.length], 'float32');
     tIn = Math.min(tIn, nowMs() - t0);
     t0 = nowMs();
-    const view = t.data() as Float32Array;
+    const view = b.tensorData(t) as Float32Array;
     tOut = Math.min(tOut, nowMs() - t0);
     view[1] = 42; // a write through the tensor's view shows in the JS array: one memory, no copy
     sameIn = sameIn && big[1] === 42;
     big[1] = 0;
     t0 = nowMs();
     const back = (await mod.run('noop', [t])) as NativeTensor;
-    const backView = back.data();
+    const backView = b.tensorData(back);
     tTrip = Math.min(tTrip, nowMs() - t0);
     // The method's result is the same storage the JS array lent (no copy in, none out).
-    sameOut = sameOut && back.dataAddress() === t.dataAddress() && backView.length === big.length;
-    back.dispose();
-    t.dispose();
+    sameOut = sameOut && b.tensorDataAddress(back) === b.tensorDataAddress(t) && backView.length === big.length;
+    b.tensorDispose(back);
+    b.tensorDispose(t);
   }
   const copy = new Float32Array(big.length);
   let tCopy = Infinity;
@@ -101,7 +101,7 @@ async function main(): Promise<void> {
     sameAddressOut: sameOut,
   };
   console.log(`node ${best.toFixed(2)} µs/call; 256 MiB in ${result.inGBps.toFixed(0)} GB/s, out ${result.outGBps.toFixed(0)} GB/s, round trip ${result.roundTripGBps.toFixed(0)} GB/s (memcpy ${result.memcpyGBps.toFixed(1)} GB/s)`);
-  small.dispose();
+  b.tensorDispose(small);
   mod.dispose();
   writeFileSync(args.out, JSON.stringify(result, null, 2));
 }

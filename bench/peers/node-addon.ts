@@ -16,8 +16,8 @@ function int64s(n: number, value: number): BigInt64Array {
  * On CUDA a method returns once its kernels are queued; copying the output the caller would read
  * (eos logits, images) to the CPU waits for them. The python peers copy the same tensors.
  */
-function settle(t: NativeTensor, device: string): void {
-  if (device !== 'cpu') t.to('cpu', null).dispose();
+function settle(binding: NativeBinding, t: NativeTensor, device: string): void {
+  if (device !== 'cpu') binding.tensorDispose(binding.tensorTo(t, 'cpu', null));
 }
 
 async function opBody(
@@ -32,20 +32,20 @@ async function opBody(
   const b = c.batch;
   const onDevice = (t: NativeTensor): NativeTensor => {
     if (device === 'cpu') return t;
-    const moved = t.to(device, null);
-    t.dispose();
+    const moved = binding.tensorTo(t, device, null);
+    binding.tensorDispose(t);
     return moved;
   };
   const images = onDevice(binding.tensorFromArray(seededFloats(b * 3 * s * s, seed), [b, 3, s, s], 'float32'));
   const tokens = onDevice(binding.tensorFromArray(seededFloats(b * k * d, seed + 1, 2, -1), [b, k, d], 'float32'));
   const lengths = onDevice(binding.tensorFromArray(int64s(b, k), [b], 'int64'));
   const held: NativeTensor[] = [images, tokens, lengths];
-  const done = (): void => held.forEach((t) => t.dispose());
+  const done = (): void => held.forEach((t) => binding.tensorDispose(t));
   if (op === 'encode') {
     return {
       body: async () => {
         const enc = await mod.run('encode', [images, k]);
-        settle(tensorAt(enc, 1, 'encode'), device);
+        settle(binding, tensorAt(enc, 1, 'encode'), device);
         disposeAll(enc);
       },
       done,
@@ -55,8 +55,8 @@ async function opBody(
     return {
       body: async () => {
         const out = await mod.run('decode', [tokens, lengths]);
-        if (Array.isArray(out) || typeof out !== 'object' || out === null) throw new Error('decode returned no tensor');
-        settle(out as NativeTensor, device);
+        if (!binding.isTensor(out)) throw new Error('decode returned no tensor');
+        settle(binding, out, device);
         disposeAll(out);
       },
       done,
@@ -67,7 +67,8 @@ async function opBody(
       body: async () => {
         const enc = await mod.run('encode', [images, k]);
         const out = await mod.run('decode', [tensorAt(enc, 0, 'encode'), lengths]);
-        settle(out as NativeTensor, device);
+        if (!binding.isTensor(out)) throw new Error('decode returned no tensor');
+        settle(binding, out, device);
         disposeAll(out);
         disposeAll(enc);
       },

@@ -78,16 +78,16 @@ export class FidFeatureExtractor {
       try {
         const value = await this.module.run('features', [input]);
         result = value as NativeTensor;
-        const cpu = result.to('cpu', 'float32').contiguous();
-        const data = cpu.data() as Float32Array;
+        const cpu = binding.tensorContiguous(binding.tensorTo(result, 'cpu', 'float32'));
+        const data = binding.tensorData(cpu) as Float32Array;
         if (data.length !== (end - start) * this.featureDim) {
           throw new DoveError(`${this.path}: features returned ${data.length} values for ${end - start} images, expected ${this.featureDim} each`, 'SHAPE_MISMATCH');
         }
         out.set(data, start * this.featureDim);
-        if (cpu !== result) cpu.dispose();
+        if (cpu !== result) binding.tensorDispose(cpu);
       } finally {
-        input.dispose();
-        result?.dispose();
+        binding.tensorDispose(input);
+        if (result !== undefined) binding.tensorDispose(result);
       }
       start = end;
       options.onProgress?.(start, images.length);
@@ -127,7 +127,7 @@ export async function fidStatistics(features: Float32Array | Float64Array, dim: 
     const { mean, covariance } = await binding.gaussianStatistics(tensor);
     return { count, mean, covariance };
   } finally {
-    tensor.dispose();
+    binding.tensorDispose(tensor);
   }
 }
 
@@ -137,8 +137,8 @@ export async function frechetDistance(a: Pick<FidStatistics, 'mean' | 'covarianc
 }
 
 export function disposeStatistics(s: FidStatistics): void {
-  s.mean.dispose();
-  s.covariance.dispose();
+  getBinding().tensorDispose(s.mean);
+  getBinding().tensorDispose(s.covariance);
 }
 
 /**
@@ -158,8 +158,8 @@ export async function fidFromFeatures(a: Float32Array | Float64Array, b: Float32
   try {
     return await binding.frechetDistanceFromFeatures(ta, tb);
   } finally {
-    ta.dispose();
-    tb.dispose();
+    binding.tensorDispose(ta);
+    binding.tensorDispose(tb);
   }
 }
 

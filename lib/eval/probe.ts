@@ -266,7 +266,7 @@ export async function trainProbe(features: ProbeFeatures, dataset: LabelledDatas
       options.onEpoch,
     );
   } finally {
-    for (const t of tensors) t.dispose();
+    for (const t of tensors) binding.tensorDispose(t);
   }
 }
 
@@ -276,4 +276,10 @@ export function probeCsv(epochs: readonly LinearProbeEpoch[]): string {
     ['epoch', 'train_loss', 'train_top1', 'test_top1', 'test_top5'],
     epochs.map((e) => [e.epoch, e.trainLoss, e.trainTop1, e.testTop1, e.testTop5]),
   );
+}
+
+/** Frees the tensors of a trained probe (weight, bias and the standardisation mean and scale). */
+export function disposeProbe(result: Pick<LinearProbeResult, 'weight' | 'bias' | 'mean' | 'scale'>): void {
+  const binding = getBinding();
+  for (const t of [result.weight, result.bias, result.mean, result.scale]) binding.tensorDispose(t);
 }

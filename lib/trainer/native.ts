@@ -12,8 +12,6 @@ export function native(): NativeBinding {
 /** First tensor in a method result (a tensor or a tuple/list starting with tensors). */
 export function tensorAt(value: IValue, index: number, what: string): NativeTensor {
   const item = Array.isArray(value) ? value[index] : index === 0 ? value : undefined;
-  if (typeof item !== 'object' || item === null || Array.isArray(item) || !('dtype' in item) || typeof (item as NativeTensor).data !== 'function') {
-    throw new Error(`${what}: expected a tensor at position ${index} of the result`);
-  }
-  return item as NativeTensor;
+  if (!binding().isTensor(item)) throw new Error(`${what}: expected a tensor at position ${index} of the result`);
+  return item;
 }

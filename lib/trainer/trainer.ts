@@ -406,8 +406,8 @@ export class Trainer extends EventEmitter {
     // Batches are built in host memory; a CUDA module needs its inputs on its own device.
     const copies: NativeTensor[] = [];
     const place = (t: NativeTensor): NativeTensor => {
-      if (t.device === module.device) return t;
-      const moved = t.to(module.device, null);
+      if (b.tensorDevice(t) === module.device) return t;
+      const moved = b.tensorTo(t, module.device, null);
       copies.push(moved);
       return moved;
     };
@@ -417,15 +417,15 @@ export class Trainer extends EventEmitter {
       const tokens = tensorAt(encoded, 0, 'encode_pixels');
       const lengths = tensorAt(encoded, 2, 'encode_pixels');
       const decoded = tensorAt(await module.run('decode_pixels', [tokens, lengths]), 0, 'decode_pixels');
-      const out = decoded.data() as Uint8Array;
-      const lens = lengths.data() as BigInt64Array;
+      const out = b.tensorData(decoded) as Uint8Array;
+      const lens = b.tensorData(lengths) as BigInt64Array;
       const plane = size * size * 3;
       kept.forEach((s, i) => {
         recs.push({ name: s.file, input: pixels.subarray(i * plane, (i + 1) * plane), output: out.subarray(i * plane, (i + 1) * plane), length: Number(lens[i]) });
       });
       return await reconstructionGridPng(recs, size);
     } finally {
-      for (const c of copies) c.dispose();
+      for (const c of copies) b.tensorDispose(c);
       module.train(wasTraining);
     }
   }

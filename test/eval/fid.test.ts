@@ -118,8 +118,8 @@ test('FID of features drawn from two known Gaussians approaches the closed form'
   t.true(Math.abs(fid - c.fid) < 0.03 * c.fid, `${fid} vs closed form ${c.fid}`);
   // And the statistics themselves are the unbiased estimates (numpy.cov semantics).
   const stats = await fidStatistics(Float64Array.from([1, 2, 3, 4, 5, 9]), 2);
-  t.deepEqual([...(stats.mean.data() as Float64Array)], [3, 5]);
-  t.deepEqual([...(stats.covariance.data() as Float64Array)], [4, 7, 7, 13]);
+  t.deepEqual([...(getBinding().tensorData(stats.mean) as Float64Array)], [3, 5]);
+  t.deepEqual([...(getBinding().tensorData(stats.covariance) as Float64Array)], [4, 7, 7, 13]);
   disposeStatistics(stats);
 });
 

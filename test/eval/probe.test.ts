@@ -19,7 +19,7 @@ test('raw-pixel probe on linearly separable CIFAR-format data reaches > 95% test
   const last = result.epochs[result.epochs.length - 1]!;
   t.true(last.testTop1 > 0.95, `test top-1 ${last.testTop1}`);
   t.true(result.epochs[0]!.trainLoss > last.trainLoss, 'loss falls');
-  t.deepEqual(result.weight.shape, [10, 3072]);
+  t.deepEqual(getBinding().tensorShape(result.weight), [10, 3072]);
   const csv = probeCsv(result.epochs).trim().split('\n');
   t.is(csv[0], 'epoch,train_loss,train_top1,test_top1,test_top5');
   t.is(csv.length, 6);

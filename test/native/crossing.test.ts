@@ -1,14 +1,20 @@
-// The tensor crossing (native/tensor_wrap.cpp): how the addon recognises its tensor objects (napi
-// type tags, not instanceof), how result wrappers are made (no JS-side construction), and that the
-// per-thread caches behind both work on worker threads too.
+// The tensor crossing (native/tensor_wrap.cpp): tensor handles are napi Externals recognised by a
+// registry of the addon's own (never by shape or prototype), each result is a handle of its own, and
+// all of it works on worker threads too.
 import test from 'ava';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
+import type { NativeBinding } from '../../binding';
 import { DoveError } from '../../lib/errors';
 import { loadModule } from '../../lib/module';
 import { binding } from '../../lib/native';
 import { Tensor } from '../../lib/tensor';
 import { CORE_MODEL, ROOT } from './helpers';
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const nodeGypBuildPath = (require('node-gyp-build') as { path(dir: string): string }).path;
 
 function thrown(call: () => unknown): DoveError | undefined {
   try {
@@ -20,34 +26,51 @@ function thrown(call: () => unknown): DoveError | undefined {
   return undefined;
 }
 
-test('NativeTensor cannot be constructed from JS, with or without arguments', (t) => {
+test('a tensor handle is an opaque External: no prototype, no properties, read only through the binding', (t) => {
   const x = Tensor.fromArray(new Float32Array([1, 2]));
-  const NativeTensor = Object.getPrototypeOf(x.native).constructor as new (...args: unknown[]) => unknown;
-  for (const args of [[], [x.native], [{}], [1]]) {
-    const error = thrown(() => new NativeTensor(...args));
-    t.is(error?.code, 'INVALID_ARGUMENT', `new NativeTensor(${args.length} args)`);
-    t.regex(error?.message ?? '', /cannot be constructed from JS/);
-  }
+  const handle = x.native as unknown as object;
+  t.is(typeof handle, 'object');
+  t.is(Object.getPrototypeOf(handle), null);
+  t.deepEqual(Reflect.ownKeys(handle), []);
+  t.true(Object.isFrozen(handle));
+  t.true(binding().isTensor(handle));
+  t.deepEqual(binding().tensorShape(x.native), [2]);
+  // Nothing JS can build passes for one.
+  const fakes: [unknown, string][] = [
+    [{}, 'object'], [Object.create(null), 'null-prototype object'], [Object.freeze(Object.create(null)), 'frozen null-prototype object'],
+    [[x.native], 'array holding a handle'], [new Float32Array(2), 'typed array'], [null, 'null'], [undefined, 'undefined'], [1, 'number'], ['x', 'string'],
+  ];
+  for (const [fake, what] of fakes) t.false(binding().isTensor(fake), what);
+  const error = thrown(() => binding().tensorShape({} as never));
+  t.is(error?.code, 'INVALID_ARGUMENT');
+  t.is(error?.message, 'Expected a native tensor for the first argument of tensorShape but received an object');
+  t.is(thrown(() => binding().tensorSlice0(null as never, 0, 1))?.message,
+    'Expected a native tensor for the first argument of tensorSlice0 but received null');
   t.deepEqual([...x.data()], [1, 2]);
 });
 
-test('objects that only look like tensors are INVALID_ARGUMENT, never unwrapped', async (t) => {
+test('values that only look like tensors are INVALID_ARGUMENT, never unwrapped', async (t) => {
   const module = await loadModule(CORE_MODEL);
   const x = Tensor.fromArray(new Float32Array([1, 2, 3]));
-  const proto = Object.getPrototypeOf(x.native) as object;
   const raw = module.native;
-  // Same prototype, not made by the addon.
-  const bare = Object.create(proto) as object;
-  // Made by the addon and napi-wrapped, but another class (a NativeModule dressed up as a tensor).
+  // Made by the addon and napi-wrapped, but another class: a NativeModule.
   const otherModule = await loadModule(CORE_MODEL);
-  const moduleProto = Object.getPrototypeOf(otherModule.native) as object;
-  const disguised = Object.setPrototypeOf(otherModule.native, proto) as object;
+  // A real External, made by another copy of this addon (another library instance, so another
+  // registry): an External of another addon is never read as a tensor of this one.
+  const copyDir = mkdtempSync(join(tmpdir(), 'dove-addon-copy-'));
+  const copy = join(copyDir, 'dove.node');
+  copyFileSync(process.env.DOVE_ADDON ?? nodeGypBuildPath(ROOT), copy);
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const other = require(copy) as NativeBinding;
+  const foreign = other.tensorFromArray(new Float32Array([1, 2, 3]), [3], 'float32');
+  t.true(other.isTensor(foreign));
+  t.false(binding().isTensor(foreign));
   // A plain object with the same methods.
   const lookalike = { shape: [3], dtype: 'float32', data: () => new Float32Array(3) };
   const expected = (what: string): string => `Expected Tensor for argument 'x' of noop but received ${what}`;
   for (const [fake, what] of [
-    [bare, 'an object'],
-    [disguised, 'an object'],
+    [otherModule.native, 'an object'],
+    [foreign, 'an object'],
     [lookalike, 'an object'],
   ] as const) {
     const sync = thrown(() => raw.runSync('noop', [fake as never]));
@@ -59,16 +82,19 @@ test('objects that only look like tensors are INVALID_ARGUMENT, never unwrapped'
     t.is(error?.message, expected(what));
     // Other entry points that take tensors go through the same check.
     t.is(thrown(() => binding().stack([x.native, fake as never]))?.code, 'INVALID_ARGUMENT');
+    t.is(thrown(() => binding().tensorData(fake as never))?.code, 'INVALID_ARGUMENT');
   }
   // Typed arrays and primitives keep their descriptions.
   t.is(thrown(() => raw.runSync('noop', [new Float32Array(1) as never]))?.message,
     expected('a typed array (wrap it in a Tensor first)'));
   t.is(thrown(() => raw.runSync('noop', [null as never]))?.message, expected('null'));
-  // The real tensor still works after all that.
+  // The real tensor still works after all that, and so does the other copy's.
   t.deepEqual([...(module.runSync('noop', [x]) as Tensor).data()], [1, 2, 3]);
+  t.deepEqual([...other.tensorData(foreign)], [1, 2, 3]);
+  other.tensorDispose(foreign);
   module.dispose();
-  Object.setPrototypeOf(otherModule.native, moduleProto);
   otherModule.dispose();
+  rmSync(copyDir, { recursive: true, force: true });
 });
 
 test('each result is a new object over the same memory; disposing it leaves the input alone', async (t) => {
@@ -148,7 +174,7 @@ test('tensors cross on worker threads too, alongside the main thread', async (t)
       for (let i = 0; i < 2000; i++) sum += module.runSync('scale', [x, 2]).data()[2];
       const same = module.runSync('noop', [x]);
       let rejected = '';
-      try { module.runSync('noop', [Object.create(Object.getPrototypeOf(x.native))]); } catch (e) { rejected = e.code; }
+      try { module.runSync('noop', [Object.create(null)]); } catch (e) { rejected = e.code; }
       parentPort.postMessage({ sum, same: same.dataAddress() === x.dataAddress(), rejected });
       module.dispose();
     })().catch((e) => parentPort.postMessage({ error: String(e && e.stack || e) }));

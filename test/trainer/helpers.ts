@@ -35,8 +35,8 @@ export async function maxWeightDifference(a: string, b: string): Promise<{ max: 
     for (const [name, ta] of Object.entries(pa)) {
       const tb = pb[name];
       if (tb === undefined) throw new Error(`parameter ${name} missing in ${b}`);
-      const da = ta.data() as Float32Array;
-      const db = tb.data() as Float32Array;
+      const da = native().tensorData(ta) as Float32Array;
+      const db = native().tensorData(tb) as Float32Array;
       for (let i = 0; i < da.length; i++) max = Math.max(max, Math.abs(da[i]! - db[i]!));
       count += 1;
     }
@@ -54,8 +54,9 @@ export async function reconstructionMse(model: string, pixels: Uint8Array, count
   try {
     const images = bind.tensorFromArray(pixels, [count, size, size, 3], 'uint8');
     const enc = (await m.run('encode_pixels', [images, 'fixed', maxTokens, 0.5, null, null])) as unknown[];
-    const out = (await m.run('decode_pixels', [enc[0] as never, enc[2] as never])) as { data(): Uint8Array };
-    const rec = out.data();
+    const out = await m.run('decode_pixels', [enc[0] as never, enc[2] as never]);
+    if (!bind.isTensor(out)) throw new Error('decode_pixels returned no tensor');
+    const rec = bind.tensorData(out) as Uint8Array;
     let sum = 0;
     for (let i = 0; i < rec.length; i++) sum += ((rec[i]! - pixels[i]!) / 255) ** 2;
     return sum / rec.length;
@@ -70,8 +71,10 @@ export async function autoLengths(model: string, pixels: Uint8Array, count: numb
   const m = await bind.loadModule(model, 'cpu', []);
   try {
     const images = bind.tensorFromArray(pixels, [count, size, size, 3], 'uint8');
-    const enc = (await m.run('encode_pixels', [images, 'auto', maxTokens, 0.5, null, null])) as unknown[];
-    return Array.from((enc[2] as { data(): BigInt64Array }).data(), Number);
+    const enc = await m.run('encode_pixels', [images, 'auto', maxTokens, 0.5, null, null]);
+    const lengths = Array.isArray(enc) ? enc[2] : undefined;
+    if (!bind.isTensor(lengths)) throw new Error('encode_pixels returned no lengths tensor');
+    return Array.from(bind.tensorData(lengths) as BigInt64Array, Number);
   } finally {
     m.dispose();
   }

@@ -2,7 +2,7 @@ import type { Command } from '../command';
 import { getNumber, getString, parseArgs, UsageError, withUsage } from '../args';
 import { ProgressBar } from '../progress';
 import { describeDataset, readDataset, type CifarLabel, type DatasetFormat } from '../../eval/cifar';
-import { probeCsv, probeFeatures, trainProbe, type ProbeFeatureKind } from '../../eval/probe';
+import { disposeProbe, probeCsv, probeFeatures, trainProbe, type ProbeFeatureKind } from '../../eval/probe';
 import { formatTable, writeReport } from '../../eval/report';
 import { Tokenizer } from '../../tokenizer';
 
@@ -157,7 +157,7 @@ async function run(argv: string[]): Promise<number> {
         (logPath ? `; log ${logPath}` : '') +
         '\n',
     );
-    for (const t of [result.weight, result.bias, result.mean, result.scale]) t.dispose();
+    disposeProbe(result);
     return 0;
   } finally {
     tokenizer?.dispose();
