@@ -5,7 +5,9 @@
 // - data() returns a typed array over the tensor's memory: the original ArrayBuffer for JS-backed
 //   tensors, otherwise an external ArrayBuffer owning a heap at::Tensor.
 #include <cstring>
-#include <unordered_set>
+#include <array>
+#include <cstdint>
+#include <new>
 
 #include "common.h"
 #include "tensor_wrap.h"
@@ -323,27 +325,94 @@ struct TensorBox {
   }
 };
 
-// Every TensorBox alive, in any env. A value is a tensor only when it is an External whose pointer
-// is listed here (and made by the same env): the External of another addon, or any other object, is
-// never read as a TensorBox. Allocated once and never destroyed, so a finalizer that runs during
-// process teardown still finds it; the mutex is uncontended unless worker threads make tensors.
-struct LiveBoxes {
-  std::mutex mutex;
-  std::unordered_set<const void*> set;
+// Where every TensorBox lives: slots in slabs that are never freed, so the addon can tell its own
+// boxes from any other pointer without dereferencing the other pointer. A value is a tensor only
+// when it is an External whose pointer is the start of a live slot here (and its box was made by
+// the same env): the External of another addon, or any other object, is never read as a TensorBox.
+// It replaced a hash set of live boxes beside a heap allocation per box: with thousands of handles
+// awaiting the GC, the set's inserts, erases and rehashes and the allocator's consolidation cost
+// more than the rest of a no-op call (perf, docs/NATIVE.md). Slabs double in size (1024 slots,
+// then 2048, ...), so a lookup scans a few of them without a lock (the table is append-only);
+// taking and returning slots holds a mutex, uncontended unless worker threads make tensors.
+class BoxArena {
+ public:
+  static BoxArena& instance() {
+    static BoxArena* arena = new BoxArena();  // never destroyed: finalizers may run at teardown
+    return *arena;
+  }
+
+  TensorBox* acquire(napi_env env) {
+    Slot* slot = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (free_ == nullptr) grow();
+      slot = free_;
+      free_ = slot->next;
+    }
+    auto* box = new (slot->storage) TensorBox();
+    box->env = env;
+    slot->live.store(true, std::memory_order_release);
+    return box;
+  }
+
+  void release(TensorBox* box) {
+    Slot* slot = reinterpret_cast<Slot*>(box);  // the box is the slot's first member
+    slot->live.store(false, std::memory_order_release);
+    box->~TensorBox();
+    std::lock_guard<std::mutex> lock(mutex_);
+    slot->next = free_;
+    free_ = slot;
+  }
+
+  // The live box at `p`, or null when `p` is not the start of a live slot of this arena.
+  TensorBox* find(const void* p) const {
+    const auto address = reinterpret_cast<std::uintptr_t>(p);
+    const std::size_t count = slabCount_.load(std::memory_order_acquire);
+    for (std::size_t i = 0; i < count; ++i) {
+      const auto first = reinterpret_cast<std::uintptr_t>(slabs_[i].slots);
+      const std::size_t bytes = slabs_[i].size * sizeof(Slot);
+      if (address < first || address >= first + bytes) continue;
+      if ((address - first) % sizeof(Slot) != 0) return nullptr;
+      auto* slot = reinterpret_cast<Slot*>(address);
+      return slot->live.load(std::memory_order_acquire) ? reinterpret_cast<TensorBox*>(slot->storage) : nullptr;
+    }
+    return nullptr;
+  }
+
+ private:
+  struct Slot {
+    alignas(TensorBox) unsigned char storage[sizeof(TensorBox)];
+    std::atomic<bool> live{false};
+    Slot* next = nullptr;
+  };
+  struct Slab {
+    Slot* slots = nullptr;
+    std::size_t size = 0;
+  };
+  static constexpr std::size_t kMaxSlabs = 40;  // 1024 * (2^40 - 1) slots: never the limit
+
+  void grow() {
+    const std::size_t index = slabCount_.load(std::memory_order_relaxed);
+    DOVE_CHECK(index < kMaxSlabs, "INTERNAL", "Too many live tensors");
+    const std::size_t size = std::size_t{1024} << index;
+    auto* slots = new Slot[size];
+    for (std::size_t i = 0; i + 1 < size; ++i) slots[i].next = &slots[i + 1];
+    slots[size - 1].next = free_;
+    free_ = slots;
+    slabs_[index] = Slab{slots, size};
+    slabCount_.store(index + 1, std::memory_order_release);
+  }
+
+  std::mutex mutex_;
+  Slot* free_ = nullptr;
+  std::array<Slab, kMaxSlabs> slabs_{};
+  std::atomic<std::size_t> slabCount_{0};
 };
-LiveBoxes& liveBoxes() {
-  static LiveBoxes* live = new LiveBoxes();
-  return *live;
-}
 
 void finalizeBox(napi_env, void* data, void*) {
-  std::unique_ptr<TensorBox> box(static_cast<TensorBox*>(data));
-  {
-    LiveBoxes& live = liveBoxes();
-    std::lock_guard<std::mutex> lock(live.mutex);
-    live.set.erase(box.get());
-  }
+  auto* box = static_cast<TensorBox*>(data);
   box->release();
+  BoxArena::instance().release(box);
 }
 
 // The box behind `value`, or null when it is not a tensor handle of this env.
@@ -352,13 +421,8 @@ TensorBox* boxOf(napi_env env, napi_value value) {
   if (napi_typeof(env, value, &type) != napi_ok || type != napi_external) return nullptr;
   void* data = nullptr;
   if (napi_get_value_external(env, value, &data) != napi_ok) return nullptr;
-  {
-    LiveBoxes& live = liveBoxes();
-    std::lock_guard<std::mutex> lock(live.mutex);
-    if (live.set.count(data) == 0) return nullptr;
-  }
-  auto* box = static_cast<TensorBox*>(data);
-  return box->env == env ? box : nullptr;
+  TensorBox* box = BoxArena::instance().find(data);
+  return box != nullptr && box->env == env ? box : nullptr;
 }
 
 // A binding function whose first argument is a tensor handle; its name is the function's data.
@@ -481,22 +545,20 @@ Napi::Value TensorDispose(TensorBox& box, const Napi::CallbackInfo& info) {
 // Shared helpers (common.h)
 
 Napi::Value wrapTensor(Napi::Env env, at::Tensor tensor) {
-  auto box = std::make_unique<TensorBox>();
-  box->env = env;
   // JS-backed memory is already known to V8 through its ArrayBuffer.
   const bool report = jsBackingOf(tensor) == nullptr;
+  TensorBox* box = BoxArena::instance().acquire(env);
   box->tensor = std::move(tensor);
   napi_value out = nullptr;
-  NAPI_THROW_IF_FAILED(env, napi_create_external(env, box.get(), finalizeBox, nullptr, &out), Napi::Value());
-  TensorBox* raw = box.release();  // the External's finalizer owns it now
-  {
-    LiveBoxes& live = liveBoxes();
-    std::lock_guard<std::mutex> lock(live.mutex);
-    live.set.insert(raw);
+  const napi_status status = napi_create_external(env, box, finalizeBox, nullptr, &out);
+  if (status != napi_ok) {
+    BoxArena::instance().release(box);
+    NAPI_THROW_IF_FAILED(env, status, Napi::Value());
   }
+  // From here the External's finalizer owns the box.
   if (report) {
-    raw->reported = static_cast<int64_t>(raw->tensor.nbytes());
-    if (raw->reported > 0) Napi::MemoryManagement::AdjustExternalMemory(env, raw->reported);
+    box->reported = static_cast<int64_t>(box->tensor.nbytes());
+    if (box->reported > 0) Napi::MemoryManagement::AdjustExternalMemory(env, box->reported);
   }
   return Napi::Value(env, out);
 }

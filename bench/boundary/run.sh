@@ -25,9 +25,10 @@ row('no-op async, public ScriptModule.run (us)', n.noopPublicUs.toFixed(1), '-')
 row('no-op async, 64 calls in flight (us per call)', n.noopPipelinedUs.toFixed(1), '-');
 row(`${n.mib} MiB memcpy baseline (GB/s)`, gbs(n.copyS), gbs(p.copyS));
 row(`${n.mib} MiB in: array -> tensor (us)`, (n.inS * 1e6).toFixed(1), (p.inS * 1e6).toFixed(1));
-row(`${n.mib} MiB through noop (us)`, (n.runS * 1e6).toFixed(1), (p.runS * 1e6).toFixed(1));
+row(`${n.mib} MiB through noop: await run() / direct call (us)`, (n.runS * 1e6).toFixed(1), (p.runS * 1e6).toFixed(1));
+row(`${n.mib} MiB through noop: runSync / direct call (us)`, (n.runSyncS * 1e6).toFixed(1), (p.runS * 1e6).toFixed(1));
 row(`${n.mib} MiB out: tensor -> array (us)`, (n.outS * 1e6).toFixed(1), (p.outS * 1e6).toFixed(1));
 row(`${n.mib} MiB out of a libtorch tensor (us)`, (n.freshOutS * 1e6).toFixed(1), '-');
-const total = n.inS + n.runS + n.outS;
-row(`${n.mib} MiB in+out effective (GB/s)`, gbs(total), gbs(p.inS + p.runS + p.outS));
+const total = n.inS + n.runSyncS + n.outS;
+row(`${n.mib} MiB in + runSync / direct call + out, effective (GB/s)`, gbs(total), gbs(p.inS + p.runS + p.outS));
 JS

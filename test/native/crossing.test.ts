@@ -1,5 +1,5 @@
-// The tensor crossing (native/tensor_wrap.cpp): tensor handles are napi Externals recognised by a
-// registry of the addon's own (never by shape or prototype), each result is a handle of its own, and
+// The tensor crossing (native/tensor_wrap.cpp): tensor handles are napi Externals recognised by
+// the slabs their boxes live in (never by shape or prototype), each result is a handle of its own, and
 // all of it works on worker threads too.
 import test from 'ava';
 import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
@@ -56,7 +56,7 @@ test('values that only look like tensors are INVALID_ARGUMENT, never unwrapped',
   // Made by the addon and napi-wrapped, but another class: a NativeModule.
   const otherModule = await loadModule(CORE_MODEL);
   // A real External, made by another copy of this addon (another library instance, so another
-  // registry): an External of another addon is never read as a tensor of this one.
+  // set of slabs): an External of another addon is never read as a tensor of this one.
   const copyDir = mkdtempSync(join(tmpdir(), 'dove-addon-copy-'));
   const copy = join(copyDir, 'dove.node');
   copyFileSync(process.env.DOVE_ADDON ?? nodeGypBuildPath(ROOT), copy);
