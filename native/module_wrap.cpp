@@ -19,21 +19,21 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Runs `method` of a module whose mutex the caller holds, in the mode the call was made in. The
-// guards are thread-local, so they are set here on whichever thread runs the call. It calls the
-// method's function with `self` put in front, as Method::operator() does, but without the
-// torch::jit::Module that operator builds for `self` on every call (a mutex and a dict allocated,
-// more instructions than the rest of a no-op call; docs/NATIVE.md).
-c10::IValue invokeLocked(ModuleHandle& h, const torch::jit::Method& method, std::vector<c10::IValue> args, bool training) {
+// Runs `method` (a method's function) of a module whose mutex the caller holds, in the mode the
+// call was made in. The guards are thread-local, so they are set here on whichever thread runs the
+// call. It calls the function with `self` put in front, as Method::operator() does, but without
+// the torch::jit::Module that operator builds for `self` on every call (a mutex and a dict
+// allocated, more instructions than the rest of a no-op call; docs/NATIVE.md).
+c10::IValue invokeLocked(ModuleHandle& h, torch::jit::Function& method, std::vector<c10::IValue> args, bool training) {
   if (h.module.is_training() != training) h.module.train(training);
   args.insert(args.begin(), h.module._ivalue());
   if (training) {
     // Training: the trainer needs the autograd graph of what this returns.
     c10::AutoGradMode grad(true);
-    return method.function()(std::move(args));
+    return method(std::move(args));
   }
   c10::InferenceMode inference;
-  return method.function()(std::move(args));
+  return method(std::move(args));
 }
 
 // The JS view of a loaded module. The handle is shared with in-flight jobs, and this object holds a
@@ -169,12 +169,16 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
           argsForSchema(env, m.function().getSchema(), info[1].As<Napi::Array>()));
       std::shared_ptr<ModuleHandle> h = handle();
       const bool training = training_;  // the mode as of this call, whatever train() does later
+      // The function found above, not a second lookup by name on the worker. It belongs to the
+      // module's compilation unit, which lives until dispose() replaces the module under the
+      // mutex; the job uses it only after seeing, under that mutex, that dispose() has not run.
+      torch::jit::Function* fn = &m.function();
       return executor_->submit(
           env,
-          [h, name, args, training]() -> c10::IValue {
+          [h, name, fn, args, training]() -> c10::IValue {
             std::lock_guard<std::mutex> lock(h->mutex);
             DOVE_CHECK(!h->disposed, "DISPOSED", "Module '" + h->path + "' was disposed before '" + name + "' ran");
-            c10::IValue result = invokeLocked(*h, h->module.get_method(name), std::move(*args), training);
+            c10::IValue result = invokeLocked(*h, *fn, std::move(*args), training);
             // dispose() during the run could not free the weights; do it now.
             if (h->disposed) h->module = torch::jit::Module();
             return result;
@@ -202,7 +206,7 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
       DOVE_CHECK(lock.owns_lock(), "BUSY",
                  "runSync('" + name + "') on module '" + h->path + "' while another native call (e.g. a training step) uses it");
       applyThreadSettings();
-      c10::IValue result = invokeLocked(*h, m, std::move(args), training_);
+      c10::IValue result = invokeLocked(*h, m.function(), std::move(args), training_);
       lock.unlock();
       return fromIValue(env, result);
     });

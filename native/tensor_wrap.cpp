@@ -1,4 +1,5 @@
-// JS Tensor objects. Memory crosses the boundary without copies in both directions:
+// Tensor handles (napi Externals over TensorBoxes, see "Tensor handles" below). Memory crosses the
+// boundary without copies in both directions:
 // - tensorFromArray wraps the typed array's own memory (at::for_blob) and holds a strong reference
 //   to its ArrayBuffer until libtorch frees the storage; that can happen on any thread, so the
 //   reference is released through a queue drained on the JS thread (napi refs are JS-thread only).

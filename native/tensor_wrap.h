@@ -6,9 +6,10 @@
 
 namespace dove {
 
-// The tensor held by a JS NativeTensor, or null when `value` is not one of ours (recognised by its
-// napi type tag, never by instanceof). Throws DoveException DISPOSED after dispose(). JS thread;
-// the pointer is valid until JS runs again, so copy it (into an IValue) at once.
+// The tensor held by a tensor handle, or null when `value` is not one of ours (recognised by where
+// its box lives, never by shape or prototype; see tensor_wrap.cpp). Throws DoveException DISPOSED
+// after dispose(). JS thread; the pointer is valid until JS runs again, so copy it (into an IValue)
+// at once.
 const at::Tensor* wrappedTensor(napi_env env, napi_value value);
 
 }  // namespace dove
