@@ -16,6 +16,8 @@ export interface LoadModuleOptions {
   extraFiles?: readonly string[];
   /** Inference-only optimisation at load (docs/API.md `optimize`). Default false: the file as is. */
   optimize?: boolean;
+  /** Hash the weights as loaded (before `optimize`) into `weightsHash`. Default false. */
+  hashWeights?: boolean;
 }
 
 // These run on every call, so the common cases come first and allocate nothing beyond the result:
@@ -72,8 +74,10 @@ export class ScriptModule {
     if (typeof optimize !== 'boolean') {
       throw new DoveError(`Expected boolean for optimize but received ${typeof optimize === 'string' ? `'${optimize}'` : String(optimize)}`, 'INVALID_ARGUMENT');
     }
+    const hashWeights = options.hashWeights ?? false;
+    if (typeof hashWeights !== 'boolean') throw new DoveError(`Expected boolean for hashWeights but received ${String(hashWeights)}`, 'INVALID_ARGUMENT');
     try {
-      return new ScriptModule(await binding().loadModule(path, options.device ?? 'cpu', [...(options.extraFiles ?? [])], optimize));
+      return new ScriptModule(await binding().loadModule(path, options.device ?? 'cpu', [...(options.extraFiles ?? [])], optimize, hashWeights));
     } catch (error) {
       throw DoveError.atCallSite(error);
     }
@@ -105,6 +109,10 @@ export class ScriptModule {
   /** Bytes held by parameters and buffers. */
   get nbytes(): number {
     return this.#native.nbytes;
+  }
+  /** SHA-256 of the weights as loaded (with `hashWeights`), else null. */
+  get weightsHash(): string | null {
+    return this.#native.weightsHash;
   }
 
   methodNames(): string[] {
