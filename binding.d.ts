@@ -195,6 +195,8 @@ export interface NativeVersions {
   cuda: boolean;
   cudaVersion: string | null;
   libtorchPath: string;
+  /** Whether c10d's ProcessGroupNCCL is compiled into this addon (backend 'nccl'). */
+  nccl: boolean;
 }
 
 /** Evaluation (native/eval_*.cpp). */

@@ -1,5 +1,5 @@
-// initProcessGroup: c10d TCPStore rendezvous + ProcessGroupGloo (CPU), all from libtorch's own
-// c10d. The wheel lacks gloo's headers; scripts/get-gloo-headers supplies Debian's (see
+// initProcessGroup: c10d TCPStore rendezvous + ProcessGroupGloo (CPU) or ProcessGroupNCCL (CUDA,
+// dist_nccl.cpp), all from libtorch's own c10d. The wheel lacks gloo's headers; scripts/get-gloo-headers supplies Debian's (see
 // docs/TRAINING.md for why that is ABI-safe: gloo types only appear behind smart pointers in the
 // c10d header, and every gloo symbol we reach is compiled inside libtorch).
 #include "dist_group.h"
@@ -138,7 +138,7 @@ Napi::Object wrapGroup(Napi::Env env, GroupPtr group) {
             checkedGroup(group);
             // A barrier as a one-element all-reduce: Gloo's barrier ignores the timeout of a
             // peer that died before entering it on some versions; the all-reduce does not.
-            std::vector<at::Tensor> tensors{torch::zeros({1})};
+            std::vector<at::Tensor> tensors{torch::zeros({1}, torch::device(group->device))};
             waitWork(*group, group->backend->allreduce(tensors), "barrier");
             return true;
           },
@@ -157,6 +157,17 @@ Napi::Object wrapGroup(Napi::Env env, GroupPtr group) {
   return obj;
 }
 
+c10::intrusive_ptr<c10d::Store> connectStore(const std::string& addr, int port, int rank, int worldSize,
+                                             std::chrono::milliseconds timeout) {
+  c10d::TCPStoreOptions storeOptions;
+  storeOptions.port = static_cast<uint16_t>(port);
+  storeOptions.isServer = rank == 0;
+  storeOptions.numWorkers = worldSize;
+  storeOptions.waitWorkers = true;
+  storeOptions.timeout = timeout;
+  return c10::make_intrusive<c10d::TCPStore>(addr, storeOptions);
+}
+
 GroupPtr createGroup(const std::string& backend, int rank, int worldSize, const std::string& addr, int port,
                      int timeoutMs) {
   auto group = std::make_shared<ProcessGroupHandle>();
@@ -164,15 +175,20 @@ GroupPtr createGroup(const std::string& backend, int rank, int worldSize, const 
   group->worldSize = worldSize;
   group->backendName = backend;
   group->timeout = std::chrono::milliseconds(timeoutMs);
+  if (backend == "nccl") {
+    try {
+      group->backend = createNcclBackend(connectStore(addr, port, rank, worldSize, group->timeout), rank, worldSize,
+                                         group->timeout, group->device);
+    } catch (const DoveException&) {
+      throw;
+    } catch (...) {
+      rethrowDistributed(*group, "rendezvous");
+    }
+    return group;
+  }
 #ifdef DOVE_HAVE_GLOO
   try {
-    c10d::TCPStoreOptions storeOptions;
-    storeOptions.port = static_cast<uint16_t>(port);
-    storeOptions.isServer = rank == 0;
-    storeOptions.numWorkers = worldSize;
-    storeOptions.waitWorkers = true;
-    storeOptions.timeout = group->timeout;
-    auto store = c10::make_intrusive<c10d::TCPStore>(addr, storeOptions);
+    auto store = connectStore(addr, port, rank, worldSize, group->timeout);
     auto options = c10d::ProcessGroupGloo::Options::create(group->timeout);
     // Same device choice as torch.distributed: GLOO_SOCKET_IFNAME wins; a loopback master means a
     // single-node job (bind loopback); otherwise the address this host's name resolves to.
@@ -190,8 +206,6 @@ GroupPtr createGroup(const std::string& backend, int rank, int worldSize, const 
   }
   return group;
 #else
-  (void)addr;
-  (void)port;
   fail("DISTRIBUTED_ERROR",
        "this build of the addon has no Gloo process group (gloo headers were not found at build time; run "
        "scripts/get-gloo-headers and rebuild)");
@@ -215,9 +229,8 @@ Napi::Value InitProcessGroup(const Napi::CallbackInfo& info) {
     std::string backend = backendValue.IsString() ? backendValue.As<Napi::String>().Utf8Value() : "";
     DOVE_CHECK(backend == "gloo" || backend == "nccl", "INVALID_ARGUMENT",
                "Expected 'gloo' or 'nccl' for backend but received " + backendValue.ToString().Utf8Value());
-    DOVE_CHECK(backend == "gloo", "DISTRIBUTED_ERROR",
-               "the nccl backend is not compiled into this addon (the PyPI wheel ships no NCCL headers for "
-               "c10d); use backend 'gloo'");
+    // Refused before any rendezvous, so no peer waits for a rank that cannot join.
+    if (backend == "nccl") checkNcclUsable();
     return PromiseWorker<GroupPtr>::Start(
         env, "dove.initProcessGroup",
         [=]() { return createGroup(backend, rank, worldSize, addr, port, timeoutMs); },

@@ -6,6 +6,7 @@
 #include "common.h"
 
 #include <torch/csrc/distributed/c10d/Backend.hpp>
+#include <torch/csrc/distributed/c10d/Store.hpp>
 
 #include <chrono>
 #include <memory>
@@ -20,6 +21,8 @@ struct ProcessGroupHandle {
   int worldSize = 1;
   std::string backendName;
   std::chrono::milliseconds timeout{60000};
+  // Where the group's tensors live: CPU for Gloo, the rank's GPU for NCCL (barrier's tensor).
+  c10::Device device{c10::kCPU};
   // Collectives on one group must be issued in the same order on every rank; this serialises them
   // within a process (JS may start an allReduce while a training step all-reduces gradients).
   std::mutex mutex;
@@ -28,6 +31,14 @@ struct ProcessGroupHandle {
 
 // Throws DoveException INVALID_ARGUMENT (not a process group) / DISPOSED.
 std::shared_ptr<ProcessGroupHandle> unwrapProcessGroup(Napi::Value value);
+
+// dist_nccl.cpp: whether ProcessGroupNCCL was compiled in, and its construction (sets `device` to
+// the rank's GPU). Throws DISTRIBUTED_ERROR when it was not compiled in, DEVICE_UNAVAILABLE without CUDA.
+bool ncclCompiledIn();
+// Throws DISTRIBUTED_ERROR (not compiled in) or DEVICE_UNAVAILABLE (no CUDA) before any rendezvous.
+void checkNcclUsable();
+c10::intrusive_ptr<c10d::Backend> createNcclBackend(const c10::intrusive_ptr<c10d::Store>& store, int rank, int worldSize,
+                                                    std::chrono::milliseconds timeout, c10::Device& device);
 
 // Sums `flat` (one contiguous tensor) over all ranks in place and divides by the world size.
 // Any failure (dead peer, timeout) becomes DoveException DISTRIBUTED_ERROR naming the group.
