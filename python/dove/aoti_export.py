@@ -37,7 +37,10 @@ from .model import Dove, to_pixels
 # load ~11, so only the ratios mean much): batch-1 encode 540-655 vs 180-228 ms, decode 894-1024 vs
 # 239-290 ms; batch 16 unchanged (encode 1002-1133 vs 1071-1178 ms). Outputs stay within float32
 # rounding of TorchScript (tokens 8e-7, pixels within one level).
-INDUCTOR_OPTIONS: Dict[str, Any] = {"freezing": True}
+# cpp.dynamic_threads: the generated kernels ask OpenMP for the thread count at run time, so the
+# package follows setNumThreads like TorchScript does. Without it inductor writes the compiling
+# machine's count into every kernel (`#pragma omp parallel num_threads(2)` here).
+INDUCTOR_OPTIONS: Dict[str, Any] = {"freezing": True, "cpp.dynamic_threads": True}
 PACKAGE_FORMAT = "dove-encoder/aoti"
 PACKAGE_VERSION = 1
 # The largest batch a compiled model accepts; larger batches run through TorchScript.
