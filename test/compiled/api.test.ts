@@ -10,6 +10,7 @@ import { Reconstructor } from '../../lib/reconstructor';
 import { Tensor } from '../../lib/tensor';
 import { Tokenizer, type ResolvedTokenizeOptions, type TokenBatch } from '../../lib/tokenizer';
 import { FIXTURES, tempDir } from '../api/helpers';
+import { maxAbsDiff } from '../native/helpers';
 
 const DIR = join(FIXTURES, 'compiled');
 const MICRO = join(DIR, 'micro.pt');
@@ -30,13 +31,6 @@ function pixels(size: number, count: number): Uint8Array {
   });
 }
 
-function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  if (a.length !== b.length) return Infinity;
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m;
-}
-
 /** A threshold in the widest gap between the model's own EOS probabilities, so lengths cannot flip on rounding. */
 function safeThreshold(batch: TokenBatch): number {
   const p = [...(batch.eosProbabilities.data() as Float32Array)].sort((a, b) => a - b);
@@ -51,26 +45,28 @@ function safeThreshold(batch: TokenBatch): number {
   return at;
 }
 
-test.serial('the package beside a model compiled from its weights is used; TorchScript only when asked', async (t) => {
+// One model loaded both ways for the tests below (a load costs seconds: weights hashed, package opened).
+let compiled: Tokenizer;
+let scripted: Tokenizer;
+test.before(async () => {
   checkFixtures();
-  const compiled = await Tokenizer.load(MICRO);
-  const scripted = await Tokenizer.load(MICRO, { compiled: false });
-  try {
-    t.not(compiled.model.compiled, null, compiled.model.compiledNote);
-    t.regex(compiled.model.compiledNote, /^in use: .*micro\.aoti\.pt2$/);
-    t.is(scripted.model.compiled, null);
-    t.regex(scripted.model.compiledNote, /compiled: false/);
-    await t.throwsAsync(Tokenizer.load(MICRO, { compiled: 'yes' as never }), { instanceOf: DoveError, message: /Expected boolean for compiled/ });
-  } finally {
-    compiled.dispose();
-    scripted.dispose();
-  }
+  compiled = await Tokenizer.load(MICRO);
+  scripted = await Tokenizer.load(MICRO, { compiled: false });
+});
+test.after.always(() => {
+  compiled?.dispose();
+  scripted?.dispose();
+});
+
+test.serial('the package beside a model compiled from its weights is used; TorchScript only when asked', async (t) => {
+  t.not(compiled.model.compiled, null, compiled.model.compiledNote);
+  t.regex(compiled.model.compiledNote, /^in use: .*micro\.aoti\.pt2$/);
+  t.is(scripted.model.compiled, null);
+  t.regex(scripted.model.compiledNote, /compiled: false/);
+  await t.throwsAsync(Tokenizer.load(MICRO, { compiled: 'yes' as never }), { instanceOf: DoveError, message: /Expected boolean for compiled/ });
 });
 
 test.serial('tokenize and reconstruct through the package equal TorchScript within float32 rounding', async (t) => {
-  checkFixtures();
-  const compiled = await Tokenizer.load(MICRO);
-  const scripted = await Tokenizer.load(MICRO, { compiled: false });
   const encodes: number[] = [];
   const decodes: number[] = [];
   const c = compiled.model.compiled!;
@@ -97,54 +93,45 @@ test.serial('tokenize and reconstruct through the package equal TorchScript with
       const b = await scripted.tokenizePixels(px, 3, options);
       const what = `${options.mode} ${options.budget}`;
       t.deepEqual(a.tokens.shape, b.tokens.shape, what);
-      t.true(maxDiff(a.tokens.data() as Float32Array, b.tokens.data() as Float32Array) < 1e-4, `${what}: tokens`);
-      t.true(maxDiff(a.eosProbabilities.data() as Float32Array, b.eosProbabilities.data() as Float32Array) < 1e-5, `${what}: p(EOS)`);
+      t.true(maxAbsDiff(a.tokens.data() as Float32Array, b.tokens.data() as Float32Array) < 1e-4, `${what}: tokens`);
+      t.true(maxAbsDiff(a.eosProbabilities.data() as Float32Array, b.eosProbabilities.data() as Float32Array) < 1e-5, `${what}: p(EOS)`);
       t.deepEqual(a.lengthsArray, b.lengthsArray, `${what}: lengths`);
       const ra = await new Reconstructor(compiled.model).reconstruct(a);
       const rb = await new Reconstructor(scripted.model).reconstruct(b);
-      for (let i = 0; i < ra.length; i++) t.true(maxDiff(ra[i]!.data, rb[i]!.data) <= 1, `${what}: image ${i} within one level`);
+      for (let i = 0; i < ra.length; i++) t.true(maxAbsDiff(ra[i]!.data, rb[i]!.data) <= 1, `${what}: image ${i} within one level`);
       a.dispose();
       b.dispose();
     }
     t.deepEqual(encodes, [3, 3, 3]);
     t.deepEqual(decodes, [k, budget, budget], 'the decoder took full and shorter slot counts');
   } finally {
-    compiled.dispose();
-    scripted.dispose();
+    c.encode = encode;
+    c.decode = decode;
   }
 });
 
 test.serial('arguments the compiled decoder cannot check go to TorchScript and fail the same way', async (t) => {
-  checkFixtures();
-  const compiled = await Tokenizer.load(MICRO);
-  const scripted = await Tokenizer.load(MICRO, { compiled: false });
-  try {
-    const k = compiled.maxTokens;
-    const d = compiled.tokenDim;
-    const tokens = Tensor.fromArray(new Float32Array(2 * k * d), [2, k, d]);
-    for (const bad of [[1n, BigInt(k + 1)], [-1n, 1n]]) {
-      const lengths = Tensor.fromArray(new BigInt64Array(bad), [2], 'int64');
-      t.false(compiled.model.compiled!.decodes(tokens, lengths));
-      const a = await t.throwsAsync(new Reconstructor(compiled.model).decode(tokens, lengths), { instanceOf: DoveError });
-      const b = await t.throwsAsync(new Reconstructor(scripted.model).decode(tokens, lengths), { instanceOf: DoveError });
-      t.is(a?.code, b?.code);
-      t.is(a?.message, b?.message);
-      t.regex(a?.message ?? '', /Expected lengths between 0 and/);
-    }
-    // float64 tokens: TorchScript converts them; the compiled graph takes float32 only, so they go there.
-    const wide = Tensor.fromArray(new Float64Array(2 * k * d), [2, k, d], 'float64');
-    const lengths = Tensor.fromArray(new BigInt64Array([1n, 2n]), [2], 'int64');
-    t.false(compiled.model.compiled!.decodes(wide, lengths));
-    const out = await new Reconstructor(compiled.model).decode(wide, lengths);
-    t.is(out.length, 2);
-  } finally {
-    compiled.dispose();
-    scripted.dispose();
+  const k = compiled.maxTokens;
+  const d = compiled.tokenDim;
+  const tokens = Tensor.fromArray(new Float32Array(2 * k * d), [2, k, d]);
+  for (const bad of [[1n, BigInt(k + 1)], [-1n, 1n]]) {
+    const lengths = Tensor.fromArray(new BigInt64Array(bad), [2], 'int64');
+    t.false(compiled.model.compiled!.decodes(tokens, lengths));
+    const a = await t.throwsAsync(new Reconstructor(compiled.model).decode(tokens, lengths), { instanceOf: DoveError });
+    const b = await t.throwsAsync(new Reconstructor(scripted.model).decode(tokens, lengths), { instanceOf: DoveError });
+    t.is(a?.code, b?.code);
+    t.is(a?.message, b?.message);
+    t.regex(a?.message ?? '', /Expected lengths between 0 and/);
   }
+  // float64 tokens: TorchScript converts them; the compiled graph takes float32 only, so they go there.
+  const wide = Tensor.fromArray(new Float64Array(2 * k * d), [2, k, d], 'float64');
+  const lengths = Tensor.fromArray(new BigInt64Array([1n, 2n]), [2], 'int64');
+  t.false(compiled.model.compiled!.decodes(wide, lengths));
+  const out = await new Reconstructor(compiled.model).decode(wide, lengths);
+  t.is(out.length, 2);
 });
 
 test.serial('a package compiled from other weights, or for another device, is not used', async (t) => {
-  checkFixtures();
   const other = await Tokenizer.load(join(DIR, 'other-weights.pt'));
   try {
     t.is(other.model.compiled, null);

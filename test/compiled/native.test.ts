@@ -9,7 +9,7 @@ import { DoveError } from '../../lib/errors';
 import { loadModule } from '../../lib/module';
 import { binding } from '../../lib/native';
 import { Tensor } from '../../lib/tensor';
-import { ROOT } from '../native/helpers';
+import { maxAbsDiff, ROOT } from '../native/helpers';
 
 const DIR = join(ROOT, 'test', 'fixtures', 'generated', 'compiled');
 const INFO = join(DIR, 'compiled.json');
@@ -70,13 +70,7 @@ test('compiled encode and decode run and equal the TorchScript methods within fl
     t.deepEqual(tokens!.shape, [3, k, config.tokenDim]);
     t.deepEqual(probs!.shape, [3, k]);
     const [refTokens, refLogits] = (await module.run('encode', [pixels, k])) as Tensor[];
-    const diff = (a: Tensor, b: Tensor): number => {
-      const x = a.data() as Float32Array;
-      const y = b.data() as Float32Array;
-      let m = 0;
-      for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i]! - y[i]!));
-      return x.length === y.length ? m : Infinity;
-    };
+    const diff = (a: Tensor, b: Tensor): number => maxAbsDiff(a.data() as ArrayLike<number>, b.data() as ArrayLike<number>);
     t.true(diff(tokens!, refTokens!) < 1e-4, `tokens differ by ${diff(tokens!, refTokens!)}`);
     t.true(diff(logits!, refLogits!) < 1e-4, `eos logits differ by ${diff(logits!, refLogits!)}`);
     const sigmoid = (logits!.data() as Float32Array).map((v) => 1 / (1 + Math.exp(-v)));
