@@ -3,6 +3,7 @@
 //                          [--configs tiny,official-70m] [--batches 1,16] [--threads 2] [--device cuda:0]
 //                          [--omp-wait passive|active|default]
 // Writes bench/results/<date>.json and .md (bench/README.md explains how to read them).
+import { appendAll } from '../lib/arrays';
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
@@ -198,8 +199,8 @@ async function main(): Promise<void> {
       log(`${name} ...`);
       const out = await runSection<SectionOutput>(`${c.runtime}-${m.config}`, c.cmd, c.args, plan, { env, timeoutMs: 30 * 60_000, cwd: root });
       if (out.value) {
-        result.rows.push(...out.value.rows);
-        result.rowErrors.push(...out.value.errors);
+        appendAll(result.rows, out.value.rows);
+        appendAll(result.rowErrors, out.value.errors);
         result.versions[c.runtime] = { ...out.value.versions, threads: String(out.value.threads) };
       }
       record({ name, ok: out.ok, seconds: (Date.now() - t0) / 1000, error: out.error });
@@ -279,8 +280,8 @@ async function main(): Promise<void> {
     const more = await timed('area tokenize (large configs)', () => tokenizeArea(big, o.batches, 4, o.full, env));
     const early = result.areas.find((a) => a.area === 'tokenize');
     if (more && early) {
-      early.rows.push(...more.rows);
-      early.notes.push(...more.notes);
+      appendAll(early.rows, more.rows);
+      appendAll(early.notes, more.notes);
       early.seconds += more.seconds;
     } else if (more) result.areas.push(more);
   }

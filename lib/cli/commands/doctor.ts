@@ -1,3 +1,4 @@
+import { maxOf } from '../../arrays';
 import type { Command } from '../command';
 import { getFlag, parseArgs, UsageError, withUsage } from '../args';
 
@@ -100,7 +101,7 @@ async function run(argv: string[]): Promise<number> {
       ['parallel', report.parallel ?? ''],
     );
   }
-  const width = Math.max(...rows.map(([k]) => k.length));
+  const width = maxOf(rows.map(([k]) => k.length));
   for (const [k, v] of rows) process.stdout.write(`${k.padEnd(width)}  ${v}\n`);
   if (report.config !== undefined) process.stdout.write(`\n${report.config}\n`);
   if (!report.ok) {
@@ -111,5 +112,5 @@ async function run(argv: string[]): Promise<number> {
   return 0;
 }
 
-const command: Command = { name: 'doctor', summary: 'check the native addon and libtorch: versions, paths, devices, threads, BLAS', help, run: (argv) => withUsage('doctor', () => run(argv)) };
+const command: Command = { name: 'doctor', summary: 'check the native addon and libtorch: versions, paths, devices, threads, BLAS', help, specs: SPECS, run: (argv) => withUsage('doctor', () => run(argv)) };
 export default command;
