@@ -62,6 +62,10 @@ export class Tensor {
     if (!ArrayBuffer.isView(data) || data instanceof DataView) {
       throw new DoveError(`Expected a typed array or Buffer for data but received ${describe(data)}`, 'INVALID_ARGUMENT');
     }
+    if (data.buffer instanceof SharedArrayBuffer) {
+      // Another thread may write a shared buffer while libtorch reads it: refuse rather than race.
+      throw new DoveError(`Expected a typed array over an ArrayBuffer for data but received a ${describe(data)} over a SharedArrayBuffer; copy it first (e.g. new ${describe(data)}(data))`, 'INVALID_ARGUMENT');
+    }
     const dims = shape === undefined ? [data.length] : [...shape];
     return new Tensor(binding().tensorFromArray(data, dims, dtype ?? inferDtype(data)));
   }

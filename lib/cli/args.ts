@@ -1,11 +1,13 @@
 // Small strict argument parser for the dove subcommands: declared options only, typed values,
 // range checks with messages of the form "Expected integer between 1 and 64 for --lengths but received 0".
+import { appendAll } from '../arrays';
+import { DoveError } from '../errors';
 
-/** A usage mistake: printed without a stack, exit code 2. */
-export class UsageError extends Error {
+/** A usage mistake: printed without a stack, exit code 2. A DoveError (INVALID_ARGUMENT) like every other refusal. */
+export class UsageError extends DoveError {
   readonly exitCode = 2;
   constructor(message: string) {
-    super(message);
+    super(message, 'INVALID_ARGUMENT');
     this.name = 'UsageError';
   }
 }
@@ -84,7 +86,7 @@ export function parseArgs(argv: readonly string[], specs: { readonly [name: stri
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === '--') {
-      positionals.push(...argv.slice(i + 1));
+      appendAll(positionals, argv.slice(i + 1));
       break;
     }
     if (!arg.startsWith('-') || arg === '-' || /^-\d/.test(arg)) {
@@ -101,7 +103,8 @@ export function parseArgs(argv: readonly string[], specs: { readonly [name: stri
       name = byAlias.get(arg.slice(1));
       if (name === undefined) throw new UsageError(`Unknown option ${arg}`);
     }
-    const spec = specs[name];
+    // Own keys only: "--constructor" or "--__proto__" must not find Object.prototype's members.
+    const spec = Object.hasOwn(specs, name) ? specs[name] : undefined;
     if (spec === undefined) {
       const close = Object.keys(specs).find((k) => k.startsWith(name.slice(0, 3)));
       throw new UsageError(`Unknown option --${name}${close ? ` (did you mean --${close}?)` : ''}`);

@@ -6,7 +6,8 @@ import { existsSync } from 'node:fs';
 import type { NativeModule, NativeTensor } from '../../binding';
 import { DoveError } from '../errors';
 import { getBinding } from './native';
-import { lengthDirs, listImages, readRgb, readRgbAt, type LengthDir, type RgbPixels } from './folders';
+import { listImageFiles } from '../files';
+import { lengthDirs, readRgb, readRgbAt, type LengthDir, type RgbPixels } from './folders';
 
 export const FID_FORMAT = 'dove-encoder/fid-inception';
 export const FID_WEIGHTS_URL = 'https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth';
@@ -171,8 +172,8 @@ export interface FolderFid {
 
 /** FID between two folders of images, each image at its own size (pytorch-fid's behaviour). */
 export async function folderFid(extractor: FidFeatureExtractor, realDir: string, fakeDir: string, options: FeatureOptions = {}): Promise<FolderFid> {
-  const reals = await listImages(realDir);
-  const fakes = await listImages(fakeDir);
+  const reals = await listImageFiles(realDir);
+  const fakes = await listImageFiles(fakeDir);
   for (const [dir, files] of [[realDir, reals], [fakeDir, fakes]] as const) {
     if (files.length < 2) throw new DoveError(`${dir}: FID needs at least 2 images but found ${files.length}`, 'INVALID_ARGUMENT');
   }
@@ -197,12 +198,12 @@ export async function perLengthFid(
   root: string,
   options: FeatureOptions & { onLength?: (r: LengthFid) => void } = {},
 ): Promise<LengthFid[]> {
-  const reals = await listImages(realDir);
+  const reals = await listImageFiles(realDir);
   if (reals.length < 2) throw new DoveError(`${realDir}: FID needs at least 2 images but found ${reals.length}`, 'INVALID_ARGUMENT');
   const realFeatures = new Map<string, Float32Array>();
   const out: LengthFid[] = [];
   for (const length of await lengthDirs(root)) {
-    const fakes = await listImages(length.dir);
+    const fakes = await listImageFiles(length.dir);
     if (fakes.length < 2) throw new DoveError(`${length.dir}: FID needs at least 2 images but found ${fakes.length}`, 'INVALID_ARGUMENT');
     const first = await readRgb(fakes[0]!);
     const key = `${first.width}x${first.height}`;

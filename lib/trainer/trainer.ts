@@ -1,11 +1,14 @@
 // Trainer: trains a DOVE / Q-DOVE export in place with the native engine (AdamW, schedule, clipping,
 // accumulation, c10d gradient averaging), feeding it from the sharp data pipeline, writing crash-safe
 // checkpoints, log.jsonl and per-epoch plots. Progress is reported as events and an async iterator.
+import { maxOf } from '../arrays';
 import { EventEmitter } from 'node:events';
 import { promises as fs } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { BpeTokenizer } from '../bpe';
 import { DoveError } from '../errors';
+import { writeFileAtomic } from '../files';
+import { parseDoveMeta, type DoveMeta } from '../model-file';
 import { loadAnnotations } from './annotations';
 import {
   commitCheckpoint, fsyncFile, pruneCheckpoints, readState, resolveCheckpoint, STATE_FORMAT, STATE_VERSION, writeFileDurable, type TrainerState,
@@ -63,30 +66,15 @@ export interface DoneEvent {
 }
 export type TrainerEvent = StepEvent | EpochEvent | CheckpointEvent | SkipEvent | DoneEvent;
 
-interface ModelMeta {
-  variant: 'dove' | 'qdove';
-  imageSize: number;
-  maxTokens: number;
-  eosThreshold: number;
-  queryTokenizer: { file: string; maxLength: number; padId: number } | null;
-  [key: string]: unknown;
-}
+type ModelMeta = DoveMeta;
 
+/** dove.json checked as every loader checks it (lib/model-file.ts), plus the methods training calls. */
 function parseMeta(path: string, module: NativeModule): ModelMeta {
-  const text = module.extraFiles['dove.json'];
-  if (text === undefined) throw new DoveError(`${path}: not a DOVE export (missing extra file dove.json)`, 'NOT_DOVE_EXPORT');
-  let meta: Partial<ModelMeta>;
-  try {
-    meta = JSON.parse(text) as Partial<ModelMeta>;
-  } catch (error) {
-    throw new DoveError(`${path}: dove.json is not valid JSON (${(error as Error).message})`, 'NOT_DOVE_EXPORT');
-  }
-  if (meta.variant !== 'dove' && meta.variant !== 'qdove') throw new DoveError(`${path}: dove.json lacks a valid variant`, 'NOT_DOVE_EXPORT');
-  if (!Number.isInteger(meta.imageSize) || !Number.isInteger(meta.maxTokens)) throw new DoveError(`${path}: dove.json lacks imageSize / maxTokens`, 'NOT_DOVE_EXPORT');
+  const meta = parseDoveMeta(path, module.extraFiles['dove.json']);
   const names = new Set(module.methodNames());
   const missing = ['forward', 'encode_pixels', 'decode_pixels'].filter((m) => !names.has(m));
   if (missing.length > 0) throw new DoveError(`${path}: not a DOVE export (missing method ${missing.join(', ')})`, 'NOT_DOVE_EXPORT');
-  return meta as ModelMeta;
+  return meta;
 }
 
 export class Trainer extends EventEmitter {
@@ -350,10 +338,10 @@ export class Trainer extends EventEmitter {
         epochLosses = [];
         if (isMain && o.plots) {
           ev.lossCurve = join(o.outDir, 'loss-curve.png');
-          await fs.writeFile(ev.lossCurve, await lossCurvePng(history, `DOVE training loss (epoch ${finished + 1}/${o.epochs})`));
+          await writeFileAtomic(ev.lossCurve, await lossCurvePng(history, `DOVE training loss (epoch ${finished + 1}/${o.epochs})`));
           if (fixedSamples.length > 0) {
             ev.grid = join(o.outDir, `reconstructions-epoch-${String(finished + 1).padStart(3, '0')}.png`);
-            await fs.writeFile(ev.grid, await this.reconstructionGrid(module, meta, fixedSamples, tokenizer));
+            await writeFileAtomic(ev.grid, await this.reconstructionGrid(module, meta, fixedSamples, tokenizer));
           }
         }
         this.publish(ev);
@@ -438,7 +426,7 @@ export class Trainer extends EventEmitter {
 /** Query ids/mask like DoveModel.encodeQueries: truncated to maxLength, padded to the longest. */
 export function encodeQueries(tokenizer: BpeTokenizer, queries: readonly string[], maxLength: number, padId: number): { ids: NativeTensor; mask: NativeTensor } {
   const encoded = queries.map((q) => tokenizer.encode(q).slice(0, maxLength));
-  const width = Math.max(1, ...encoded.map((e) => e.length));
+  const width = maxOf(encoded.map((e) => e.length), 1);
   const ids = new BigInt64Array(queries.length * width).fill(BigInt(padId));
   const mask = new BigInt64Array(queries.length * width);
   encoded.forEach((e, i) => e.forEach((id, j) => {

@@ -108,5 +108,5 @@ async function run(argv: string[]): Promise<number> {
   }
 }
 
-const command: Command = { name: 'fid', summary: 'FID between two image folders, or per token length', help, run: (argv) => withUsage('fid', () => run(argv)) };
+const command: Command = { name: 'fid', summary: 'FID between two image folders, or per token length', help, specs: SPECS, run: (argv) => withUsage('fid', () => run(argv)) };
 export default command;

@@ -164,5 +164,5 @@ async function run(argv: string[]): Promise<number> {
   }
 }
 
-const command: Command = { name: 'probe', summary: 'Linear probe of DOVE tokens (or raw pixels) on CIFAR or image folders', help, run: (argv) => withUsage('probe', () => run(argv)) };
+const command: Command = { name: 'probe', summary: 'Linear probe of DOVE tokens (or raw pixels) on CIFAR or image folders', help, specs: SPECS, run: (argv) => withUsage('probe', () => run(argv)) };
 export default command;

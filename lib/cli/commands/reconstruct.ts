@@ -1,8 +1,7 @@
-import { promises as fs } from 'node:fs';
-import { dirname } from 'node:path';
 import type { Command } from '../command';
 import { checkIntRange, defaultLengths, getIntList, getNumber, getString, MODEL_OPTIONS, MODEL_OPTIONS_HELP, parseArgs, UsageError, withUsage } from '../args';
 import { composeGrid } from '../grid';
+import { writeReport } from '../../eval/report';
 import { formatFromPath } from '../../images';
 import { Reconstructor } from '../../reconstructor';
 import type { ResizeFit } from '../../images';
@@ -62,8 +61,7 @@ async function run(argv: string[]): Promise<number> {
         ],
         { size: reconstructor.imageSize },
       );
-      await fs.mkdir(dirname(output), { recursive: true });
-      await fs.writeFile(output, png);
+      await writeReport(output, png);
       process.stdout.write(`${output}: input + lengths ${lengths.join(',')} + EOS length ${result.auto.length} (of ${max})\n`);
       return 0;
     } finally {
@@ -80,5 +78,5 @@ function formatFromPathSafe(path: string): string | undefined {
   }
 }
 
-const command: Command = { name: 'reconstruct', summary: 'reconstruct one image at several token lengths into a labelled grid PNG', help, run };
+const command: Command = { name: 'reconstruct', summary: 'reconstruct one image at several token lengths into a labelled grid PNG', help, specs: SPECS, run };
 export default command;

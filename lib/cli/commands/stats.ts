@@ -122,5 +122,5 @@ async function run(argv: string[]): Promise<number> {
   return failed > 0 ? 3 : 0;
 }
 
-const command: Command = { name: 'stats', summary: 'EOS token-length distribution over a folder (histogram, mean, median, compression)', help, run: (argv) => withUsage('stats', () => run(argv)) };
+const command: Command = { name: 'stats', summary: 'EOS token-length distribution over a folder (histogram, mean, median, compression)', help, specs: SPECS, run: (argv) => withUsage('stats', () => run(argv)) };
 export default command;

@@ -221,5 +221,5 @@ async function run(argv: string[]): Promise<number> {
   });
 }
 
-const command: Command = { name: 'train', summary: 'train or fine-tune a DOVE / Q-DOVE model on an image folder', help, run };
+const command: Command = { name: 'train', summary: 'train or fine-tune a DOVE / Q-DOVE model on an image folder', help, specs: SPECS, run };
 export default command;
