@@ -7,6 +7,7 @@ import type { NativeModule, NativeTensor } from '../../binding';
 import { DoveError } from '../errors';
 import { getBinding } from './native';
 import { listImageFiles } from '../files';
+import { parseJson, preview } from '../json';
 import { lengthDirs, readRgb, readRgbAt, type LengthDir, type RgbPixels } from './folders';
 
 export const FID_FORMAT = 'dove-encoder/fid-inception';
@@ -49,7 +50,7 @@ export class FidFeatureExtractor {
     const text = module.extraFiles['fid.json'];
     let meta: { format?: unknown; featureDim?: unknown } = {};
     try {
-      meta = text === undefined ? {} : (JSON.parse(text) as typeof meta);
+      meta = text === undefined ? {} : (parseJson(text, 'fid.json', 'NOT_DOVE_EXPORT') as typeof meta) ?? {};
     } catch {
       meta = {};
     }
@@ -57,7 +58,11 @@ export class FidFeatureExtractor {
       module.dispose();
       throw new DoveError(`${path}: not an FID Inception export (no fid.json with format ${FID_FORMAT} or no features method).\n${FID_SETUP_HELP}`, 'NOT_DOVE_EXPORT');
     }
-    const dim = typeof meta.featureDim === 'number' ? meta.featureDim : 2048;
+    const dim = meta.featureDim ?? 2048;
+    if (typeof dim !== 'number' || !Number.isInteger(dim) || dim < 1 || dim > 65536) {
+      module.dispose();
+      throw new DoveError(`${path}: fid.json featureDim must be an integer between 1 and 65536 but is ${preview(dim)}`, 'NOT_DOVE_EXPORT');
+    }
     return new FidFeatureExtractor(module, path, dim);
   }
 

@@ -2,7 +2,7 @@
 // mixed by every target: raw random bytes; a checked-in seed mutated the way byte fuzzers mutate
 // (bit flips, interesting bytes, insertions, deletions, duplications, splices, truncation); and, for
 // JSON and CSV seeds, token-level edits: a number replaced by an edge case (-0, 1.5, 1e400, 2^53+1,
-// "64", NaN, ...), a value replaced by null, a list, an object or a deeply nested array. Every
+// "64", NaN, ...), a value replaced by null, a list, an object or a deeply nested array (up to 100000 levels). Every
 // mutation is a list of small operations, so fast-check shrinks a failure to the few that matter.
 import fc from 'fast-check';
 
@@ -119,8 +119,8 @@ const TOKEN = /-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|"(?:[^"\\]|\\.)*"|\b(?:true|fals
 function textOp(): fc.Arbitrary<TextOp> {
   return fc.oneof(
     { weight: 6, arbitrary: fc.record({ op: fc.constant('token' as const), which: position, value: fc.oneof(fc.constantFrom(...INTERESTING_TOKENS), fc.double().map((d) => (Number.isFinite(d) ? String(d) : '1e400')), fc.json({ maxDepth: 2 })) }) },
-    { weight: 1, arbitrary: fc.record({ op: fc.constant('nest' as const), which: position, depth: fc.constantFrom(2, 63, 64, 65, 200, 5000, 200000) }) },
-    { weight: 1, arbitrary: fc.record({ op: fc.constant('long' as const), which: position, length: fc.constantFrom(1000, 100000) }) },
+    { weight: 1, arbitrary: fc.record({ op: fc.constant('nest' as const), which: position, depth: fc.constantFrom(2, 63, 64, 65, 200, 5000, 20000, 100000) }) },
+    { weight: 1, arbitrary: fc.record({ op: fc.constant('long' as const), which: position, length: fc.constantFrom(1000, 20000) }) },
   );
 }
 

@@ -22,7 +22,7 @@ export interface SupervisedRun {
 export interface SuperviseOptions {
   seed: number;
   ms: number;
-  /** Silence after which the child counts as hung (default 30 s; inputs take milliseconds). */
+  /** Silence after which the child counts as hung (default 120 s: inputs take milliseconds, but a loaded machine stretches them). */
   hangMs?: number;
   perInputMs?: number;
   replayFile?: string;
@@ -69,7 +69,7 @@ export function superviseTarget(target: string, options: SuperviseOptions): Prom
     child.stderr.on('data', (chunk: string) => {
       stderr = (stderr + chunk).slice(-4000);
     });
-    const hangMs = options.hangMs ?? 30_000;
+    const hangMs = options.hangMs ?? 120_000;
     const watchdog = setInterval(() => {
       if (Date.now() - lastSign > hangMs) {
         hung = true;

@@ -34,7 +34,7 @@ export function runNode(args: readonly string[], options: { timeoutMs?: number; 
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
     child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 300_000);
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 600_000);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       const m = new RegExp(`${RSS_MARK}(\\d+)\\n?`).exec(stderr);
