@@ -115,10 +115,12 @@ export function isImageName(name: string): boolean {
 
 /**
  * Image files in `dir` (by extension; regular files and symbolic links), as paths `join(dir, name)`
- * with names decoded byte for byte (see above), sorted. `recursive` also lists sub-folders.
- * A missing folder is FILE_NOT_FOUND, a file where a folder was expected INVALID_ARGUMENT.
+ * with names decoded byte for byte (see above), sorted. `recursive` also lists sub-folders;
+ * `everyEntry` (the batch commands, which report what they cannot read) also returns the other
+ * entries named like images: folders, FIFOs, devices. A missing folder is FILE_NOT_FOUND, a file where
+ * a folder was expected INVALID_ARGUMENT.
  */
-export async function listImageFiles(dir: string, options: { recursive?: boolean } = {}): Promise<string[]> {
+export async function listImageFiles(dir: string, options: { recursive?: boolean; everyEntry?: boolean } = {}): Promise<string[]> {
   const files: string[] = [];
   const pending = [dir];
   while (pending.length > 0) {
@@ -135,11 +137,8 @@ export async function listImageFiles(dir: string, options: { recursive?: boolean
     for (const entry of entries) {
       const name = decodeFsBytes(entry.name);
       const path = join(current, name);
-      if (entry.isDirectory()) {
-        if (options.recursive === true) pending.push(path);
-      } else if ((entry.isFile() || entry.isSymbolicLink()) && isImageName(name)) {
-        files.push(path);
-      }
+      if (entry.isDirectory() && options.recursive === true) pending.push(path);
+      else if (isImageName(name) && (options.everyEntry === true || entry.isFile() || entry.isSymbolicLink())) files.push(path);
     }
   }
   return files.sort();

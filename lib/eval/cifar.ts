@@ -8,7 +8,7 @@
 import { promises as fs } from 'node:fs';
 import { basename, join } from 'node:path';
 import { DoveError } from '../errors';
-import { listImageFiles } from '../files';
+import { decodeFsBytes, displayPath, fsPath, listImageFiles } from '../files';
 import { preview } from '../json';
 import { NdArray, PyDict, readPickle, type PyValue } from './pickle';
 
@@ -58,7 +58,7 @@ async function readFileOrFail(file: string, what: string): Promise<Buffer> {
 }
 
 async function exists(path: string): Promise<boolean> {
-  return fs.stat(path).then(
+  return fs.stat(fsPath(path)).then(
     () => true,
     () => false,
   );
@@ -243,10 +243,11 @@ async function readCifarBinary(root: string, label: CifarLabel): Promise<Labelle
 // Image folders
 
 async function listDirs(dir: string): Promise<string[]> {
-  const entries = await fs.readdir(dir, { withFileTypes: true }).catch((error: NodeJS.ErrnoException) => {
-    throw new DoveError(`${dir}: cannot list (${error.code ?? String(error)}); expected a folder with one sub-folder per class`, error.code === 'ENOENT' ? 'FILE_NOT_FOUND' : 'IO_ERROR');
+  const entries = await fs.readdir(fsPath(dir), { withFileTypes: true, encoding: 'buffer' }).catch((error: NodeJS.ErrnoException) => {
+    throw new DoveError(`${displayPath(dir)}: cannot list (${error.code ?? String(error)}); expected a folder with one sub-folder per class`, error.code === 'ENOENT' ? 'FILE_NOT_FOUND' : 'IO_ERROR');
   });
-  return entries.filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name).sort();
+  // Class names keep their bytes (lib/files.ts), like the image names inside them.
+  return entries.filter((e) => e.isDirectory()).map((e) => decodeFsBytes(e.name)).filter((n) => !n.startsWith('.')).sort();
 }
 
 async function readFolderSplit(dir: string, classNames: string[]): Promise<DatasetSplit> {

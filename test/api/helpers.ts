@@ -44,7 +44,8 @@ export async function pngOf(w: number, h: number, seed = 0): Promise<Buffer> {
   return sharp(testPattern(w, h, seed), { raw: { width: w, height: h, channels: 3 } }).png().toBuffer();
 }
 
-function chunk(type: string, body: Buffer): Buffer {
+/** One PNG chunk: length, type, body, CRC. */
+export function pngChunk(type: string, body: Buffer): Buffer {
   const len = Buffer.alloc(4);
   len.writeUInt32BE(body.length);
   const typed = Buffer.concat([Buffer.from(type, 'ascii'), body]);
@@ -62,9 +63,9 @@ export function bombPng(w: number, h: number): Buffer {
   ihdr[9] = 2; // RGB
   return Buffer.concat([
     Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    chunk('IHDR', ihdr),
-    chunk('IDAT', deflateSync(Buffer.alloc(1024))),
-    chunk('IEND', Buffer.alloc(0)),
+    pngChunk('IHDR', ihdr),
+    pngChunk('IDAT', deflateSync(Buffer.alloc(1024))),
+    pngChunk('IEND', Buffer.alloc(0)),
   ]);
 }
 

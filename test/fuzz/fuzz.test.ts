@@ -16,7 +16,7 @@ for (const target of TARGETS) {
     t.log(`${run.runs} inputs in ${(run.ms / 1000).toFixed(1)} s`);
     t.is(run.outcome, 'ok', `${run.finding?.message ?? run.detail ?? ''}\ninput (base64): ${run.finding?.input ?? ''}\nreproduce: bash scripts/fuzz --targets ${target.name} --seed ${SEED} --seconds ${SECONDS}`);
     // The corpus alone is a handful of inputs; a run that did not get far did not fuzz.
-    t.true(run.runs > 100, `only ${run.runs} inputs ran`);
+    t.true(run.runs > 50, `only ${run.runs} inputs ran`);
   });
 }
 

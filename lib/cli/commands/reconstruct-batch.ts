@@ -66,7 +66,7 @@ async function listEntries(dir: string): Promise<Entry[]> {
     throw fsError(dir, error, 'list folder');
   }
   if (!stat.isDirectory()) throw new UsageError(`Expected a directory of images but ${displayPath(dir)} is not a directory`);
-  const paths = await listImageFiles(dir);
+  const paths = await listImageFiles(dir, { everyEntry: true });
   const names = outputNames(paths.map((p) => basename(p)));
   return paths.map((path, i) => ({ path, file: basename(path), name: names[i]! }));
 }

@@ -53,7 +53,7 @@ async function expandInputs(paths: readonly string[]): Promise<string[]> {
   const out: string[] = [];
   for (const p of paths) {
     const stat = await fs.stat(fsPath(p)).catch(() => undefined);
-    if (stat?.isDirectory()) appendAll(out, await listImageFiles(p));
+    if (stat?.isDirectory()) appendAll(out, await listImageFiles(p, { everyEntry: true }));
     else out.push(p); // missing or odd files fail later with a message naming them
   }
   return out;
