@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { superviseTarget } from './supervise';
 import { TARGETS } from './targets';
 
-const SECONDS = 10;
+const SECONDS = 8;
 const SEED = 20261130;
 
 for (const target of TARGETS) {

@@ -1,5 +1,5 @@
 // `scripts/fuzz`: the fuzz runs outside npm test.
-//   scripts/fuzz                      every target for 10 s (what npm test runs, with its fixed seeds)
+//   scripts/fuzz                      every target for 10 s, random seeds (npm test runs 8 s, a fixed seed)
 //   scripts/fuzz --long               every target for 4 min, a random seed each (the long run)
 //   scripts/fuzz --minutes 2 --targets csv,bpe [--seed N]
 //   scripts/fuzz --replay <target> <seed>   rerun a seed, saving every input first, to catch the
