@@ -126,7 +126,13 @@ SOURCES: Dict[str, Source] = {
         Rule("*/stkflag_*", "skip", why="banner with text"),
         Rule("*/data/*", "texture", auto=True))),
     "ufoai-textures": Source((_DOC, "./usr/share/games/ufoai/base/0textures.pk3"), (
-        Rule("*/0textures.pk3.d/textures/*", "texture", auto=True),),
+        Rule("*/textures/tex_misc/advert*", "skip", why="advertisement with text"),
+        Rule("*/textures/*/banner*", "skip", why="banner with text"),
+        Rule("*/textures/*/helipad*", "skip", why="sign"),
+        Rule("*/textures/*/*biohazard*", "skip", why="sign"),
+        Rule("*/textures/tex_pics/*", "artwork", auto=True),  # pictures on walls: paintings, prints, posters
+        Rule("*/textures/tex_mattn/art*", "artwork", auto=True),
+        Rule("*/0textures.pk3.d/textures/*", "texture", auto=True)),
         archives=("textures/*.jpg", "textures/*.png")),
 }
 
