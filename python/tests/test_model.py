@@ -267,24 +267,28 @@ def test_training_lengths_follow_the_global_generator():
     assert not torch.equal(a["loss"], c["loss"])
 
 
-def test_length_penalty_adds_expected_length_term():
+@pytest.mark.parametrize("p_stop", [0.05, 0.3])
+def test_length_penalty_adds_expected_length_term(p_stop):
+    """With every EOS probability fixed at p (EOS head weight 0, bias logit(p)), the length is geometric:
+    E[length] = sum_{i=1..K} (1-p)^(i-1) = (1 - (1-p)^K) / p, and the loss grows by penalty * E[length] / K."""
     cfg = load_config("tiny")
-    cfg["loss"]["lengthPenalty"] = 0.5
-    torch.manual_seed(7)
-    with_pen = Dove(cfg, "dove")
-    cfg["loss"]["lengthPenalty"] = 0.0
-    torch.manual_seed(7)
-    without = Dove(cfg, "dove")
+    k = cfg["maxTokens"]
+    models = []
+    for penalty in (0.5, 0.0):
+        cfg["loss"]["lengthPenalty"] = penalty
+        torch.manual_seed(7)
+        model = Dove(cfg, "dove")
+        with torch.no_grad():
+            model.eos_head.weight.zero_()
+            model.eos_head.bias.fill_(math.log(p_stop / (1 - p_stop)))
+        models.append(model)
     x = pixels(2, seed=12)
     torch.manual_seed(1)
-    a = with_pen(x)
+    a = models[0](x)
     torch.manual_seed(1)
-    b = without(x)
-    with torch.no_grad():
-        logits = without.encode(x, 64)[1]
-        survive = torch.cumprod(1 - torch.sigmoid(logits), dim=1)
-        expected = (1 + survive[:, :-1].sum(dim=1)).mean() / 64
-    torch.testing.assert_close(a["loss"] - b["loss"], 0.5 * expected, rtol=1e-4, atol=1e-6)
+    b = models[1](x)
+    expected_length = (1 - (1 - p_stop) ** k) / p_stop
+    torch.testing.assert_close(a["loss"] - b["loss"], torch.tensor(0.5 * expected_length / k), rtol=1e-4, atol=1e-6)
 
 
 # ------------------------------------------------------------------------------------------------ configs

@@ -2,14 +2,13 @@
 weights), imported through the same code path as `python -m dove.export --pythia DIR`."""
 import pytest
 import torch
+import transformers
 
 from dove.config import load_config
 from dove.model import Dove
 from dove.neox import causal_mask
 from dove.pretrained import PretrainedError, load_pythia
 from dove_testutil import perturb_
-
-transformers = pytest.importorskip("transformers")
 
 PYTHIA = {
     # public EleutherAI configs
