@@ -66,6 +66,38 @@ def test_causal_stack_matches_gptneox(tmp_path, name, causal_lm):
         torch.testing.assert_close(model.query_embed(ids), ref.embed_in(ids), rtol=0, atol=0)
 
 
+def full_attention(b: int, s: int) -> torch.Tensor:
+    """An additive (B,1,S,S) mask of zeros: transformers uses a 4D mask as given, so every query sees
+    every key (GPTNeoXModel builds a causal one only when it gets none or a 2D padding mask)."""
+    return torch.zeros(b, 1, s, s)
+
+
+@pytest.mark.parametrize("name,causal_lm", [("official-70m", True), ("official-14m", False)])
+def test_bidirectional_token_decoder_matches_gptneox_without_causal_mask(tmp_path, name, causal_lm):
+    ref = reference(name, str(tmp_path), causal_lm)
+    cfg = load_config(name)
+    model = Dove(cfg, "dove").eval()
+    load_pythia(model, str(tmp_path), cfg)
+    gen = torch.Generator().manual_seed(24)
+    b, s = 2, 48
+    x = torch.randn(b, s, cfg["transformer"]["hidden_size"], generator=gen)
+    later = x.clone()
+    # Only the last position changes (not by a constant: the first LayerNorm would remove that).
+    later[:, -1] += torch.randn(later.shape[0], later.shape[2], generator=gen)
+    with torch.no_grad():
+        want = ref(inputs_embeds=x, attention_mask=full_attention(b, s)).last_hidden_state
+        want_later = ref(inputs_embeds=later, attention_mask=full_attention(b, s)).last_hidden_state
+        causal = ref(inputs_embeds=x).last_hidden_state
+        got = model.token_decoder(x, None, s)
+        got_later = model.token_decoder(later, None, s)
+    # The reference really is bidirectional: the first position sees the last one, unlike the causal run.
+    assert (want_later[:, 0] - want[:, 0]).abs().max() > 1e-3
+    assert (causal[:, 0] - want[:, 0]).abs().max() > 1e-2
+    assert want.abs().max() > 0.1
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+    torch.testing.assert_close(got_later, want_later, rtol=0, atol=1e-5)
+
+
 def test_wrong_pythia_size_is_reported(tmp_path):
     reference("official-14m", str(tmp_path), True)
     cfg = load_config("official-70m")
