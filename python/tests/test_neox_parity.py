@@ -37,15 +37,25 @@ def reference(name: str, folder: str, causal_lm: bool):
     return ref
 
 
-@pytest.mark.parametrize("name,causal_lm", [("official-70m", True), ("official-14m", False)])
-def test_causal_stack_matches_gptneox(tmp_path, name, causal_lm):
-    ref = reference(name, str(tmp_path), causal_lm)
+# The 70m checkpoint in the real EleutherAI layout (GPTNeoXForCausalLM), the 14m as a bare GPTNeoXModel.
+LAYOUTS = [("official-70m", True), ("official-14m", False)]
+
+
+def imported(folder, name: str, causal_lm: bool, variant: str):
+    """-> (transformers reference, a DOVE model imported from its folder as `--pythia` does, hidden size)."""
+    ref = reference(name, str(folder), causal_lm)
     cfg = load_config(name)
-    model = Dove(cfg, "qdove").eval()
-    load_pythia(model, str(tmp_path), cfg)
+    model = Dove(cfg, variant).eval()
+    load_pythia(model, str(folder), cfg)
+    return ref, model, cfg["transformer"]["hidden_size"]
+
+
+@pytest.mark.parametrize("name,causal_lm", LAYOUTS)
+def test_causal_stack_matches_gptneox(tmp_path, name, causal_lm):
+    ref, model, hidden = imported(tmp_path, name, causal_lm, "qdove")
     gen = torch.Generator().manual_seed(23)
     b, s = 2, 37
-    x = torch.randn(b, s, cfg["transformer"]["hidden_size"], generator=gen)
+    x = torch.randn(b, s, hidden, generator=gen)
     with torch.no_grad():
         want = ref(inputs_embeds=x).last_hidden_state
         got = model.generator(x, causal_mask(s, s, None, x.device), s)
@@ -72,15 +82,12 @@ def full_attention(b: int, s: int) -> torch.Tensor:
     return torch.zeros(b, 1, s, s)
 
 
-@pytest.mark.parametrize("name,causal_lm", [("official-70m", True), ("official-14m", False)])
+@pytest.mark.parametrize("name,causal_lm", LAYOUTS)
 def test_bidirectional_token_decoder_matches_gptneox_without_causal_mask(tmp_path, name, causal_lm):
-    ref = reference(name, str(tmp_path), causal_lm)
-    cfg = load_config(name)
-    model = Dove(cfg, "dove").eval()
-    load_pythia(model, str(tmp_path), cfg)
+    ref, model, hidden = imported(tmp_path, name, causal_lm, "dove")
     gen = torch.Generator().manual_seed(24)
     b, s = 2, 48
-    x = torch.randn(b, s, cfg["transformer"]["hidden_size"], generator=gen)
+    x = torch.randn(b, s, hidden, generator=gen)
     later = x.clone()
     # Only the last position changes (not by a constant: the first LayerNorm would remove that).
     later[:, -1] += torch.randn(later.shape[0], later.shape[2], generator=gen)
