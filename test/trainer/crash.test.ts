@@ -89,7 +89,7 @@ test('SIGKILL inside a checkpoint write leaves the previous checkpoints loadable
     t.deepEqual(committed.map((c) => c.slice(root.length + 1)), [checkpointName(round.stopAt - 2), checkpointName(round.stopAt - 1)], label);
     for (const c of committed) t.is(await assertLoadable(c), (await readState(c)).step, `${label}: ${c}`);
   }
-  // The earlier rounds' partial folders were removed when the next run committed a checkpoint.
+  // The earlier rounds' partial folders were removed when the next run started.
   t.deepEqual((await fs.readdir(root)).filter((n) => n.includes('.partial-')).length, 1);
   // A resumed run starts from the newest committed checkpoint (step 4) and cleans the crash leftover.
   const from = (await readState(join(root, checkpointName(4)))).step;

@@ -9,10 +9,11 @@ import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { pythonPath } from '../../bench/lib/paths';
 import type { TrainEngineOptions } from '../../binding';
 import { readSafetensors, type SafetensorsFile } from '../../lib/safetensors';
 import { native } from '../../lib/trainer/native';
-import { pythonPath } from '../../bench/lib/paths';
+import { maxAbsDiff } from '../native/helpers';
 import { ROOT, tempDir } from './helpers';
 
 const OPTIM = join(ROOT, 'test', 'fixtures', 'generated', 'optim');
@@ -31,12 +32,6 @@ function values(file: SafetensorsFile, key: string): Float64Array {
   const tensor = file.tensors.get(key);
   if (tensor === undefined) throw new Error(`${key} missing`);
   return Float64Array.from(tensor.data as ArrayLike<number>);
-}
-
-function maxAbsDifference(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let max = 0;
-  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i]! - b[i]!));
-  return max;
 }
 
 /** Largest |a - b| / (atol + rtol·|b|): at most 1 means within tolerance everywhere. */
@@ -84,9 +79,9 @@ test('AdamW, clipping and the lr schedule of the native engine match torch.optim
   const weights = module.namedParameters();
   t.deepEqual(Object.keys(weights).sort(), fixture.paramGroups.flat().sort());
   let weightDiff = 0;
-  for (const [name, native] of Object.entries(weights)) {
-    const got = b.tensorData(native) as Float32Array;
-    weightDiff = Math.max(weightDiff, maxAbsDifference(got, values(reference, `weight.${name}`)));
+  for (const [name, tensor] of Object.entries(weights)) {
+    const got = b.tensorData(tensor) as Float32Array;
+    weightDiff = Math.max(weightDiff, maxAbsDiff(got, values(reference, `weight.${name}`)));
     const ratio = worstRatio(got, values(reference, `weight.${name}`), 1e-6, 1e-5);
     t.true(ratio <= 1, `weight ${name}: worst |node - torch| is ${ratio.toFixed(2)}× the tolerance`);
   }
@@ -103,7 +98,7 @@ test('AdamW, clipping and the lr schedule of the native engine match torch.optim
   const stateDiff = { exp_avg: 0, exp_avg_sq: 0 };
   for (const key of stateKeys) {
     const moment = key.endsWith('.exp_avg_sq') ? 'exp_avg_sq' : key.endsWith('.exp_avg') ? 'exp_avg' : undefined;
-    if (moment !== undefined) stateDiff[moment] = Math.max(stateDiff[moment], maxAbsDifference(values(state, key), values(reference, key)));
+    if (moment !== undefined) stateDiff[moment] = Math.max(stateDiff[moment], maxAbsDiff(values(state, key), values(reference, key)));
     const [atol, rtol] = key.endsWith('.exp_avg_sq') ? [1e-9, 1e-5] : key.endsWith('.exp_avg') ? [1e-7, 1e-5] : [0, 1e-12];
     const ratio = worstRatio(values(state, key), values(reference, key), atol, rtol);
     t.true(ratio <= 1, `${key}: worst |node - torch| is ${ratio.toFixed(2)}× the tolerance`);
