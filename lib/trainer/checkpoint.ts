@@ -93,14 +93,14 @@ export function checkpointStopFromEnv(env: NodeJS.ProcessEnv = process.env): Che
   const spec = env[STOP_IN_CHECKPOINT_ENV];
   if (spec === undefined || spec === '') return null;
   const match = /^([1-9]\d*):(.+)$/.exec(spec);
-  const file = match?.[2] as CheckpointFile | undefined;
-  if (match === null || !CHECKPOINT_FILES.includes(file!)) {
+  const file = CHECKPOINT_FILES.find((name) => name === match?.[2]);
+  if (match === null || file === undefined) {
     throw new DoveError(
       `Expected <step>:<${CHECKPOINT_FILES.join('|')}> for ${STOP_IN_CHECKPOINT_ENV} but received '${spec}'`,
       'INVALID_ARGUMENT',
     );
   }
-  return { step: Number(match[1]), file: file! };
+  return { step: Number(match[1]), file };
 }
 
 /**
