@@ -2,7 +2,7 @@
 // written into a `.partial-<pid>` sibling, every file fsynced, then the folder is renamed into place
 // and the parent fsynced: a crash at any moment leaves the previous checkpoints intact and the new
 // one either complete or absent (stale partial folders are removed on the next start).
-import { promises as fs } from 'node:fs';
+import { promises as fs, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { DoveError } from '../errors';
 import { displayPath, fsError, fsPath, syncDir, writeFileAtomic } from '../files';
@@ -71,6 +71,47 @@ export async function commitCheckpoint(outDir: string, step: number, writeParts:
   await fs.rename(partial, final);
   await fsyncDir(root);
   return final;
+}
+
+/** The files of a checkpoint folder, in the order the Trainer writes them. */
+export const CHECKPOINT_FILES = ['model.pt', 'optimizer.pt', 'trainer.json'] as const;
+export type CheckpointFile = (typeof CHECKPOINT_FILES)[number];
+
+/** Test hook, read from the environment once per fit(); docs/API.md lists it with the other variables. */
+export const STOP_IN_CHECKPOINT_ENV = 'DOVE_TEST_STOP_IN_CHECKPOINT';
+
+export interface CheckpointStop {
+  step: number;
+  file: CheckpointFile;
+}
+
+/**
+ * `DOVE_TEST_STOP_IN_CHECKPOINT=<step>:<file>`: where the crash test wants the Trainer to stop inside
+ * a checkpoint write. null when unset; a malformed value is an INVALID_ARGUMENT, not ignored.
+ */
+export function checkpointStopFromEnv(env: NodeJS.ProcessEnv = process.env): CheckpointStop | null {
+  const spec = env[STOP_IN_CHECKPOINT_ENV];
+  if (spec === undefined || spec === '') return null;
+  const match = /^([1-9]\d*):(.+)$/.exec(spec);
+  const file = CHECKPOINT_FILES.find((name) => name === match?.[2]);
+  if (match === null || file === undefined) {
+    throw new DoveError(
+      `Expected <step>:<${CHECKPOINT_FILES.join('|')}> for ${STOP_IN_CHECKPOINT_ENV} but received '${spec}'`,
+      'INVALID_ARGUMENT',
+    );
+  }
+  return { step: Number(match[1]), file };
+}
+
+/**
+ * Called after each file of a checkpoint is written into its partial folder. When it is the file the
+ * test asked for, says so on stderr and stops the whole process (SIGSTOP): the test then SIGKILLs it
+ * at exactly that point, with the folder half written and not yet renamed.
+ */
+export function stopIfRequested(stop: CheckpointStop | null, step: number, file: CheckpointFile): void {
+  if (stop === null || stop.step !== step || stop.file !== file) return;
+  writeSync(2, `${STOP_IN_CHECKPOINT_ENV}: stopped after writing ${file} of step ${step}\n`);
+  process.kill(process.pid, 'SIGSTOP');
 }
 
 /** Committed checkpoints, oldest first. */

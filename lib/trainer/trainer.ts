@@ -11,7 +11,8 @@ import { writeFileAtomic } from '../files';
 import { parseDoveMeta, type DoveMeta } from '../model-file';
 import { loadAnnotations } from './annotations';
 import {
-  commitCheckpoint, fsyncFile, pruneCheckpoints, readState, resolveCheckpoint, STATE_FORMAT, STATE_VERSION, writeFileDurable, type TrainerState,
+  checkpointStopFromEnv, commitCheckpoint, fsyncFile, pruneCheckpoints, readState, resolveCheckpoint, STATE_FORMAT, STATE_VERSION, stopIfRequested,
+  writeFileDurable, type TrainerState,
 } from './checkpoint';
 import { BatchLoader, buildSamples, loadCrop, type Batch, type Sample } from './data';
 import { native, tensorAt, type IValue, type NativeModule, type NativeTensor } from './native';
@@ -143,6 +144,7 @@ export class Trainer extends EventEmitter {
     if (o.threads !== undefined) b.setNumThreads(o.threads);
     const isMain = this.rank === 0;
     const worldSize = o.distributed?.worldSize ?? 1;
+    const testStop = checkpointStopFromEnv();
 
     // 1. Where to start: a checkpoint (its model, optimizer, data position) or the given model.
     let resumeDir: string | undefined;
@@ -273,9 +275,12 @@ export class Trainer extends EventEmitter {
             // Saved in eval mode so the file loads for inference exactly like an export.
             module.train(false);
             await module.save(join(dir, 'model.pt'), extra);
+            stopIfRequested(testStop, engine.step, 'model.pt');
             await engine.saveState(join(dir, 'optimizer.pt'));
+            stopIfRequested(testStop, engine.step, 'optimizer.pt');
             await writeFileDurable(join(dir, 'trainer.json'), JSON.stringify(trainerState, null, 1));
             await fsyncFile(join(dir, 'model.pt'));
+            stopIfRequested(testStop, engine.step, 'trainer.json');
           });
           await pruneCheckpoints(o.outDir, o.keepLast);
           this.publish({ type: 'checkpoint', dir: lastCheckpoint, step: engine.step });

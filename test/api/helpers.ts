@@ -6,12 +6,14 @@ import { join, resolve } from 'node:path';
 import { deflateSync, crc32 } from 'node:zlib';
 import sharp from 'sharp';
 
+/** The torch virtualenv's python, as scripts/lib.sh's dove_py finds it (DOVE_VENV, DOVE_CACHE, any Python 3). */
+export { pythonPath } from '../../bench/lib/paths';
+
 /** Repository root (tests run from dist/test/api). */
 export const ROOT = resolve(__dirname, '..', '..', '..');
 export const FIXTURES = join(ROOT, 'test', 'fixtures', 'generated');
 export const API_FIXTURES = join(FIXTURES, 'api');
 export const CLI = join(ROOT, 'dist', 'lib', 'cli', 'main.js');
-export const VENV_PYTHON = join(process.env.HOME ?? '/root', '.cache', 'dove-encoder', 'torch-2.11.0-py3.11', 'bin', 'python');
 
 /** The tiny DOVE / Q-DOVE exports made by python/dove/fixtures.py. */
 export const TINY_DOVE = join(FIXTURES, 'tiny-dove.pt');

@@ -4,7 +4,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DoveError } from '../../lib/errors';
 import { parseSafetensors, readSafetensors, writeSafetensors } from '../../lib/safetensors';
-import { API_FIXTURES, tempDir, VENV_PYTHON } from './helpers';
+import { API_FIXTURES, pythonPath, tempDir } from './helpers';
 
 test('reads a file written by Python safetensors', async (t) => {
   const file = await readSafetensors(join(API_FIXTURES, 'python_written.safetensors'));
@@ -32,7 +32,7 @@ test('writes a file that Node and Python read back equal', async (t) => {
   t.deepEqual(back.tensors.get('tokens')!.data, tokens);
   t.deepEqual(back.tensors.get('lengths')!.data, lengths);
   t.is(back.tensors.get('mask')!.dtype, 'BOOL');
-  const py = execFileSync(VENV_PYTHON, ['-c', [
+  const py = execFileSync(pythonPath(), ['-c', [
     'import sys, json, numpy as np',
     'from safetensors.numpy import load_file',
     'from safetensors import safe_open',

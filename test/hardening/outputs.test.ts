@@ -4,7 +4,7 @@ import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { pngOf, tempDir, TINY_DOVE, VENV_PYTHON } from '../api/helpers';
+import { pngOf, pythonPath, tempDir, TINY_DOVE } from '../api/helpers';
 import { runDove } from './helpers';
 
 /** Inputs whose naive output names collide, plus names a line-based CSV reader cannot hold. */
@@ -25,7 +25,7 @@ async function collidingFolder(prefix: string): Promise<{ dir: string; input: st
 /** The rows of a CSV file as Python's csv module reads them (an oracle independent of lib/csv.ts). */
 function readCsv(path: string): string[][] {
   const py = 'import csv, json, sys; print(json.dumps(list(csv.reader(open(sys.argv[1], newline="", encoding="utf-8")))))';
-  return JSON.parse(execFileSync(VENV_PYTHON, ['-c', py, path], { encoding: 'utf8' })) as string[][];
+  return JSON.parse(execFileSync(pythonPath(), ['-c', py, path], { encoding: 'utf8' })) as string[][];
 }
 
 test('row 11: reconstruct-batch gives every input its own output, records every name, and resumes all of them', async (t) => {

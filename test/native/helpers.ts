@@ -49,3 +49,26 @@ export function sleep(ms: number): Promise<void> {
  * process then also scans its memory for leaks when it exits (seconds with libtorch loaded).
  */
 export const SLOWDOWN = /libasan/.test(process.env.LD_PRELOAD ?? '') ? 10 : 1;
+
+/**
+ * Repeats `attempt(iters)` (one call of the fixture's `slow` method, measured) with more iterations
+ * until a call really lasted `targetMs`, and returns that call's measurements. The count grows from
+ * the wall time just measured, so a machine that got faster (load gone) or slower (load arrived)
+ * between calls only costs another attempt; load never makes a call shorter, so this ends.
+ */
+export async function slowCallLasting<T extends { wallMs: number }>(
+  targetMs: number,
+  attempt: (iters: number) => Promise<T>,
+  firstIters = 50,
+): Promise<T & { iters: number }> {
+  let iters = firstIters;
+  const tried: string[] = [];
+  for (let round = 0; round < 20; round++) {
+    const measured = await attempt(iters);
+    if (measured.wallMs >= targetMs) return { ...measured, iters };
+    tried.push(`${iters} iterations: ${measured.wallMs.toFixed(0)} ms`);
+    const factor = Math.min(20, Math.max(1.5, (1.5 * targetMs) / Math.max(measured.wallMs, 1)));
+    iters = Math.ceil(iters * factor);
+  }
+  throw new Error(`slow() never lasted ${targetMs} ms: ${tried.join(', ')}`);
+}
