@@ -158,17 +158,18 @@ export interface NativeProcessGroup {
   readonly backend: string;
   /**
    * In-place sum (or average) all-reduce of a tensor; resolves when done or rejects on timeout.
-   * Every collective first compares, through the rendezvous store, what each rank passes (dtype,
-   * shape, root): ranks that disagree reject with DISTRIBUTED_ERROR naming the difference, instead
-   * of reaching Gloo, which aborts the process on mismatched sizes.
+   * Every collective first compares what each rank passes (dtype, shape, root; see `agree`): ranks
+   * that disagree reject with DISTRIBUTED_ERROR naming the difference, instead of reaching Gloo,
+   * which aborts the process on mismatched sizes.
    */
   allReduce(tensor: NativeTensor, op: 'sum' | 'avg'): Promise<void>;
   broadcast(tensor: NativeTensor, root: number): Promise<void>;
   barrier(): Promise<void>;
   /**
-   * Resolves when every rank passed the same `description` (compared by hash through the store);
-   * otherwise rejects on every rank with DISTRIBUTED_ERROR naming `what`, the first rank that
-   * differs from rank 0 and the first differing line. The trainer passes its parameter list
+   * Resolves when every rank passed the same `description` (64-bit hashes compared by a fixed-size
+   * all-reduce); otherwise the descriptions go through the rendezvous store and every rank rejects
+   * with DISTRIBUTED_ERROR naming `what`, the first rank that differs from rank 0 and the first
+   * differing line. The trainer passes its parameter list
    * (name, dtype, shape per line) before broadcasting the weights.
    */
   agree(what: string, description: string): Promise<void>;

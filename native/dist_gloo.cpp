@@ -298,34 +298,36 @@ std::shared_ptr<ProcessGroupHandle> unwrapProcessGroup(Napi::Value value) {
 }
 
 void agree(ProcessGroupHandle& group, const std::string& what, const std::string& description) {
-  if (group.worldSize <= 1 || !group.store) return;
-  const int64_t round = group.agreements++;
-  const std::string base = "dove/agree/" + std::to_string(round) + "/";
-  const std::string me = std::to_string(group.rank);
+  if (group.worldSize <= 1 || !group.backend) return;
   try {
-    // Every rank has read all keys of round - 2 before anyone finished round - 1 (each waits there
-    // for every rank's key, set only after its own round - 2 reads): safe to drop now.
-    if (round >= 2) {
-      const std::string old = "dove/agree/" + std::to_string(round - 2) + "/";
-      group.store->deleteKey(old + me);
-      group.store->deleteKey(old + "text/" + me);
-    }
-    group.store->set(base + "text/" + me, bytesOf(description));
-    group.store->set(base + me, bytesOf(std::to_string(fnv1a(description))));
+    // A fixed-size collective (the same two int64 on every rank, so Gloo cannot trip over it, and a
+    // dead peer is noticed as fast as by any collective): the minimum of the hashes and of their
+    // complements, i.e. the smallest and the largest hash. They are equal only when all ranks agree.
+    const auto hash = static_cast<int64_t>(fnv1a(description));
+    std::vector<at::Tensor> tensors{torch::tensor({hash, ~hash}, torch::kInt64)};
+    c10d::AllreduceOptions opts;
+    opts.reduceOp = c10d::ReduceOp::MIN;
+    waitWork(group, group.backend->allreduce(tensors, opts), what.c_str());
+    const auto* extremes = tensors[0].data_ptr<int64_t>();
+    if (extremes[0] == ~extremes[1]) return;
+    // Every rank sees the disagreement and comes here: exchange the descriptions through the store
+    // to name the first rank that differs from rank 0 and how.
+    if (!group.store) fail("DISTRIBUTED_ERROR", what + ": the ranks differ");
+    const std::string base = "dove/agree/" + std::to_string(group.agreements++) + "/";
+    group.store->set(base + std::to_string(group.rank), bytesOf(description));
     std::vector<std::string> keys;
     for (int r = 0; r < group.worldSize; ++r) keys.push_back(base + std::to_string(r));
     group.store->wait(keys, group.timeout);
-    const std::vector<std::vector<uint8_t>> hashes = group.store->multiGet(keys);
+    const std::vector<std::vector<uint8_t>> texts = group.store->multiGet(keys);
     for (int r = 1; r < group.worldSize; ++r) {
-      if (hashes[static_cast<std::size_t>(r)] == hashes[0]) continue;
-      const std::string theirs = textOf(group.store->get(base + "text/" + std::to_string(r)));
-      const std::string reference = textOf(group.store->get(base + "text/0"));
+      if (texts[static_cast<std::size_t>(r)] == texts[0]) continue;
       std::ostringstream out;
-      out << what << ": rank " << r << " differs from rank 0: " << firstDifference(theirs, reference)
-          << (group.rank == r || group.rank == 0 ? "" : " (this is rank " + me + ")")
+      out << what << ": rank " << r << " differs from rank 0: "
+          << firstDifference(textOf(texts[static_cast<std::size_t>(r)]), textOf(texts[0]))
           << "; every rank must run the same model and options";
       fail("DISTRIBUTED_ERROR", out.str());
     }
+    fail("DISTRIBUTED_ERROR", what + ": the ranks' descriptions hash differently but read the same");
   } catch (...) {
     rethrowDistributed(group, what.c_str());
   }

@@ -13,11 +13,11 @@
 
 #include <algorithm>
 #include <cstring>
-#include <fstream>
 #include <regex>
 #include <set>
 #include <unordered_set>
 
+#include "archive_snapshot.h"
 #include "common.h"
 #include "pickle_check.h"
 #include "shape_math.h"
@@ -140,29 +140,6 @@ std::optional<std::string> registryFlag(const c10::FunctionSchema& schema) {
 
 // ---------------------------------------------------------------------------------------------
 // The archive snapshot
-
-class MemoryAdapter final : public caffe2::serialize::ReadAdapterInterface {
- public:
-  explicit MemoryAdapter(std::string bytes) : bytes_(std::move(bytes)) {}
-  size_t size() const override { return bytes_.size(); }
-  size_t read(uint64_t pos, void* buf, size_t n, const char* /*what*/) const override {
-    if (pos >= bytes_.size()) return 0;
-    n = std::min<size_t>(n, bytes_.size() - pos);
-    std::memcpy(buf, bytes_.data() + pos, n);
-    return n;
-  }
-
- private:
-  std::string bytes_;
-};
-
-std::string readWholeFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  DOVE_CHECK(in.good(), "IO_ERROR", "Model file '" + path + "' cannot be read (permissions?)");
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  DOVE_CHECK(!in.bad(), "IO_ERROR", "Reading model file '" + path + "' failed");
-  return bytes;
-}
 
 std::string recordText(caffe2::serialize::PyTorchStreamReader& reader, const std::string& name) {
   auto [data, size] = reader.getRecord(name);
@@ -341,7 +318,7 @@ void walkGraphConstants(const torch::jit::Block* block, const std::string& where
 }  // namespace
 
 std::shared_ptr<caffe2::serialize::ReadAdapterInterface> inspectModelFile(const std::string& path, bool trusted) {
-  auto adapter = std::make_shared<MemoryAdapter>(readWholeFile(path));
+  const std::shared_ptr<ArchiveSnapshot> adapter = snapshotArchive(path);
   const std::string prefix = "'" + path + "' ";
   char head[8] = {};
   DOVE_CHECK(adapter->read(0, head, sizeof(head), "") == sizeof(head), "NOT_TORCHSCRIPT", prefix + "is too short to be a TorchScript archive");
@@ -357,6 +334,8 @@ std::shared_ptr<caffe2::serialize::ReadAdapterInterface> inspectModelFile(const 
     fail("NOT_TORCHSCRIPT", prefix + "is not a readable TorchScript archive: " + e.what_without_backtrace());
   }
   caffe2::serialize::PyTorchStreamReader& reader = *readerOwner;
+  DOVE_CHECK(adapter->agreesWith(reader), "NOT_TORCHSCRIPT",
+             prefix + "has an ambiguous zip directory (records that overlap, or that readers would place differently)");
   const std::vector<std::string> records = reader.getAllRecords();
   // libtorch allocates what a record's header claims and inflates into it: a small file claiming
   // gigabytes (a zip bomb) would exhaust memory. PyTorch stores tensors uncompressed and deflates

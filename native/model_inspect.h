@@ -11,7 +11,7 @@
 
 namespace dove {
 
-// Reads `path` once into memory and checks that snapshot; the real load must read the returned
+// Takes a snapshot of `path` (archive_snapshot.h) and checks it; the real load must read the returned
 // adapter, so that what is loaded is exactly what was checked. Throws DoveException:
 // - NOT_TORCHSCRIPT: not a TorchScript zip archive libtorch can load safely (flatbuffer or pre-1.4
 //   formats, records larger than the file, pickles that pickle_check.h refuses, source nested or
