@@ -8,6 +8,14 @@ import { join, resolve } from 'node:path';
 import type { IValue, NativeBinding } from '../../binding';
 import { disposeAll, loadBinding, seededFloats, tensorAt } from '../lib/addon';
 
+// Neither is in the TypeScript lib this project compiles against (ES2022, no DOM): typed here.
+const ResizableArrayBuffer = ArrayBuffer as unknown as new (length: number, options: { maxByteLength: number }) => ArrayBuffer;
+interface WasmMemory {
+  readonly buffer: ArrayBuffer;
+  grow(pages: number): number;
+}
+const WasmMemory = (globalThis as unknown as { WebAssembly: { Memory: new (d: { initial: number; maximum: number }) => WasmMemory } }).WebAssembly.Memory;
+
 const HOSTILE = resolve(__dirname, '..', '..', '..', 'test', 'fixtures', 'generated', 'hostile');
 
 async function expectReject(what: string, p: () => Promise<unknown> | unknown): Promise<void> {
@@ -35,7 +43,7 @@ async function round(b: NativeBinding, pt: string, dir: string, r: number): Prom
   await expectReject('an unknown device', () => b.zeros([1], 'float32', 'cuda:7'));
   await expectReject('a shape that overflows', () => b.tensorFromArray(new Float32Array(4), [4, 5, 5581, 8681, 49477, 384773], 'float32'));
   await expectReject('a shared buffer', () => b.tensorFromArray(new Float32Array(new SharedArrayBuffer(16)), [4], 'float32'));
-  await expectReject('a resizable buffer', () => b.tensorFromArray(new Float32Array(new ArrayBuffer(16, { maxByteLength: 32 })), [4], 'float32'));
+  await expectReject('a resizable buffer', () => b.tensorFromArray(new Float32Array(new ResizableArrayBuffer(16, { maxByteLength: 32 })), [4], 'float32'));
 
   // Module: load, run every method, errors, save.
   const mod = await b.loadModule(pt, 'cpu', ['dove.json']);
@@ -53,7 +61,7 @@ async function round(b: NativeBinding, pt: string, dir: string, r: number): Prom
   disposeAll(ep);
   b.tensorDispose(px);
   // An input detached while its call is queued (WebAssembly memory that grows): the call rejects.
-  const memory = new WebAssembly.Memory({ initial: 1, maximum: 2 });
+  const memory = new WasmMemory({ initial: 1, maximum: 2 });
   const logits = b.tensorFromArray(new Float32Array(memory.buffer, 0, 16), [1, 16], 'float32');
   const detachedCall = mod.run('select_lengths', [logits, 'auto', 8, 0.5]);
   memory.grow(1);
