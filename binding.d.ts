@@ -36,6 +36,7 @@ export type NativeErrorCode =
   | 'TORCH_ERROR' // any other c10::Error from libtorch
   | 'IO_ERROR'
   | 'DISTRIBUTED_ERROR'
+  | 'UNSAFE_MODEL' // the model's TorchScript calls an operator that touches files, other processes or process-wide state
   | 'INTERNAL';
 
 declare const nativeTensorBrand: unique symbol;
@@ -155,11 +156,40 @@ export interface NativeProcessGroup {
   readonly rank: number;
   readonly worldSize: number;
   readonly backend: string;
-  /** In-place sum (or average) all-reduce of a tensor; resolves when done or rejects on timeout. */
+  /**
+   * In-place sum (or average) all-reduce of a tensor; resolves when done or rejects on timeout.
+   * Every collective first compares what each rank passes (dtype, shape, root; see `agree`): ranks
+   * that disagree reject with DISTRIBUTED_ERROR naming the difference, instead of reaching Gloo,
+   * which aborts the process on mismatched sizes.
+   */
   allReduce(tensor: NativeTensor, op: 'sum' | 'avg'): Promise<void>;
   broadcast(tensor: NativeTensor, root: number): Promise<void>;
   barrier(): Promise<void>;
+  /**
+   * Resolves when every rank passed the same `description` (64-bit hashes compared by a fixed-size
+   * all-reduce); otherwise the descriptions go through the rendezvous store and every rank rejects
+   * with DISTRIBUTED_ERROR naming `what`, the first rank that differs from rank 0 and the first
+   * differing line. The trainer passes its parameter list
+   * (name, dtype, shape per line) before broadcasting the weights.
+   */
+  agree(what: string, description: string): Promise<void>;
   dispose(): void;
+}
+
+export interface OperatorRule {
+  name: string;
+  why: string;
+}
+
+export interface OperatorAudit {
+  /** Operators (and namespaces) a model may not call unless trusted. */
+  unsafeOperators: OperatorRule[];
+  unsafeNamespaces: OperatorRule[];
+  /** Operators the registry query flags that were reviewed and allowed. */
+  reviewedSafe: OperatorRule[];
+  /** Every registered operator the query flags, and whether the rules refuse it. */
+  registry: { name: string; flaggedBy: string; unsafe: boolean }[];
+  registrySize: number;
 }
 
 export interface NativeVersions {
@@ -211,6 +241,17 @@ export interface LinearProbeResult {
 export interface NativeBinding {
   /** Called once by lib/errors.ts so native failures are real DoveError instances. */
   setErrorClass(ctor: new (message: string, code: NativeErrorCode) => Error): void;
+  /**
+   * Called once by lib/native.ts with Node's `markAsUntransferable`: `tensorFromArray` pins each
+   * ArrayBuffer it wraps with it, so a transfer list naming the buffer copies it instead of
+   * detaching it from under a tensor (docs/NATIVE.md, "JS-backed memory").
+   */
+  setBufferPin(pin: (buffer: ArrayBuffer) => void): void;
+  /**
+   * A tensor over `data`'s memory. Refused (INVALID_ARGUMENT): views of SharedArrayBuffers,
+   * resizable or detached ArrayBuffers; SHAPE_MISMATCH when the shape's element count (checked for
+   * 64-bit overflow) differs from the array's length.
+   */
   tensorFromArray(data: NativeTypedArray, shape: number[], dtype: DType): NativeTensor;
   /** True for a tensor handle this addon made in this thread's environment (never by duck typing). */
   isTensor(value: unknown): value is NativeTensor;
@@ -242,11 +283,15 @@ export interface NativeBinding {
   /** Stack same-shaped tensors along a new dim 0 (one copy into a fresh batch). */
   stack(tensors: NativeTensor[]): NativeTensor;
   /**
+   * Every file is checked before libtorch reads or runs anything in it (native/model_inspect.h):
+   * NOT_TORCHSCRIPT for corrupt or unsupported archives (tensors reaching outside their storage,
+   * malformed pickles), UNSAFE_MODEL, unless `trustModel`, for TorchScript that calls operators
+   * touching files, other processes or process-wide state (docs/MODEL_FORMAT.md).
    * `optimize` (default false): an inference-only module (native/module_optimize.h): frozen (no
    * parameters, cannot train), conv weights channels_last on CPU; the first such load also installs
    * the process-wide CPU block cache (DOVE_CPU_CACHE_MB, 0 = off). See docs/API.md.
    */
-  loadModule(path: string, device: string, extraFileNames: string[], optimize?: boolean): Promise<NativeModule>;
+  loadModule(path: string, device: string, extraFileNames: string[], optimize?: boolean, trustModel?: boolean): Promise<NativeModule>;
   createTrainEngine(module: NativeModule, options: TrainEngineOptions): NativeTrainEngine;
   initProcessGroup(options: ProcessGroupOptions): Promise<NativeProcessGroup>;
   /** Float64 linear-algebra helpers for evaluation (FID). */
@@ -274,4 +319,6 @@ export interface NativeBinding {
   versions(): NativeVersions;
   /** at::show_config() + at::get_parallel_info(): BLAS, OpenMP, threads. */
   buildInfo(): string;
+  /** The model-file operator rules and what the registry query flags in the loaded libtorch (tests). */
+  operatorAudit(): OperatorAudit;
 }

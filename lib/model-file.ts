@@ -42,6 +42,12 @@ export interface LoadOptions {
    * torch.jit.load does, bit for bit.
    */
   optimize?: boolean;
+  /**
+   * Load a file whose TorchScript touches files, other processes or process-wide state, which is
+   * otherwise refused with `UNSAFE_MODEL`: a model file is code (docs/MODEL_FORMAT.md). Only for
+   * files you trust. Default false.
+   */
+  trustModel?: boolean;
 }
 
 
@@ -183,7 +189,7 @@ export class DoveModel {
     const device = options.device ?? 'cpu';
     // CUDA: off unless asked (freezing is exact on any device, but only the CPU path is tested and measured).
     const optimize = options.optimize === undefined ? device === 'cpu' : options.optimize;
-    const module = await loadModule(file, { device, extraFiles: ['dove.json', 'tokenizer.json'], optimize });
+    const module = await loadModule(file, { device, extraFiles: ['dove.json', 'tokenizer.json'], optimize, trustModel: options.trustModel });
     try {
       const meta = parseDoveMeta(file, module.extraFiles['dove.json']);
       const names = new Set(module.methodNames());

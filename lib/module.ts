@@ -16,6 +16,22 @@ export interface LoadModuleOptions {
   extraFiles?: readonly string[];
   /** Inference-only optimisation at load (docs/API.md `optimize`). Default false: the file as is. */
   optimize?: boolean;
+  /**
+   * A model file is code. Without this, a file whose TorchScript calls an operator that touches
+   * files, other processes or process-wide state (e.g. `aten::from_file`, `aten::save`) is refused
+   * with `UNSAFE_MODEL` (docs/MODEL_FORMAT.md, "Model files are code"). `true` skips that check for
+   * a file you trust; corrupt files are refused either way. Default false.
+   */
+  trustModel?: boolean;
+}
+
+/** A boolean option: `fallback` when absent, INVALID_ARGUMENT when not a boolean. */
+export function booleanOption(name: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') {
+    throw new DoveError(`Expected boolean for ${name} but received ${typeof value === 'string' ? `'${value}'` : String(value)}`, 'INVALID_ARGUMENT');
+  }
+  return value;
 }
 
 // These run on every call, so the common cases come first and allocate nothing beyond the result:
@@ -63,17 +79,15 @@ export class ScriptModule {
     this.#native = native;
   }
 
-  /** Loads a TorchScript archive on a worker thread. Errors: FILE_NOT_FOUND, NOT_TORCHSCRIPT, DEVICE_UNAVAILABLE. */
+  /** Loads a TorchScript archive on a worker thread. Errors: FILE_NOT_FOUND, NOT_TORCHSCRIPT, UNSAFE_MODEL, DEVICE_UNAVAILABLE. */
   static async load(path: string, options: LoadModuleOptions = {}): Promise<ScriptModule> {
     if (typeof path !== 'string' || path.length === 0) {
       throw new DoveError(`Expected a non-empty path string for load but received ${String(path)}`, 'INVALID_ARGUMENT');
     }
-    const optimize = options.optimize === undefined ? false : options.optimize;
-    if (typeof optimize !== 'boolean') {
-      throw new DoveError(`Expected boolean for optimize but received ${typeof optimize === 'string' ? `'${optimize}'` : String(optimize)}`, 'INVALID_ARGUMENT');
-    }
+    const optimize = booleanOption('optimize', options.optimize, false);
+    const trustModel = booleanOption('trustModel', options.trustModel, false);
     try {
-      return new ScriptModule(await binding().loadModule(path, options.device ?? 'cpu', [...(options.extraFiles ?? [])], optimize));
+      return new ScriptModule(await binding().loadModule(path, options.device ?? 'cpu', [...(options.extraFiles ?? [])], optimize, trustModel));
     } catch (error) {
       throw DoveError.atCallSite(error);
     }

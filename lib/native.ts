@@ -3,6 +3,7 @@
 // for, what was found and the command that fixes it.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import { markAsUntransferable } from 'node:worker_threads';
 import type { NativeBinding } from '../binding';
 import { DoveError } from './errors';
 import { retryWithLibtorch } from './libtorch-preload';
@@ -104,6 +105,9 @@ export function binding(): NativeBinding {
     loaded = retry.loaded as NativeBinding;
   }
   loaded.setErrorClass(DoveError);
+  // A tensor made over a JS buffer reads that memory from other threads: the buffer must never be
+  // detached by a transfer (docs/NATIVE.md, "JS-backed memory").
+  loaded.setBufferPin(markAsUntransferable);
   cached = loaded;
   return loaded;
 }

@@ -54,17 +54,15 @@ export class Tensor {
 
   /**
    * A tensor over `data`'s memory (no copy): writes on either side are seen by the other, and the
-   * tensor keeps the array's buffer alive. `shape` defaults to [data.length].
+   * tensor keeps the array's buffer alive and marks it untransferable. Views of SharedArrayBuffers
+   * and of resizable or detached ArrayBuffers are refused (INVALID_ARGUMENT, by the addon: it owns
+   * the rules for JS memory, docs/NATIVE.md "JS-backed memory"). `shape` defaults to [data.length].
    */
   static fromArray<D extends DType>(data: TypedArrayOf[D], shape?: readonly number[], dtype?: D): Tensor;
   static fromArray(data: NativeTypedArray, shape?: readonly number[], dtype?: DType): Tensor;
   static fromArray(data: NativeTypedArray, shape?: readonly number[], dtype?: DType): Tensor {
     if (!ArrayBuffer.isView(data) || data instanceof DataView) {
       throw new DoveError(`Expected a typed array or Buffer for data but received ${describe(data)}`, 'INVALID_ARGUMENT');
-    }
-    if (data.buffer instanceof SharedArrayBuffer) {
-      // Another thread may write a shared buffer while libtorch reads it: refuse rather than race.
-      throw new DoveError(`Expected a typed array over an ArrayBuffer for data but received a ${describe(data)} over a SharedArrayBuffer; copy it first (e.g. new ${describe(data)}(data))`, 'INVALID_ARGUMENT');
     }
     const dims = shape === undefined ? [data.length] : [...shape];
     return new Tensor(binding().tensorFromArray(data, dims, dtype ?? inferDtype(data)));

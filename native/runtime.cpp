@@ -10,6 +10,7 @@
 #include <cmath>
 
 #include "common.h"
+#include "shape_math.h"
 
 #ifndef DOVE_ADDON_VERSION
 #define DOVE_ADDON_VERSION "0.0.0-dev"
@@ -119,6 +120,9 @@ Napi::Value Zeros(const Napi::CallbackInfo& info) {
     const std::vector<int64_t> shape = shapeFromJs(info.Length() > 0 ? info[0] : info.Env().Undefined(), "shape");
     DOVE_CHECK(info.Length() >= 2 && info[1].IsString(), "INVALID_ARGUMENT", "Expected dtype string for zeros(shape, dtype, device)");
     const at::ScalarType dtype = parseDtype(info[1].As<Napi::String>().Utf8Value());
+    const std::optional<int64_t> count = shape::elementCount(shape);
+    DOVE_CHECK(count && shape::byteSize(*count, static_cast<int64_t>(c10::elementSize(dtype))), "INVALID_ARGUMENT",
+               "Shape " + shape::toString(shape) + " for zeros(shape, dtype, device) has more bytes than a 64-bit size holds");
     c10::Device device(c10::kCPU);
     if (info.Length() >= 3 && !info[2].IsUndefined() && !info[2].IsNull()) {
       DOVE_CHECK(info[2].IsString(), "INVALID_ARGUMENT", "Expected device string for zeros(shape, dtype, device)");

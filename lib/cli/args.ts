@@ -175,10 +175,15 @@ export async function withUsage(command: string, body: () => Promise<number>): P
   }
 }
 
+/** --trust-model, for every command that loads a model file. */
+export const TRUST_MODEL_HELP = `      --trust-model         load a model whose TorchScript touches files or the process (refused
+                            otherwise: a model file is code; docs/MODEL_FORMAT.md)`;
+
 /** Options every model-running command shares. */
 export const MODEL_OPTIONS = {
   model: { type: 'string', alias: 'm' },
   device: { type: 'string' },
+  'trust-model': { type: 'flag' },
   threshold: { type: 'float', min: 0, max: 1 },
   fit: { type: 'string', choices: ['cover', 'contain', 'fill'] },
   'max-input-pixels': { type: 'int', min: 1 },
@@ -186,6 +191,7 @@ export const MODEL_OPTIONS = {
 
 export const MODEL_OPTIONS_HELP = `  -m, --model <file.pt>     DOVE/Q-DOVE export (default: the embedded model models/dove-tiny.pt)
       --device <dev>        cpu (default), cuda, cuda:N
+${TRUST_MODEL_HELP}
       --threshold <p>       EOS probability threshold in (0,1) (default: the model's eosThreshold)
       --fit <policy>        cover (default: short side + centre crop), contain (pad), fill (stretch)
       --max-input-pixels <n>  refuse images whose header claims more pixels (default 268402689)`;

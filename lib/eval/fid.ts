@@ -44,9 +44,9 @@ export class FidFeatureExtractor {
   ) {}
 
   /** Loads an export of `python -m dove.inception`; a missing file explains where to get one. */
-  static async load(path: string, options: { device?: string } = {}): Promise<FidFeatureExtractor> {
+  static async load(path: string, options: { device?: string; trustModel?: boolean } = {}): Promise<FidFeatureExtractor> {
     if (!existsSync(path)) throw new DoveError(`${path}: FID feature extractor not found.\n${FID_SETUP_HELP}`, 'FILE_NOT_FOUND');
-    const module = await getBinding().loadModule(path, options.device ?? 'cpu', ['fid.json']);
+    const module = await getBinding().loadModule(path, options.device ?? 'cpu', ['fid.json'], false, options.trustModel);
     const text = module.extraFiles['fid.json'];
     let meta: { format?: unknown; featureDim?: unknown } = {};
     try {

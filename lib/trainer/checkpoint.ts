@@ -63,9 +63,16 @@ export async function commitCheckpoint(outDir: string, step: number, writeParts:
   const final = join(root, checkpointName(step));
   const partial = `${final}.partial-${process.pid}`;
   await fs.rm(partial, { recursive: true, force: true });
-  await fs.mkdir(partial);
-  await writeParts(partial);
-  await fsyncDir(partial);
+  try {
+    await fs.mkdir(partial);
+    await writeParts(partial);
+    await fsyncDir(partial);
+  } catch (error) {
+    // A full disk mid-checkpoint: the earlier checkpoints stay, the half-written one goes (it would
+    // only hold space the next attempt needs).
+    await fs.rm(partial, { recursive: true, force: true }).catch(() => undefined);
+    throw fsError(final, error, 'write checkpoint');
+  }
   // Same step saved twice (stop() right at an epoch end): the newer copy replaces the older one.
   await fs.rm(final, { recursive: true, force: true });
   await fs.rename(partial, final);

@@ -7,7 +7,7 @@ import { promises as fs } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { BpeTokenizer } from '../bpe';
 import { DoveError } from '../errors';
-import { writeFileAtomic } from '../files';
+import { appendFileChecked, writeFileAtomic } from '../files';
 import { parseDoveMeta, type DoveMeta } from '../model-file';
 import { loadAnnotations } from './annotations';
 import {
@@ -156,7 +156,7 @@ export class Trainer extends EventEmitter {
     // Annotations are checked first: a malformed file fails in milliseconds, before the model loads.
     const annotations = o.annotations !== undefined ? await loadAnnotations(o.annotations) : undefined;
     const modelPath = resumeDir !== undefined ? join(resumeDir, 'model.pt') : resolve(o.model);
-    const module = await b.loadModule(modelPath, o.device, ['dove.json', 'tokenizer.json']);
+    const module = await b.loadModule(modelPath, o.device, ['dove.json', 'tokenizer.json'], false, o.trustModel);
     const disposables: { dispose(): void }[] = [module];
     try {
       const meta = parseMeta(modelPath, module);
@@ -203,7 +203,13 @@ export class Trainer extends EventEmitter {
       if (o.distributed !== null) {
         group = await b.initProcessGroup({ ...o.distributed });
         disposables.push(group);
-        // Same starting weights everywhere, whatever each process loaded.
+        // Same starting weights everywhere, whatever each process loaded. Ranks that loaded models
+        // of different parameter names, dtypes or shapes stop here with DISTRIBUTED_ERROR naming the
+        // first difference (Gloo would abort the process on mismatched sizes).
+        const signature = Object.entries(module.namedParameters())
+          .map(([name, p]) => `${name} ${b.tensorDtype(p)} [${b.tensorShape(p).join(', ')}]`)
+          .join('\n');
+        await group.agree('parameters', signature);
         for (const p of module.parameters()) await group.broadcast(p, 0);
       }
       const engine: NativeTrainEngine = b.createTrainEngine(module, {
@@ -424,7 +430,7 @@ export class Trainer extends EventEmitter {
   }
 
   private async log(record: object): Promise<void> {
-    await fs.appendFile(join(this.options.outDir, 'log.jsonl'), `${JSON.stringify(record)}\n`);
+    await appendFileChecked(join(this.options.outDir, 'log.jsonl'), `${JSON.stringify(record)}\n`);
   }
 }
 

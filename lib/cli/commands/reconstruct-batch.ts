@@ -1,7 +1,7 @@
 import { existsSync, promises as fs } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { Command } from '../command';
-import { checkIntRange, defaultLengths, getIntList, getNumber, getString, MODEL_OPTIONS, MODEL_OPTIONS_HELP, parseArgs, UsageError, withUsage } from '../args';
+import { checkIntRange, defaultLengths, getFlag, getIntList, getNumber, getString, MODEL_OPTIONS, MODEL_OPTIONS_HELP, parseArgs, UsageError, withUsage } from '../args';
 import { ProgressBar } from '../progress';
 import { formatCsv, parseCsv } from '../../csv';
 import { DoveError } from '../../errors';
@@ -174,7 +174,7 @@ async function run(argv: string[]): Promise<number> {
     const questions = questionsPath === undefined ? undefined : await readQuestions(questionsPath);
     const entries = await listEntries(dir);
 
-    const reconstructor = await Reconstructor.load(getString(args, 'model'), { device: getString(args, 'device') ?? 'cpu' });
+    const reconstructor = await Reconstructor.load(getString(args, 'model'), { device: getString(args, 'device') ?? 'cpu', trustModel: getFlag(args, 'trust-model') });
     const model = reconstructor.model;
     try {
       const max = model.maxTokens;

@@ -1,5 +1,5 @@
 import type { Command } from '../command';
-import { checkIntRange, defaultLengths, getIntList, getNumber, getString, MODEL_OPTIONS, MODEL_OPTIONS_HELP, parseArgs, UsageError, withUsage } from '../args';
+import { checkIntRange, defaultLengths, getFlag, getIntList, getNumber, getString, MODEL_OPTIONS, MODEL_OPTIONS_HELP, parseArgs, UsageError, withUsage } from '../args';
 import { composeGrid } from '../grid';
 import { writeReport } from '../../eval/report';
 import { formatFromPath } from '../../images';
@@ -39,7 +39,7 @@ async function run(argv: string[]): Promise<number> {
     if (output === undefined) throw new UsageError('Missing -o/--output <grid.png>');
     if (formatFromPathSafe(output) !== 'png') throw new UsageError(`Expected a .png path for --output but received ${output}`);
     const question = getString(args, 'question');
-    const reconstructor = await Reconstructor.load(getString(args, 'model'), { device: getString(args, 'device') ?? 'cpu' });
+    const reconstructor = await Reconstructor.load(getString(args, 'model'), { device: getString(args, 'device') ?? 'cpu', trustModel: getFlag(args, 'trust-model') });
     try {
       const max = reconstructor.model.maxTokens;
       const lengths = getIntList(args, 'lengths') ?? defaultLengths(max);

@@ -90,7 +90,7 @@ async function run(argv: string[]): Promise<number> {
     if (images.length === 0) throw new UsageError(`No image files found in ${args.positionals.map(displayPath).join(', ')}`);
     if (output !== undefined) await checkOutputIsNotInput(output, images);
 
-    const tokenizer = await Tokenizer.load(getString(args, 'model'), { device: getString(args, 'device') ?? 'cpu' });
+    const tokenizer = await Tokenizer.load(getString(args, 'model'), { device: getString(args, 'device') ?? 'cpu', trustModel: getFlag(args, 'trust-model') });
     const model = tokenizer.model;
     try {
       const maxTokens = getNumber(args, 'max-tokens');
