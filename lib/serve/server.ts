@@ -25,7 +25,7 @@ export interface DoveServerOptions {
   maxBatch?: number;
   /** Requests allowed to wait for the model; more get 503 + Retry-After. Default 64. */
   maxQueue?: number;
-  /** Per request, from the moment it queues; also the time allowed to receive a request. Default 30000. */
+  /** Per request, from the moment it queues; also the time allowed to receive a request (at least 5 s). Default 30000. */
   timeoutMs?: number;
   /** Request body limit in bytes. Default 16 MiB. */
   bodyLimit?: number;
@@ -74,7 +74,8 @@ export class DoveServer {
     const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
     const queue = new BatchQueue({ maxBatchRows: limits.maxBatch, maxWaiting: limits.maxQueue, timeoutMs: limits.timeoutMs });
     const service = new InferenceService(options.tokenizer, new Reconstructor(options.tokenizer.model), queue);
-    const app = fastify({ bodyLimit: limits.bodyLimit, requestTimeout: limits.timeoutMs, logger: false, return503OnClosing: true });
+    // requestTimeout bounds receiving a request (slow clients); a tiny --timeout-ms must not cut uploads short.
+    const app = fastify({ bodyLimit: limits.bodyLimit, requestTimeout: Math.max(limits.timeoutMs, 5000), logger: false, return503OnClosing: true });
 
     app.removeContentTypeParser('text/plain');
     const raw = (_request: unknown, body: Buffer, done: (error: Error | null, body?: Buffer) => void): void => done(null, body);
