@@ -1,14 +1,17 @@
 // `dove serve` under load, with and without batching, side by side on the same machine:
 //
-//   node dist/bench/serve/serve.js [--model m.pt] [--image file] [--connections 32] [--seconds 10] [--rounds 2] [--out name]
+//   node dist/bench/serve/serve.js [--model m.pt] [--image file] [--connections 32] [--seconds 10] [--rounds 2]
+//                                  [--threads 2] [--omp-wait passive|active|default] [--out name]
 //
 // Each round starts a fresh `dove serve` on 127.0.0.1 with --max-batch 16, then one with --max-batch 1
 // (the only difference), warms each up, records its RSS, keeps `connections` clients busy with
 // POST /v1/tokenize for `seconds`, records RSS again. A last row drives 4× more clients than the
-// queue holds to show the 503 path. Writes bench/results/<out>.md and .json.
+// queue holds to show the 503 path. Writes bench/results/<out>.md and .json. Thread settings as in
+// every other benchmark here (bench/lib/child.ts threadEnv): OMP_NUM_THREADS and OMP_WAIT_POLICY.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
+import { threadEnv } from '../lib/child';
 import { machineInfo } from '../lib/machine';
 import { repoRoot, resultsDir } from '../lib/paths';
 import { loadRun, rssOf, spawnServe, type LoadResult } from './load';
@@ -19,6 +22,8 @@ interface Options {
   connections: number;
   seconds: number;
   rounds: number;
+  threads: number;
+  ompWait: 'passive' | 'active' | 'default';
   out: string;
 }
 
@@ -37,6 +42,11 @@ interface Row {
 
 const MiB = 2 ** 20;
 
+function ompWait(raw: string): Options['ompWait'] {
+  if (raw !== 'passive' && raw !== 'active' && raw !== 'default') throw new Error(`Expected --omp-wait passive, active or default but received '${raw}'`);
+  return raw;
+}
+
 function parse(argv: readonly string[]): Options {
   const get = (name: string): string | undefined => {
     const i = argv.indexOf(`--${name}`);
@@ -54,6 +64,8 @@ function parse(argv: readonly string[]): Options {
     connections: int('connections', 32),
     seconds: int('seconds', 10),
     rounds: int('rounds', 2),
+    threads: int('threads', 2),
+    ompWait: ompWait(get('omp-wait') ?? 'passive'),
     out: get('out') ?? `serve-${new Date().toISOString().slice(0, 10)}`,
   };
 }
@@ -63,7 +75,7 @@ async function queueStats(url: string): Promise<{ batches: number; rows: number 
 }
 
 async function measure(o: Options, label: string, round: number, maxBatch: number, maxQueue: number, connections: number, body: Buffer, type: string): Promise<Row> {
-  const server = await spawnServe([...(o.model ? ['--model', o.model] : []), '--max-batch', String(maxBatch), '--max-queue', String(maxQueue)]);
+  const server = await spawnServe([...(o.model ? ['--model', o.model] : []), '--max-batch', String(maxBatch), '--max-queue', String(maxQueue)], threadEnv(o.threads, o.ompWait));
   try {
     await loadRun(server.url, body, type, Math.min(connections, maxQueue), 3);
     const pid = server.child.pid!;
@@ -96,7 +108,8 @@ Command: \`node dist/bench/serve/serve.js ${process.argv.slice(2).join(' ')}\` (
 fresh \`dove serve --host 127.0.0.1\` child; autocannon keeps *clients* connections busy with
 \`POST /v1/tokenize\` (${o.image.replace(repoRoot() + '/', '')}, Accept: application/octet-stream) for ${o.seconds} s after a 3 s warm-up.
 Latency percentiles are over every answered request (in the overload row most answers are fast 503s).
-RSS is the server's, after the warm-up and after the timed run.
+RSS is the server's, after the warm-up and after the timed run. Server threads: OMP_NUM_THREADS=${o.threads},
+OMP_WAIT_POLICY ${o.ompWait} (bench/lib/child.ts threadEnv, as in every benchmark here).
 
 Model: \`${JSON.stringify(model)}\`
 

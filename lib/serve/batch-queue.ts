@@ -69,9 +69,7 @@ export class BatchQueue {
   submit<I, O>(kind: BatchKind<I, O>, key: string, input: I, rows = 1, signal?: AbortSignal): Promise<O> {
     if (signal?.aborted) return Promise.reject(new QueueError('The client closed the request', 'CANCELLED', 0));
     if (this.closed) return Promise.reject(new QueueError('The server is shutting down', 'SHUTTING_DOWN', 5));
-    if (this.waiting.length >= this.options.maxWaiting) {
-      return Promise.reject(new QueueError(`The queue is full (${this.options.maxWaiting} requests waiting); retry later`, 'QUEUE_FULL', this.retryAfterSeconds()));
-    }
+    if (this.waiting.length >= this.options.maxWaiting) return Promise.reject(this.fullError());
     return new Promise<O>((resolve, reject) => {
       let done = false;
       const drop = (): boolean => {
@@ -104,6 +102,15 @@ export class BatchQueue {
       this.waiting.push(job);
       this.pump();
     });
+  }
+
+  /** Throws what submit would reject with when the queue is full: lets a request be refused before its image is decoded. */
+  checkRoom(): void {
+    if (this.waiting.length >= this.options.maxWaiting) throw this.fullError();
+  }
+
+  private fullError(): QueueError {
+    return new QueueError(`The queue is full (${this.options.maxWaiting} requests waiting); retry later`, 'QUEUE_FULL', this.retryAfterSeconds());
   }
 
   stats(): BatchQueueStats {

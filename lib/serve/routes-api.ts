@@ -70,6 +70,8 @@ export function registerApiRoutes(app: FastifyInstance, service: InferenceServic
 
   const pixelsOf = async (request: FastifyRequest, options: ImageRequestOptions): Promise<Uint8Array> => {
     service.checkOptions(options);
+    // Under overload, refuse before the costly part (decoding the image), not after it.
+    service.queue.checkRoom();
     const bytes = await imageBody(request);
     return loadImage(bytes, { size: model.imageSize, fit: options.fit, maxInputPixels: limits.maxInputPixels });
   };

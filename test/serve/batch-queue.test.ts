@@ -61,7 +61,9 @@ test('past maxWaiting a job is refused at once with QUEUE_FULL and a Retry-After
   t.true(refused instanceof QueueError);
   t.true(isDoveError(refused, 'QUEUE_FULL'));
   t.true((refused as QueueError).retryAfterSeconds >= 1);
+  t.true(isDoveError(t.throws(() => q.checkRoom()), 'QUEUE_FULL'), 'checkRoom says the same before any work');
   t.deepEqual(await Promise.all([running, ...waiting]), [10, 20, 30]);
+  t.notThrows(() => q.checkRoom());
   t.is(await q.submit(kind, 'k', 5), 50, 'accepts again once drained');
 });
 
