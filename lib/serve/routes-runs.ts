@@ -1,7 +1,8 @@
 // The run monitor's data: the runs given with --run, each one's summary, its log from a byte offset
 // (the page polls it), and files from inside the run folder only (resolveRunFile).
-import { createReadStream } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
+import { httpError } from './http-errors';
 import { numberParam, queryParams } from './requests';
 import { findRun, readLog, resolveRunFile, runFileType, summarizeRun, type RunFolder } from './runs';
 
@@ -22,8 +23,12 @@ export function registerRunRoutes(app: FastifyInstance, runs: readonly RunFolder
   app.get<{ Params: { id: string; '*': string } }>('/v1/runs/:id/files/*', async (request, reply) => {
     const run = findRun(runs, request.params.id);
     const path = await resolveRunFile(run, request.params['*']);
+    // Opened here, so a file the trainer removed in the meantime (an old checkpoint) is a 404, not a stream error.
+    const handle = await fs.open(path, 'r').catch(() => {
+      throw httpError(`No file ${request.params['*']} in run ${run.name}`, 'NOT_FOUND');
+    });
     const type = runFileType(path);
     if (type === 'application/octet-stream') reply.header('content-disposition', 'attachment');
-    return reply.type(type).header('cache-control', 'no-cache').send(createReadStream(path));
+    return reply.type(type).header('cache-control', 'no-cache').send(handle.createReadStream());
   });
 }
