@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import sharp from 'sharp';
 import { defaultModelPath } from '../../lib/model-file';
-import { fixtureExists, maxAbsDiff, pngOf, tempDir } from '../api/helpers';
+import { readSafetensors } from '../../lib/safetensors';
+import { fixtureExists, maxAbsDiff, pngOf, tempDir, TINY_QDOVE } from '../api/helpers';
 import { chromiumPath, SAMPLE_JPG, startServer, startTraining, TRAIN_IMAGES, TRAIN_MINI, waitFor, type Running } from './helpers';
 
 const executable = chromiumPath();
@@ -81,6 +82,7 @@ browserTest(`explorer: upload a photo, read the EOS length and charts, move the 
   await page.waitForSelector('body[data-state=idle]');
   const m = s.tokenizer.model;
   t.regex(await page.textContent('#model-info') ?? '', new RegExp(`up to ${m.maxTokens} tokens of ${m.tokenDim}`));
+  t.is(await page.isVisible('#question'), m.isQDove, 'the question box only for a Q-DOVE');
   await page.setInputFiles('#file', SAMPLE_JPG);
   await page.waitForSelector('body[data-state=ready]', { timeout: 120_000 });
 
@@ -109,6 +111,15 @@ browserTest(`explorer: upload a photo, read the EOS length and charts, move the 
   t.true(maxAbsDiff(one, await apiReconstruction(1, image)) <= 2, 'and showed the 1-token one before');
   t.not(maxAbsDiff(one, four), 0, 'the slider changed the picture');
   t.true((await page.getAttribute('#download-grid', 'href'))!.startsWith('data:image/png;base64,'));
+  // The tokens button downloads the slider's length as safetensors.
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download-tokens')]);
+  t.is(download.suggestedFilename(), 'sample-4-tokens.safetensors');
+  const saved = join(tmp.dir, 'tokens.safetensors');
+  await download.saveAs(saved);
+  const file = await readSafetensors(saved);
+  t.deepEqual(file.tensors.get('tokens')!.shape, [1, 4, m.tokenDim]);
+  const four4 = await s.tokenizer.tokenize(image, { mode: 'fixed', maxTokens: 4 });
+  t.true(maxAbsDiff(file.tensors.get('tokens')!.data as Float32Array, four4.tokens) < 1e-5);
 
   const shot = join(tmp.dir, 'explorer.png');
   await page.screenshot({ path: shot, fullPage: true });
@@ -139,6 +150,23 @@ browserTest(`explorer: several images fill the table of EOS lengths and the hist
   }
   t.is(await page.getAttribute('#histogram', 'data-points'), '3');
   t.true((await inkedPixels(page, '#histogram')) > 100, 'the histogram is drawn');
+  t.deepEqual(errors, []);
+  await page.close();
+});
+
+browserTest(`explorer on a Q-DOVE model: the question box appears and the question reaches the model${why}`, async (t) => {
+  const q = await startServer(TINY_QDOVE);
+  t.teardown(() => q.close());
+  const { page, errors } = await openPage();
+  await page.goto(`${q.url}/`);
+  await page.waitForSelector('body[data-state=idle]');
+  t.true(await page.isVisible('#question'));
+  const asked = 'what colour is the roof?';
+  await page.fill('#question', asked);
+  await page.setInputFiles('#file', SAMPLE_JPG);
+  await page.waitForSelector('body[data-state=ready]', { timeout: 120_000 });
+  const expected = await q.tokenizer.tokenize(readFileSync(SAMPLE_JPG), { query: asked });
+  t.is(await page.textContent('#chosen'), String(expected.length));
   t.deepEqual(errors, []);
   await page.close();
 });
