@@ -72,8 +72,11 @@ export class Reconstructor {
     throw new DoveError('Expected ImageTokens, an array of them, or a TokenBatch for tokens', 'INVALID_ARGUMENT');
   }
 
-  private async reconstructMany(items: readonly ImageTokens[]): Promise<RgbImage[]> {
-    if (items.length === 0) return [];
+  /**
+   * Throws the error `reconstruct` would throw for these tokens, without running the model: for
+   * callers that queue tokens and must refuse bad ones before they join other callers' batches.
+   */
+  checkTokens(items: readonly ImageTokens[]): void {
     const dim = this.model.tokenDim;
     items.forEach((item, i) => {
       if (!isImageTokens(item)) throw new DoveError(`Expected ImageTokens at index ${i}`, 'INVALID_ARGUMENT');
@@ -84,6 +87,12 @@ export class Reconstructor {
         );
       }
     });
+  }
+
+  private async reconstructMany(items: readonly ImageTokens[]): Promise<RgbImage[]> {
+    if (items.length === 0) return [];
+    const dim = this.model.tokenDim;
+    this.checkTokens(items);
     const slots = maxOf(items.map((t) => t.length));
     // One image: wrap its view by pointer. Several: one padded copy (they live in separate buffers).
     let data: Float32Array;

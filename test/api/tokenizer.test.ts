@@ -138,6 +138,26 @@ test('bad options and inputs are DoveErrors naming the problem', async (t) => {
   await t.throwsAsync(reconstructor.reconstruct({ length: 3, dim: 128, tokens: new Float32Array(10), eosProbabilities: new Float32Array(3) }), { instanceOf: DoveError, message: /Expected 128 floats per token/ });
 });
 
+test('checkTokens refuses what reconstruct would, without running the model, and accepts good tokens', async (t) => {
+  const dim = tokenizer.tokenDim;
+  const max = tokenizer.maxTokens;
+  const good = await tokenizer.tokenize(images[0]!, { mode: 'fixed', maxTokens: 3 });
+  t.notThrows(() => reconstructor.checkTokens([good, good]));
+  const cases = [
+    { length: 3, dim, tokens: new Float32Array(10), eosProbabilities: new Float32Array(3) },
+    { length: 0, dim, tokens: new Float32Array(0), eosProbabilities: new Float32Array(0) },
+    { length: max + 1, dim, tokens: new Float32Array((max + 1) * dim), eosProbabilities: new Float32Array(0) },
+  ];
+  for (const bad of cases) {
+    const checked = t.throws(() => reconstructor.checkTokens([good, bad]), { instanceOf: DoveError });
+    const ran = await t.throwsAsync(reconstructor.reconstruct([good, bad]), { instanceOf: DoveError });
+    t.is(checked?.code, 'SHAPE_MISMATCH');
+    t.is(checked?.message, ran?.message, 'the same error reconstruct gives');
+    t.regex(checked?.message ?? '', /at index 1/);
+  }
+  t.is(t.throws(() => reconstructor.checkTokens([{} as never]), { instanceOf: DoveError })?.code, 'INVALID_ARGUMENT');
+});
+
 test('model files that are not DOVE exports are rejected with the reason', async (t) => {
   const cases: [string, string, RegExp][] = [
     ['not_dove_no_json.pt', 'NOT_DOVE_EXPORT', /missing extra file dove\.json/],

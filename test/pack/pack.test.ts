@@ -3,7 +3,7 @@
 // `dove reconstruct` and a Tokenizer script from it. The addon must come from prebuilds/ (there is no
 // build/ folder in the package) and the model from the package's models/dove-tiny.pt.
 import test from 'ava';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join, resolve } from 'node:path';
@@ -120,6 +120,37 @@ test('dove reconstruct runs from the installed package with the embedded model',
   const meta = await sharp(grid).metadata();
   t.is(meta.format, 'png');
   t.true((meta.width ?? 0) > 5 * 64 && (meta.height ?? 0) >= 64, `unexpected grid size ${meta.width}x${meta.height}`);
+});
+
+test('dove serve runs from the installed package: pages and bundles come from the package itself', async (t) => {
+  const { project, env, tarballFiles } = ready();
+  for (const f of ['dist/web/explorer.html', 'dist/web/explorer.js', 'dist/web/runs.html', 'dist/web/runs.js', 'dist/web/style.css']) t.true(tarballFiles.includes(f), `${f} missing from the tarball`);
+  const child = spawn(join(project, 'node_modules', '.bin', 'dove'), ['serve', '--host', '127.0.0.1', '--port', '0'], { cwd: project, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  t.teardown(() => {
+    child.kill('SIGKILL');
+  });
+  const url = await new Promise<string>((resolveUrl, reject) => {
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (c: Buffer) => {
+      out += c.toString();
+      const m = /dove serve: (http:\/\/127\.0\.0\.1:\d+)\//.exec(out);
+      if (m !== null) resolveUrl(m[1]!);
+    });
+    child.stderr.on('data', (c: Buffer) => {
+      err += c.toString();
+    });
+    child.once('exit', (code) => reject(new Error(`dove serve exited with ${code}: ${err}`)));
+  });
+  const page = await fetch(`${url}/`);
+  t.is(page.status, 200);
+  const html = await page.text();
+  t.regex(html, /DOVE explorer/);
+  const bundle = await fetch(`${url}/assets/explorer.js`);
+  t.is(bundle.status, 200);
+  t.true((await bundle.text()).length > 1000);
+  const model = (await (await fetch(`${url}/v1/model`)).json()) as { name: string };
+  t.is(model.name, 'dove-tiny.pt');
 });
 
 test('a Tokenizer script runs against the installed package (CommonJS require)', async (t) => {
