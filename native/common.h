@@ -19,6 +19,8 @@
 #include <tuple>
 #include <vector>
 
+#include "glibc_baseline.h"
+
 namespace dove {
 
 // ---------------------------------------------------------------------------------------------
