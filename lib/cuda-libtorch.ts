@@ -27,6 +27,13 @@ export interface CudaLibtorch {
 
 const CUDA_LIBS = ['libc10_cuda.so', 'libtorch_cuda.so'];
 
+/**
+ * Paths of CUDA libraries (NVIDIA's and libtorch's CUDA half), by file name, for checks of what a
+ * process maps. The stand-ins share two of these names; they live in a cuda-stubs folder.
+ */
+export const CUDA_LIBRARY_FILE =
+  /\/(libtorch_cuda[\w.]*|libc10_cuda|libcudart|libcupti|libcublas|libcublasLt|libcudnn\w*|libnccl|libcufft|libcusparse|libcusparseLt|libcurand|libcusolver|libnvrtc|libnvJitLink|libcufile|libnvshmem\w*|libcuda)\.so[\d.]*$/;
+
 let state: CudaLibtorch | undefined;
 
 /** Why libtorch_cuda.so from `cuda` cannot join the loaded `cpu` libtorch, or null when it can. */
