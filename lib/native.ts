@@ -6,6 +6,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { NativeBinding } from '../binding';
+import { readElfDynamic } from './elf';
 import { DoveError } from './errors';
 import {
   LIBTORCH_PACKAGE,
@@ -119,9 +120,16 @@ function describeFailure(root: string, error: unknown): string {
 }
 
 function describeMissingLibtorch(root: string, addon: string, tried: readonly string[]): string {
+  let runpath: string[] = [];
+  try {
+    runpath = readElfDynamic(addon).searchPath;
+  } catch {
+    // not readable as ELF: the dlopen below reports what is wrong with it
+  }
+  const how = runpath.length === 0 ? `prebuilt: it loads libtorch ${LIBTORCH_VERSION} from one of the places below` : `its RUNPATH ${runpath.join(':')} holds no libtorch_cpu.so`;
   return [
     'dove-encoder: the native addon could not be loaded: libtorch was not found.',
-    `  addon: ${addon} (prebuilt: it loads libtorch ${LIBTORCH_VERSION} from one of the places below)`,
+    `  addon: ${addon} (${how})`,
     '  libtorch was looked for in:',
     ...tried.map((t) => `    ${t}`),
     `  fix: npm install ${LIBTORCH_PACKAGE}@${packageVersion(root)} (an optional dependency of dove-encoder: --omit=optional`,
@@ -140,7 +148,7 @@ function prepareLibtorch(root: string, addon: string): AddonLoad {
   const own = runpathLibtorch(addon);
   if (own !== null) {
     const standIns = standInsFor(own, standInDirs).filter((lib) => loadGlobal(lib) === null);
-    return { addon, prebuilt: false, libtorch: { dir: own, from: "the addon's RUNPATH (the libtorch it was built with)", build: libtorchBuild(own) }, standIns };
+    return { addon, prebuilt: false, libtorch: { dir: own, from: 'the RUNPATH of the local build', build: libtorchBuild(own) }, standIns };
   }
   const choice = loadFirstLibtorch(libtorchCandidates(root), standInDirs);
   if (choice.chosen === null) throw new DoveError(describeMissingLibtorch(root, addon, choice.tried), 'ADDON_LOAD_FAILED');
