@@ -222,9 +222,11 @@ test('the main package carries the prebuilt addon, the embedded model and the co
   const manifest = JSON.parse(readFileSync(join(pkgDir, 'package.json'), 'utf8')) as { scripts?: Record<string, string>; optionalDependencies?: Record<string, string> };
   for (const hook of ['preinstall', 'install', 'postinstall']) t.false(hook in (manifest.scripts ?? {}), `package.json must not rely on a ${hook} script`);
   t.deepEqual(manifest.optionalDependencies, { [PLATFORM_PKG.name]: PKG.version });
-  const record = JSON.parse(readFileSync(join(pkgDir, 'prebuilds', PLATFORM, 'prebuild.json'), 'utf8')) as { sha256: string; libtorch: string };
+  const record = JSON.parse(readFileSync(join(pkgDir, 'prebuilds', PLATFORM, 'prebuild.json'), 'utf8')) as { sha256: string; libtorch: string; baseline: { glibc: string; glibcxx: string; cxxabi: string } };
   t.is(record.sha256, sha256(join(pkgDir, PREBUILD)));
   t.is(record.libtorch, '2.11.0');
+  // scripts/prebuild refuses a binary above this baseline (objdump -T), so its record states it.
+  t.deepEqual([record.baseline.glibc, record.baseline.glibcxx, record.baseline.cxxabi], ['2.28', '3.4.22', '1.3.11']);
 });
 
 test('the platform package holds the wheel libtorch CPU libraries byte for byte, the CUDA stand-ins and the licences', async (t) => {
