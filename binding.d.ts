@@ -196,6 +196,7 @@ export interface NativeVersions {
   addon: string;
   libtorch: string;
   napi: number;
+  /** True once libtorch's CUDA libraries are loaded (lib/cuda-libtorch.ts loads them on demand). */
   cuda: boolean;
   cudaVersion: string | null;
   libtorchPath: string;
@@ -312,7 +313,13 @@ export interface NativeBinding {
     options: LinearProbeOptions,
     onEpoch?: (metrics: LinearProbeEpoch) => void,
   ): Promise<LinearProbeResult>;
+  /** 'cpu', then 'cuda:N' for each GPU once libtorch's CUDA libraries are loaded. */
   devices(): string[];
+  /**
+   * Called after libtorch_cuda.so was loaded: true when libtorch's CUDA hooks are the real ones
+   * (CUDA devices usable from now on), false when libtorch had settled on "no CUDA" before.
+   */
+  cudaLoaded(): boolean;
   setNumThreads(n: number): void;
   getNumThreads(): number;
   manualSeed(seed: number): void;

@@ -3,6 +3,7 @@
 // Values cross as Tensor (no copy), number, bigint, boolean, string, null, arrays (List or Tuple,
 // as the method's schema says) and string-keyed objects (Dict[str, T]).
 import type { IValue, NativeModule, NativeTensor } from '../binding';
+import { requireCudaFor } from './cuda-libtorch';
 import { DoveError } from './errors';
 import { binding } from './native';
 import { Tensor, tensorFromResult } from './tensor';
@@ -87,6 +88,7 @@ export class ScriptModule {
     const optimize = booleanOption('optimize', options.optimize, false);
     const trustModel = booleanOption('trustModel', options.trustModel, false);
     try {
+      requireCudaFor(options.device);
       return new ScriptModule(await binding().loadModule(path, options.device ?? 'cpu', [...(options.extraFiles ?? [])], optimize, trustModel));
     } catch (error) {
       throw DoveError.atCallSite(error);

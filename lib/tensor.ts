@@ -1,6 +1,7 @@
 // Public Tensor: a typed handle on a native (libtorch) tensor. Memory is shared, not copied:
 // fromArray wraps the typed array's own memory and data() returns a view of the tensor's memory.
 import type { DType, NativeTensor, NativeTypedArray } from '../binding';
+import { requireCudaFor } from './cuda-libtorch';
 import { binding } from './native';
 import { DoveError } from './errors';
 
@@ -74,6 +75,7 @@ export class Tensor {
   }
 
   static zeros(shape: readonly number[], dtype: DType = 'float32', device = 'cpu'): Tensor {
+    requireCudaFor(device);
     return new Tensor(binding().zeros([...shape], dtype, device));
   }
 
@@ -134,6 +136,7 @@ export class Tensor {
   /** Converts device and/or dtype; with nothing to change, shares storage with this tensor. */
   to(target: string | ToOptions): Tensor {
     const options = typeof target === 'string' ? { device: target } : target;
+    requireCudaFor(options.device);
     return new Tensor(binding().tensorTo(this.#native, options.device ?? null, options.dtype ?? null));
   }
 

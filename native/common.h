@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "exit_guard.h"
+#include "glibc_baseline.h"
 
 namespace dove {
 

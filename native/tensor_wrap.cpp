@@ -15,6 +15,7 @@
 #include "common.h"
 #include "shape_math.h"
 #include "tensor_wrap.h"
+#include "cuda_state.h"
 
 namespace dove {
 
@@ -699,6 +700,9 @@ c10::Device parseDevice(const std::string& spec) {
   DOVE_CHECK(device.has_value() && (device->is_cpu() || device->is_cuda()), "INVALID_ARGUMENT",
              "Expected device 'cpu', 'cuda' or 'cuda:N' but received '" + spec + "'");
   if (device->is_cpu()) return c10::Device(c10::kCPU);
+  DOVE_CHECK(cudaLibtorchLoaded(), "DEVICE_UNAVAILABLE",
+             "Device '" + spec + "' was requested but libtorch's CUDA libraries are not loaded (the API loads them when a "
+             "CUDA device is asked for; dove doctor shows where they were looked for)");
   const int64_t count = static_cast<int64_t>(torch::cuda::device_count());
   const int64_t index = device->has_index() ? device->index() : 0;
   DOVE_CHECK(index < count, "DEVICE_UNAVAILABLE",

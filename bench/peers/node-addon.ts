@@ -107,8 +107,8 @@ async function opBody(
 async function main(): Promise<void> {
   const args = sectionArgs(process.argv);
   const plan = JSON.parse(readFileSync(args.plan, 'utf8')) as Plan;
-  const binding = loadBinding();
   const device = plan.device ?? 'cpu';
+  const binding = loadBinding(device);
   binding.setNumThreads(plan.threads);
   binding.manualSeed(plan.seed);
   const v = binding.versions();

@@ -15,7 +15,7 @@ import {
   writeFileDurable, type TrainerState,
 } from './checkpoint';
 import { BatchLoader, buildSamples, loadCrop, type Batch, type Sample } from './data';
-import { native, tensorAt, type IValue, type NativeModule, type NativeTensor } from './native';
+import { native, requireCudaFor, tensorAt, type IValue, type NativeModule, type NativeTensor } from './native';
 import { resolveOptions, type ResolvedOptions, type TrainerOptions } from './options';
 import { lossCurvePng, reconstructionGridPng, type SampleReconstruction } from './plots';
 import { Rng } from './rng';
@@ -141,6 +141,8 @@ export class Trainer extends EventEmitter {
   private async run(): Promise<DoneEvent> {
     const o = this.options;
     const b = native();
+    // First: libtorch decides once per process whether CUDA exists (lib/cuda-libtorch.ts).
+    requireCudaFor(o.device);
     if (o.threads !== undefined) b.setNumThreads(o.threads);
     const isMain = this.rank === 0;
     const worldSize = o.distributed?.worldSize ?? 1;
