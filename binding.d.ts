@@ -36,6 +36,7 @@ export type NativeErrorCode =
   | 'TORCH_ERROR' // any other c10::Error from libtorch
   | 'IO_ERROR'
   | 'DISTRIBUTED_ERROR'
+  | 'UNSAFE_MODEL' // the model's TorchScript calls an operator that touches files, other processes or process-wide state
   | 'INTERNAL';
 
 declare const nativeTensorBrand: unique symbol;
@@ -181,21 +182,51 @@ export interface NativeProcessGroup {
   readonly rank: number;
   readonly worldSize: number;
   readonly backend: string;
-  /** In-place sum (or average) all-reduce of a tensor; resolves when done or rejects on timeout. */
+  /**
+   * In-place sum (or average) all-reduce of a tensor; resolves when done or rejects on timeout.
+   * Every collective first compares what each rank passes (dtype, shape, root; see `agree`): ranks
+   * that disagree reject with DISTRIBUTED_ERROR naming the difference, instead of reaching Gloo,
+   * which aborts the process on mismatched sizes.
+   */
   allReduce(tensor: NativeTensor, op: 'sum' | 'avg'): Promise<void>;
   broadcast(tensor: NativeTensor, root: number): Promise<void>;
   barrier(): Promise<void>;
+  /**
+   * Resolves when every rank passed the same `description` (64-bit hashes compared by a fixed-size
+   * all-reduce); otherwise the descriptions go through the rendezvous store and every rank rejects
+   * with DISTRIBUTED_ERROR naming `what`, the first rank that differs from rank 0 and the first
+   * differing line. The trainer passes its parameter list
+   * (name, dtype, shape per line) before broadcasting the weights.
+   */
+  agree(what: string, description: string): Promise<void>;
   dispose(): void;
+}
+
+export interface OperatorRule {
+  name: string;
+  why: string;
+}
+
+export interface OperatorAudit {
+  /** Operators (and namespaces) a model may not call unless trusted. */
+  unsafeOperators: OperatorRule[];
+  unsafeNamespaces: OperatorRule[];
+  /** Operators the registry query flags that were reviewed and allowed. */
+  reviewedSafe: OperatorRule[];
+  /** Every registered operator the query flags, and whether the rules refuse it. */
+  registry: { name: string; flaggedBy: string; unsafe: boolean }[];
+  registrySize: number;
 }
 
 export interface NativeVersions {
   addon: string;
   libtorch: string;
   napi: number;
+  /** True once libtorch's CUDA libraries are loaded (lib/cuda-libtorch.ts loads them on demand). */
   cuda: boolean;
   cudaVersion: string | null;
   libtorchPath: string;
-  /** Whether c10d's ProcessGroupNCCL is compiled into this addon (backend 'nccl'). */
+  /** Whether the nccl backend was built for this addon (dove_nccl.so beside it: c10d::ProcessGroupNCCL). */
   nccl: boolean;
 }
 
@@ -239,6 +270,17 @@ export interface LinearProbeResult {
 export interface NativeBinding {
   /** Called once by lib/errors.ts so native failures are real DoveError instances. */
   setErrorClass(ctor: new (message: string, code: NativeErrorCode) => Error): void;
+  /**
+   * Called once by lib/native.ts with Node's `markAsUntransferable`: `tensorFromArray` pins each
+   * ArrayBuffer it wraps with it, so a transfer list naming the buffer copies it instead of
+   * detaching it from under a tensor (docs/NATIVE.md, "JS-backed memory").
+   */
+  setBufferPin(pin: (buffer: ArrayBuffer) => void): void;
+  /**
+   * A tensor over `data`'s memory. Refused (INVALID_ARGUMENT): views of SharedArrayBuffers,
+   * resizable or detached ArrayBuffers; SHAPE_MISMATCH when the shape's element count (checked for
+   * 64-bit overflow) differs from the array's length.
+   */
   tensorFromArray(data: NativeTypedArray, shape: number[], dtype: DType): NativeTensor;
   /** True for a tensor handle this addon made in this thread's environment (never by duck typing). */
   isTensor(value: unknown): value is NativeTensor;
@@ -270,19 +312,24 @@ export interface NativeBinding {
   /** Stack same-shaped tensors along a new dim 0 (one copy into a fresh batch). */
   stack(tensors: NativeTensor[]): NativeTensor;
   /**
+   * Every file is checked before libtorch reads or runs anything in it (native/model_inspect.h):
+   * NOT_TORCHSCRIPT for corrupt or unsupported archives (tensors reaching outside their storage,
+   * malformed pickles), UNSAFE_MODEL, unless `trustModel`, for TorchScript that calls operators
+   * touching files, other processes or process-wide state (docs/MODEL_FORMAT.md).
    * `optimize` (default false): an inference-only module (native/module_optimize.h): frozen (no
    * parameters, cannot train), conv weights channels_last on CPU; the first such load also installs
    * the process-wide CPU block cache (DOVE_CPU_CACHE_MB, 0 = off). See docs/API.md.
    */
-  loadModule(path: string, device: string, extraFileNames: string[], optimize?: boolean, hashWeights?: boolean): Promise<NativeModule>;
+  loadModule(path: string, device: string, extraFileNames: string[], optimize?: boolean, trustModel?: boolean, hashWeights?: boolean): Promise<NativeModule>;
   /** A model's metadata in an AOTInductor package, read without loading its code. */
   compiledMetadata(path: string, model: string): Promise<{ [key: string]: string }>;
   /**
-   * Loads one model of an AOTInductor package (extracts and loads its shared library). Fails with
-   * DEVICE_UNAVAILABLE when it was compiled for another device or for CPU instructions this CPU
-   * lacks, NOT_DOVE_EXPORT when the package has no such model or no dove.* metadata.
+   * Loads one model of an AOTInductor package (extracts and loads its shared library, which runs
+   * native code: UNSAFE_MODEL unless `trustModel` is true). Fails with DEVICE_UNAVAILABLE when it
+   * was compiled for another device or for CPU instructions this CPU lacks, NOT_DOVE_EXPORT when
+   * the package has no such model or no dove.* metadata.
    */
-  loadCompiled(path: string, model: string, device: string): Promise<NativeCompiledModel>;
+  loadCompiled(path: string, model: string, device: string, trustModel: boolean): Promise<NativeCompiledModel>;
   createTrainEngine(module: NativeModule, options: TrainEngineOptions): NativeTrainEngine;
   initProcessGroup(options: ProcessGroupOptions): Promise<NativeProcessGroup>;
   /** Float64 linear-algebra helpers for evaluation (FID). */
@@ -303,11 +350,19 @@ export interface NativeBinding {
     options: LinearProbeOptions,
     onEpoch?: (metrics: LinearProbeEpoch) => void,
   ): Promise<LinearProbeResult>;
+  /** 'cpu', then 'cuda:N' for each GPU once libtorch's CUDA libraries are loaded. */
   devices(): string[];
+  /**
+   * Called after libtorch_cuda.so was loaded: true when libtorch's CUDA hooks are the real ones
+   * (CUDA devices usable from now on), false when libtorch had settled on "no CUDA" before.
+   */
+  cudaLoaded(): boolean;
   setNumThreads(n: number): void;
   getNumThreads(): number;
   manualSeed(seed: number): void;
   versions(): NativeVersions;
   /** at::show_config() + at::get_parallel_info(): BLAS, OpenMP, threads. */
   buildInfo(): string;
+  /** The model-file operator rules and what the registry query flags in the loaded libtorch (tests). */
+  operatorAudit(): OperatorAudit;
 }

@@ -3,6 +3,7 @@
 //                          [--configs tiny,official-70m] [--batches 1,16] [--threads 2] [--device cuda:0]
 //                          [--omp-wait passive|active|default] [--runtimes python-eager,node-addon,...]
 // Writes bench/results/<date>.json and .md (bench/README.md explains how to read them).
+import { appendAll } from '../lib/arrays';
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
@@ -225,8 +226,8 @@ async function main(): Promise<void> {
         timeoutMs: 30 * 60_000,
         log,
       });
-      result.rows.push(...out.rows);
-      result.rowErrors.push(...out.errors);
+      appendAll(result.rows, out.rows);
+      appendAll(result.rowErrors, out.errors);
       Object.assign(result.versions, out.versions);
       record({ name, ok: true, seconds: (Date.now() - t0) / 1000, error: out.errors.length > 0 ? `${out.errors.length} row(s) failed (listed under the tables)` : null });
     } catch (e) {
@@ -311,8 +312,8 @@ async function main(): Promise<void> {
     const more = await timed('area tokenize (large configs)', () => tokenizeArea(big, o.batches, 4, 3, o.full, env));
     const early = result.areas.find((a) => a.area === 'tokenize');
     if (more && early) {
-      early.rows.push(...more.rows);
-      early.notes.push(...more.notes);
+      appendAll(early.rows, more.rows);
+      appendAll(early.notes, more.notes);
       early.seconds += more.seconds;
     } else if (more) result.areas.push(more);
   }

@@ -1,7 +1,7 @@
 // Q-DOVE: one image, several questions. The query steers which regions the tokens spend detail on,
 // and the EOS head may stop earlier for a narrow question than for the whole picture.
 //
-//   cd python && ~/.cache/dove-encoder/torch-2.11.0-py3.11/bin/python -m dove.export --config tiny --variant qdove -o ../qdove.pt
+//   cd python && $(bash -c 'source ../scripts/lib.sh && dove_py') -m dove.export --config tiny --variant qdove -o ../qdove.pt
 //   npx tsc -p tsconfig.json
 //   node dist/examples/qdove.js qdove.pt assets/sample.jpg "what colour is the flower?" "is the background blurred?"
 //

@@ -2,7 +2,9 @@
 // family: optional NFC/NFD/NFKC/NFKD normalizer, ByteLevel pre-tokenizer with the GPT-2 regex, BPE
 // merges, added (special) tokens matched before everything else, and an optional TemplateProcessing
 // post-processor. Q-DOVE uses it to turn query text into ids exactly as Python's `tokenizers` does.
+import { appendAll } from './arrays';
 import { DoveError } from './errors';
+import { parseJson, preview } from './json';
 
 // The GPT-2 pre-tokenisation pattern (contractions, letters, numbers, other, whitespace runs).
 const GPT2_PATTERN = /'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+/gu;
@@ -76,6 +78,24 @@ interface TokenizerJson {
   };
 }
 
+function invalid(what: string): never {
+  throw new DoveError(`tokenizer.json: invalid ${what}`, 'INVALID_ARGUMENT');
+}
+
+/** A "type" field in a message: a string as is, anything else previewed. */
+function typeName(value: unknown): string {
+  return typeof value === 'string' ? value.slice(0, 80) : preview(value);
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** A token id: a non-negative integer that fits int64 exactly (ids travel to the model as BigInt). */
+function isId(value: unknown): value is number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+}
+
 function unsupported(what: string): never {
   throw new DoveError(`tokenizer.json: unsupported ${what} (only byte-level BPE tokenizers of the GPT-2/GPT-NeoX kind are read)`, 'INVALID_ARGUMENT');
 }
@@ -96,29 +116,43 @@ export class BpeTokenizer {
 
   /** Parses the text of a tokenizer.json; throws a DoveError for anything it cannot reproduce exactly. */
   static fromJson(text: string): BpeTokenizer {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(text);
-    } catch (error) {
-      throw new DoveError(`tokenizer.json: not valid JSON (${(error as Error).message})`, 'INVALID_ARGUMENT');
-    }
-    return new BpeTokenizer(parsed as TokenizerJson);
+    if (typeof text !== 'string') throw new DoveError(`Expected the text of a tokenizer.json but received ${preview(text)}`, 'INVALID_ARGUMENT');
+    // At most MAX_JSON_DEPTH levels: the Sequence walks below recurse once per level.
+    const parsed = parseJson(text, 'tokenizer.json', 'INVALID_ARGUMENT');
+    if (!isObject(parsed)) invalid(`expected a JSON object but found ${preview(parsed)}`);
+    return new BpeTokenizer(parsed as unknown as TokenizerJson);
   }
 
   private constructor(spec: TokenizerJson) {
     const model = spec.model;
-    if (typeof model !== 'object' || model === null || (model.type !== undefined && model.type !== 'BPE')) unsupported(`model type ${String(model?.type)}`);
-    if (typeof model.vocab !== 'object' || !Array.isArray(model.merges)) unsupported('model without vocab/merges');
+    if (!isObject(model) || (model.type !== undefined && model.type !== 'BPE')) unsupported(`model type ${typeName(isObject(model) ? model.type : model)}`);
+    if (!isObject(model.vocab) || !Array.isArray(model.merges)) unsupported('model without vocab/merges');
     if (model.continuing_subword_prefix || model.end_of_word_suffix) unsupported('subword prefix/suffix');
-    this.vocab = new Map(Object.entries(model.vocab));
-    model.merges.forEach((merge, rank) => {
-      const [a, b] = typeof merge === 'string' ? splitMerge(merge) : merge;
-      this.ranks.set(`${a}\u0000${b}`, rank);
+    this.vocab = new Map();
+    for (const [token, id] of Object.entries(model.vocab)) {
+      if (!isId(id)) invalid(`vocab entry ${preview(token)} has id ${preview(id)}, expected a non-negative integer`);
+      this.vocab.set(token, id);
+    }
+    model.merges.forEach((merge: unknown, rank) => {
+      if (typeof merge === 'string') {
+        const [a, b] = splitMerge(merge);
+        this.ranks.set(`${a}\u0000${b}`, rank);
+      } else if (Array.isArray(merge) && merge.length === 2 && typeof merge[0] === 'string' && typeof merge[1] === 'string') {
+        this.ranks.set(`${merge[0]}\u0000${merge[1]}`, rank);
+      } else {
+        invalid(`merges[${rank}] is ${preview(merge)}, expected "a b" or ["a", "b"]`);
+      }
     });
     this.ignoreMerges = model.ignore_merges === true;
-    this.unkId = model.unk_token ? (this.vocab.get(model.unk_token) ?? null) : null;
+    this.unkId = typeof model.unk_token === 'string' && model.unk_token.length > 0 ? (this.vocab.get(model.unk_token) ?? null) : null;
 
-    this.added = [...(spec.added_tokens ?? [])].sort((x, y) => y.content.length - x.content.length);
+    const added: unknown = spec.added_tokens ?? [];
+    if (!Array.isArray(added)) invalid(`added_tokens is ${preview(added)}, expected a list`);
+    (added as unknown[]).forEach((t, i) => {
+      const ok = isObject(t) && typeof t.content === 'string' && t.content.length > 0 && isId(t.id);
+      if (!ok) invalid(`added_tokens[${i}] is ${preview(t)}, expected {id, content} with a non-empty content`);
+    });
+    this.added = [...(added as AddedToken[])].sort((x, y) => y.content.length - x.content.length);
     this.addedPattern = this.added.length > 0 ? new RegExp(this.added.map((t) => escapeRegExp(t.content)).join('|'), 'gu') : null;
 
     this.collectNormalizers(spec.normalizer ?? null);
@@ -130,37 +164,53 @@ export class BpeTokenizer {
 
   private collectNormalizers(spec: NormalizerSpec | null): void {
     if (spec === null) return;
+    if (!isObject(spec)) invalid(`normalizer ${preview(spec)}`);
     if (spec.type === 'Sequence') {
-      for (const n of spec.normalizers ?? []) this.collectNormalizers(n);
+      const list: unknown = spec.normalizers ?? [];
+      if (!Array.isArray(list)) invalid(`normalizers ${preview(list)}, expected a list`);
+      for (const n of list as NormalizerSpec[]) this.collectNormalizers(n);
     } else if (spec.type === 'NFC' || spec.type === 'NFD' || spec.type === 'NFKC' || spec.type === 'NFKD') {
       this.normalForms.push(spec.type);
     } else {
-      unsupported(`normalizer ${spec.type}`);
+      unsupported(`normalizer ${typeName(spec.type)}`);
     }
   }
 
   private findByteLevel(spec: PreTokenizerSpec | null): PreTokenizerSpec {
     if (spec === null) unsupported('missing pre_tokenizer');
+    if (!isObject(spec)) invalid(`pre_tokenizer ${preview(spec)}`);
     if (spec.type === 'ByteLevel') return spec;
-    if (spec.type === 'Sequence' && spec.pretokenizers?.length === 1) return this.findByteLevel(spec.pretokenizers[0]!);
-    unsupported(`pre_tokenizer ${spec.type}`);
+    if (spec.type === 'Sequence' && Array.isArray(spec.pretokenizers) && spec.pretokenizers.length === 1) return this.findByteLevel(spec.pretokenizers[0]!);
+    unsupported(`pre_tokenizer ${typeName(spec.type)}`);
   }
 
   private collectTemplate(spec: PostProcessorSpec | null): void {
-    if (spec === null || spec.type === 'ByteLevel') return;
+    if (spec === null) return;
+    if (!isObject(spec)) invalid(`post_processor ${preview(spec)}`);
+    if (spec.type === 'ByteLevel') return;
     if (spec.type === 'Sequence') {
-      for (const p of spec.processors ?? []) this.collectTemplate(p);
+      const list: unknown = spec.processors ?? [];
+      if (!Array.isArray(list)) invalid(`processors ${preview(list)}, expected a list`);
+      for (const p of list as PostProcessorSpec[]) this.collectTemplate(p);
       return;
     }
-    if (spec.type !== 'TemplateProcessing') unsupported(`post_processor ${spec.type}`);
+    if (spec.type !== 'TemplateProcessing') unsupported(`post_processor ${typeName(spec.type)}`);
+    const single: unknown = spec.single ?? [];
+    if (!Array.isArray(single)) invalid(`post_processor single ${preview(single)}, expected a list`);
+    const specials: unknown = spec.special_tokens ?? {};
+    if (!isObject(specials)) invalid(`post_processor special_tokens ${preview(specials)}, expected an object`);
     let seenSequence = false;
-    for (const piece of spec.single ?? []) {
-      if ('Sequence' in piece) {
+    for (const piece of single as unknown[]) {
+      if (isObject(piece) && 'Sequence' in piece) {
         seenSequence = true;
         continue;
       }
-      const ids = spec.special_tokens?.[piece.SpecialToken.id]?.ids ?? [];
-      (seenSequence ? this.suffixIds : this.prefixIds).push(...ids);
+      const id = isObject(piece) && isObject(piece.SpecialToken) ? piece.SpecialToken.id : undefined;
+      if (typeof id !== 'string') invalid(`post_processor piece ${preview(piece)}, expected {SpecialToken: {id}} or {Sequence: {id}}`);
+      const entry = Object.hasOwn(specials as object, id as string) ? (specials as Record<string, unknown>)[id as string] : undefined;
+      const ids: unknown = isObject(entry) ? entry.ids : [];
+      if (!Array.isArray(ids) || !ids.every(isId)) invalid(`special token ${preview(id)} has ids ${preview(ids)}, expected a list of non-negative integers`);
+      appendAll(seenSequence ? this.suffixIds : this.prefixIds, ids as number[]);
     }
   }
 
@@ -183,7 +233,7 @@ export class BpeTokenizer {
       if (typeof segment === 'number') ids.push(segment);
       else this.encodeOrdinary(segment, ids);
     }
-    ids.push(...this.suffixIds);
+    appendAll(ids, this.suffixIds);
     return ids;
   }
 
@@ -215,7 +265,7 @@ export class BpeTokenizer {
     for (const word of words) {
       let mapped = '';
       for (const byte of Buffer.from(word, 'utf8')) mapped += BYTE_CHARS[byte]!;
-      ids.push(...this.bpe(mapped));
+      appendAll(ids, this.bpe(mapped));
     }
   }
 

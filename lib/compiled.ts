@@ -49,12 +49,22 @@ export class CompiledDove {
   }
 
   /**
-   * Opens the package next to `modelPath` if it was compiled from weights with this hash for this
-   * device. Never throws for a package that does not fit: the caller runs TorchScript instead.
+   * Opens the package next to `modelPath` if the model is trusted and the package was compiled from
+   * weights with this hash for this device. Never throws for a package that does not fit: the
+   * caller runs TorchScript instead.
    */
-  static async open(modelPath: string, weightsHash: string | null, device: string, sizes: { maxTokens: number; tokenDim: number }): Promise<CompiledOutcome> {
+  static async open(
+    modelPath: string,
+    weightsHash: string | null,
+    device: string,
+    sizes: { maxTokens: number; tokenDim: number },
+    trustModel: boolean,
+  ): Promise<CompiledOutcome> {
     const path = compiledPackagePath(modelPath);
     if (!existsSync(path)) return { compiled: null, note: `no compiled package (${path})` };
+    // A package is a shared library whose code runs as it is opened, beyond what the TorchScript
+    // check (UNSAFE_MODEL) can see: an untrusted model's package is not even read.
+    if (!trustModel) return { compiled: null, note: `${path} not used: a compiled package is native code; load with trustModel: true (--trust-model) to run it` };
     if (device !== 'cpu') return { compiled: null, note: `${path} not used: compiled packages run on the CPU only` };
     if (weightsHash === null) return { compiled: null, note: `${path} not checked (the weights were not hashed)` };
     const native = binding();
@@ -66,7 +76,7 @@ export class CompiledDove {
         const why = mismatch(await native.compiledMetadata(path, model), model, weightsHash, sizes.maxTokens, modelPath);
         if (why !== null) return { compiled: null, note: `${path} not used: ${why}` };
       }
-      for (const model of models) loaded.push(await native.loadCompiled(path, model, device));
+      for (const model of models) loaded.push(await native.loadCompiled(path, model, device, trustModel));
     } catch (error) {
       loaded.forEach((m) => m.dispose());
       return { compiled: null, note: `${path} not used: ${messageOf(error)}` };

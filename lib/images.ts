@@ -1,10 +1,11 @@
 // Image input for the Tokenizer: decode anything sharp reads into model-sized sRGB RGB uint8 pixels,
 // and assemble batches as one contiguous (B, H, W, 3) buffer. Normalisation to float happens inside
 // the model (encode_pixels takes uint8 NHWC), so no per-pixel work is done in JS.
-import { promises as fs } from 'node:fs';
 import sharp from 'sharp';
 import type { OutputInfo, Sharp, SharpOptions } from 'sharp';
 import { DoveError } from './errors';
+import { displayPath } from './files';
+import { readImageFile } from './image-file';
 
 /** Raw interleaved pixels (e.g. from a canvas or another decoder). 1 = grey, 2 = grey+alpha, 3 = RGB, 4 = RGBA. */
 export interface RawPixels {
@@ -43,7 +44,7 @@ const FITS: readonly ResizeFit[] = ['cover', 'contain', 'fill'];
 
 /** A human name for an input, used in every error message. */
 export function describeInput(input: ImageInput, index?: number): string {
-  if (typeof input === 'string') return input;
+  if (typeof input === 'string') return displayPath(input);
   const where = index === undefined ? '' : ` #${index}`;
   if (Buffer.isBuffer(input) || input instanceof Uint8Array) return `<buffer${where}, ${input.length} bytes>`;
   if (isRawPixels(input)) return `<raw pixels${where}, ${input.width}x${input.height}x${input.channels}>`;
@@ -76,37 +77,24 @@ function validateOptions(options: ImageOptions): Required<ImageOptions> {
   return { size, fit, maxInputPixels, background: options.background ?? { r: 0, g: 0, b: 0 } };
 }
 
-/** Opens a sharp pipeline for one input; files are read here so missing/unreadable paths get a clear error. */
-async function openPipeline(input: ImageInput, name: string, maxInputPixels: number): Promise<Sharp> {
+/** A sharp pipeline over one input, and what to call once it has run (a file's share of the read budget). */
+interface OpenedInput {
+  pipeline: Sharp;
+  release(): void;
+}
+
+const NOTHING_TO_RELEASE = (): void => undefined;
+
+/** Opens a sharp pipeline for one input; files are read here (header checked first, lib/image-file.ts). */
+async function openPipeline(input: ImageInput, name: string, maxInputPixels: number): Promise<OpenedInput> {
   const common: SharpOptions = { limitInputPixels: maxInputPixels, failOn: 'error', autoOrient: true, sequentialRead: true };
   if (typeof input === 'string') {
-    let stat;
-    try {
-      stat = await fs.stat(input);
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') {
-        // A dangling symlink also lands here: say so, it is the usual surprise.
-        const isLink = await fs.lstat(input).then((s) => s.isSymbolicLink(), () => false);
-        throw new DoveError(`${name}: ${isLink ? 'symbolic link points to a missing file' : 'file not found'}`, 'FILE_NOT_FOUND');
-      }
-      throw new DoveError(`${name}: cannot read file (${code ?? String(error)})`, 'IO_ERROR');
-    }
-    if (!stat.isFile()) {
-      throw new DoveError(`${name}: not a regular file (${stat.isDirectory() ? 'a directory' : stat.isFIFO() ? 'a FIFO' : 'a special file'})`, 'INVALID_IMAGE');
-    }
-    if (stat.size === 0) throw new DoveError(`${name}: empty file (0 bytes), not an image`, 'INVALID_IMAGE');
-    let bytes: Buffer;
-    try {
-      bytes = await fs.readFile(input);
-    } catch (error) {
-      throw new DoveError(`${name}: cannot read file (${(error as NodeJS.ErrnoException).code ?? String(error)})`, 'IO_ERROR');
-    }
-    return sharp(bytes, common);
+    const file = await readImageFile(input, maxInputPixels);
+    return { pipeline: sharp(file.bytes, common), release: file.release };
   }
   if (Buffer.isBuffer(input) || input instanceof Uint8Array) {
     if (input.length === 0) throw new DoveError(`${name}: empty buffer, not an image`, 'INVALID_IMAGE');
-    return sharp(input, common);
+    return { pipeline: sharp(input, common), release: NOTHING_TO_RELEASE };
   }
   if (isRawPixels(input)) {
     const { width, height, channels, data } = input;
@@ -122,7 +110,7 @@ async function openPipeline(input: ImageInput, name: string, maxInputPixels: num
     if (width * height > maxInputPixels) {
       throw new DoveError(`${name}: ${width}x${height} exceeds the pixel limit of ${maxInputPixels} (maxInputPixels)`, 'IMAGE_TOO_LARGE');
     }
-    return sharp(data, { raw: { width, height, channels }, limitInputPixels: maxInputPixels });
+    return { pipeline: sharp(data, { raw: { width, height, channels }, limitInputPixels: maxInputPixels }), release: NOTHING_TO_RELEASE };
   }
   if (isSharp(input)) {
     // Apply the caller's pipeline as given, then run ours over its raw output.
@@ -154,7 +142,7 @@ function decodeError(name: string, error: unknown, maxInputPixels: number): Dove
 export async function loadImage(input: ImageInput, options: ImageOptions, index?: number): Promise<Buffer> {
   const opts = validateOptions(options);
   const name = describeInput(input, index);
-  const pipeline = await openPipeline(input, name, opts.maxInputPixels);
+  const { pipeline, release } = await openPipeline(input, name, opts.maxInputPixels);
   let result: { data: Buffer; info: OutputInfo };
   try {
     result = await pipeline
@@ -166,6 +154,8 @@ export async function loadImage(input: ImageInput, options: ImageOptions, index?
       .toBuffer({ resolveWithObject: true });
   } catch (error) {
     throw decodeError(name, error, opts.maxInputPixels);
+  } finally {
+    release();
   }
   const { data, info } = result;
   if (info.width !== opts.size || info.height !== opts.size || info.channels !== 3 || data.length !== opts.size * opts.size * 3) {
@@ -251,8 +241,7 @@ export function formatFromPath(path: string): EncodeFormat {
   throw new DoveError(`Expected a .png, .jpg, .jpeg or .webp output path but received ${path}`, 'INVALID_ARGUMENT');
 }
 
-/** File extensions treated as images when scanning a folder. */
-export const IMAGE_EXTENSIONS = ['.png', '.jpg', '.jpeg', '.webp', '.gif', '.tif', '.tiff', '.avif', '.heic', '.heif', '.svg', '.jp2', '.jxl'];
+export { IMAGE_EXTENSIONS } from './files';
 
 /** PSNR in dB between two same-sized uint8 images (data range 255; Infinity when identical). */
 export function psnr(a: Uint8Array, b: Uint8Array): number {

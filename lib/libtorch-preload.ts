@@ -1,42 +1,91 @@
-// Finding libtorch for an addon whose RUNPATH does not lead to one (a prebuilt binary from the npm
-// package, built on another machine). The dynamic linker reads LD_LIBRARY_PATH only at process
-// start, so instead the libtorch libraries are loaded here by absolute path, RTLD_GLOBAL, before the
-// addon: when the addon is then opened, its DT_NEEDED entries (libc10.so, libtorch_cpu.so, ...) match
-// the already-loaded sonames and the RUNPATH is never consulted.
+// Where libtorch comes from, and loading it before the addon. The addon links libc10.so and
+// libtorch_cpu.so by name. A local build (build/Release/dove.node) finds them through its RUNPATH;
+// a prebuilt addon (prebuilds/, no RUNPATH) cannot, so its libtorch is loaded here by absolute path,
+// RTLD_GLOBAL, before the addon: the addon's DT_NEEDED entries then match the already-loaded
+// libraries. The dynamic linker reads LD_LIBRARY_PATH only at process start, hence this.
 //
-// Where libtorch is looked for, in order: LIBTORCH (an unpacked libtorch, or a torch wheel's
-// site-packages/torch), then the virtualenvs scripts/setup caches under ~/.cache/dove-encoder
-// (or DOVE_CACHE). process.dlopen is Node's only dlopen; on a library that is not an addon it throws
-// "did not self-register" and closes the handle, so RTLD_NODELETE keeps the library loaded anyway.
+// Where libtorch is looked for, in order:
+//   1. the platform package @dove-encoder/libtorch-<platform>-<arch> (an optional dependency of the
+//      npm package, found with require.resolve from the package root);
+//   2. LIBTORCH (an unpacked libtorch, or a torch wheel's site-packages/torch);
+//   3. the virtualenvs scripts/setup caches under ~/.cache/dove-encoder (or DOVE_CACHE).
+//
+// libtorch_cpu.so from the PyPI wheel also names the CUDA runtime (libcudart.so.13, libcupti.so.13)
+// although only its GPU profiler calls it. Before libtorch_cpu.so, the CUDA stand-ins (native/stubs;
+// a cuda-stubs/ folder beside a built addon and in the platform package's lib/) are loaded under
+// those names, so a CPU process maps no CUDA library; lib/cuda-libtorch.ts loads the real ones when
+// a CUDA device is asked for.
+//
+// process.dlopen is Node's only dlopen; on a library that is not an addon it throws "did not
+// self-register" and closes the handle, so RTLD_NODELETE keeps the library loaded anyway.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { constants } from 'node:os';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { constants, homedir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { readElfDynamic } from './elf';
 
 /** The libtorch the prebuilt addons are linked against (scripts/lib.sh DOVE_TORCH_VERSION). */
 export const LIBTORCH_VERSION = '2.11.0';
 
+/** The npm package holding libtorch's CPU libraries for this platform (npm/libtorch-linux-x64/). */
+export const LIBTORCH_PACKAGE = `@dove-encoder/libtorch-${process.platform}-${process.arch}`;
+
+/** The folder (beside a built addon, inside the platform package's lib/) holding the CUDA stand-ins. */
+export const STAND_IN_FOLDER = 'cuda-stubs';
+
 // glibc's RTLD_NODELETE; node's os.constants.dlopen does not list it.
 const RTLD_NODELETE = 0x1000;
-// Load order: each library's own dependencies first (libtorch.so needs libtorch_cpu, which needs libc10).
-const LIBS = ['libc10.so', 'libtorch_cpu.so', 'libc10_cuda.so', 'libtorch_cuda.so', 'libtorch.so'];
+const GLOBAL_FLAGS = constants.dlopen.RTLD_NOW | constants.dlopen.RTLD_GLOBAL | RTLD_NODELETE;
+
+/** What a libtorch directory says about its build (null where it does not say). */
+export interface LibtorchBuild {
+  version: string | null;
+  /** The PyTorch commit it was built from. */
+  git: string | null;
+  /** The CUDA version it was built for ('13.0'), null for a CPU-only build or when unknown. */
+  cuda: string | null;
+}
 
 export interface LibtorchCandidate {
   dir: string;
   from: string;
-  version: string | null;
+  build: LibtorchBuild;
 }
 
-/** The version a libtorch directory declares (wheel: ../version.py; unpacked zip: ../build-version). */
-export function libtorchVersion(libDir: string): string | null {
-  const wheel = join(libDir, '..', 'version.py');
-  if (existsSync(wheel)) {
-    const m = /__version__\s*=\s*['"]([^'"+]+)/.exec(readFileSync(wheel, 'utf8'));
-    if (m !== null) return m[1]!;
+function readText(path: string): string | null {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return null;
   }
-  const zip = join(libDir, '..', 'build-version');
-  if (existsSync(zip)) return readFileSync(zip, 'utf8').trim().split('+')[0]!;
-  return null;
+}
+
+/**
+ * The build a libtorch lib/ directory belongs to: the platform package's versions.json, a wheel's
+ * ../version.py, or an unpacked libtorch zip's ../build-version and ../build-hash.
+ */
+export function libtorchBuild(libDir: string): LibtorchBuild {
+  const manifest = readText(join(libDir, '..', 'versions.json'));
+  if (manifest !== null) {
+    try {
+      const m = JSON.parse(manifest) as { libtorch?: unknown; git?: unknown; cuda?: unknown };
+      const text = (v: unknown): string | null => (typeof v === 'string' && v.length > 0 ? v : null);
+      return { version: text(m.libtorch), git: text(m.git), cuda: text(m.cuda) };
+    } catch {
+      return { version: null, git: null, cuda: null };
+    }
+  }
+  const wheel = readText(join(libDir, '..', 'version.py'));
+  if (wheel !== null) {
+    const field = (name: string): string | null => new RegExp(`^${name}[^=\\n]*=\\s*['"]([^'"]+)['"]`, 'm').exec(wheel)?.[1] ?? null;
+    return { version: field('__version__')?.split('+')[0] ?? null, git: field('git_version'), cuda: field('cuda') };
+  }
+  const zip = readText(join(libDir, '..', 'build-version'));
+  if (zip !== null) {
+    const [version, local] = zip.trim().split('+');
+    const cu = /^cu(\d+)(\d)$/.exec(local ?? '');
+    return { version: version ?? null, git: readText(join(libDir, '..', 'build-hash'))?.trim() || null, cuda: cu === null ? null : `${cu[1]}.${cu[2]}` };
+  }
+  return { version: null, git: null, cuda: null };
 }
 
 function libDirOf(root: string): string | null {
@@ -54,102 +103,104 @@ function list(dir: string): string[] {
   }
 }
 
-/** Every libtorch directory LIBTORCH and the setup's cache offer, in the order they are tried. */
-export function libtorchCandidates(env: NodeJS.ProcessEnv = process.env): LibtorchCandidate[] {
+/** The platform package's lib/ folder as seen from the dove-encoder package at `root`, or null. */
+export function platformPackageDir(root: string): { dir: string; version: string } | null {
+  let manifest: string;
+  try {
+    manifest = require.resolve(`${LIBTORCH_PACKAGE}/package.json`, { paths: [root] });
+  } catch {
+    return null;
+  }
+  const version = (JSON.parse(readFileSync(manifest, 'utf8')) as { version?: string }).version ?? '?';
+  return { dir: join(dirname(manifest), 'lib'), version };
+}
+
+/** Every libtorch directory the platform package, LIBTORCH and the setup's cache offer, in the order they are tried. */
+export function libtorchCandidates(root: string, env: NodeJS.ProcessEnv = process.env): LibtorchCandidate[] {
   const out: LibtorchCandidate[] = [];
+  const pkg = platformPackageDir(root);
+  if (pkg !== null) out.push({ dir: pkg.dir, from: `the platform package ${LIBTORCH_PACKAGE}@${pkg.version}`, build: libtorchBuild(pkg.dir) });
   if (env.LIBTORCH) {
     const dir = libDirOf(env.LIBTORCH);
-    if (dir !== null) out.push({ dir, from: `LIBTORCH=${env.LIBTORCH}`, version: libtorchVersion(dir) });
+    if (dir !== null) out.push({ dir, from: `LIBTORCH=${env.LIBTORCH}`, build: libtorchBuild(dir) });
   }
   const cache = env.DOVE_CACHE ?? join(homedir(), '.cache', 'dove-encoder');
   for (const venv of list(cache).filter((n) => n.startsWith(`torch-${LIBTORCH_VERSION}-py`)).reverse()) {
     for (const py of list(join(cache, venv, 'lib')).filter((n) => n.startsWith('python'))) {
       const dir = join(cache, venv, 'lib', py, 'site-packages', 'torch', 'lib');
-      if (libDirOf(dir) !== null) out.push({ dir, from: `the setup's cache (${join(cache, venv)})`, version: libtorchVersion(dir) });
+      if (libDirOf(dir) !== null) out.push({ dir, from: `the setup's cache (${join(cache, venv)})`, build: libtorchBuild(dir) });
     }
   }
   return out;
 }
 
-export interface PreloadResult {
-  loaded: LibtorchCandidate | null;
+/** Loads a shared library RTLD_GLOBAL and keeps it loaded; returns why it failed, or null. */
+export function loadGlobal(path: string): string | null {
+  try {
+    process.dlopen({ exports: {} } as NodeJS.Module, path, GLOBAL_FLAGS);
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    // Expected: the library opened (and stays, RTLD_NODELETE) but is not a Node addon.
+    if (!/did not self-register/.test(message)) return message.split('\n')[0]!;
+  }
+  return null;
+}
+
+/** The CUDA stand-ins libtorch_cpu.so in `libDir` names, as absolute paths found in `standInDirs` (cuda-stubs folders). */
+export function standInsFor(libDir: string, standInDirs: readonly string[]): string[] {
+  let needed: string[];
+  try {
+    needed = readElfDynamic(join(libDir, 'libtorch_cpu.so')).needed;
+  } catch {
+    return [];
+  }
+  const out: string[] = [];
+  for (const name of needed) {
+    const dir = standInDirs.find((d) => existsSync(join(d, name)));
+    if (dir !== undefined) out.push(join(dir, name));
+  }
+  return out;
+}
+
+/** Loads the CUDA stand-ins, then libc10.so and libtorch_cpu.so from `dir`. Returns why it failed, or null. */
+export function preloadLibtorch(dir: string, standIns: readonly string[]): string | null {
+  if (process.platform !== 'linux') return `preloading libtorch is only done on Linux (this is ${process.platform})`;
+  for (const lib of [...standIns, join(dir, 'libc10.so'), join(dir, 'libtorch_cpu.so')]) {
+    const failed = loadGlobal(lib);
+    if (failed !== null) return failed;
+  }
+  return null;
+}
+
+export interface LibtorchChoice {
+  chosen: LibtorchCandidate | null;
+  standIns: string[];
   /** One line per candidate that was skipped or failed, for the error message. */
   tried: string[];
 }
 
-/**
- * Loads the first usable libtorch (right version, every library the addon needs opens) with
- * RTLD_GLOBAL so a prebuilt addon can bind to it. `needed` are the addon's DT_NEEDED libtorch
- * libraries when known (e.g. a CUDA build needs libtorch_cuda.so too).
- */
-export function preloadLibtorch(needed: readonly string[] = ['libc10.so', 'libtorch_cpu.so', 'libtorch.so'], env: NodeJS.ProcessEnv = process.env): PreloadResult {
+/** Loads the first usable libtorch among `candidates` (right version, its libraries open). */
+export function loadFirstLibtorch(candidates: readonly LibtorchCandidate[], standInDirs: readonly string[]): LibtorchChoice {
   const tried: string[] = [];
-  if (process.platform !== 'linux') return { loaded: null, tried: [`preloading libtorch is only done on Linux (this is ${process.platform})`] };
-  const flags = constants.dlopen.RTLD_NOW | constants.dlopen.RTLD_GLOBAL | RTLD_NODELETE;
-  for (const c of libtorchCandidates(env)) {
-    if (c.version !== null && c.version !== LIBTORCH_VERSION) {
-      tried.push(`${c.dir} (from ${c.from}): libtorch ${c.version}, the addon needs ${LIBTORCH_VERSION}`);
+  for (const c of candidates) {
+    if (c.build.version !== null && c.build.version !== LIBTORCH_VERSION) {
+      tried.push(`${c.dir} (from ${c.from}): libtorch ${c.build.version}, the addon needs ${LIBTORCH_VERSION}`);
       continue;
     }
-    const missing = needed.filter((l) => !existsSync(join(c.dir, l)));
-    if (missing.length > 0) {
-      tried.push(`${c.dir} (from ${c.from}): lacks ${missing.join(', ')}`);
-      continue;
-    }
-    let failed: string | null = null;
-    for (const lib of LIBS.filter((l) => existsSync(join(c.dir, l)))) {
-      try {
-        process.dlopen({ exports: {} } as NodeJS.Module, join(c.dir, lib), flags);
-      } catch (error) {
-        const message = error instanceof Error ? error.message : String(error);
-        // Expected: the library opened (and stays, RTLD_NODELETE) but is not a Node addon.
-        if (!/did not self-register/.test(message)) {
-          failed = `${lib}: ${message.split('\n')[0]}`;
-          break;
-        }
-      }
-    }
-    if (failed === null) return { loaded: c, tried };
+    const standIns = standInsFor(c.dir, [join(c.dir, STAND_IN_FOLDER), ...standInDirs]);
+    const failed = preloadLibtorch(c.dir, standIns);
+    if (failed === null) return { chosen: c, standIns, tried };
     tried.push(`${c.dir} (from ${c.from}): ${failed}`);
   }
-  if (tried.length === 0) tried.push('no LIBTORCH set and no torch virtualenv in the setup cache');
-  return { loaded: null, tried };
+  if (candidates.length === 0) tried.push(`no ${LIBTORCH_PACKAGE} package, no LIBTORCH set and no torch virtualenv in the setup cache`);
+  return { chosen: null, standIns: [], tried };
 }
 
-/** The libtorch libraries an ELF addon lists as DT_NEEDED (read from its dynamic string table). */
-export function neededLibtorch(addonPath: string): string[] {
+/** The directory in an addon's RUNPATH that holds libtorch_cpu.so, or null (a prebuilt addon has none). */
+export function runpathLibtorch(addonPath: string): string | null {
   try {
-    const bytes = readFileSync(addonPath);
-    return LIBS.filter((l) => bytes.includes(Buffer.from(`${l}\0`)));
+    return readElfDynamic(addonPath).searchPath.find((d) => existsSync(join(d, 'libtorch_cpu.so'))) ?? null;
   } catch {
-    return [];
+    return null;
   }
-}
-
-const MISSING_LIBTORCH = /lib(torch|c10)[^:\s]*\.so[^:]*: cannot open shared object file/;
-
-/**
- * After the addon failed to load: when the cause is a libtorch library the dynamic linker could not
- * find, preload libtorch (preloadLibtorch) and load the addon again. `loaded` is the addon when
- * that worked; otherwise `note` lists what was tried, for the one error message the loader throws.
- */
-export function retryWithLibtorch(root: string, error: unknown, load: () => unknown): { loaded?: unknown; note: string } {
-  const message = error instanceof Error ? error.message : String(error);
-  if (!MISSING_LIBTORCH.test(message)) return { note: '' };
-  let addon: string | undefined;
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    addon = (require('node-gyp-build') as { path(dir: string): string }).path(root);
-  } catch {
-    addon = undefined;
-  }
-  const result = preloadLibtorch(addon !== undefined ? neededLibtorch(addon) : undefined);
-  if (result.loaded !== null) {
-    try {
-      return { loaded: load(), note: '' };
-    } catch (again) {
-      result.tried.push(`${result.loaded.dir}: loaded, but the addon still failed: ${again instanceof Error ? again.message.split('\n')[0] : String(again)}`);
-    }
-  }
-  return { note: ['', '  libtorch was also looked for in:', ...result.tried.map((t) => `    ${t}`), `  fix without a build: LIBTORCH=/path/to/libtorch-${LIBTORCH_VERSION} (an unpacked libtorch, or a torch==${LIBTORCH_VERSION} wheel's site-packages/torch)`].join('\n') };
 }

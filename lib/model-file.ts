@@ -1,11 +1,14 @@
 // A loaded DOVE model file (docs/MODEL_FORMAT.md): the TorchScript module, its parsed dove.json,
 // the Q-DOVE query tokenizer, and typed wrappers over the pixel-level methods the API uses.
+import { maxOf } from './arrays';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { BpeTokenizer } from './bpe';
 import { CompiledDove, compiledPackagePath } from './compiled';
 import { DoveError } from './errors';
-import { loadModule, type Module } from './module';
+import { displayPath } from './files';
+import { parseJson, preview } from './json';
+import { booleanOption, loadModule, type Module } from './module';
 import { Tensor } from './tensor';
 
 export const FORMAT_VERSION = 1;
@@ -43,10 +46,17 @@ export interface LoadOptions {
   /**
    * Run encode and decode through the compiled package beside the file (`<model>.aoti.pt2`, written by
    * `python -m dove.export --compiled`) when it was compiled from these very weights for this
-   * machine (default true; CPU only). Otherwise, or with `false`, the TorchScript methods run.
+   * machine and `trustModel` is true (a package is a shared library that runs when it is opened;
+   * default true; CPU only). Otherwise, or with `false`, the TorchScript methods run.
    * `DoveModel.compiledNote` says which path is in use and why.
    */
   compiled?: boolean;
+  /**
+   * Load a file whose TorchScript touches files, other processes or process-wide state, which is
+   * otherwise refused with `UNSAFE_MODEL`, and allow its compiled package (native code) to run: a
+   * model file is code (docs/MODEL_FORMAT.md). Only for files you trust. Default false.
+   */
+  trustModel?: boolean;
 }
 
 
@@ -59,31 +69,107 @@ export function defaultModelPath(): string {
 }
 
 function notDove(path: string, what: string): DoveError {
-  return new DoveError(`${path}: not a DOVE export (${what}); export one with \`python -m dove.export\` (docs/MODEL_FORMAT.md)`, 'NOT_DOVE_EXPORT');
+  return new DoveError(`${displayPath(path)}: not a DOVE export (${what}); export one with \`python -m dove.export\` (docs/MODEL_FORMAT.md)`, 'NOT_DOVE_EXPORT');
 }
 
-function parseMeta(path: string, text: string | undefined): DoveMeta {
+/** Ranges dove.json's numbers must lie in (imageSize: what lib/images.ts decodes to). */
+const META_RANGES = {
+  imageSize: [1, 8192],
+  maxTokens: [1, 65536],
+  tokenDim: [1, 65536],
+} as const;
+const QUERY_RANGES = { maxLength: [1, 65536], padId: [0, 2 ** 31 - 1] } as const;
+
+/**
+ * Parses and checks an export's dove.json (docs/MODEL_FORMAT.md). Every field the runtime uses is
+ * checked for type and range, integers as integers (1.5, 1e400, -0, "64" are refused), and the
+ * message names the field: a NOT_DOVE_EXPORT at load rather than a misleading failure later (a
+ * fractional maxTokens would surface as a usage error about --lengths). Another formatVersion is
+ * FORMAT_VERSION.
+ */
+export function parseDoveMeta(path: string, text: string | undefined): DoveMeta {
+  const where = displayPath(path);
   if (text === undefined || text.length === 0) throw notDove(path, 'missing extra file dove.json');
-  let meta: Partial<DoveMeta>;
+  let parsed: unknown;
   try {
-    meta = JSON.parse(text) as Partial<DoveMeta>;
+    parsed = parseJson(text, 'dove.json', 'NOT_DOVE_EXPORT');
   } catch (error) {
-    throw notDove(path, `dove.json is not valid JSON: ${(error as Error).message}`);
+    throw notDove(path, (error as Error).message);
   }
-  if (typeof meta !== 'object' || meta === null) throw notDove(path, 'dove.json is not an object');
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw notDove(path, 'dove.json is not an object');
+  const meta = parsed as Record<string, unknown>;
   if (meta.formatVersion !== FORMAT_VERSION) {
     throw new DoveError(
-      `${path}: dove.json has formatVersion ${JSON.stringify(meta.formatVersion)}, this runtime reads version ${FORMAT_VERSION}; re-export the model or upgrade dove-encoder`,
+      `${where}: dove.json has formatVersion ${preview(meta.formatVersion)}, this runtime reads version ${FORMAT_VERSION}; re-export the model or upgrade dove-encoder`,
       'FORMAT_VERSION',
     );
   }
-  const missing: string[] = [];
-  for (const key of ['imageSize', 'maxTokens', 'tokenDim', 'eosThreshold'] as const) {
-    if (typeof meta[key] !== 'number' || !(meta[key] > 0)) missing.push(key);
+  const problems: string[] = [];
+  const integer = (obj: Record<string, unknown>, key: string, [min, max]: readonly [number, number], prefix = ''): void => {
+    const v = obj[key];
+    if (typeof v !== 'number' || !Number.isInteger(v) || Object.is(v, -0) || v < min || v > max) {
+      problems.push(`${prefix}${key} must be an integer between ${min} and ${max} but is ${preview(v)}`);
+    }
+  };
+  for (const [key, range] of Object.entries(META_RANGES)) integer(meta, key, range);
+  const t = meta.eosThreshold;
+  if (typeof t !== 'number' || !(t > 0 && t < 1)) problems.push(`eosThreshold must be a number between 0 and 1 (exclusive) but is ${preview(t)}`);
+  if (meta.variant !== 'dove' && meta.variant !== 'qdove') problems.push(`variant must be "dove" or "qdove" but is ${preview(meta.variant)}`);
+  if (meta.format !== undefined && meta.format !== 'dove-encoder/model') problems.push(`format must be "dove-encoder/model" but is ${preview(meta.format)}`);
+  for (const key of ['configName', 'normalization'] as const) {
+    if (meta[key] !== undefined && typeof meta[key] !== 'string') problems.push(`${key} must be a string but is ${preview(meta[key])}`);
   }
-  if (meta.variant !== 'dove' && meta.variant !== 'qdove') missing.push('variant');
-  if (missing.length > 0) throw notDove(path, `dove.json lacks valid ${missing.join(', ')}`);
-  return meta as DoveMeta;
+  const q = meta.queryTokenizer;
+  if (q === undefined || q === null) {
+    if (meta.variant === 'qdove') problems.push('queryTokenizer must be {file, maxLength, padId} for a Q-DOVE export but is missing');
+  } else if (typeof q !== 'object' || Array.isArray(q)) {
+    problems.push(`queryTokenizer must be null or {file, maxLength, padId} but is ${preview(q)}`);
+  } else {
+    const qt = q as Record<string, unknown>;
+    if (typeof qt.file !== 'string' || qt.file.length === 0) problems.push(`queryTokenizer.file must be a file name but is ${preview(qt.file)}`);
+    for (const [key, range] of Object.entries(QUERY_RANGES)) integer(qt, key, range, 'queryTokenizer.');
+  }
+  if (problems.length > 0) throw notDove(path, `dove.json: ${problems.join('; ')}`);
+  return {
+    ...(meta as unknown as DoveMeta),
+    configName: typeof meta.configName === 'string' ? meta.configName : 'custom',
+    normalization: typeof meta.normalization === 'string' ? meta.normalization : 'rgb01',
+    queryTokenizer: (q ?? null) as DoveMeta['queryTokenizer'],
+  };
+}
+
+/** What a batch of tokens must look like; `minLength` 1 for encoder output, 0 for decoder input. */
+export interface TokenShape {
+  batch: number;
+  slots: number;
+  dim: number;
+  minLength: 0 | 1;
+}
+
+/**
+ * Checks tokens float32 (B,K,D), lengths int64 (B,) with every length in minLength..K, and p(EOS)
+ * float32 (B,K); returns what is wrong (for the caller's message and code), or undefined. `expected`
+ * fields left undefined are taken from the tensors themselves.
+ */
+export function checkTokenTensors(tokens: Tensor, lengths: Tensor, eos: Tensor | undefined, expected: Partial<TokenShape> & { minLength: 0 | 1 }): string | undefined {
+  const ts = tokens.shape;
+  if (tokens.dtype !== 'float32' || ts.length !== 3) return `tokens are ${tokens.dtype} (${ts.join(', ')}), expected float32 (B, K, D)`;
+  const [b, k, d] = ts as [number, number, number];
+  if (expected.batch !== undefined && b !== expected.batch) return `tokens hold ${b} images, expected ${expected.batch}`;
+  if (expected.slots !== undefined && k !== expected.slots) return `tokens have ${k} slots, expected ${expected.slots}`;
+  if (expected.dim !== undefined && d !== expected.dim) return `tokens have ${d} values per token, expected ${expected.dim}`;
+  const ls = lengths.shape;
+  if (lengths.dtype !== 'int64' || ls.length !== 1 || ls[0] !== b) return `lengths are ${lengths.dtype} (${ls.join(', ')}), expected int64 (${b})`;
+  if (eos !== undefined) {
+    const es = eos.shape;
+    if (eos.dtype !== 'float32' || es.length !== 2 || es[0] !== b || es[1] !== k) return `EOS probabilities are ${eos.dtype} (${es.join(', ')}), expected float32 (${b}, ${k})`;
+  }
+  const values = lengths.data() as BigInt64Array;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    if (v < BigInt(expected.minLength) || v > BigInt(k)) return `length ${v} for image ${i}, expected ${expected.minLength}..${k}`;
+  }
+  return undefined;
 }
 
 export interface EncodeResult {
@@ -116,13 +202,14 @@ export class DoveModel {
     const device = options.device ?? 'cpu';
     // CUDA: off unless asked (freezing is exact on any device, but only the CPU path is tested and measured).
     const optimize = options.optimize === undefined ? device === 'cpu' : options.optimize;
-    const useCompiled = options.compiled ?? true;
-    if (typeof useCompiled !== 'boolean') throw new DoveError(`Expected boolean for compiled but received ${String(useCompiled)}`, 'INVALID_ARGUMENT');
-    // Hashing the weights (a SHA-256 pass over them) is only needed to match a (CPU) package.
-    const hashWeights = useCompiled && device === 'cpu' && existsSync(compiledPackagePath(file));
-    const module = await loadModule(file, { device, extraFiles: ['dove.json', 'tokenizer.json'], optimize, hashWeights });
+    const useCompiled = booleanOption('compiled', options.compiled, true);
+    const trustModel = booleanOption('trustModel', options.trustModel, false);
+    // Hashing the weights (a SHA-256 pass over them) is only needed to match a (CPU) package, and
+    // only a trusted model's package is ever opened.
+    const hashWeights = useCompiled && trustModel && device === 'cpu' && existsSync(compiledPackagePath(file));
+    const module = await loadModule(file, { device, extraFiles: ['dove.json', 'tokenizer.json'], optimize, trustModel, hashWeights });
     try {
-      const meta = parseMeta(file, module.extraFiles['dove.json']);
+      const meta = parseDoveMeta(file, module.extraFiles['dove.json']);
       const names = new Set(module.methodNames());
       const absent = REQUIRED_METHODS.filter((m) => !names.has(m));
       if (absent.length > 0) throw notDove(file, `missing method${absent.length > 1 ? 's' : ''} ${absent.join(', ')}`);
@@ -137,7 +224,7 @@ export class DoveModel {
         ? { compiled: null, note: 'not asked for (compiled: false)' }
         : meta.variant !== 'dove'
           ? { compiled: null, note: 'Q-DOVE runs TorchScript (compiled packages cover DOVE only)' }
-          : await CompiledDove.open(file, module.weightsHash, module.device, meta);
+          : await CompiledDove.open(file, module.weightsHash, module.device, meta, trustModel);
       return new DoveModel(file, module, meta, queryTokenizer, compiled, note);
     } catch (error) {
       module.dispose();
@@ -178,7 +265,7 @@ export class DoveModel {
   encodeQueries(queries: readonly string[]): { ids: Tensor; mask: Tensor } {
     const padId = this.meta.queryTokenizer?.padId ?? 0;
     const encoded = queries.map((q) => this.queryIds(q));
-    const width = Math.max(1, ...encoded.map((e) => e.length));
+    const width = maxOf(encoded.map((e) => e.length), 1);
     const ids = new BigInt64Array(queries.length * width).fill(BigInt(padId));
     const mask = new BigInt64Array(queries.length * width);
     encoded.forEach((e, i) => {
@@ -263,9 +350,18 @@ export class DoveModel {
     try {
       const out = await this.module.run('encode_pixels', [dev(pixels), mode, budget, threshold, dev(query?.ids), dev(query?.mask)]);
       if (!Array.isArray(out) || out.length !== 3 || !out.every((t) => t instanceof Tensor)) {
-        throw new DoveError(`${this.path}: encode_pixels returned an unexpected value`, 'NOT_DOVE_EXPORT');
+        throw new DoveError(`${displayPath(this.path)}: encode_pixels returned an unexpected value`, 'NOT_DOVE_EXPORT');
       }
       const [tokens, eosProbabilities, lengths] = out as [Tensor, Tensor, Tensor];
+      try {
+        const problem = checkTokenTensors(tokens, lengths, eosProbabilities, { batch: pixels.shape[0] ?? 0, slots: budget, dim: this.tokenDim, minLength: 1 });
+        if (problem !== undefined) throw new DoveError(`${displayPath(this.path)}: encode_pixels broke the DOVE contract (docs/MODEL_FORMAT.md): ${problem}`, 'NOT_DOVE_EXPORT');
+      } catch (error) {
+        tokens.dispose();
+        eosProbabilities.dispose();
+        lengths.dispose();
+        throw error;
+      }
       return { tokens, eosProbabilities, lengths };
     } finally {
       query?.ids.dispose();
@@ -303,7 +399,15 @@ export class DoveModel {
     const l = this.onDevice(lengths);
     try {
       const out = await this.module.run('decode_pixels', [t, l]);
-      if (!(out instanceof Tensor)) throw new DoveError(`${this.path}: decode_pixels returned an unexpected value`, 'NOT_DOVE_EXPORT');
+      if (!(out instanceof Tensor)) throw new DoveError(`${displayPath(this.path)}: decode_pixels returned an unexpected value`, 'NOT_DOVE_EXPORT');
+      const s = this.imageSize;
+      const expected = [tokens.shape[0] ?? 0, s, s, 3];
+      const shape = out.shape;
+      if (out.dtype !== 'uint8' || shape.length !== 4 || shape.some((d, i) => d !== expected[i])) {
+        const got = `${out.dtype} (${shape.join(', ')})`;
+        out.dispose();
+        throw new DoveError(`${displayPath(this.path)}: decode_pixels broke the DOVE contract (docs/MODEL_FORMAT.md): returned ${got}, expected uint8 (${expected.join(', ')})`, 'NOT_DOVE_EXPORT');
+      }
       return out;
     } finally {
       if (t !== tokens) t.dispose();

@@ -3,6 +3,7 @@
 // Values cross as Tensor (no copy), number, bigint, boolean, string, null, arrays (List or Tuple,
 // as the method's schema says) and string-keyed objects (Dict[str, T]).
 import type { IValue, NativeModule, NativeTensor } from '../binding';
+import { requireCudaFor } from './cuda-libtorch';
 import { DoveError } from './errors';
 import { binding } from './native';
 import { Tensor, tensorFromResult } from './tensor';
@@ -18,6 +19,22 @@ export interface LoadModuleOptions {
   optimize?: boolean;
   /** Hash the weights as loaded (before `optimize`) into `weightsHash`. Default false. */
   hashWeights?: boolean;
+  /**
+   * A model file is code. Without this, a file whose TorchScript calls an operator that touches
+   * files, other processes or process-wide state (e.g. `aten::from_file`, `aten::save`) is refused
+   * with `UNSAFE_MODEL` (docs/MODEL_FORMAT.md, "Model files are code"). `true` skips that check for
+   * a file you trust; corrupt files are refused either way. Default false.
+   */
+  trustModel?: boolean;
+}
+
+/** A boolean option: `fallback` when absent, INVALID_ARGUMENT when not a boolean. */
+export function booleanOption(name: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') {
+    throw new DoveError(`Expected boolean for ${name} but received ${typeof value === 'string' ? `'${value}'` : String(value)}`, 'INVALID_ARGUMENT');
+  }
+  return value;
 }
 
 // These run on every call, so the common cases come first and allocate nothing beyond the result:
@@ -65,19 +82,17 @@ export class ScriptModule {
     this.#native = native;
   }
 
-  /** Loads a TorchScript archive on a worker thread. Errors: FILE_NOT_FOUND, NOT_TORCHSCRIPT, DEVICE_UNAVAILABLE. */
+  /** Loads a TorchScript archive on a worker thread. Errors: FILE_NOT_FOUND, NOT_TORCHSCRIPT, UNSAFE_MODEL, DEVICE_UNAVAILABLE. */
   static async load(path: string, options: LoadModuleOptions = {}): Promise<ScriptModule> {
     if (typeof path !== 'string' || path.length === 0) {
       throw new DoveError(`Expected a non-empty path string for load but received ${String(path)}`, 'INVALID_ARGUMENT');
     }
-    const optimize = options.optimize === undefined ? false : options.optimize;
-    if (typeof optimize !== 'boolean') {
-      throw new DoveError(`Expected boolean for optimize but received ${typeof optimize === 'string' ? `'${optimize}'` : String(optimize)}`, 'INVALID_ARGUMENT');
-    }
-    const hashWeights = options.hashWeights ?? false;
-    if (typeof hashWeights !== 'boolean') throw new DoveError(`Expected boolean for hashWeights but received ${String(hashWeights)}`, 'INVALID_ARGUMENT');
+    const optimize = booleanOption('optimize', options.optimize, false);
+    const trustModel = booleanOption('trustModel', options.trustModel, false);
+    const hashWeights = booleanOption('hashWeights', options.hashWeights, false);
     try {
-      return new ScriptModule(await binding().loadModule(path, options.device ?? 'cpu', [...(options.extraFiles ?? [])], optimize, hashWeights));
+      requireCudaFor(options.device);
+      return new ScriptModule(await binding().loadModule(path, options.device ?? 'cpu', [...(options.extraFiles ?? [])], optimize, trustModel, hashWeights));
     } catch (error) {
       throw DoveError.atCallSite(error);
     }

@@ -1,16 +1,43 @@
 // The one loader of the native addon. node-gyp-build picks build/Release (a local build) or a
-// matching prebuilds/<platform>-<arch>/ addon; when loading fails, the error says what was looked
-// for, what was found and the command that fixes it.
+// matching prebuilds/<platform>-<arch>/ addon. A local build finds libtorch through its RUNPATH; a
+// prebuilt addon gets its libtorch loaded first (lib/libtorch-preload.ts: the platform package,
+// LIBTORCH, the setup's cache). When loading fails, the error says what was looked for, what was
+// found and the command that fixes it.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import { markAsUntransferable } from 'node:worker_threads';
 import type { NativeBinding } from '../binding';
+import { readElfDynamic } from './elf';
 import { DoveError } from './errors';
-import { retryWithLibtorch } from './libtorch-preload';
+import {
+  LIBTORCH_PACKAGE,
+  LIBTORCH_VERSION,
+  STAND_IN_FOLDER,
+  libtorchBuild,
+  libtorchCandidates,
+  loadFirstLibtorch,
+  loadGlobal,
+  runpathLibtorch,
+  standInsFor,
+  type LibtorchCandidate,
+} from './libtorch-preload';
 
-// node-gyp-build ships no type declarations; its contract is (dir) => the addon's exports.
+// node-gyp-build ships no type declarations; its contract is (dir) => the addon's exports, and
+// .path(dir) => the file it would load.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const nodeGypBuild: (dir: string) => unknown = require('node-gyp-build');
+const nodeGypBuild = require('node-gyp-build') as { path(dir: string): string };
 
+/** How the addon was loaded: which file, which libtorch (and where it came from), which CUDA stand-ins. */
+export interface AddonLoad {
+  addon: string;
+  /** True for an addon without a RUNPATH to its libtorch (the prebuilt one in the npm package). */
+  prebuilt: boolean;
+  libtorch: LibtorchCandidate;
+  /** The CUDA stand-ins loaded in place of libtorch_cpu.so's CUDA runtime libraries. */
+  standIns: string[];
+}
+
+let loadRecord: AddonLoad | undefined;
 let cached: NativeBinding | undefined;
 
 /** The package root (the folder holding package.json), from lib/ or dist/lib/. */
@@ -57,6 +84,14 @@ function listNodeFiles(dir: string): string[] {
   }
 }
 
+function packageVersion(root: string): string {
+  try {
+    return (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version?: string }).version ?? '?';
+  } catch {
+    return '?';
+  }
+}
+
 function describeFailure(root: string, error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
   const platform = `${process.platform}-${process.arch}`;
@@ -73,11 +108,11 @@ function describeFailure(root: string, error: unknown): string {
     const where = record === null ? 'an unknown libtorch' : `${record.libtorchDir} (${existsSync(record.libtorchDir) ? 'present' : 'missing'})`;
     lines.push(`  found the addon, but libtorch did not load: ${missingLib[0]}`);
     lines.push(`  the addon was built against ${where}`);
-    lines.push(`  fix: run \`npm run setup\` in ${root} (recreates the torch 2.11.0 virtualenv under ~/.cache/dove-encoder and rebuilds),`);
-    lines.push('       or point LIBTORCH=/path/to/libtorch at an unpacked libtorch 2.11 and run `npm run build:native`.');
+    lines.push(`  fix: run \`npm run setup\` in ${root} (recreates the torch ${LIBTORCH_VERSION} virtualenv under ~/.cache/dove-encoder and rebuilds),`);
+    lines.push(`       or point LIBTORCH=/path/to/libtorch at an unpacked libtorch ${LIBTORCH_VERSION} and run \`npm run build:native\`.`);
   } else if (builds.length === 0 && prebuilds.length === 0) {
     lines.push(`  no addon is built for ${platform} (node ${process.version}, N-API ${process.versions.napi ?? '?'})`);
-    lines.push(`  fix: run \`npm run setup\` in ${root} (installs torch 2.11.0 and builds the addon with cmake-js; needs cmake, ninja and a C++17 compiler).`);
+    lines.push(`  fix: run \`npm run setup\` in ${root} (installs torch ${LIBTORCH_VERSION} and builds the addon with cmake-js; needs cmake, ninja and a C++17 compiler).`);
   } else {
     lines.push(`  error: ${message.split('\n')[0]}`);
     lines.push(`  fix: rebuild with \`npm run build:native\` in ${root}; if that fails, \`npm run setup\`.`);
@@ -85,25 +120,75 @@ function describeFailure(root: string, error: unknown): string {
   return lines.join('\n');
 }
 
+function describeMissingLibtorch(root: string, addon: string, tried: readonly string[]): string {
+  let runpath: string[] = [];
+  try {
+    runpath = readElfDynamic(addon).searchPath;
+  } catch {
+    // not readable as ELF: the dlopen below reports what is wrong with it
+  }
+  const how = runpath.length === 0 ? `prebuilt: it loads libtorch ${LIBTORCH_VERSION} from one of the places below` : `its RUNPATH ${runpath.join(':')} holds no libtorch_cpu.so`;
+  return [
+    'dove-encoder: the native addon could not be loaded: libtorch was not found.',
+    `  addon: ${addon} (${how})`,
+    '  libtorch was looked for in:',
+    ...tried.map((t) => `    ${t}`),
+    `  fix: npm install ${LIBTORCH_PACKAGE}@${packageVersion(root)} (an optional dependency of dove-encoder: --omit=optional`,
+    '       or --no-optional skip it, and it exists for linux-x64 with glibc >= 2.28 only),',
+    `       or LIBTORCH=/path/to/libtorch-${LIBTORCH_VERSION} (an unpacked libtorch, or a torch==${LIBTORCH_VERSION} wheel's site-packages/torch),`,
+    '       or, in a checkout of dove-encoder, `npm run setup`.',
+  ].join('\n');
+}
+
+/**
+ * Makes the addon's libtorch loadable: a local build's RUNPATH libtorch (only its CUDA stand-ins are
+ * loaded here), otherwise the first usable libtorch candidate. Throws ADDON_LOAD_FAILED when none.
+ */
+function prepareLibtorch(root: string, addon: string): AddonLoad {
+  const standInDirs = [join(dirname(addon), STAND_IN_FOLDER)];
+  const own = runpathLibtorch(addon);
+  if (own !== null) {
+    const standIns = standInsFor(own, standInDirs).filter((lib) => loadGlobal(lib) === null);
+    return { addon, prebuilt: false, libtorch: { dir: own, from: 'the RUNPATH of the local build', build: libtorchBuild(own) }, standIns };
+  }
+  const choice = loadFirstLibtorch(libtorchCandidates(root), standInDirs);
+  if (choice.chosen === null) throw new DoveError(describeMissingLibtorch(root, addon, choice.tried), 'ADDON_LOAD_FAILED');
+  return { addon, prebuilt: true, libtorch: choice.chosen, standIns: choice.standIns };
+}
+
 /** The raw native binding (loaded once). Only lib/ uses it; the public API wraps it. */
 export function binding(): NativeBinding {
   if (cached !== undefined) return cached;
   const root = packageRoot();
-  let loaded: NativeBinding;
   // DOVE_ADDON: an addon file to load instead (scripts/asan points it at its sanitizer build, so
   // the tests check exactly that code).
   const override = process.env.DOVE_ADDON;
+  let addon: string;
+  try {
+    addon = override ? resolve(override) : nodeGypBuild.path(root);
+  } catch (error) {
+    throw new DoveError(describeFailure(root, error), 'ADDON_LOAD_FAILED', { cause: error });
+  }
+  const record = prepareLibtorch(root, addon);
+  let loaded: NativeBinding;
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    loaded = (override ? require(resolve(override)) : nodeGypBuild(root)) as NativeBinding;
+    loaded = require(addon) as NativeBinding;
   } catch (error) {
-    // A prebuilt addon whose RUNPATH misses libtorch: load libtorch from LIBTORCH or the setup's
-    // cache (lib/libtorch-preload.ts), then try once more.
-    const retry = retryWithLibtorch(root, error, () => nodeGypBuild(root));
-    if (retry.loaded === undefined) throw new DoveError(describeFailure(root, error) + retry.note, 'ADDON_LOAD_FAILED', { cause: error });
-    loaded = retry.loaded as NativeBinding;
+    throw new DoveError(describeFailure(root, error), 'ADDON_LOAD_FAILED', { cause: error });
   }
   loaded.setErrorClass(DoveError);
+  // A tensor made over a JS buffer reads that memory from other threads: the buffer must never be
+  // detached by a transfer (docs/NATIVE.md, "JS-backed memory").
+  loaded.setBufferPin(markAsUntransferable);
+  loadRecord = record;
   cached = loaded;
   return loaded;
+}
+
+/** How the addon and its libtorch were loaded (loads them first if needed). */
+export function addonLoad(): AddonLoad {
+  binding();
+  if (loadRecord === undefined) throw new DoveError('the addon was loaded without a load record', 'INTERNAL');
+  return loadRecord;
 }

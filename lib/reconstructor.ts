@@ -1,10 +1,11 @@
 // Reconstructor: DOVE tokens back to images. A TokenBatch goes to the model as-is (its tensors, no
 // copy); single results are wrapped by pointer. `sweep` reconstructs one image at several lengths
 // from a single encode (the generator is causal, so a prefix of K-slot tokens is the L-token code).
-import { promises as fs } from 'node:fs';
+import { maxOf } from './arrays';
 import { DoveError } from './errors';
+import { writeFileAtomic } from './files';
 import { encodeRgb, formatFromPath, loadImage, type ImageInput } from './images';
-import { DoveModel, type LoadOptions } from './model-file';
+import { checkTokenTensors, DoveModel, type LoadOptions } from './model-file';
 import { Tensor } from './tensor';
 import { resolveTokenizeOptions, TokenBatch, type ImageTokens, type TokenizeOptions } from './tokenizer';
 
@@ -26,14 +27,10 @@ export class RgbImage {
   toWebp(quality = 90): Promise<Buffer> {
     return encodeRgb(this.data, this.width, this.height, 'webp', quality);
   }
-  /** Writes .png, .jpg/.jpeg or .webp by extension. */
+  /** Writes .png, .jpg/.jpeg or .webp by extension (atomically; IO_ERROR naming the path on failure). */
   async toFile(path: string): Promise<void> {
     const bytes = await encodeRgb(this.data, this.width, this.height, formatFromPath(path));
-    try {
-      await fs.writeFile(path, bytes);
-    } catch (error) {
-      throw new DoveError(`${path}: cannot write (${(error as NodeJS.ErrnoException).code ?? String(error)})`, 'IO_ERROR');
-    }
+    await writeFileAtomic(path, bytes);
   }
 }
 
@@ -75,8 +72,11 @@ export class Reconstructor {
     throw new DoveError('Expected ImageTokens, an array of them, or a TokenBatch for tokens', 'INVALID_ARGUMENT');
   }
 
-  private async reconstructMany(items: readonly ImageTokens[]): Promise<RgbImage[]> {
-    if (items.length === 0) return [];
+  /**
+   * Throws the error `reconstruct` would throw for these tokens, without running the model: for
+   * callers that queue tokens and must refuse bad ones before they join other callers' batches.
+   */
+  checkTokens(items: readonly ImageTokens[]): void {
     const dim = this.model.tokenDim;
     items.forEach((item, i) => {
       if (!isImageTokens(item)) throw new DoveError(`Expected ImageTokens at index ${i}`, 'INVALID_ARGUMENT');
@@ -87,7 +87,13 @@ export class Reconstructor {
         );
       }
     });
-    const slots = Math.max(...items.map((t) => t.length));
+  }
+
+  private async reconstructMany(items: readonly ImageTokens[]): Promise<RgbImage[]> {
+    if (items.length === 0) return [];
+    const dim = this.model.tokenDim;
+    this.checkTokens(items);
+    const slots = maxOf(items.map((t) => t.length));
     // One image: wrap its view by pointer. Several: one padded copy (they live in separate buffers).
     let data: Float32Array;
     if (items.length === 1) {
@@ -108,6 +114,10 @@ export class Reconstructor {
 
   /** tokens (B,K,D) + lengths (B,) tensors -> images (views over the output tensor's memory). */
   async decode(tokens: Tensor, lengths: Tensor): Promise<RgbImage[]> {
+    if (!(tokens instanceof Tensor) || !(lengths instanceof Tensor)) throw new DoveError('Expected two Tensors (tokens, lengths) for decode', 'INVALID_ARGUMENT');
+    const problem = checkTokenTensors(tokens, lengths, undefined, { dim: this.model.tokenDim, minLength: 0 });
+    if (problem !== undefined) throw new DoveError(`decode: ${problem}`, 'SHAPE_MISMATCH');
+    if ((tokens.shape[1] ?? 0) > this.model.maxTokens) throw new DoveError(`decode: tokens have ${tokens.shape[1]} slots, the model at most ${this.model.maxTokens}`, 'SHAPE_MISMATCH');
     const out = await this.model.decodePixels(tokens, lengths);
     const s = this.imageSize;
     const frame = s * s * 3;

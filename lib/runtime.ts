@@ -1,12 +1,14 @@
 // Process-wide runtime settings and facts of the native addon and its libtorch.
 import type { NativeVersions } from '../binding';
+import { loadCudaLibtorch } from './cuda-libtorch';
 import { DoveError } from './errors';
 import { binding } from './native';
 
 export type { NativeVersions as Versions };
 
-/** 'cpu' followed by every visible 'cuda:N'. */
+/** 'cpu' followed by every visible 'cuda:N' (loads libtorch's CUDA libraries when a CUDA libtorch is found). */
 export function devices(): string[] {
+  loadCudaLibtorch();
   return binding().devices();
 }
 
@@ -42,5 +44,7 @@ export function versions(): NativeVersions {
 
 /** libtorch's build configuration and parallel settings (BLAS, OpenMP, threads). */
 export function buildInfo(): string {
+  // libtorch's configuration includes its CUDA part, and reading it settles CUDA support for the process.
+  loadCudaLibtorch();
   return binding().buildInfo();
 }

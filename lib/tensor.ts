@@ -1,6 +1,7 @@
 // Public Tensor: a typed handle on a native (libtorch) tensor. Memory is shared, not copied:
 // fromArray wraps the typed array's own memory and data() returns a view of the tensor's memory.
 import type { DType, NativeTensor, NativeTypedArray } from '../binding';
+import { requireCudaFor } from './cuda-libtorch';
 import { binding } from './native';
 import { DoveError } from './errors';
 
@@ -54,7 +55,9 @@ export class Tensor {
 
   /**
    * A tensor over `data`'s memory (no copy): writes on either side are seen by the other, and the
-   * tensor keeps the array's buffer alive. `shape` defaults to [data.length].
+   * tensor keeps the array's buffer alive and marks it untransferable. Views of SharedArrayBuffers
+   * and of resizable or detached ArrayBuffers are refused (INVALID_ARGUMENT, by the addon: it owns
+   * the rules for JS memory, docs/NATIVE.md "JS-backed memory"). `shape` defaults to [data.length].
    */
   static fromArray<D extends DType>(data: TypedArrayOf[D], shape?: readonly number[], dtype?: D): Tensor;
   static fromArray(data: NativeTypedArray, shape?: readonly number[], dtype?: DType): Tensor;
@@ -72,6 +75,7 @@ export class Tensor {
   }
 
   static zeros(shape: readonly number[], dtype: DType = 'float32', device = 'cpu'): Tensor {
+    requireCudaFor(device);
     return new Tensor(binding().zeros([...shape], dtype, device));
   }
 
@@ -132,6 +136,7 @@ export class Tensor {
   /** Converts device and/or dtype; with nothing to change, shares storage with this tensor. */
   to(target: string | ToOptions): Tensor {
     const options = typeof target === 'string' ? { device: target } : target;
+    requireCudaFor(options.device);
     return new Tensor(binding().tensorTo(this.#native, options.device ?? null, options.dtype ?? null));
   }
 

@@ -3,7 +3,7 @@
 // there); results are views over the tensors libtorch returned, never copies.
 import { DoveError } from './errors';
 import { describeInput, loadBatch, type ImageInput, type ResizeFit } from './images';
-import { DoveModel, type LoadOptions } from './model-file';
+import { checkTokenTensors, DoveModel, type LoadOptions } from './model-file';
 import { Tensor } from './tensor';
 
 export type LengthMode = 'auto' | 'fixed' | 'capped';
@@ -52,6 +52,8 @@ export class TokenBatch {
     /** float32 (B,K). */
     readonly eosProbabilities: Tensor,
   ) {
+    const problem = checkTokenTensors(tokens, lengths, eosProbabilities, { minLength: 0 });
+    if (problem !== undefined) throw new DoveError(`TokenBatch: ${problem}`, 'SHAPE_MISMATCH');
     const [b, k, d] = tokens.shape as [number, number, number];
     this.size = b;
     this.slots = k;

@@ -19,6 +19,9 @@
 #include <tuple>
 #include <vector>
 
+#include "exit_guard.h"
+#include "glibc_baseline.h"
+
 namespace dove {
 
 // ---------------------------------------------------------------------------------------------
@@ -108,12 +111,38 @@ struct AddonState {
   std::map<std::string, Napi::FunctionReference> classes;
   std::shared_ptr<ReleaseQueue> releaseQueue;
   std::thread::id jsThread;
+  // For tensorFromArray (tensor_wrap.cpp): Node's markAsUntransferable, handed over by lib/native.ts
+  // (setBufferPin), and the ArrayBuffer.prototype.resizable getter, taken at addon init.
+  Napi::FunctionReference bufferPin;
+  Napi::FunctionReference resizableGetter;
 };
 AddonState& addonState(Napi::Env env);
 
 // Intra-op thread count is per OS thread under OpenMP: a libuv worker applies the latest
 // setNumThreads value before each job (cheap: one atomic load when nothing changed).
 void applyThreadSettings();
+
+// The JS-backed tensors (tensors over JS ArrayBuffers) an async job reads, kept until the job
+// settles, when the JS thread checks them again (tensor_wrap.cpp, "JS-backed memory"): a buffer
+// detached or shrunk while the job was queued or running fails the job with INVALID_ARGUMENT rather
+// than hand back results computed from memory that changed owner. Copyable (it rides in the job's
+// result converter); destroyed on any thread.
+class JsInputs {
+ public:
+  // JS thread: remembers the JS-backed tensors in `value` (tensors inside lists, tuples and dicts too).
+  void add(const c10::IValue& value);
+  void add(const at::Tensor& tensor);
+  static JsInputs of(std::initializer_list<at::Tensor> tensors) {
+    JsInputs inputs;
+    for (const at::Tensor& t : tensors) inputs.add(t);
+    return inputs;
+  }
+  // JS thread: throws DoveException INVALID_ARGUMENT naming `what` when one of them lost its memory.
+  void verify(napi_env env, const std::string& what) const;
+
+ private:
+  std::vector<at::Tensor> tensors_;
+};
 
 // ---------------------------------------------------------------------------------------------
 // What a job produced on a worker thread: its result, or the (code, message) of what it threw.
@@ -136,14 +165,18 @@ class JobOutcome {
     }
   }
 
-  // JS thread: resolves with toJs(result) or rejects with a DoveError (also when toJs throws).
-  void settle(Napi::Env env, const Napi::Promise::Deferred& deferred, const ToJs& toJs) {
+  // JS thread: resolves with toJs(result) or rejects with a DoveError (also when toJs throws, or
+  // when one of the job's JS-backed `inputs` lost its memory while the job ran: its result would
+  // have been computed from memory that changed owner).
+  void settle(Napi::Env env, const Napi::Promise::Deferred& deferred, const ToJs& toJs, const JsInputs& inputs,
+              const std::string& what) {
     Napi::HandleScope scope(env);
     if (!value_) {
       deferred.Reject(makeError(env, code_.empty() ? "INTERNAL" : code_, message_).Value());
       return;
     }
     try {
+      inputs.verify(env, what);
       deferred.Resolve(toJs(env, *value_));
     } catch (const Napi::Error& e) {
       deferred.Reject(e.Value());
@@ -168,9 +201,12 @@ class PromiseWorker : public Napi::AsyncWorker {
   using Work = std::function<Result()>;
   using ToJs = typename JobOutcome<Result>::ToJs;
 
+  // `inputs`: the JS-backed tensors `work` reads, checked again before the promise settles.
   static Napi::Promise Start(Napi::Env env, const char* name, Work work, ToJs toJs,
-                             std::vector<Napi::Value> keepAlive = {}) {
+                             std::vector<Napi::Value> keepAlive = {}, JsInputs inputs = {}) {
     auto* worker = new PromiseWorker(env, name, std::move(work), std::move(toJs));
+    worker->inputs_ = std::move(inputs);
+    worker->name_ = name;
     for (auto& v : keepAlive) {
       if (v.IsObject()) worker->refs_.emplace_back(Napi::Persistent(v.As<Napi::Object>()));
     }
@@ -181,8 +217,11 @@ class PromiseWorker : public Napi::AsyncWorker {
 
  protected:
   // Failures travel in outcome_ rather than SetError, so OnOK settles both ways.
-  void Execute() override { outcome_.run(work_); }
-  void OnOK() override { outcome_.settle(Env(), deferred_, toJs_); }
+  void Execute() override {
+    RunningCall running;
+    outcome_.run(work_);
+  }
+  void OnOK() override { outcome_.settle(Env(), deferred_, toJs_, inputs_, name_); }
 
  private:
   PromiseWorker(Napi::Env env, const char* name, Work work, ToJs toJs)
@@ -194,6 +233,8 @@ class PromiseWorker : public Napi::AsyncWorker {
   ToJs toJs_;
   JobOutcome<Result> outcome_;
   std::vector<Napi::ObjectReference> refs_;
+  JsInputs inputs_;
+  std::string name_;
 };
 
 // ---------------------------------------------------------------------------------------------

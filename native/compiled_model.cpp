@@ -6,7 +6,10 @@
 // `dove.inputs` metadata first.
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 
+#include <dlfcn.h>
+
 #include <filesystem>
+#include <mutex>
 #include <sstream>
 
 #include "common.h"
@@ -166,6 +169,19 @@ bool cpuSupports(const std::string& isa) {
 #endif
 }
 
+// A package's shared library names no libtorch library (python/dove/aoti_export.py, link_libtorch
+// False: otherwise it names libtorch.so, which pulls in libtorch_cuda.so and which the platform
+// package does not ship); it finds libtorch's C shim (aoti_torch_*) and c10 in the global scope. A
+// local build loads libtorch_cpu.so / libc10.so as the addon's own dependencies, which stay local to
+// it (a prebuilt addon's are global already, lib/libtorch-preload.ts): make them global, once.
+// RTLD_NOLOAD opens nothing new; the handles are kept, as the libraries stay loaded anyway.
+void exposeLibtorchGlobally() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    for (const char* name : {"libc10.so", "libtorch_cpu.so"}) (void)dlopen(name, RTLD_NOW | RTLD_GLOBAL | RTLD_NOLOAD);
+  });
+}
+
 CompiledPtr loadOnWorker(const std::string& path, const std::string& model, const c10::Device& device) {
   auto h = std::make_shared<CompiledHandle>();
   h->path = path;
@@ -182,6 +198,7 @@ CompiledPtr loadOnWorker(const std::string& path, const std::string& model, cons
   }
   const int64_t maxBatch = parseSize(metadataValue(h->metadata, "dove.max_batch", where), where);
   h->inputs = parseInputs(metadataValue(h->metadata, "dove.inputs", where), maxBatch, where);
+  exposeLibtorchGlobally();
   try {
     h->loader = std::make_unique<torch::inductor::AOTIModelPackageLoader>(
         path, model, /*run_single_threaded=*/false, /*num_runners=*/1, device.is_cuda() ? device.index() : -1);
@@ -315,10 +332,16 @@ Napi::Value CompiledMetadata(const Napi::CallbackInfo& info) {
 Napi::Value LoadCompiled(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
-    const char* call = "loadCompiled(path, model, device)";
+    const char* call = "loadCompiled(path, model, device, trustModel)";
     const std::string path = stringArg(info, 0, "path", call);
     const std::string model = stringArg(info, 1, "model", call);
     const c10::Device device = parseDevice(stringArg(info, 2, "device", call));
+    DOVE_CHECK(info.Length() > 3 && info[3].IsBoolean(), "INVALID_ARGUMENT", std::string("Expected boolean trustModel for ") + call);
+    // Loading extracts the package's shared library and dlopen()s it: its code runs with the
+    // process's rights, beyond anything model_inspect.h checks in a TorchScript file.
+    DOVE_CHECK(info[3].As<Napi::Boolean>().Value(), "UNSAFE_MODEL",
+               "'" + path + "' is a compiled package: a shared library that runs when it is loaded; load it only with "
+               "trustModel: true (API) or --trust-model (CLI), and only if you trust it");
     return PromiseWorker<CompiledPtr>::Start(
         env, "dove.loadCompiled", [path, model, device]() { return loadOnWorker(path, model, device); },
         [](Napi::Env env, CompiledPtr& handle) -> Napi::Value {

@@ -3,6 +3,7 @@
 // docs/TRAINING.md for why that is ABI-safe: gloo types only appear behind smart pointers in the
 // c10d header, and every gloo symbol we reach is compiled inside libtorch).
 #include "dist_group.h"
+#include "shape_math.h"
 
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #ifdef DOVE_HAVE_GLOO
@@ -40,6 +41,32 @@ using GroupPtr = std::shared_ptr<ProcessGroupHandle>;
   fail("DISTRIBUTED_ERROR", out.str());
 }
 
+uint64_t fnv1a(const std::string& text) {
+  uint64_t hash = 1469598103934665603ULL;
+  for (unsigned char c : text) {
+    hash ^= c;
+    hash *= 1099511628211ULL;
+  }
+  return hash;
+}
+
+std::vector<uint8_t> bytesOf(const std::string& text) { return {text.begin(), text.end()}; }
+std::string textOf(const std::vector<uint8_t>& bytes) { return {bytes.begin(), bytes.end()}; }
+
+// The first line where `a` and `b` differ, as "line N: 'x' here, 'y' on rank 0".
+std::string firstDifference(const std::string& mine, const std::string& reference) {
+  std::istringstream a(mine), b(reference);
+  std::string la, lb;
+  for (std::size_t line = 1;; ++line) {
+    const bool moreA = static_cast<bool>(std::getline(a, la));
+    const bool moreB = static_cast<bool>(std::getline(b, lb));
+    if (!moreA && !moreB) return "the same text with a different hash";
+    if (!moreA) return "it ends where rank 0 has '" + lb + "' (line " + std::to_string(line) + ")";
+    if (!moreB) return "it has '" + la + "' where rank 0 ends (line " + std::to_string(line) + ")";
+    if (la != lb) return "it has '" + la + "' where rank 0 has '" + lb + "' (line " + std::to_string(line) + ")";
+  }
+}
+
 void waitWork(ProcessGroupHandle& group, const c10::intrusive_ptr<c10d::Work>& work, const char* op) {
   try {
     // Gloo honours the group timeout inside the collective; the explicit timeout guards the
@@ -48,6 +75,10 @@ void waitWork(ProcessGroupHandle& group, const c10::intrusive_ptr<c10d::Work>& w
   } catch (...) {
     rethrowDistributed(group, op);
   }
+}
+
+std::string describeTensor(const at::Tensor& t) {
+  return dtypeName(t.scalar_type()) + " " + shape::toString(t.sizes()) + " on " + deviceString(t.device());
 }
 
 int intOption(Napi::Object options, const char* name, int lo, int hi) {
@@ -91,6 +122,7 @@ Napi::Object wrapGroup(Napi::Env env, GroupPtr group) {
           [group, tensor, op]() mutable {
             std::lock_guard<std::mutex> lock(group->mutex);
             checkedGroup(group);
+            agree(*group, "allReduce", "allReduce " + op + " of " + describeTensor(tensor));
             std::vector<at::Tensor> tensors{tensor};
             c10d::AllreduceOptions opts;
             opts.reduceOp = c10d::ReduceOp::SUM;  // Gloo has no AVG: divide afterwards.
@@ -98,7 +130,7 @@ Napi::Object wrapGroup(Napi::Env env, GroupPtr group) {
             if (op == "avg") tensor.div_(group->worldSize);
             return true;
           },
-          [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); }, {info[0]});
+          [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); }, {info[0]}, JsInputs::of({tensor}));
     });
   }, "allReduce"));
 
@@ -117,13 +149,14 @@ Napi::Object wrapGroup(Napi::Env env, GroupPtr group) {
           [group, tensor, r]() {
             std::lock_guard<std::mutex> lock(group->mutex);
             checkedGroup(group);
+            agree(*group, "broadcast", "broadcast from rank " + std::to_string(static_cast<int64_t>(r)) + " of " + describeTensor(tensor));
             std::vector<at::Tensor> tensors{tensor};
             c10d::BroadcastOptions opts;
             opts.rootRank = static_cast<int64_t>(r);
             waitWork(*group, group->backend->broadcast(tensors, opts), "broadcast");
             return true;
           },
-          [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); }, {info[0]});
+          [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); }, {info[0]}, JsInputs::of({tensor}));
     });
   }, "broadcast"));
 
@@ -138,6 +171,7 @@ Napi::Object wrapGroup(Napi::Env env, GroupPtr group) {
             checkedGroup(group);
             // A barrier as a one-element all-reduce: Gloo's barrier ignores the timeout of a
             // peer that died before entering it on some versions; the all-reduce does not.
+            agree(*group, "barrier", "barrier");
             std::vector<at::Tensor> tensors{torch::zeros({1}, torch::device(group->device))};
             waitWork(*group, group->backend->allreduce(tensors), "barrier");
             return true;
@@ -146,11 +180,32 @@ Napi::Object wrapGroup(Napi::Env env, GroupPtr group) {
     });
   }, "barrier"));
 
+  obj.Set("agree", Napi::Function::New(env, [group](const Napi::CallbackInfo& info) -> Napi::Value {
+    Napi::Env env = info.Env();
+    return guard(env, [&]() -> Napi::Value {
+      checkedGroup(group);
+      DOVE_CHECK(info.Length() >= 2 && info[0].IsString() && info[1].IsString(), "INVALID_ARGUMENT",
+                 "Expected (what: string, description: string) for agree");
+      const std::string what = info[0].As<Napi::String>().Utf8Value();
+      const std::string description = info[1].As<Napi::String>().Utf8Value();
+      return PromiseWorker<bool>::Start(
+          env, "dove.agree",
+          [group, what, description]() {
+            std::lock_guard<std::mutex> lock(group->mutex);
+            checkedGroup(group);
+            agree(*group, what, description);
+            return true;
+          },
+          [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
+    });
+  }, "agree"));
+
   obj.Set("dispose", Napi::Function::New(env, [group](const Napi::CallbackInfo& info) -> Napi::Value {
     std::lock_guard<std::mutex> lock(group->mutex);
     if (!group->disposed) {
       group->disposed = true;
       group->backend.reset();  // joins Gloo's worker threads and closes its sockets
+      group->store.reset();
     }
     return info.Env().Undefined();
   }, "dispose"));
@@ -177,8 +232,9 @@ GroupPtr createGroup(const std::string& backend, int rank, int worldSize, const 
   group->timeout = std::chrono::milliseconds(timeoutMs);
   if (backend == "nccl") {
     try {
-      group->backend = createNcclBackend(connectStore(addr, port, rank, worldSize, group->timeout), rank, worldSize,
-                                         group->timeout, group->device);
+      auto store = connectStore(addr, port, rank, worldSize, group->timeout);
+      group->backend = createNcclBackend(store, rank, worldSize, group->timeout, group->device);
+      group->store = store;
     } catch (const DoveException&) {
       throw;
     } catch (...) {
@@ -201,6 +257,7 @@ GroupPtr createGroup(const std::string& backend, int rank, int worldSize, const 
       options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
     }
     group->backend = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, worldSize, options);
+    group->store = store;
   } catch (...) {
     rethrowDistributed(*group, "rendezvous");
   }
@@ -254,9 +311,48 @@ std::shared_ptr<ProcessGroupHandle> unwrapProcessGroup(Napi::Value value) {
   return checkedGroup(*handle.As<Napi::External<GroupPtr>>().Data());
 }
 
+void agree(ProcessGroupHandle& group, const std::string& what, const std::string& description) {
+  if (group.worldSize <= 1 || !group.backend) return;
+  try {
+    // A fixed-size collective (the same two int64 on every rank, so Gloo cannot trip over it, and a
+    // dead peer is noticed as fast as by any collective): the minimum of the hashes and of their
+    // complements, i.e. the smallest and the largest hash. They are equal only when all ranks agree.
+    const auto hash = static_cast<int64_t>(fnv1a(description));
+    // On the group's device: NCCL reduces GPU tensors only.
+    std::vector<at::Tensor> tensors{torch::tensor({hash, ~hash}, torch::kInt64).to(group.device)};
+    c10d::AllreduceOptions opts;
+    opts.reduceOp = c10d::ReduceOp::MIN;
+    waitWork(group, group.backend->allreduce(tensors, opts), what.c_str());
+    const at::Tensor reduced = tensors[0].cpu();
+    const auto* extremes = reduced.data_ptr<int64_t>();
+    if (extremes[0] == ~extremes[1]) return;
+    // Every rank sees the disagreement and comes here: exchange the descriptions through the store
+    // to name the first rank that differs from rank 0 and how.
+    if (!group.store) fail("DISTRIBUTED_ERROR", what + ": the ranks differ");
+    const std::string base = "dove/agree/" + std::to_string(group.agreements++) + "/";
+    group.store->set(base + std::to_string(group.rank), bytesOf(description));
+    std::vector<std::string> keys;
+    for (int r = 0; r < group.worldSize; ++r) keys.push_back(base + std::to_string(r));
+    group.store->wait(keys, group.timeout);
+    const std::vector<std::vector<uint8_t>> texts = group.store->multiGet(keys);
+    for (int r = 1; r < group.worldSize; ++r) {
+      if (texts[static_cast<std::size_t>(r)] == texts[0]) continue;
+      std::ostringstream out;
+      out << what << ": rank " << r << " differs from rank 0: "
+          << firstDifference(textOf(texts[static_cast<std::size_t>(r)]), textOf(texts[0]))
+          << "; every rank must run the same model and options";
+      fail("DISTRIBUTED_ERROR", out.str());
+    }
+    fail("DISTRIBUTED_ERROR", what + ": the ranks' descriptions hash differently but read the same");
+  } catch (...) {
+    rethrowDistributed(group, what.c_str());
+  }
+}
+
 void allReduceMeanInPlace(ProcessGroupHandle& group, at::Tensor& flat) {
   std::lock_guard<std::mutex> lock(group.mutex);
   DOVE_CHECK(!group.disposed, "DISPOSED", "process group used after dispose()");
+  agree(group, "gradient allReduce", "gradient allReduce of " + describeTensor(flat));
   std::vector<at::Tensor> tensors{flat};
   c10d::AllreduceOptions opts;
   opts.reduceOp = c10d::ReduceOp::SUM;

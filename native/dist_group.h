@@ -17,6 +17,9 @@ namespace dove {
 
 struct ProcessGroupHandle {
   c10::intrusive_ptr<c10d::Backend> backend;
+  // The rendezvous store, also used to name what differs when ranks disagree (agree below).
+  c10::intrusive_ptr<c10d::Store> store;
+  int64_t agreements = 0;  // disagreements explained so far (the same count on every rank)
   int rank = 0;
   int worldSize = 1;
   std::string backendName;
@@ -32,13 +35,23 @@ struct ProcessGroupHandle {
 // Throws DoveException INVALID_ARGUMENT (not a process group) / DISPOSED.
 std::shared_ptr<ProcessGroupHandle> unwrapProcessGroup(Napi::Value value);
 
-// dist_nccl.cpp: whether ProcessGroupNCCL was compiled in, and its construction (sets `device` to
-// the rank's GPU). Throws DISTRIBUTED_ERROR when it was not compiled in, DEVICE_UNAVAILABLE without CUDA.
+// dist_nccl.cpp: whether the nccl backend was built (dove_nccl.so beside the addon: ProcessGroupNCCL
+// lives in libtorch_cuda.so, which the addon does not link), and its construction (sets `device` to
+// the rank's GPU).
 bool ncclCompiledIn();
 // Throws DISTRIBUTED_ERROR (not compiled in) or DEVICE_UNAVAILABLE (no CUDA) before any rendezvous.
 void checkNcclUsable();
 c10::intrusive_ptr<c10d::Backend> createNcclBackend(const c10::intrusive_ptr<c10d::Store>& store, int rank, int worldSize,
                                                     std::chrono::milliseconds timeout, c10::Device& device);
+
+// Every rank passes its own `description` of what it is about to do (the tensors of a collective,
+// its parameter list); the ranks compare hashes of them with a fixed-size all-reduce before the real
+// collective reaches Gloo, which aborts the process (gloo::EnforceNotMet, SIGABRT) when ranks pass
+// tensors of different sizes. On a difference the descriptions go through the store and every rank
+// throws DoveException DISTRIBUTED_ERROR naming the first rank that differs from rank 0 and the
+// first differing line; a peer that does not answer is DISTRIBUTED_ERROR too. Call it with the
+// group's mutex held.
+void agree(ProcessGroupHandle& group, const std::string& what, const std::string& description);
 
 // Sums `flat` (one contiguous tensor) over all ranks in place and divides by the world size.
 // Any failure (dead peer, timeout) becomes DoveException DISTRIBUTED_ERROR naming the group.

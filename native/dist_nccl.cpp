@@ -1,20 +1,58 @@
-// c10d::ProcessGroupNCCL, for CUDA training across processes. libtorch_cuda has it compiled in; its
-// header needs nccl.h and the CUDA runtime headers, which the torch wheel's own dependencies
-// (nvidia-nccl-cu13, the CUDA runtime wheel) ship under site-packages/nvidia/*/include.
-// CMakeLists.txt compiles this file with them (and DOVE_HAVE_NCCL) when it finds them; otherwise
-// the nccl backend reports that it is not compiled in.
+// The 'nccl' backend of initProcessGroup: c10d::ProcessGroupNCCL, which lives in libtorch_cuda.so.
+// The addon links only libtorch's CPU libraries, so ProcessGroupNCCL is reached through dove_nccl.so
+// (native/nccl/nccl_backend.cpp), built beside the addon when the build found nccl.h and the CUDA
+// headers (CMakeLists.txt defines DOVE_HAVE_NCCL then), and opened here only after
+// lib/cuda-libtorch.ts has loaded libtorch_cuda.so, whose symbols it needs.
 #include "dist_group.h"
 
-#ifdef DOVE_HAVE_NCCL
-#include <c10/cuda/CUDAFunctions.h>
-#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
-#endif
+#include <dlfcn.h>
+
+#include <filesystem>
+#include <mutex>
+
+#include "cuda_state.h"
 
 namespace dove {
+namespace {
+
+namespace fs = std::filesystem;
+
+using CreateBackend = c10d::Backend* (*)(const c10::intrusive_ptr<c10d::Store>*, int, int, int64_t, int*);
+
+// dove_nccl.so in the addon's own folder, or "" when the addon's path cannot be found.
+std::string pluginPath() {
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<void*>(&ncclCompiledIn), &info) == 0 || info.dli_fname == nullptr) return "";
+  return (fs::path(info.dli_fname).parent_path() / "dove_nccl.so").string();
+}
+
+// Opened once and kept for the life of the process (ProcessGroupNCCL's watchdog threads run its code).
+CreateBackend plugin() {
+  static std::once_flag once;
+  static CreateBackend create = nullptr;
+  static std::string error;
+  std::call_once(once, [] {
+    const std::string path = pluginPath();
+    void* lib = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (lib == nullptr) {
+      const char* why = dlerror();
+      error = "cannot open '" + path + "': " + (why != nullptr ? why : "unknown error");
+      return;
+    }
+    create = reinterpret_cast<CreateBackend>(dlsym(lib, "dove_nccl_create_backend"));
+    if (create == nullptr) error = "'" + path + "' has no dove_nccl_create_backend";
+  });
+  DOVE_CHECK(create != nullptr, "DISTRIBUTED_ERROR", "the nccl backend could not be loaded: " + error);
+  return create;
+}
+
+}  // namespace
 
 bool ncclCompiledIn() {
 #ifdef DOVE_HAVE_NCCL
-  return true;
+  std::error_code ec;
+  const std::string path = pluginPath();
+  return !path.empty() && fs::is_regular_file(path, ec);
 #else
   return false;
 #endif
@@ -22,29 +60,21 @@ bool ncclCompiledIn() {
 
 void checkNcclUsable() {
   DOVE_CHECK(ncclCompiledIn(), "DISTRIBUTED_ERROR",
-             "the nccl backend is not compiled into this addon (its build found no nccl.h / cuda_runtime.h under the "
-             "torch wheel's site-packages/nvidia/*/include); use backend 'gloo'");
-  DOVE_CHECK(torch::cuda::is_available(), "DEVICE_UNAVAILABLE", "the nccl backend needs a CUDA device; this process sees none");
+             "the nccl backend is not compiled into this addon (dove_nccl.so beside it is built only where the build "
+             "found nccl.h / cuda_runtime.h under the torch wheel's site-packages/nvidia/*/include); use backend 'gloo'");
+  // Not before libtorch_cuda.so is loaded: libtorch looks its CUDA hooks up once per process (cuda_state.h).
+  DOVE_CHECK(cudaLibtorchLoaded() && torch::cuda::is_available(), "DEVICE_UNAVAILABLE",
+             "the nccl backend needs a CUDA device; this process sees none (libtorch's CUDA libraries load when a "
+             "CUDA device is asked for)");
 }
 
 c10::intrusive_ptr<c10d::Backend> createNcclBackend(const c10::intrusive_ptr<c10d::Store>& store, int rank, int worldSize,
                                                     std::chrono::milliseconds timeout, c10::Device& device) {
-#ifdef DOVE_HAVE_NCCL
   checkNcclUsable();
-  // One GPU per rank: the current device (the launcher's LOCAL_RANK picks it, as torchrun does).
-  device = c10::Device(c10::kCUDA, c10::cuda::current_device());
-  auto options = c10d::ProcessGroupNCCL::Options::create();
-  options->timeout = timeout;
-  return c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, worldSize, options);
-#else
-  (void)store;
-  (void)rank;
-  (void)worldSize;
-  (void)timeout;
-  (void)device;
-  checkNcclUsable();
-  fail("INTERNAL", "unreachable: checkNcclUsable passed without NCCL");
-#endif
+  int index = 0;
+  c10d::Backend* backend = plugin()(&store, rank, worldSize, static_cast<int64_t>(timeout.count()), &index);
+  device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
+  return c10::intrusive_ptr<c10d::Backend>::reclaim(backend);
 }
 
 }  // namespace dove

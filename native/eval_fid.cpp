@@ -108,7 +108,7 @@ Napi::Value FrechetDistance(const Napi::CallbackInfo& info) {
     return PromiseWorker<double>::Start(
         env, "dove.frechetDistance", [=]() { return frechet(mu1, sigma1, mu2, sigma2); },
         [](Napi::Env env, double& value) -> Napi::Value { return Napi::Number::New(env, value); },
-        {info[0], info[1], info[2], info[3]});
+        {info[0], info[1], info[2], info[3]}, JsInputs::of({mu1, sigma1, mu2, sigma2}));
   });
 }
 
@@ -147,7 +147,7 @@ Napi::Value GaussianStatistics(const Napi::CallbackInfo& info) {
           out.Set("covariance", wrapTensor(env, stats.covariance));
           return out;
         },
-        {info[0]});
+        {info[0]}, JsInputs::of({features}));
   });
 }
 
@@ -197,7 +197,7 @@ Napi::Value FrechetDistanceFromFeatures(const Napi::CallbackInfo& info) {
     return PromiseWorker<double>::Start(
         env, "dove.frechetDistanceFromFeatures", [=]() { return frechetFromFeatures(f1, f2); },
         [](Napi::Env env, double& value) -> Napi::Value { return Napi::Number::New(env, value); },
-        {info[0], info[1]});
+        {info[0], info[1]}, JsInputs::of({f1, f2}));
   });
 }
 

@@ -252,7 +252,7 @@ Napi::Value TrainLinearProbe(const Napi::CallbackInfo& info) {
           out.Set("scale", wrapTensor(env, r.scale));
           return out;
         },
-        {info[0], info[1], info[2], info[3]});
+        {info[0], info[1], info[2], info[3]}, JsInputs::of({trainX, trainY, testX, testY}));
   });
 }
 

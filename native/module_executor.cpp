@@ -1,6 +1,8 @@
 // The per-module worker thread (see module_executor.h for why it exists).
 #include "module_executor.h"
 
+#include "exit_guard.h"
+
 #include <pthread.h>
 #include <uv.h>
 
@@ -167,6 +169,8 @@ struct ModuleExecutor::Job {
   Napi::Promise::Deferred deferred;
   Work work;
   ToJs toJs;
+  JsInputs inputs;
+  std::string what;
   JobOutcome<c10::IValue> outcome;
   std::chrono::steady_clock::time_point finishedAt{};
 };
@@ -178,13 +182,18 @@ std::shared_ptr<ModuleExecutor> ModuleExecutor::create(std::string name, Hold ho
 ModuleExecutor::ModuleExecutor(std::string name, Hold hold) : name_(std::move(name)), hold_(std::move(hold)) {}
 
 ModuleExecutor::~ModuleExecutor() {
-  // Normally shutdown() already joined it; never let a joinable std::thread terminate the process.
+  // Normally shutdown() already joined or detached it; never let a joinable std::thread terminate
+  // the process, and never join the thread from itself (an abandoned thread may hold the last
+  // reference).
   stop_ = true;
   {
     std::lock_guard<std::mutex> lock(mutex_);
   }
   wake_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  if (thread_.joinable()) {
+    if (thread_.get_id() == std::this_thread::get_id()) thread_.detach();
+    else thread_.join();
+  }
 }
 
 void ModuleExecutor::start(Napi::Env env) {
@@ -198,23 +207,32 @@ void ModuleExecutor::start(Napi::Env env) {
   // (cleanup hooks run in reverse order): the thread is joined while the function still exists.
   napi_add_env_cleanup_hook(env, &ModuleExecutor::onEnvCleanup, this);
   cleanupHook_ = true;
-  thread_ = std::thread([this] { loop(); });
+  thread_ = std::thread([this] {
+    loop();
+    // An abandoned thread owns the executor from here; letting go may destroy it.
+    std::shared_ptr<ModuleExecutor> keep;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      keep = std::move(abandonedSelf_);
+    }
+  });
   started_ = true;
   liveExecutors.push_back(this);
 }
 
-void ModuleExecutor::shutdownAll() {
+void ModuleExecutor::shutdownAll(std::chrono::steady_clock::time_point deadline) {
   const std::vector<ModuleExecutor*> live = liveExecutors;
   for (ModuleExecutor* executor : live) {
     executor->rejectDropped_ = true;
-    executor->shutdown();
+    executor->shutdown(deadline);
   }
 }
 
-Napi::Promise ModuleExecutor::submit(Napi::Env env, Work work, ToJs toJs) {
+Napi::Promise ModuleExecutor::submit(Napi::Env env, Work work, ToJs toJs, JsInputs inputs, std::string what) {
   DOVE_CHECK(!finished_ && !closing_, "DISPOSED", "Module '" + name_ + "' was disposed");
   if (!started_) start(env);
-  auto job = std::make_unique<Job>(Job{Napi::Promise::Deferred::New(env), std::move(work), std::move(toJs), {}});
+  auto job = std::make_unique<Job>(Job{Napi::Promise::Deferred::New(env), std::move(work), std::move(toJs),
+                                       std::move(inputs), std::move(what), {}, {}});
   Napi::Promise promise = job->deferred.Promise();
   if (pending_++ == 0) {
     // Busy: keep the loop alive for the completion and the module object alive for the job.
@@ -279,15 +297,27 @@ void ModuleExecutor::loop() {
     std::unique_ptr<Job> job = std::move(queue_.front());
     queue_.pop_front();
     queued_.fetch_sub(1, std::memory_order_relaxed);
+    running_ = true;
     lock.unlock();
-    // Guards (InferenceMode, grad mode) are thread-local: the work sets them itself, per job.
-    const auto began = std::chrono::steady_clock::now();
-    job->outcome.run(job->work);
-    job->finishedAt = std::chrono::steady_clock::now();
-    lastRunNs_.store(std::chrono::duration_cast<std::chrono::nanoseconds>(job->finishedAt - began).count(),
-                     std::memory_order_relaxed);
-    job->work = nullptr;  // drop the arguments here rather than on the JS thread
+    {
+      RunningCall running;
+      // Guards (InferenceMode, grad mode) are thread-local: the work sets them itself, per job.
+      const auto began = std::chrono::steady_clock::now();
+      job->outcome.run(job->work);
+      job->finishedAt = std::chrono::steady_clock::now();
+      lastRunNs_.store(std::chrono::duration_cast<std::chrono::nanoseconds>(job->finishedAt - began).count(),
+                       std::memory_order_relaxed);
+      job->work = nullptr;  // drop the arguments here rather than on the JS thread
+    }
     lock.lock();
+    running_ = false;
+    idle_.notify_all();
+    if (abandoned_) {
+      // Nobody waits for it any more and the env may be gone: no settling, no thread-safe function.
+      lock.unlock();
+      job.reset();
+      return;
+    }
     done_.push_back(std::move(job));
     hasDone_.store(true, std::memory_order_release);
     // A polling JS thread takes it by itself. Otherwise one wake-up of the JS thread settles
@@ -388,7 +418,7 @@ void ModuleExecutor::settle(Napi::Env env, Jobs& done, napi_value& uncaught) {
   for (auto& job : done) {
     --pending_;
     try {
-      job->outcome.settle(env, job->deferred, job->toJs);
+      job->outcome.settle(env, job->deferred, job->toJs, job->inputs, job->what);
     } catch (const Napi::Error& e) {
       // Keep the value, not a copy of the Error: copying reads its message, which throws again
       // while a worker is being terminated.
@@ -406,7 +436,7 @@ void ModuleExecutor::settle(Napi::Env env, Jobs& done, napi_value& uncaught) {
     if (inPoller_) stopPolling();
     Hold hold = hold_;  // finish() clears hold_, but the module must still be let go
     if (closing_) {
-      finish(false);
+      finish(false, std::chrono::steady_clock::now() + stopWait());
     } else {
       tsfn_.Unref(env);
     }
@@ -426,19 +456,21 @@ void ModuleExecutor::close(Napi::Env env) {
   }
   wake_.notify_all();
   // With jobs in flight the thread drains the queue and exits; the last delivery joins it.
-  if (pending_ == 0) finish(false);
+  if (pending_ == 0) finish(false, std::chrono::steady_clock::now() + stopWait());
 }
 
-void ModuleExecutor::shutdown() {
+void ModuleExecutor::shutdown() { shutdown(std::chrono::steady_clock::now() + stopWait()); }
+
+void ModuleExecutor::shutdown(std::chrono::steady_clock::time_point deadline) {
   if (finished_) return;
   if (!started_) {
     finished_ = true;
     return;
   }
-  finish(true);
+  finish(true, deadline);
 }
 
-void ModuleExecutor::finish(bool abort) {
+void ModuleExecutor::finish(bool abort, std::chrono::steady_clock::time_point deadline) {
   if (inPoller_) {
     inPoller_ = false;
     if (JsPoller* poller = JsPoller::current()) poller->remove(this);
@@ -446,12 +478,24 @@ void ModuleExecutor::finish(bool abort) {
   finished_ = true;
   liveExecutors.erase(std::remove(liveExecutors.begin(), liveExecutors.end(), this), liveExecutors.end());
   stop_ = true;
+  bool abandon = false;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::unique_lock<std::mutex> lock(mutex_);
+    wake_.notify_all();
+    idle_.wait_until(lock, deadline, [this] { return !running_; });
+    if (running_) {
+      abandoned_ = true;
+      abandonedSelf_ = shared_from_this();
+      abandon = true;
+    }
   }
   wake_.notify_all();
-  if (thread_.joinable()) thread_.join();
-  // The thread is gone: nothing calls the thread-safe function any more.
+  if (abandon) {
+    thread_.detach();
+  } else if (thread_.joinable()) {
+    thread_.join();
+  }
+  // The thread is gone or abandoned: nothing calls the thread-safe function any more.
   std::deque<std::unique_ptr<Job>> dropped;
   {
     std::lock_guard<std::mutex> lock(mutex_);

@@ -44,22 +44,29 @@ class ModuleExecutor : public std::enable_shared_from_this<ModuleExecutor> {
   ModuleExecutor(const ModuleExecutor&) = delete;
   ModuleExecutor& operator=(const ModuleExecutor&) = delete;
 
-  // JS thread. Starts the thread on first use; the promise settles on the JS thread.
-  Napi::Promise submit(Napi::Env env, Work work, ToJs toJs);
+  // JS thread. Starts the thread on first use; the promise settles on the JS thread, after checking
+  // that the JS-backed `inputs` kept their memory (JsInputs), naming the call `what`.
+  Napi::Promise submit(Napi::Env env, Work work, ToJs toJs, JsInputs inputs = {}, std::string what = "a module call");
   // JS thread: jobs submitted whose promise has not settled yet (queued, running or completing).
   std::size_t pending() const { return pending_; }
   // JS thread: no more submissions (the module was disposed). Jobs already queued still run (they
   // reject DISPOSED themselves); the thread is joined once the last one settled, or now when idle.
   void close(Napi::Env env);
   // JS thread: stops now. Queued jobs that have not started are dropped unsettled (the module is
-  // being finalized or the env torn down, so nobody can await them); a running job finishes first.
+  // being finalized or the env torn down, so nobody can await them). A running job gets until
+  // `deadline` (default: stopWait() from now) to finish; one that is still running then (a method
+  // that never returns) is abandoned: the thread is detached and keeps this executor, its job and
+  // the module alive until the call returns, if ever, and touches nothing of the env after that
+  // (exit_guard.h). Returns within the wait either way.
+  void shutdown(std::chrono::steady_clock::time_point deadline);
   void shutdown();
-  // JS thread: shutdown() of every started executor of this thread's env. Called from the process
-  // 'exit' event (lib/native.ts): process.exit() runs static destructors next (libtorch's among them),
-  // and a thread still inside a TorchScript call would race them (AddressSanitizer caught a double
-  // free in libtorch's schema registry that way). The running job finishes; its promise and those
-  // of the queued jobs are rejected (DISPOSED) without running them.
-  static void shutdownAll();
+  // JS thread: shutdown() of every started executor of this thread's env, sharing one deadline.
+  // Called from the process 'exit' event (module_wrap.cpp): process.exit() runs static destructors
+  // next (libtorch's among them), and a thread still inside a TorchScript call would race them
+  // (AddressSanitizer caught a double free in libtorch's schema registry that way); a call that is
+  // still running at the deadline makes the process end without them (guardProcessExit). The
+  // promises of the dropped jobs are rejected (DISPOSED) without running them.
+  static void shutdownAll(std::chrono::steady_clock::time_point deadline);
 
   // JS thread, from the poller (the idle handle's callback): settles what has finished. Returns
   // false when this executor should no longer be polled: nothing pending, or the window ran out
@@ -83,7 +90,7 @@ class ModuleExecutor : public std::enable_shared_from_this<ModuleExecutor> {
   void loop();
   void deliver(Napi::Env env);
   void settle(Napi::Env env, Jobs& done, napi_value& uncaught);
-  void finish(bool abort);
+  void finish(bool abort, std::chrono::steady_clock::time_point deadline);
   static void onEnvCleanup(void* self);
 
   const std::string name_;
@@ -98,6 +105,11 @@ class ModuleExecutor : public std::enable_shared_from_this<ModuleExecutor> {
   std::atomic<bool> stop_{false};
   bool closing_ = false;
   bool parked_ = false;
+  bool running_ = false;    // the thread is inside a job's work
+  bool abandoned_ = false;  // finish() gave up waiting for that job: the thread must not touch the env
+  std::condition_variable idle_;  // signalled when a job's work returns
+  // Set when abandoned: the thread's own reference to this executor, dropped when it ends.
+  std::shared_ptr<ModuleExecutor> abandonedSelf_;
   bool deliveryScheduled_ = false;
   // The JS thread is polling done_: a finished job needs no thread-safe function call. Cleared
   // together with a last look at done_ (one critical section), so no completion is left unseen.

@@ -5,6 +5,8 @@
 
 #include <torch/script.h>
 
+#include "glibc_baseline.h"
+
 namespace dove {
 
 // Returns the module to run instead of `module` (which must be in eval mode):

@@ -1,16 +1,17 @@
 // TorchScript modules: async load, method runs on the module's own worker thread (module_executor.h)
 // or, opt-in, synchronously on the JS thread; atomic save. Every native use of a module takes
 // ModuleHandle::mutex, so runs on one module are serialised while different modules run in parallel.
-#include <fcntl.h>
-#include <unistd.h>
 
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <utility>
 
+#include <torch/csrc/jit/serialization/export.h>
+
+#include "atomic_file.h"
 #include "common.h"
+#include "model_inspect.h"
 #include "module_executor.h"
 #include "module_optimize.h"
 #include "weights_hash.h"
@@ -181,6 +182,8 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
       // module's compilation unit, which lives until dispose() replaces the module under the
       // mutex; the job uses it only after seeing, under that mutex, that dispose() has not run.
       torch::jit::Function* fn = &m.function();
+      JsInputs inputs;
+      for (const c10::IValue& arg : *args) inputs.add(arg);
       return executor_->submit(
           env,
           [h, name, fn, args, training]() -> c10::IValue {
@@ -191,7 +194,8 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
             if (h->disposed) h->module = torch::jit::Module();
             return result;
           },
-          [](Napi::Env env, c10::IValue& result) { return fromIValue(env, result); });
+          [](Napi::Env env, c10::IValue& result) { return fromIValue(env, result); }, std::move(inputs),
+          "run('" + name + "')");
     });
   }
 
@@ -304,38 +308,12 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
     return info.Env().Undefined();
   }
 
-  // Write to a sibling temp file, fsync it, rename over `path`, fsync the directory: a crash
-  // leaves either the old file or the new one, never half of one.
+  // Atomic (atomic_file.h): a crash or a full disk leaves the old file or the new one. libtorch
+  // writes through a sink that never reports a short write, so its zip writer cannot throw from its
+  // destructor (that aborted the process on a full disk).
   static void saveAtomically(const torch::jit::Module& module, const std::string& path,
                              const torch::jit::ExtraFilesMap& extra) {
-    const fs::path target(path);
-    const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
-    std::error_code ec;
-    DOVE_CHECK(fs::is_directory(dir, ec), "IO_ERROR", "Cannot save to '" + path + "': directory '" + dir.string() + "' does not exist");
-    const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
-    try {
-      module.save(tmp, extra);
-    } catch (...) {
-      std::remove(tmp.c_str());
-      auto [code, message] = classifyException(std::current_exception());
-      fail("IO_ERROR", "Saving '" + path + "' failed: " + message);
-    }
-    auto syncPath = [](const std::string& p, int flags) {
-      const int fd = ::open(p.c_str(), flags);
-      if (fd < 0) return false;
-      const bool ok = ::fsync(fd) == 0;
-      ::close(fd);
-      return ok;
-    };
-    if (!syncPath(tmp, O_RDONLY)) {
-      std::remove(tmp.c_str());
-      fail("IO_ERROR", "fsync of '" + tmp + "' failed");
-    }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-      std::remove(tmp.c_str());
-      fail("IO_ERROR", "Renaming '" + tmp + "' to '" + path + "' failed");
-    }
-    syncPath(dir.string(), O_RDONLY | O_DIRECTORY);  // best effort: some filesystems refuse it
+    writeFileAtomically(path, "the module", [&](const ByteSink& sink) { torch::jit::ExportModule(module, sink, extra); });
   }
 
   std::shared_ptr<ModuleHandle> handle_;
@@ -358,7 +336,7 @@ bool isZipFile(const std::string& path) {
 }
 
 ModuleWrap::Loaded loadOnWorker(const std::string& path, c10::Device device, const std::vector<std::string>& names,
-                                bool optimize, bool hashWeights) {
+                                bool optimize, bool trusted, bool hashWeights) {
   std::error_code ec;
   DOVE_CHECK(fs::exists(path, ec), "FILE_NOT_FOUND", "Model file '" + path + "' does not exist");
   DOVE_CHECK(fs::is_regular_file(path, ec), "NOT_TORCHSCRIPT", "'" + path + "' is not a file");
@@ -368,16 +346,20 @@ ModuleWrap::Loaded loadOnWorker(const std::string& path, c10::Device device, con
   }
   DOVE_CHECK(isZipFile(path), "NOT_TORCHSCRIPT",
              "'" + path + "' is not a TorchScript archive (no zip header); export it with torch.jit.script(...).save()");
+  // Checked before libtorch reads or runs anything in it (model_inspect.h); the load reads the
+  // very bytes that were checked.
+  const auto archive = inspectModelFile(path, trusted);
   torch::jit::ExtraFilesMap extra;
   for (const auto& name : names) extra[name] = "";
   ModuleWrap::Loaded loaded;
   auto handle = std::make_shared<ModuleHandle>();
   try {
-    handle->module = torch::jit::load(path, device, extra);
+    handle->module = torch::jit::load(archive, device, extra);
   } catch (const c10::Error&) {
     auto [code, message] = classifyException(std::current_exception());
     fail("NOT_TORCHSCRIPT", "'" + path + "' could not be loaded as TorchScript: " + message);
   }
+  checkModuleTensors(handle->module, path);
   // Inference is the default; the trainer switches to train(true) explicitly.
   handle->module.eval();
   handle->path = path;
@@ -426,14 +408,21 @@ Napi::Value LoadModule(const Napi::CallbackInfo& info) {
       DOVE_CHECK(info[3].IsBoolean(), "INVALID_ARGUMENT", "Expected boolean for optimize");
       optimize = info[3].As<Napi::Boolean>().Value();
     }
-    bool hashWeights = false;
+    bool trusted = false;
     if (info.Length() >= 5 && !info[4].IsUndefined() && !info[4].IsNull()) {
-      DOVE_CHECK(info[4].IsBoolean(), "INVALID_ARGUMENT", "Expected boolean for hashWeights");
-      hashWeights = info[4].As<Napi::Boolean>().Value();
+      DOVE_CHECK(info[4].IsBoolean(), "INVALID_ARGUMENT", "Expected boolean for trustModel");
+      trusted = info[4].As<Napi::Boolean>().Value();
+    }
+    bool hashWeights = false;
+    if (info.Length() >= 6 && !info[5].IsUndefined() && !info[5].IsNull()) {
+      DOVE_CHECK(info[5].IsBoolean(), "INVALID_ARGUMENT", "Expected boolean for hashWeights");
+      hashWeights = info[5].As<Napi::Boolean>().Value();
     }
     return PromiseWorker<ModuleWrap::Loaded>::Start(
         env, "dove.loadModule",
-        [path, device, names, optimize, hashWeights]() { return loadOnWorker(path, device, names, optimize, hashWeights); },
+        [path, device, names, optimize, trusted, hashWeights]() {
+          return loadOnWorker(path, device, names, optimize, trusted, hashWeights);
+        },
         [](Napi::Env env, ModuleWrap::Loaded& loaded) -> Napi::Value {
           ModuleWrap::constructing = &loaded;
           struct Clear {
@@ -448,13 +437,17 @@ void init(Napi::Env env, Napi::Object exports) {
   addonState(env).classes["NativeModule"] = Napi::Persistent(ModuleWrap::Define(env));
   exports.Set("loadModule", Napi::Function::New(env, LoadModule, "loadModule"));
   // process.exit() emits 'exit' and then runs static destructors (libtorch's among them): stop the
-  // module threads first, whichever loader loaded the addon (see ModuleExecutor::shutdownAll).
+  // module threads first, whichever loader loaded the addon (see ModuleExecutor::shutdownAll), and
+  // if a call still runs after the wait (one that never returns), end the process without running
+  // destructors under it (exit_guard.h).
   Napi::Value process = env.Global().Get("process");
   if (process.IsObject()) {
     Napi::Value once = process.As<Napi::Object>().Get("once");
     if (once.IsFunction()) {
       once.As<Napi::Function>().Call(process, {Napi::String::New(env, "exit"), Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
-        ModuleExecutor::shutdownAll();
+        const auto deadline = std::chrono::steady_clock::now() + stopWait();
+        ModuleExecutor::shutdownAll(deadline);
+        guardProcessExit(deadline);
         return info.Env().Undefined();
       }, "doveStopModuleThreads")});
     }

@@ -2,15 +2,20 @@
 // factories that do not start from JS memory (zeros, stack).
 #include <dlfcn.h>
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 #include <ATen/detail/CUDAHooksInterface.h>
 #include <torch/cuda.h>
 #include <torch/version.h>
 
 #include <cmath>
+#include <mutex>
+#include <optional>
 
 #include "common.h"
+#include "cuda_state.h"
 #include "dist_group.h"
+#include "shape_math.h"
 
 #ifndef DOVE_ADDON_VERSION
 #define DOVE_ADDON_VERSION "0.0.0-dev"
@@ -21,6 +26,10 @@ namespace {
 
 std::atomic<int> gThreads{0};          // 0: libtorch's default
 std::atomic<uint64_t> gThreadsGeneration{0};
+std::atomic<bool> gCudaLoaded{false};
+// The last manualSeed, applied to the CUDA generators when CUDA is loaded after it.
+std::mutex gSeedMutex;
+std::optional<uint64_t> gSeed;
 
 int64_t integerArg(const Napi::CallbackInfo& info, std::size_t i, const char* what, double lo, double hi) {
   Napi::Value v = info.Length() > i ? info[i] : info.Env().Undefined();
@@ -40,6 +49,7 @@ std::string libtorchPath() {
 }
 
 std::optional<std::string> cudaRuntimeVersion() {
+  if (!gCudaLoaded) return std::nullopt;
   try {
     // Registered only when libtorch_cuda is loaded; the CPU stub throws.
     const long v = at::detail::getCUDAHooks().versionCUDART();
@@ -54,7 +64,7 @@ Napi::Value Devices(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&] {
     Napi::Array out = Napi::Array::New(info.Env());
     out.Set(0u, Napi::String::New(info.Env(), "cpu"));
-    const auto count = torch::cuda::device_count();
+    const auto count = gCudaLoaded ? torch::cuda::device_count() : 0;
     for (int i = 0; i < static_cast<int>(count); ++i) out.Set(static_cast<uint32_t>(i) + 1, Napi::String::New(info.Env(), "cuda:" + std::to_string(i)));
     return Napi::Value(out);
   });
@@ -87,7 +97,16 @@ Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
     } else {
       seed = static_cast<uint64_t>(integerArg(info, 0, "manualSeed(seed)", 0, 9007199254740991.0));
     }
-    torch::manual_seed(seed);  // also seeds every CUDA device when present
+    std::lock_guard<std::mutex> lock(gSeedMutex);
+    gSeed = seed;
+    if (gCudaLoaded) {
+      torch::manual_seed(seed);  // also seeds every CUDA device
+    } else {
+      // torch::manual_seed asks libtorch for its accelerator, which settles "no CUDA" for good.
+      auto generator = at::detail::getDefaultCPUGenerator();
+      std::lock_guard<std::mutex> generatorLock(generator.mutex());
+      generator.set_current_seed(seed);
+    }
     return info.Env().Undefined();
   });
 }
@@ -110,6 +129,19 @@ Napi::Value Versions(const Napi::CallbackInfo& info) {
   });
 }
 
+// Called by lib/cuda-libtorch.ts after it loaded libtorch_cuda.so. True when libtorch's CUDA hooks
+// are the real ones; false when something had looked them up before libtorch_cuda.so was loaded.
+Napi::Value CudaLoaded(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&] {
+    const bool registered = at::detail::getCUDAHooks().isBuilt();
+    if (registered && !gCudaLoaded.exchange(true)) {
+      std::lock_guard<std::mutex> lock(gSeedMutex);
+      if (gSeed.has_value()) torch::manual_seed(*gSeed);
+    }
+    return Napi::Value(Napi::Boolean::New(info.Env(), registered));
+  });
+}
+
 Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&] {
     return Napi::Value(Napi::String::New(info.Env(), at::show_config() + "\n" + at::get_parallel_info()));
@@ -121,6 +153,9 @@ Napi::Value Zeros(const Napi::CallbackInfo& info) {
     const std::vector<int64_t> shape = shapeFromJs(info.Length() > 0 ? info[0] : info.Env().Undefined(), "shape");
     DOVE_CHECK(info.Length() >= 2 && info[1].IsString(), "INVALID_ARGUMENT", "Expected dtype string for zeros(shape, dtype, device)");
     const at::ScalarType dtype = parseDtype(info[1].As<Napi::String>().Utf8Value());
+    const std::optional<int64_t> count = shape::elementCount(shape);
+    DOVE_CHECK(count && shape::byteSize(*count, static_cast<int64_t>(c10::elementSize(dtype))), "INVALID_ARGUMENT",
+               "Shape " + shape::toString(shape) + " for zeros(shape, dtype, device) has more bytes than a 64-bit size holds");
     c10::Device device(c10::kCPU);
     if (info.Length() >= 3 && !info[2].IsUndefined() && !info[2].IsNull()) {
       DOVE_CHECK(info[2].IsString(), "INVALID_ARGUMENT", "Expected device string for zeros(shape, dtype, device)");
@@ -162,6 +197,7 @@ void init(Napi::Env env, Napi::Object exports) {
   exports.Set("manualSeed", Napi::Function::New(env, ManualSeed, "manualSeed"));
   exports.Set("versions", Napi::Function::New(env, Versions, "versions"));
   exports.Set("buildInfo", Napi::Function::New(env, BuildInfo, "buildInfo"));
+  exports.Set("cudaLoaded", Napi::Function::New(env, CudaLoaded, "cudaLoaded"));
   exports.Set("zeros", Napi::Function::New(env, Zeros, "zeros"));
   exports.Set("stack", Napi::Function::New(env, Stack, "stack"));
 }
@@ -169,6 +205,8 @@ void init(Napi::Env env, Napi::Object exports) {
 const Registrar registrar(init);
 
 }  // namespace
+
+bool cudaLibtorchLoaded() { return gCudaLoaded.load(); }
 
 void applyThreadSettings() {
   thread_local uint64_t seen = 0;

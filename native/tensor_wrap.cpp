@@ -1,8 +1,10 @@
 // Tensor handles (napi Externals over TensorBoxes, see "Tensor handles" below). Memory crosses the
 // boundary without copies in both directions:
-// - tensorFromArray wraps the typed array's own memory (at::for_blob) and holds a strong reference
-//   to its ArrayBuffer until libtorch frees the storage; that can happen on any thread, so the
-//   reference is released through a queue drained on the JS thread (napi refs are JS-thread only).
+// - tensorFromArray wraps the typed array's own memory and holds a strong reference to its
+//   ArrayBuffer until libtorch frees the storage; that can happen on any thread, so the reference
+//   is released through a queue drained on the JS thread (napi refs are JS-thread only). The buffer
+//   is pinned (Node's markAsUntransferable), and every use of the tensor on the JS thread checks it
+//   is still attached and as long as it was (see "JS-backed memory" below).
 // - data() returns a typed array over the tensor's memory: the original ArrayBuffer for JS-backed
 //   tensors, otherwise an external ArrayBuffer owning a heap at::Tensor.
 #include <cstring>
@@ -11,7 +13,9 @@
 #include <new>
 
 #include "common.h"
+#include "shape_math.h"
 #include "tensor_wrap.h"
+#include "cuda_state.h"
 
 namespace dove {
 
@@ -105,7 +109,26 @@ std::shared_ptr<ReleaseQueue> releaseQueue(Napi::Env env) {
   return state.releaseQueue;
 }
 
-// Owner of the JS ArrayBuffer behind a from_blob tensor (the DataPtr context).
+// ---------------------------------------------------------------------------------------------
+// JS-backed memory
+//
+// A tensor made by tensorFromArray reads and writes the JS ArrayBuffer's memory directly, so that
+// memory must stay where it was for as long as libtorch may touch it. JS has three ways to pull it
+// away: detaching the buffer (structuredClone / postMessage with a transfer list; the memory then
+// belongs to the receiver and is freed when the receiver is collected), shrinking a resizable
+// ArrayBuffer (the pages past the new length become inaccessible), and SharedArrayBuffers (shared
+// with other threads, and not ArrayBuffers to Node-API). So:
+// - resizable ArrayBuffers and SharedArrayBuffers are refused when the tensor is made;
+// - the buffer is marked untransferable (lib/native.ts hands Node's markAsUntransferable to the
+//   addon): a transfer list naming it then copies instead of detaching, so a queued or running call
+//   keeps valid memory;
+// - every use on the JS thread (each tensor* function, each argument of run/runSync/trainStep/
+//   collectives) checks that the buffer is still attached, at the same address, at least as long
+//   (backingIntact), and an async call checks its JS-backed inputs again when it settles
+//   (JsInputs): a detach by any route the pin does not cover fails the call instead of returning
+//   results computed from memory that changed owner.
+
+// Owner of the JS ArrayBuffer behind a JS-backed tensor (the storage DataPtr's context).
 struct JsBacking {
   std::shared_ptr<ReleaseQueue> queue;
   napi_ref buffer = nullptr;
@@ -123,6 +146,32 @@ const JsBacking* jsBackingOf(const at::Tensor& tensor) {
   const c10::DataPtr& ptr = tensor.storage().data_ptr();
   if (ptr.get_deleter() != &deleteJsBacking) return nullptr;
   return static_cast<const JsBacking*>(ptr.get_context());
+}
+
+// JS thread: the ArrayBuffer behind `backing` is attached, at the address the tensor was made over,
+// and no shorter than it was.
+bool backingIntact(napi_env env, const JsBacking& backing) {
+  napi_value buffer = nullptr;
+  if (napi_get_reference_value(env, backing.buffer, &buffer) != napi_ok || buffer == nullptr) return false;
+  bool detached = false;
+  if (napi_is_detached_arraybuffer(env, buffer, &detached) != napi_ok || detached) return false;
+  void* data = nullptr;
+  std::size_t length = 0;
+  if (napi_get_arraybuffer_info(env, buffer, &data, &length) != napi_ok) return false;
+  return data == backing.base && length >= backing.length;
+}
+
+constexpr const char* kBackingGone =
+    "was detached (transferred) or shrunk after the tensor was made over it, so its memory is no longer the "
+    "tensor's; make a new tensor from the data";
+
+// JS thread: throws INVALID_ARGUMENT when `tensor` is JS-backed and its buffer is no longer intact.
+// Tensors of another env (a worker's) cannot be checked from here and never reach it: handles are
+// per env.
+void checkBacking(napi_env env, const at::Tensor& tensor, const char* what) {
+  const JsBacking* backing = jsBackingOf(tensor);
+  if (backing == nullptr || backing->queue->env != env) return;
+  DOVE_CHECK(backingIntact(env, *backing), "INVALID_ARGUMENT", std::string("The ArrayBuffer behind ") + what + " " + kBackingGone);
 }
 
 Napi::Array toJsArray(Napi::Env env, c10::IntArrayRef values) {
@@ -184,12 +233,6 @@ std::vector<int64_t> parseShape(Napi::Value value, const char* what) {
   return shape;
 }
 
-std::string shapeString(c10::IntArrayRef shape) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
 struct ExternalTensor {
   at::Tensor tensor;
 };
@@ -211,12 +254,9 @@ Napi::Value typedArrayOver(Napi::Env env, const at::Tensor& tensor, bool* extern
   if (const JsBacking* backing = jsBackingOf(tensor); backing != nullptr && backing->queue->env == env) {
     napi_value original = nullptr;
     if (napi_get_reference_value(env, backing->buffer, &original) == napi_ok && original != nullptr) {
-      Napi::ArrayBuffer ab(env, original);
-      const char* data = static_cast<const char*>(tensor.data_ptr());
-      DOVE_CHECK(ab.Data() == backing->base && ab.ByteLength() == backing->length, "INVALID_ARGUMENT",
-                 "The ArrayBuffer behind this tensor was detached or transferred after the tensor was made");
+      DOVE_CHECK(backingIntact(env, *backing), "INVALID_ARGUMENT", std::string("The ArrayBuffer behind this tensor ") + kBackingGone);
       buffer = original;
-      byteOffset = static_cast<std::size_t>(data - backing->base);
+      byteOffset = static_cast<std::size_t>(static_cast<const char*>(tensor.data_ptr()) - backing->base);
     }
   }
   if (buffer == nullptr && nbytes == 0) {
@@ -249,20 +289,56 @@ Napi::Value typedArrayOver(Napi::Env env, const at::Tensor& tensor, bool* extern
   return Napi::Value(env, out);
 }
 
+// The ArrayBuffer of a typed array that a tensor may wrap: a plain, attached, fixed-length
+// ArrayBuffer (see "JS-backed memory"). Throws INVALID_ARGUMENT otherwise.
+Napi::ArrayBuffer wrappableBuffer(Napi::Env env, Napi::TypedArray array) {
+  napi_value value = nullptr;
+  NAPI_THROW_IF_FAILED(env, napi_get_typedarray_info(env, array, nullptr, nullptr, nullptr, &value, nullptr), Napi::ArrayBuffer());
+  bool plain = false;
+  NAPI_THROW_IF_FAILED(env, napi_is_arraybuffer(env, value, &plain), Napi::ArrayBuffer());
+  DOVE_CHECK(plain, "INVALID_ARGUMENT",
+             std::string("Expected a typed array over an ArrayBuffer but the ") + typedArrayName(array.TypedArrayType()) +
+                 " is over a SharedArrayBuffer (other threads may change it while libtorch reads it); copy it first, "
+                 "e.g. new " + typedArrayName(array.TypedArrayType()) + "(view)");
+  bool detached = false;
+  NAPI_THROW_IF_FAILED(env, napi_is_detached_arraybuffer(env, value, &detached), Napi::ArrayBuffer());
+  DOVE_CHECK(!detached, "INVALID_ARGUMENT",
+             std::string("Expected a typed array over a live ArrayBuffer but the ") + typedArrayName(array.TypedArrayType()) +
+                 "'s buffer was detached (transferred)");
+  Napi::ArrayBuffer buffer(env, value);
+  AddonState& state = addonState(env);
+  if (!state.resizableGetter.IsEmpty()) {
+    const Napi::Value resizable = state.resizableGetter.Call(buffer, {});
+    DOVE_CHECK(!resizable.IsBoolean() || !resizable.As<Napi::Boolean>().Value(), "INVALID_ARGUMENT",
+               std::string("Expected a typed array over a fixed-length ArrayBuffer but the ") +
+                   typedArrayName(array.TypedArrayType()) +
+                   " is over a resizable one (resize() could take memory away from the tensor); copy it first, e.g. new " +
+                   typedArrayName(array.TypedArrayType()) + "(view)");
+  }
+  return buffer;
+}
+
 at::Tensor tensorFromTypedArray(Napi::Env env, Napi::TypedArray array, const std::vector<int64_t>& shape,
                                 at::ScalarType dtype) {
   const napi_typedarray_type expected = arrayTypeFor(dtype);
   DOVE_CHECK(array.TypedArrayType() == expected, "DTYPE_MISMATCH",
              std::string("Expected ") + typedArrayName(expected) + " for dtype " + dtypeName(dtype) +
                  " but received " + typedArrayName(array.TypedArrayType()));
-  int64_t numel = 1;
-  for (int64_t d : shape) numel *= d;
+  Napi::ArrayBuffer ab = wrappableBuffer(env, array);
   const std::size_t length = array.ElementLength();
-  DOVE_CHECK(static_cast<std::size_t>(numel) == length, "SHAPE_MISMATCH",
-             "Shape " + shapeString(shape) + " needs " + std::to_string(numel) + " elements but the " +
+  const std::optional<int64_t> numel = shape::elementCount(shape);
+  DOVE_CHECK(numel.has_value(), "SHAPE_MISMATCH",
+             "Shape " + shape::toString(shape) + " has more elements than a 64-bit count holds; the " +
                  typedArrayName(array.TypedArrayType()) + " has " + std::to_string(length));
-  Napi::ArrayBuffer ab = array.ArrayBuffer();
-  char* data = static_cast<char*>(ab.Data()) + array.ByteOffset();
+  DOVE_CHECK(static_cast<uint64_t>(*numel) == length, "SHAPE_MISMATCH",
+             "Shape " + shape::toString(shape) + " needs " + std::to_string(*numel) + " elements but the " +
+                 typedArrayName(array.TypedArrayType()) + " has " + std::to_string(length));
+  const std::size_t nbytes = array.ByteLength();
+  char* base = static_cast<char*>(ab.Data());
+  const std::size_t bufferBytes = ab.ByteLength();
+  DOVE_CHECK(array.ByteOffset() <= bufferBytes && nbytes <= bufferBytes - array.ByteOffset(), "INVALID_ARGUMENT",
+             "The typed array reaches past the end of its ArrayBuffer");
+  char* data = base + array.ByteOffset();
   if (dtype == at::kBool) {
     // Any byte other than 0/1 in a bool tensor is undefined behaviour in libtorch kernels.
     const auto* bytes = reinterpret_cast<const uint8_t*>(data);
@@ -273,22 +349,21 @@ at::Tensor tensorFromTypedArray(Napi::Env env, Napi::TypedArray array, const std
     }
   }
   const auto options = at::TensorOptions().dtype(dtype).device(at::kCPU);
-  if (numel == 0) return at::empty(shape, options);
+  if (*numel == 0) return at::empty(shape, options);
 
+  AddonState& state = addonState(env);
+  if (!state.bufferPin.IsEmpty()) state.bufferPin.Call({ab});
   auto backing = std::make_unique<JsBacking>();
   backing->queue = releaseQueue(env);
-  backing->base = static_cast<const char*>(ab.Data());
-  backing->length = ab.ByteLength();
+  backing->base = base;
+  backing->length = bufferBytes;
   NAPI_THROW_IF_FAILED(env, napi_create_reference(env, ab, 1, &backing->buffer), at::Tensor());
-  JsBacking* context = backing.get();
-  try {
-    at::Tensor tensor = at::for_blob(data, shape).context(context, deleteJsBacking).options(options).make_tensor();
-    backing.release();  // the storage's DataPtr owns it now
-    return tensor;
-  } catch (...) {
-    napi_delete_reference(env, backing->buffer);
-    throw;
-  }
+  // From here the DataPtr owns the backing (and its reference): whatever throws below, its deleter
+  // runs exactly once, when the last owner of the storage lets go.
+  c10::DataPtr owner(data, backing.release(), &deleteJsBacking, c10::Device(c10::kCPU));
+  c10::Storage storage(c10::Storage::use_byte_size_t(), nbytes, std::move(owner), /*allocator=*/nullptr,
+                       /*resizable=*/false);
+  return at::empty({0}, options).set_(std::move(storage), 0, shape, shape::contiguousStrides(shape));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -310,8 +385,11 @@ struct TensorBox {
   const void* cachedPtr = nullptr;
   std::size_t cachedBytes = 0;
 
+  // JS thread: the tensor, for any use. Throws DISPOSED after dispose(), INVALID_ARGUMENT when the
+  // JS memory under it was detached or shrunk (checkBacking).
   const at::Tensor& get() const {
     DOVE_CHECK(tensor.defined(), "DISPOSED", "Tensor was used after dispose()");
+    checkBacking(env, tensor, "this tensor");
     return tensor;
   }
 
@@ -469,7 +547,8 @@ Napi::Value TensorData(TensorBox& box, const Napi::CallbackInfo& info) {
   const std::size_t nbytes = t.nbytes();
   if (!box.cachedBuffer.IsEmpty() && box.cachedPtr == t.data_ptr() && box.cachedBytes == nbytes) {
     Napi::Value cached = box.cachedBuffer.Value();
-    if (!cached.IsEmpty() && cached.IsArrayBuffer()) {
+    bool detached = true;  // a transferred external buffer: make a new one below
+    if (!cached.IsEmpty() && cached.IsArrayBuffer() && napi_is_detached_arraybuffer(env, cached, &detached) == napi_ok && !detached) {
       napi_value out = nullptr;
       NAPI_THROW_IF_FAILED(env, napi_create_typedarray(env, arrayTypeFor(t.scalar_type()), static_cast<std::size_t>(t.numel()),
                                                        cached, 0, &out),
@@ -531,7 +610,7 @@ Napi::Value TensorSlice0(TensorBox& box, const Napi::CallbackInfo& info) {
 
 Napi::Value TensorItem(TensorBox& box, const Napi::CallbackInfo& info) {
   const at::Tensor& t = box.get();
-  DOVE_CHECK(t.numel() == 1, "SHAPE_MISMATCH", "item() needs a tensor with exactly one element but shape is " + shapeString(t.sizes()));
+  DOVE_CHECK(t.numel() == 1, "SHAPE_MISMATCH", "item() needs a tensor with exactly one element but shape is " + shape::toString(t.sizes()));
   return Napi::Number::New(info.Env(), t.item<double>());
 }
 
@@ -571,6 +650,35 @@ const at::Tensor* wrappedTensor(napi_env env, napi_value value) {
   return box == nullptr ? nullptr : &box->get();
 }
 
+void JsInputs::add(const at::Tensor& tensor) {
+  if (jsBackingOf(tensor) != nullptr) tensors_.push_back(tensor);
+}
+
+void JsInputs::add(const c10::IValue& value) {
+  if (value.isTensor()) {
+    add(value.toTensor());
+  } else if (value.isTensorList()) {
+    for (const at::Tensor& t : value.toTensorVector()) add(t);
+  } else if (value.isList()) {
+    for (const c10::IValue& item : value.toListRef()) add(item);
+  } else if (value.isTuple()) {
+    for (const c10::IValue& item : value.toTupleRef().elements()) add(item);
+  } else if (value.isGenericDict()) {
+    for (const auto& entry : value.toGenericDict()) add(entry.value());
+  }
+}
+
+void JsInputs::verify(napi_env env, const std::string& what) const {
+  for (const at::Tensor& t : tensors_) {
+    const JsBacking* backing = jsBackingOf(t);
+    if (backing == nullptr || backing->queue->env != env || backing->queue->envGone) continue;
+    DOVE_CHECK(backingIntact(env, *backing), "INVALID_ARGUMENT",
+               "The ArrayBuffer behind an input of " + what +
+                   " was detached (transferred) or shrunk while the call was queued or running; its result was "
+                   "discarded (keep the buffer until the call settles)");
+  }
+}
+
 at::Tensor unwrapTensor(Napi::Value value, const char* what) {
   TensorBox* box = boxOf(value.Env(), value);
   DOVE_CHECK(box != nullptr, "INVALID_ARGUMENT", std::string("Expected a Tensor for ") + what + " but received " + describeValue(value));
@@ -592,6 +700,9 @@ c10::Device parseDevice(const std::string& spec) {
   DOVE_CHECK(device.has_value() && (device->is_cpu() || device->is_cuda()), "INVALID_ARGUMENT",
              "Expected device 'cpu', 'cuda' or 'cuda:N' but received '" + spec + "'");
   if (device->is_cpu()) return c10::Device(c10::kCPU);
+  DOVE_CHECK(cudaLibtorchLoaded(), "DEVICE_UNAVAILABLE",
+             "Device '" + spec + "' was requested but libtorch's CUDA libraries are not loaded (the API loads them when a "
+             "CUDA device is asked for; dove doctor shows where they were looked for)");
   const int64_t count = static_cast<int64_t>(torch::cuda::device_count());
   const int64_t index = device->has_index() ? device->index() : 0;
   DOVE_CHECK(index < count, "DEVICE_UNAVAILABLE",
@@ -651,8 +762,37 @@ Napi::Value IsTensor(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), info.Length() >= 1 && isTensor(info[0]));
 }
 
+// The ArrayBuffer.prototype.resizable getter as the addon found it at load (user code that
+// redefines the property later cannot hide a resizable buffer); absent on runtimes without resizable
+// buffers.
+Napi::FunctionReference resizableGetterOf(Napi::Env env) {
+  Napi::Object global = env.Global();
+  Napi::Value arrayBuffer = global.Get("ArrayBuffer");
+  Napi::Value object = global.Get("Object");
+  if (!arrayBuffer.IsFunction() || !object.IsObject()) return {};
+  Napi::Value describe = object.As<Napi::Object>().Get("getOwnPropertyDescriptor");
+  if (!describe.IsFunction()) return {};
+  Napi::Value descriptor = describe.As<Napi::Function>().Call(
+      object, {arrayBuffer.As<Napi::Object>().Get("prototype"), Napi::String::New(env, "resizable")});
+  if (!descriptor.IsObject()) return {};
+  Napi::Value getter = descriptor.As<Napi::Object>().Get("get");
+  return getter.IsFunction() ? Napi::Persistent(getter.As<Napi::Function>()) : Napi::FunctionReference();
+}
+
+Napi::Value SetBufferPin(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    DOVE_CHECK(info.Length() == 1 && info[0].IsFunction(), "INVALID_ARGUMENT",
+               "setBufferPin expects a function (arrayBuffer) => void, e.g. worker_threads.markAsUntransferable");
+    addonState(env).bufferPin = Napi::Persistent(info[0].As<Napi::Function>());
+    return env.Undefined();
+  });
+}
+
 void init(Napi::Env env, Napi::Object exports) {
   releaseQueue(env);
+  addonState(env).resizableGetter = resizableGetterOf(env);
+  exports.Set("setBufferPin", Napi::Function::New(env, SetBufferPin, "setBufferPin"));
   exports.Set("tensorFromArray", Napi::Function::New(env, TensorFromArray, "tensorFromArray"));
   exports.Set("isTensor", Napi::Function::New(env, IsTensor, "isTensor"));
   const std::pair<const char*, Napi::Function::Callback> functions[] = {

@@ -12,4 +12,5 @@ namespace dove {
 // at once.
 const at::Tensor* wrappedTensor(napi_env env, napi_value value);
 
+
 }  // namespace dove

@@ -2,19 +2,16 @@
 // parameters (grouped by name prefix), warm-up + cosine schedule, gradient accumulation, optional
 // c10d gradient averaging, global-norm clipping, bf16 autocast on CUDA. Every step runs on a worker
 // thread holding the module mutex, so inference calls on the same module never interleave with it.
+#include "atomic_file.h"
 #include "common.h"
 #include "dist_group.h"
 
 #include <ATen/autocast_mode.h>
 #include <torch/serialize.h>
 
-#include <fcntl.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <cmath>
-#include <cstdio>
-#include <cstring>
 #include <map>
 #include <sstream>
 
@@ -389,21 +386,6 @@ StepOutput runStep(Engine& e, std::vector<c10::IValue> inputs) {
   return out;
 }
 
-void fsyncPath(const std::string& path, int flags) {
-  int fd = ::open(path.c_str(), flags);
-  if (fd < 0) fail("IO_ERROR", "cannot open " + path + " for fsync: " + std::strerror(errno));
-  int rc = ::fsync(fd);
-  int err = errno;
-  ::close(fd);
-  if (rc != 0) fail("IO_ERROR", "fsync " + path + " failed: " + std::strerror(err));
-}
-
-std::string parentDir(const std::string& path) {
-  auto slash = path.find_last_of('/');
-  if (slash == std::string::npos) return ".";
-  return slash == 0 ? "/" : path.substr(0, slash);
-}
-
 void saveState(Engine& e, const std::string& path) {
   std::lock_guard<std::mutex> lock(e.module->mutex);
   DOVE_CHECK(!e.disposed, "DISPOSED", "train engine used after dispose()");
@@ -419,22 +401,9 @@ void saveState(Engine& e, const std::string& path) {
     std::lock_guard<std::mutex> genLock(gen.mutex());
     archive.write("dove_cpu_rng", gen.get_state());
   }
-  // temp + fsync + rename (+ fsync of the directory): a crash at any point leaves either the old
-  // file or the complete new one under `path`, never a torn one.
-  std::string tmp = path + ".tmp-" + std::to_string(::getpid());
-  try {
-    archive.save_to(tmp);
-  } catch (const c10::Error& err) {
-    std::remove(tmp.c_str());
-    fail("IO_ERROR", "cannot write optimizer state " + tmp + ": " + err.what_without_backtrace());
-  }
-  fsyncPath(tmp, O_RDONLY);
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    std::remove(tmp.c_str());
-    fail("IO_ERROR", "cannot rename " + tmp + " to " + path + ": " + std::strerror(err));
-  }
-  fsyncPath(parentDir(path), O_RDONLY | O_DIRECTORY);
+  // Atomic (atomic_file.h): a crash or a full disk leaves either the old file or the complete new
+  // one under `path`, never a torn one, and never aborts the process.
+  writeFileAtomically(path, "the optimizer state", [&](const ByteSink& sink) { archive.save_to(sink); });
 }
 
 void loadState(Engine& e, const std::string& path) {
@@ -502,6 +471,8 @@ Napi::Object wrapEngine(Napi::Env env, EnginePtr engine, Napi::Value moduleObjec
         inputs = argsForSchema(env, schema, info[0].As<Napi::Array>());
       }
       // argsForSchema skips `self`; the method call adds it back.
+      JsInputs jsInputs;
+      for (const c10::IValue& input : inputs) jsInputs.add(input);
       return PromiseWorker<StepOutput>::Start(
           env, "dove.trainStep", [engine, inputs]() mutable { return runStep(*engine, std::move(inputs)); },
           [](Napi::Env env, StepOutput& out) -> Napi::Value {
@@ -515,7 +486,7 @@ Napi::Object wrapEngine(Napi::Env env, EnginePtr engine, Napi::Value moduleObjec
             result.Set("accumulated", Napi::Boolean::New(env, out.accumulated));
             return result;
           },
-          {info[0]});
+          {info[0]}, std::move(jsInputs));
     });
   }, "trainStep"));
 

@@ -6,6 +6,7 @@
 //   plan: { model, concurrent, rounds, threads }
 import { readFileSync, writeFileSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { maxOf } from '../../lib/arrays';
 import { Tokenizer } from '../../lib/tokenizer';
 import { loadBinding } from '../lib/addon';
 import { sectionArgs } from '../lib/child';
@@ -65,7 +66,7 @@ async function main(): Promise<void> {
     timerTicks: busy.lateMs.length,
     p50Ms: percentile(busy.lateMs, 50),
     p99Ms: percentile(busy.lateMs, 99),
-    maxMs: Math.max(...busy.lateMs),
+    maxMs: maxOf(busy.lateMs),
     histogramP99Ms: busy.histP99,
     idleP99Ms: percentile(idle.lateMs, 99),
     tokenizeCallsPerSec: (plan.rounds * plan.concurrent) / seconds,

@@ -4,6 +4,7 @@
 // does during a round lands on all runtimes of that round, so a ratio taken within a round compares
 // work done in the same minutes; the report gives the median of the per-round ratios and their spread.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { appendAll } from '../../lib/arrays';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { errorText, toRow, type CaseSpec, type ModelFiles, type Op, type RowError, type Runtime, type ThroughputRow } from './schema';
@@ -148,7 +149,7 @@ export async function runInterleaved(
               const reply = await w.ask({ cmd: 'measure', loop: c.loop }, options.timeoutMs);
               const ms = reply.samplesMs ?? [];
               if (ms.length === 0) throw new Error('measure returned no samples');
-              samples.get(w)!.push(...ms);
+              appendAll(samples.get(w)!, ms);
               roundMs.get(w)!.push(median(ms));
             } catch (e) {
               out.errors.push({ runtime: w.spec.runtime, config: model.config, batch: c.batch, op, error: errorText(e) });

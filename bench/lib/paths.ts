@@ -1,7 +1,7 @@
 // Where the benchmark finds the repository, its python, the native addon and its scratch space.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 
 /** Walks up from this compiled file (dist/bench/lib) to the folder holding dove-encoder's package.json. */
 export function repoRoot(): string {
@@ -37,9 +37,4 @@ export function pythonPath(): string {
     }).trim();
   }
   return cachedPython;
-}
-
-/** The addon the benchmark measures: DOVE_ADDON (e.g. a sanitizer build) or build/Release/dove.node. */
-export function addonPath(): string {
-  return resolve(process.env.DOVE_ADDON ?? join(repoRoot(), 'build', 'Release', 'dove.node'));
 }

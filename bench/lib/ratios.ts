@@ -2,6 +2,7 @@
 // in the same minutes, so peer ms / Node ms of round i is a fair comparison even on a busy machine.
 // A row reports the median of its per-round ratios and their spread (min-max); a spread that
 // crosses a target leaves the row "not resolved" for that target.
+import { maxOf, minOf } from '../../lib/arrays';
 import type { BenchResult } from './result';
 import type { Op, Runtime, ThroughputRow } from './schema';
 
@@ -40,7 +41,7 @@ export function ratioStat(node: ThroughputRow, peer: ThroughputRow): RatioStat {
   const n = Math.min(a.length, b.length);
   const ratios = Array.from({ length: n }, (_, i) => b[i]! / a[i]!);
   if (n === 0) return { median: peer.medianMs / node.medianMs, min: peer.medianMs / node.medianMs, max: peer.medianMs / node.medianMs, rounds: 0 };
-  return { median: medianOf(ratios), min: Math.min(...ratios), max: Math.max(...ratios), rounds: n };
+  return { median: medianOf(ratios), min: minOf(ratios), max: maxOf(ratios), rounds: n };
 }
 
 export function verdict(s: RatioStat, goal: number): Verdict {

@@ -1,6 +1,7 @@
 // Markdown rendering of a BenchResult: one throughput table per model (runtimes side by side, FLOPs
 // per image, share of the measured GEMM peak, ratios), then the area benchmarks, memory, event loop
 // and the targets with a verdict each.
+import { appendAll } from '../../lib/arrays';
 import { findRow, formatRatio, nodeRuntime, ratioStat, verdict } from './ratios';
 import type { BenchResult, GemmPeak } from './result';
 import type { Op, Runtime } from './schema';
@@ -141,7 +142,7 @@ export function renderMarkdown(r: BenchResult): string {
     const f = r.flops[config];
     L.push(`### ${config}${f ? ` (${fmt(f.params / 1e6, 1)} M parameters)` : ''}`, '');
     if (r.exportNotes[config]) L.push(`Note: ${r.exportNotes[config]}`, '');
-    L.push(...throughputTable(r, config), '');
+    appendAll(L, throughputTable(r, config)).push('');
   }
   if (r.rowErrors.length > 0) {
     L.push('Rows that failed:', '');
@@ -151,7 +152,7 @@ export function renderMarkdown(r: BenchResult): string {
 
   for (const a of r.areas) {
     L.push(`## ${a.title}`, '');
-    L.push(...table(a.columns, a.rows), '');
+    appendAll(L, table(a.columns, a.rows)).push('');
     for (const n of a.notes) L.push(`- ${n}`);
     if (a.notes.length > 0) L.push('');
   }

@@ -1,5 +1,6 @@
 // RSS sampling for bench/memory: one sample every `every` calls, growth judged after warm-up only
 // (allocator pools, libtorch's caches and V8's heap sizing all settle during the first calls).
+import { maxOf } from '../../lib/arrays';
 import type { MemoryResult, MemorySample } from './schema';
 
 const MiB = 2 ** 20;
@@ -13,7 +14,7 @@ export function summarizeRss(what: string, samples: MemorySample[], totalCalls: 
   const after = samples.filter((s) => s.calls >= warmupCalls);
   if (after.length < 2) throw new Error(`Expected at least 2 samples after ${warmupCalls} warm-up calls but received ${after.length}`);
   const base = after[0].rssMiB;
-  const growth = Math.max(...after.map((s) => s.rssMiB)) - base;
+  const growth = maxOf(after.map((s) => s.rssMiB)) - base;
   const n = after.length;
   const mx = after.reduce((s, p) => s + p.calls, 0) / n;
   const my = after.reduce((s, p) => s + p.rssMiB, 0) / n;

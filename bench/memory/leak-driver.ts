@@ -2,11 +2,21 @@
 // native path a user reaches, several rounds, success and failure alike, then everything disposed.
 // It talks to the raw binding at DOVE_ADDON (the sanitizer build) so the checked code is exactly
 // native/*.cpp.   node dist/bench/memory/leak-driver.js <tiny.pt> [rounds]
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { IValue, NativeBinding } from '../../binding';
 import { disposeAll, loadBinding, seededFloats, tensorAt } from '../lib/addon';
+
+// Neither is in the TypeScript lib this project compiles against (ES2022, no DOM): typed here.
+const ResizableArrayBuffer = ArrayBuffer as unknown as new (length: number, options: { maxByteLength: number }) => ArrayBuffer;
+interface WasmMemory {
+  readonly buffer: ArrayBuffer;
+  grow(pages: number): number;
+}
+const WasmMemory = (globalThis as unknown as { WebAssembly: { Memory: new (d: { initial: number; maximum: number }) => WasmMemory } }).WebAssembly.Memory;
+
+const HOSTILE = resolve(__dirname, '..', '..', '..', 'test', 'fixtures', 'generated', 'hostile');
 
 async function expectReject(what: string, p: () => Promise<unknown> | unknown): Promise<void> {
   try {
@@ -31,6 +41,9 @@ async function round(b: NativeBinding, pt: string, dir: string, r: number): Prom
   [half, c, s, z, st].forEach((t) => b.tensorDispose(t));
   await expectReject('a shape that does not match the data', () => b.tensorFromArray(data, [3, 3], 'float32'));
   await expectReject('an unknown device', () => b.zeros([1], 'float32', 'cuda:7'));
+  await expectReject('a shape that overflows', () => b.tensorFromArray(new Float32Array(4), [4, 5, 5581, 8681, 49477, 384773], 'float32'));
+  await expectReject('a shared buffer', () => b.tensorFromArray(new Float32Array(new SharedArrayBuffer(16)), [4], 'float32'));
+  await expectReject('a resizable buffer', () => b.tensorFromArray(new Float32Array(new ResizableArrayBuffer(16, { maxByteLength: 32 })), [4], 'float32'));
 
   // Module: load, run every method, errors, save.
   const mod = await b.loadModule(pt, 'cpu', ['dove.json']);
@@ -47,6 +60,14 @@ async function round(b: NativeBinding, pt: string, dir: string, r: number): Prom
   disposeAll(dp);
   disposeAll(ep);
   b.tensorDispose(px);
+  // An input detached while its call is queued (WebAssembly memory that grows): the call rejects.
+  const memory = new WasmMemory({ initial: 1, maximum: 2 });
+  const logits = b.tensorFromArray(new Float32Array(memory.buffer, 0, 16), [1, 16], 'float32');
+  const detachedCall = mod.run('select_lengths', [logits, 'auto', 8, 0.5]);
+  memory.grow(1);
+  await expectReject('a call whose input was detached', () => detachedCall);
+  await expectReject('a tensor over a detached buffer', () => b.tensorClone(logits));
+  b.tensorDispose(logits);
   await expectReject('a missing method', () => mod.run('no_such_method', []));
   await expectReject('a wrong shape', () => mod.run('encode', [b.zeros([1, 2, 3], 'float32', 'cpu'), k]));
   await expectReject('a wrong argument type', () => mod.run('encode', ['not a tensor', k]));
@@ -68,6 +89,17 @@ async function round(b: NativeBinding, pt: string, dir: string, r: number): Prom
   engine.dispose();
   mod.dispose();
   b.tensorDispose(images);
+
+  // Hostile model files (python/dove/fixtures_hostile.py): refused before and after libtorch reads
+  // them, and one unsafe file loaded as trusted.
+  if (existsSync(HOSTILE)) {
+    const manifest = JSON.parse(readFileSync(join(HOSTILE, 'hostile.json'), 'utf8')) as Record<string, { code: string }>;
+    for (const [name, { code }] of Object.entries(manifest)) {
+      if (code !== '') await expectReject(`${name} (${code})`, () => b.loadModule(join(HOSTILE, name), 'cpu', [], r % 2 === 0));
+    }
+    const trusted = await b.loadModule(join(HOSTILE, 'manual-seed.pt'), 'cpu', [], false, true);
+    trusted.dispose();
+  }
 
   // Loading failures: missing file, not TorchScript.
   await expectReject('a missing file', () => b.loadModule(join(dir, 'missing.pt'), 'cpu', []));

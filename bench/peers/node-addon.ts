@@ -150,8 +150,8 @@ function aotiPath(pt: string): string {
 }
 
 function worker(runtime: 'node-addon' | 'node-aoti'): RuntimeWorker {
-  const binding = loadBinding();
   const device = process.env.DOVE_BENCH_DEVICE ?? 'cpu';
+  const binding = loadBinding(device);
   const threads = Number(process.env.DOVE_BENCH_THREADS ?? '2');
   binding.setNumThreads(threads);
   binding.manualSeed(0);
@@ -171,7 +171,8 @@ function worker(runtime: 'node-addon' | 'node-aoti'): RuntimeWorker {
         const path = aotiPath(c.model.pt);
         let pair = compiled.get(path);
         if (pair === undefined) {
-          pair = [await binding.loadCompiled(path, 'encode', device), await binding.loadCompiled(path, 'decode', device)];
+          // The bench's own freshly exported packages: trusted (the Tokenizer needs trustModel: true for the same).
+          pair = [await binding.loadCompiled(path, 'encode', device, true), await binding.loadCompiled(path, 'decode', device, true)];
           compiled.set(path, pair);
         }
         return compiledBody(binding, pair[0], pair[1], c, op, 0);

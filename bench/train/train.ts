@@ -12,10 +12,10 @@ import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { Trainer, type StepEvent } from '../../lib/trainer';
 import { native } from '../../lib/trainer/native';
+import { pythonPath } from '../lib/paths';
 
 const execFileP = promisify(execFile);
 const ROOT = resolve(__dirname, '..', '..', '..');
-const PYTHON = join(process.env.HOME ?? '/root', '.cache', 'dove-encoder', 'torch-2.11.0-py3.11', 'bin', 'python');
 const MODELS: { [name: string]: string } = {
   tiny: join(ROOT, 'test', 'fixtures', 'generated', 'tiny-dove.pt'),
   'official-14m': join(ROOT, 'test', 'fixtures', 'generated', 'official-14m.pt'),
@@ -88,7 +88,7 @@ async function nodeTrainer(model: string, batch: number, warmup: number, steps: 
 }
 
 async function python(model: string, batch: number, warmup: number, steps: number, threads: number): Promise<Speed> {
-  const { stdout } = await execFileP(PYTHON, [join(ROOT, 'bench', 'train', 'train_python.py'), model, '--batch', String(batch), '--warmup', String(warmup), '--steps', String(steps), '--threads', String(threads)], { env: { ...process.env, OMP_NUM_THREADS: String(threads) }, timeout: 3600_000 });
+  const { stdout } = await execFileP(pythonPath(), [join(ROOT, 'bench', 'train', 'train_python.py'), model, '--batch', String(batch), '--warmup', String(warmup), '--steps', String(steps), '--threads', String(threads)], { env: { ...process.env, OMP_NUM_THREADS: String(threads) }, timeout: 3600_000 });
   return JSON.parse(stdout.trim().split('\n').pop()!) as Speed;
 }
 

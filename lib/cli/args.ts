@@ -1,11 +1,13 @@
 // Small strict argument parser for the dove subcommands: declared options only, typed values,
 // range checks with messages of the form "Expected integer between 1 and 64 for --lengths but received 0".
+import { appendAll } from '../arrays';
+import { DoveError } from '../errors';
 
-/** A usage mistake: printed without a stack, exit code 2. */
-export class UsageError extends Error {
+/** A usage mistake: printed without a stack, exit code 2. A DoveError (INVALID_ARGUMENT) like every other refusal. */
+export class UsageError extends DoveError {
   readonly exitCode = 2;
   constructor(message: string) {
-    super(message);
+    super(message, 'INVALID_ARGUMENT');
     this.name = 'UsageError';
   }
 }
@@ -84,7 +86,7 @@ export function parseArgs(argv: readonly string[], specs: { readonly [name: stri
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === '--') {
-      positionals.push(...argv.slice(i + 1));
+      appendAll(positionals, argv.slice(i + 1));
       break;
     }
     if (!arg.startsWith('-') || arg === '-' || /^-\d/.test(arg)) {
@@ -101,7 +103,8 @@ export function parseArgs(argv: readonly string[], specs: { readonly [name: stri
       name = byAlias.get(arg.slice(1));
       if (name === undefined) throw new UsageError(`Unknown option ${arg}`);
     }
-    const spec = specs[name];
+    // Own keys only: "--constructor" or "--__proto__" must not find Object.prototype's members.
+    const spec = Object.hasOwn(specs, name) ? specs[name] : undefined;
     if (spec === undefined) {
       const close = Object.keys(specs).find((k) => k.startsWith(name.slice(0, 3)));
       throw new UsageError(`Unknown option --${name}${close ? ` (did you mean --${close}?)` : ''}`);
@@ -172,10 +175,16 @@ export async function withUsage(command: string, body: () => Promise<number>): P
   }
 }
 
+/** --trust-model, for every command that loads a model file. */
+export const TRUST_MODEL_HELP = `      --trust-model         load a model whose TorchScript touches files or the process (refused
+                            otherwise: a model file is code; docs/MODEL_FORMAT.md), and run the
+                            compiled package beside it (<model>.aoti.pt2, native code) if it matches`;
+
 /** Options every model-running command shares. */
 export const MODEL_OPTIONS = {
   model: { type: 'string', alias: 'm' },
   device: { type: 'string' },
+  'trust-model': { type: 'flag' },
   threshold: { type: 'float', min: 0, max: 1 },
   fit: { type: 'string', choices: ['cover', 'contain', 'fill'] },
   'max-input-pixels': { type: 'int', min: 1 },
@@ -183,6 +192,7 @@ export const MODEL_OPTIONS = {
 
 export const MODEL_OPTIONS_HELP = `  -m, --model <file.pt>     DOVE/Q-DOVE export (default: the embedded model models/dove-tiny.pt)
       --device <dev>        cpu (default), cuda, cuda:N
+${TRUST_MODEL_HELP}
       --threshold <p>       EOS probability threshold in (0,1) (default: the model's eosThreshold)
       --fit <policy>        cover (default: short side + centre crop), contain (pad), fill (stretch)
       --max-input-pixels <n>  refuse images whose header claims more pixels (default 268402689)`;

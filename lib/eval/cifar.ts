@@ -6,9 +6,10 @@
 // - folder: `<root>/train/<class>/*.png` and `<root>/test/<class>/*` (one folder per class).
 // Every missing or malformed file fails with a DoveError naming the file and what was expected.
 import { promises as fs } from 'node:fs';
-import { basename, extname, join } from 'node:path';
+import { basename, join } from 'node:path';
 import { DoveError } from '../errors';
-import { IMAGE_EXTENSIONS } from '../images';
+import { decodeFsBytes, displayPath, fsPath, listImageFiles } from '../files';
+import { preview } from '../json';
 import { NdArray, PyDict, readPickle, type PyValue } from './pickle';
 
 export type DatasetFormat = 'cifar-python' | 'cifar-binary' | 'folder';
@@ -57,7 +58,7 @@ async function readFileOrFail(file: string, what: string): Promise<Buffer> {
 }
 
 async function exists(path: string): Promise<boolean> {
-  return fs.stat(path).then(
+  return fs.stat(fsPath(path)).then(
     () => true,
     () => false,
   );
@@ -96,7 +97,7 @@ function intList(dict: PyDict, key: string, file: string, max: number): Int32Arr
   const out = new Int32Array(value.length);
   value.forEach((v, i) => {
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v >= max) {
-      throw new DoveError(`${file}: label ${i} under '${key}' is ${String(v)}, expected an integer in [0, ${max})`, 'INVALID_DATASET');
+      throw new DoveError(`${file}: label ${i} under '${key}' is ${preview(v)}, expected an integer in [0, ${max})`, 'INVALID_DATASET');
     }
     out[i] = v;
   });
@@ -136,12 +137,23 @@ async function readPickleDict(file: string, what: string): Promise<PyDict> {
   return dictOf(readPickle(buf, file), file, what);
 }
 
+/** One CIFAR python batch (a pickled dict with 'data' and `labelKey`) -> interleaved pixels and labels. */
+export function parsePythonBatch(bytes: Uint8Array, file: string, labelKey: string, numClasses: number): { data: Uint8Array; labels: Int32Array } {
+  const dict = dictOf(readPickle(bytes, file), file, `a CIFAR python batch (dict with 'data' and '${labelKey}')`);
+  const labels = intList(dict, labelKey, file, numClasses);
+  return { data: pixelArray(dict, file, labels.length), labels };
+}
+
+/** Class names under `key` of a CIFAR meta pickle. */
+export function parsePythonClassNames(bytes: Uint8Array, file: string, key: string): string[] {
+  return stringList(dictOf(readPickle(bytes, file), file, `the CIFAR meta dict with '${key}'`), key, file);
+}
+
 async function readPythonBatches(files: string[], labelKey: string, numClasses: number): Promise<DatasetSplit> {
   const parts: { data: Uint8Array; labels: Int32Array }[] = [];
   for (const file of files) {
-    const dict = await readPickleDict(file, `a CIFAR python batch (dict with 'data' and '${labelKey}')`);
-    const labels = intList(dict, labelKey, file, numClasses);
-    parts.push({ data: pixelArray(dict, file, labels.length), labels });
+    const bytes = await readFileOrFail(file, `a CIFAR python batch (dict with 'data' and '${labelKey}')`);
+    parts.push(parsePythonBatch(bytes, file, labelKey, numClasses));
   }
   return concatSplits(parts);
 }
@@ -231,10 +243,11 @@ async function readCifarBinary(root: string, label: CifarLabel): Promise<Labelle
 // Image folders
 
 async function listDirs(dir: string): Promise<string[]> {
-  const entries = await fs.readdir(dir, { withFileTypes: true }).catch((error: NodeJS.ErrnoException) => {
-    throw new DoveError(`${dir}: cannot list (${error.code ?? String(error)}); expected a folder with one sub-folder per class`, error.code === 'ENOENT' ? 'FILE_NOT_FOUND' : 'IO_ERROR');
+  const entries = await fs.readdir(fsPath(dir), { withFileTypes: true, encoding: 'buffer' }).catch((error: NodeJS.ErrnoException) => {
+    throw new DoveError(`${displayPath(dir)}: cannot list (${error.code ?? String(error)}); expected a folder with one sub-folder per class`, error.code === 'ENOENT' ? 'FILE_NOT_FOUND' : 'IO_ERROR');
   });
-  return entries.filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name).sort();
+  // Class names keep their bytes (lib/files.ts), like the image names inside them.
+  return entries.filter((e) => e.isDirectory()).map((e) => decodeFsBytes(e.name)).filter((n) => !n.startsWith('.')).sort();
 }
 
 async function readFolderSplit(dir: string, classNames: string[]): Promise<DatasetSplit> {
@@ -243,9 +256,8 @@ async function readFolderSplit(dir: string, classNames: string[]): Promise<Datas
   for (const [index, name] of classNames.entries()) {
     const classDir = join(dir, name);
     if (!(await exists(classDir))) continue; // a class may be absent from one split
-    const files = (await fs.readdir(classDir)).filter((f) => IMAGE_EXTENSIONS.includes(extname(f).toLowerCase())).sort();
-    for (const f of files) {
-      paths.push(join(classDir, f));
+    for (const file of await listImageFiles(classDir)) {
+      paths.push(file);
       labels.push(index);
     }
   }

@@ -6,7 +6,9 @@ import { existsSync } from 'node:fs';
 import type { NativeModule, NativeTensor } from '../../binding';
 import { DoveError } from '../errors';
 import { getBinding } from './native';
-import { lengthDirs, listImages, readRgb, readRgbAt, type LengthDir, type RgbPixels } from './folders';
+import { listImageFiles } from '../files';
+import { parseJson, preview } from '../json';
+import { lengthDirs, readRgb, readRgbAt, type LengthDir, type RgbPixels } from './folders';
 
 export const FID_FORMAT = 'dove-encoder/fid-inception';
 export const FID_WEIGHTS_URL = 'https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth';
@@ -42,13 +44,13 @@ export class FidFeatureExtractor {
   ) {}
 
   /** Loads an export of `python -m dove.inception`; a missing file explains where to get one. */
-  static async load(path: string, options: { device?: string } = {}): Promise<FidFeatureExtractor> {
+  static async load(path: string, options: { device?: string; trustModel?: boolean } = {}): Promise<FidFeatureExtractor> {
     if (!existsSync(path)) throw new DoveError(`${path}: FID feature extractor not found.\n${FID_SETUP_HELP}`, 'FILE_NOT_FOUND');
-    const module = await getBinding().loadModule(path, options.device ?? 'cpu', ['fid.json']);
+    const module = await getBinding().loadModule(path, options.device ?? 'cpu', ['fid.json'], false, options.trustModel);
     const text = module.extraFiles['fid.json'];
     let meta: { format?: unknown; featureDim?: unknown } = {};
     try {
-      meta = text === undefined ? {} : (JSON.parse(text) as typeof meta);
+      meta = text === undefined ? {} : (parseJson(text, 'fid.json', 'NOT_DOVE_EXPORT') as typeof meta) ?? {};
     } catch {
       meta = {};
     }
@@ -56,7 +58,11 @@ export class FidFeatureExtractor {
       module.dispose();
       throw new DoveError(`${path}: not an FID Inception export (no fid.json with format ${FID_FORMAT} or no features method).\n${FID_SETUP_HELP}`, 'NOT_DOVE_EXPORT');
     }
-    const dim = typeof meta.featureDim === 'number' ? meta.featureDim : 2048;
+    const dim = meta.featureDim ?? 2048;
+    if (typeof dim !== 'number' || !Number.isInteger(dim) || dim < 1 || dim > 65536) {
+      module.dispose();
+      throw new DoveError(`${path}: fid.json featureDim must be an integer between 1 and 65536 but is ${preview(dim)}`, 'NOT_DOVE_EXPORT');
+    }
     return new FidFeatureExtractor(module, path, dim);
   }
 
@@ -171,8 +177,8 @@ export interface FolderFid {
 
 /** FID between two folders of images, each image at its own size (pytorch-fid's behaviour). */
 export async function folderFid(extractor: FidFeatureExtractor, realDir: string, fakeDir: string, options: FeatureOptions = {}): Promise<FolderFid> {
-  const reals = await listImages(realDir);
-  const fakes = await listImages(fakeDir);
+  const reals = await listImageFiles(realDir);
+  const fakes = await listImageFiles(fakeDir);
   for (const [dir, files] of [[realDir, reals], [fakeDir, fakes]] as const) {
     if (files.length < 2) throw new DoveError(`${dir}: FID needs at least 2 images but found ${files.length}`, 'INVALID_ARGUMENT');
   }
@@ -197,12 +203,12 @@ export async function perLengthFid(
   root: string,
   options: FeatureOptions & { onLength?: (r: LengthFid) => void } = {},
 ): Promise<LengthFid[]> {
-  const reals = await listImages(realDir);
+  const reals = await listImageFiles(realDir);
   if (reals.length < 2) throw new DoveError(`${realDir}: FID needs at least 2 images but found ${reals.length}`, 'INVALID_ARGUMENT');
   const realFeatures = new Map<string, Float32Array>();
   const out: LengthFid[] = [];
   for (const length of await lengthDirs(root)) {
-    const fakes = await listImages(length.dir);
+    const fakes = await listImageFiles(length.dir);
     if (fakes.length < 2) throw new DoveError(`${length.dir}: FID needs at least 2 images but found ${fakes.length}`, 'INVALID_ARGUMENT');
     const first = await readRgb(fakes[0]!);
     const key = `${first.width}x${first.height}`;

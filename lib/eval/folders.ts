@@ -4,7 +4,9 @@ import { promises as fs } from 'node:fs';
 import { basename, extname, join } from 'node:path';
 import sharp from 'sharp';
 import { DoveError } from '../errors';
-import { IMAGE_EXTENSIONS, loadImage, type ResizeFit } from '../images';
+import { displayPath, listImageFiles } from '../files';
+import { readImageFile } from '../image-file';
+import { DEFAULT_MAX_INPUT_PIXELS, loadImage, type ResizeFit } from '../images';
 
 /** Interleaved RGB uint8 pixels at the image's own size. */
 export interface RgbPixels {
@@ -17,39 +19,42 @@ export function stem(file: string): string {
   return basename(file, extname(file));
 }
 
-/** Image files directly inside `dir` (by extension), sorted by name. */
-export async function listImages(dir: string): Promise<string[]> {
-  let entries;
-  try {
-    entries = await fs.readdir(dir, { withFileTypes: true });
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new DoveError(`${dir}: folder not found`, 'FILE_NOT_FOUND');
-    if (code === 'ENOTDIR') throw new DoveError(`${dir}: not a folder (expected a folder of images)`, 'INVALID_ARGUMENT');
-    throw new DoveError(`${dir}: cannot list (${code ?? String(error)})`, 'IO_ERROR');
-  }
-  const files = entries
-    .filter((e) => (e.isFile() || e.isSymbolicLink()) && IMAGE_EXTENSIONS.includes(extname(e.name).toLowerCase()))
-    .map((e) => join(dir, e.name))
-    .sort();
-  return files;
+/**
+ * The names (without .png) under which `dove reconstruct-batch` writes the reconstructions of the
+ * files `names` of one folder: the stem (a.jpg -> a) unless another file has the same stem or is
+ * itself called that (a.jpg beside a.png, or beside a.jpg.png), then the whole file name. Distinct
+ * files always get distinct names, and pairByName maps each back to its file.
+ */
+export function outputNames(names: readonly string[]): string[] {
+  const stems = new Map<string, number>();
+  for (const n of names) stems.set(stem(n), (stems.get(stem(n)) ?? 0) + 1);
+  const files = new Set(names);
+  const out = names.map((n) => (stems.get(stem(n)) === 1 && !files.has(stem(n)) ? stem(n) : n));
+  if (new Set(out).size !== out.length) throw new DoveError(`output names collide for ${names.length} files`, 'INTERNAL');
+  return out;
 }
 
-/** Decodes an image as sRGB RGB at its own size (EXIF orientation applied, alpha flattened on black). */
-export async function readRgb(file: string): Promise<RgbPixels> {
+/**
+ * Decodes an image as sRGB RGB at its own size (EXIF orientation applied, alpha flattened on black).
+ * The file is read with the same header checks as the Tokenizer's inputs (lib/image-file.ts).
+ */
+export async function readRgb(file: string, maxInputPixels = DEFAULT_MAX_INPUT_PIXELS): Promise<RgbPixels> {
+  const { bytes, release } = await readImageFile(file, maxInputPixels);
   try {
-    const { data, info } = await sharp(file, { failOn: 'error', autoOrient: true })
+    const { data, info } = await sharp(bytes, { failOn: 'error', autoOrient: true, limitInputPixels: maxInputPixels })
       .flatten({ background: { r: 0, g: 0, b: 0 } })
       .toColourspace('srgb')
       .removeAlpha()
       .raw({ depth: 'uchar' })
       .toBuffer({ resolveWithObject: true });
-    if (info.channels !== 3) throw new Error(`decoder produced ${info.channels} channels`);
+    if (info.channels !== 3) throw new DoveError(`${displayPath(file)}: decoder produced ${info.channels} channels, expected 3`, 'INVALID_IMAGE');
     return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height };
   } catch (error) {
+    if (error instanceof DoveError) throw error;
     const text = error instanceof Error ? error.message.split('\n')[0] : String(error);
-    const missing = /missing|no such file/i.test(text ?? '');
-    throw new DoveError(`${file}: cannot decode image (${text})`, missing ? 'FILE_NOT_FOUND' : 'INVALID_IMAGE');
+    throw new DoveError(`${displayPath(file)}: cannot decode image (${text})`, 'INVALID_IMAGE');
+  } finally {
+    release();
   }
 }
 
@@ -89,12 +94,12 @@ export interface Pairing {
 
 /** Pairs images of two folders by file name without extension (img.jpg <-> img.png). */
 export async function pairByName(realDir: string, fakeDir: string): Promise<Pairing> {
-  const realFiles = await listImages(realDir);
+  const realFiles = await listImageFiles(realDir);
   const reals = new Map(realFiles.map((f) => [stem(f), f]));
-  // reconstruct-batch keeps the extension in the name when two inputs share a stem (a.jpg, a.png
-  // -> a.jpg.png, a.png.png): such reconstructions match the real file's full name.
+  // reconstruct-batch keeps the extension in the name when a stem is ambiguous (outputNames): such
+  // reconstructions match the real file's full name first.
   const realsByFile = new Map(realFiles.map((f) => [basename(f), f]));
-  const fakes = new Map((await listImages(fakeDir)).map((f) => [stem(f), f]));
+  const fakes = new Map((await listImageFiles(fakeDir)).map((f) => [stem(f), f]));
   const pairs: ImagePair[] = [];
   const matched = new Set<string>();
   for (const [name, fake] of fakes) {

@@ -1,5 +1,6 @@
 // Small charts for evaluation reports: SVG drawn here, rasterised to PNG by sharp (librsvg).
 // Line charts (metric vs token count, log2 x axis for power-of-two budgets) and histograms.
+import { maxOf, minOf } from '../arrays';
 import sharp from 'sharp';
 import { DoveError } from '../errors';
 
@@ -96,14 +97,14 @@ export function lineChartSvg(series: readonly Series[], options: LineChartOption
   if (points.length === 0) throw new DoveError(`Nothing to plot for "${options.title}": no finite points`, 'INVALID_ARGUMENT');
   const xs = points.map((p) => p.x);
   const ys = [...points.map((p) => p.y), ...refs.map((r) => r.y)];
-  const xMin = Math.min(...xs);
-  const xMax = Math.max(...xs);
+  const xMin = minOf(xs);
+  const xMax = maxOf(xs);
   const logX = options.logX ?? (xMin > 0 && xMax / xMin >= 8);
   const tx = (x: number): number => (logX ? Math.log2(x) : x);
   let [x0, x1] = [tx(xMin), tx(xMax)];
   if (x0 === x1) [x0, x1] = [x0 - 1, x1 + 1];
-  let y0 = Math.min(...ys);
-  let y1 = Math.max(...ys);
+  let y0 = minOf(ys);
+  let y1 = maxOf(ys);
   const pad = y1 > y0 ? (y1 - y0) * 0.08 : Math.max(Math.abs(y0) * 0.1, 1);
   [y0, y1] = [y0 - pad, y1 + pad];
   const pw = width - MARGIN.left - MARGIN.right;
@@ -148,8 +149,8 @@ export interface HistogramBins {
 export function histogramBins(values: readonly number[], binWidth?: number): HistogramBins {
   const finite = values.filter((v) => Number.isFinite(v));
   if (finite.length === 0) throw new DoveError('Nothing to plot: no finite values for the histogram', 'INVALID_ARGUMENT');
-  const lo = Math.min(...finite);
-  const hi = Math.max(...finite);
+  const lo = minOf(finite);
+  const hi = maxOf(finite);
   const integers = finite.every((v) => Number.isInteger(v));
   const width = binWidth ?? (integers ? Math.max(1, Math.ceil((hi - lo + 1) / 64)) : Math.max((hi - lo) / 30, Number.EPSILON));
   if (!(width > 0)) throw new DoveError(`Expected a positive bin width but received ${width}`, 'INVALID_ARGUMENT');
@@ -169,7 +170,7 @@ export function histogramSvg(values: readonly number[], options: HistogramOption
   const { edges, counts } = histogramBins(values, options.binWidth);
   const x0 = edges[0]!;
   const x1 = edges[edges.length - 1]!;
-  const yMax = Math.max(...counts) * 1.08;
+  const yMax = maxOf(counts) * 1.08;
   const pw = width - MARGIN.left - MARGIN.right;
   const ph = height - MARGIN.top - MARGIN.bottom;
   const px = (x: number): number => MARGIN.left + ((x - x0) / (x1 - x0)) * pw;

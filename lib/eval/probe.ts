@@ -154,6 +154,7 @@ async function readCache(dir: string, key: string, trainCount: number, testCount
   try {
     const meta = JSON.parse(await fs.readFile(metaFile, 'utf8')) as CacheMeta;
     if (meta.version !== CACHE_VERSION || meta.key !== key || meta.train !== trainCount || meta.test !== testCount) return undefined;
+    if (!Number.isSafeInteger(meta.dim) || meta.dim < 1) return undefined; // a damaged cache: recompute
     const buf = await fs.readFile(binFile);
     const expected = (meta.train + meta.test) * meta.dim * 4;
     if (buf.length !== expected) return undefined; // a torn write: recompute

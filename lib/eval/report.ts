@@ -1,6 +1,9 @@
 // Text tables for the terminal and CSV files for evaluation results.
+import { maxOf } from '../arrays';
 import { promises as fs } from 'node:fs';
 import { dirname } from 'node:path';
+import { formatCsv } from '../csv';
+import { fsError, writeFileAtomic } from '../files';
 
 export type Cell = string | number;
 
@@ -19,27 +22,25 @@ function text(cell: Cell, digits: number): string {
 /** Columns aligned with two spaces; numbers right-aligned, text left-aligned. */
 export function formatTable(headers: readonly string[], rows: readonly (readonly Cell[])[], digits = 4): string {
   const cells = rows.map((r) => r.map((c) => text(c, digits)));
-  const widths = headers.map((h, i) => Math.max(h.length, ...cells.map((r) => (r[i] ?? '').length)));
+  const widths = headers.map((h, i) => maxOf(cells.map((r) => (r[i] ?? '').length), h.length));
   const numeric = headers.map((_, i) => rows.length > 0 && rows.every((r) => typeof r[i] === 'number'));
   const line = (r: readonly string[]): string =>
     r.map((c, i) => (numeric[i] ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd();
   return [line(headers), line(widths.map((w) => '-'.repeat(w))), ...cells.map(line)].join('\n');
 }
 
-function csvCell(value: string): string {
-  return /[",\n\r]/.test(value) ? `"${value.replace(/"/g, '""')}"` : value;
-}
-
 /** CSV with full precision numbers (inf for infinite PSNR, empty for NaN). */
 export function toCsv(headers: readonly string[], rows: readonly (readonly Cell[])[]): string {
-  const cell = (c: Cell): string => csvCell(typeof c === 'number' ? (Number.isFinite(c) ? String(c) : formatNumber(c)) : c);
-  return [headers.map(csvCell).join(','), ...rows.map((r) => r.map(cell).join(','))].join('\n') + '\n';
+  const cell = (c: Cell): string => (typeof c === 'number' ? (Number.isFinite(c) ? String(c) : formatNumber(c)) : c);
+  return formatCsv([headers, ...rows.map((r) => r.map(cell))]);
 }
 
 /** Writes a file, creating its folder; temp file + rename so readers never see half a report. */
 export async function writeReport(path: string, content: string | Buffer): Promise<void> {
-  await fs.mkdir(dirname(path), { recursive: true });
-  const tmp = `${path}.tmp-${process.pid}`;
-  await fs.writeFile(tmp, content);
-  await fs.rename(tmp, path);
+  try {
+    await fs.mkdir(dirname(path), { recursive: true });
+  } catch (error) {
+    throw fsError(dirname(path), error, 'create folder');
+  }
+  await writeFileAtomic(path, content);
 }

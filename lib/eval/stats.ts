@@ -1,9 +1,13 @@
 // Token-length statistics: how many tokens the EOS head spends per image over a folder, from a model
 // run or from the lengths.csv that `dove reconstruct-batch` writes.
+import { maxOf, minOf } from '../arrays';
 import { promises as fs } from 'node:fs';
+import { parseCsv } from '../csv';
 import { DoveError } from '../errors';
+import { decodeFsBytes, displayPath, fsError, fsPath } from '../files';
+import { preview } from '../json';
 import type { Tokenizer } from '../tokenizer';
-import { listImages } from './folders';
+import { listImageFiles } from '../files';
 
 export interface LengthStats {
   count: number;
@@ -40,8 +44,8 @@ export function lengthStats(lengths: readonly number[], maxTokens: number): Leng
     count: n,
     mean,
     median: median(lengths),
-    min: Math.min(...lengths),
-    max: Math.max(...lengths),
+    min: minOf(lengths),
+    max: maxOf(lengths),
     std: Math.sqrt(variance),
     maxTokens,
     ratio,
@@ -56,50 +60,35 @@ export interface ImageLength {
 
 /** Reads `image,eos_length,...` rows of a reconstruct-batch lengths.csv. */
 export async function readLengthsCsv(file: string): Promise<ImageLength[]> {
-  let text: string;
+  let bytes: Buffer;
   try {
-    text = await fs.readFile(file, 'utf8');
+    bytes = await fs.readFile(fsPath(file));
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    throw new DoveError(`${file}: ${code === 'ENOENT' ? 'file not found' : `cannot read (${code ?? String(error)})`}`, code === 'ENOENT' ? 'FILE_NOT_FOUND' : 'IO_ERROR');
+    throw fsError(file, error, 'read');
   }
-  const lines = text.split(/\r?\n/).filter((l) => l.length > 0);
-  const header = (lines[0] ?? '').split(',');
+  return parseLengthsCsv(decodeFsBytes(bytes), file);
+}
+
+/** The rows of lengths.csv text (image names may hold escaped bytes, lib/files.ts). */
+export function parseLengthsCsv(text: string, file = 'lengths.csv'): ImageLength[] {
+  const { records } = parseCsv(text);
+  const header = records[0] ?? [];
   const imageCol = header.indexOf('image');
   const lengthCol = header.indexOf('eos_length');
   if (imageCol < 0 || lengthCol < 0) {
-    throw new DoveError(`${file}: expected a header with 'image' and 'eos_length' columns (as written by dove reconstruct-batch) but found '${lines[0] ?? ''}'`, 'INVALID_ARGUMENT');
+    throw new DoveError(`${displayPath(file)}: expected a header with 'image' and 'eos_length' columns (as written by dove reconstruct-batch) but found ${preview(header.join(','))}`, 'INVALID_ARGUMENT');
   }
-  return lines.slice(1).map((line, i) => {
-    const cells = splitCsvLine(line);
-    const length = Number(cells[lengthCol]);
-    if (!Number.isInteger(length) || length < 1) {
-      throw new DoveError(`${file}: line ${i + 2} has eos_length '${cells[lengthCol] ?? ''}', expected a positive integer`, 'INVALID_ARGUMENT');
+  const rows: ImageLength[] = [];
+  for (let r = 1; r < records.length; r++) {
+    const cells = records[r]!;
+    const raw = cells[lengthCol] ?? '';
+    const length = /^\d+$/.test(raw) ? Number(raw) : Number.NaN;
+    if (!Number.isSafeInteger(length) || length < 1) {
+      throw new DoveError(`${displayPath(file)}: row ${r + 1} has eos_length ${preview(raw)}, expected a positive integer`, 'INVALID_ARGUMENT');
     }
-    return { image: cells[imageCol] ?? '', length };
-  });
-}
-
-function splitCsvLine(line: string): string[] {
-  const out: string[] = [];
-  let cur = '';
-  let quoted = false;
-  for (let i = 0; i < line.length; i++) {
-    const ch = line[i]!;
-    if (quoted) {
-      if (ch === '"' && line[i + 1] === '"') {
-        cur += '"';
-        i++;
-      } else if (ch === '"') quoted = false;
-      else cur += ch;
-    } else if (ch === '"') quoted = true;
-    else if (ch === ',') {
-      out.push(cur);
-      cur = '';
-    } else cur += ch;
+    rows.push({ image: cells[imageCol] ?? '', length });
   }
-  out.push(cur);
-  return out;
+  return rows;
 }
 
 export interface FolderLengths {
@@ -116,7 +105,7 @@ export async function folderLengths(
   dir: string,
   options: { batchSize?: number; threshold?: number; onProgress?: (done: number, total: number) => void } = {},
 ): Promise<FolderLengths> {
-  const files = await listImages(dir);
+  const files = await listImageFiles(dir);
   if (files.length === 0) throw new DoveError(`${dir}: no images found`, 'INVALID_ARGUMENT');
   const batchSize = options.batchSize ?? 16;
   const lengths: ImageLength[] = [];

@@ -3,6 +3,8 @@
 // Everything is checked before training starts; a bad entry is reported with its index and field.
 import { promises as fs } from 'node:fs';
 import { DoveError } from '../errors';
+import { displayPath, fsError, fsPath } from '../files';
+import { parseJson, preview } from '../json';
 
 export type Box = [number, number, number, number];
 
@@ -19,11 +21,6 @@ function bad(file: string, index: number, field: string, problem: string): DoveE
   return new DoveError(`${file}: entry ${index}: ${field} ${problem}`, 'INVALID_ANNOTATION');
 }
 
-function show(value: unknown): string {
-  const text = JSON.stringify(value);
-  return text === undefined ? String(value) : text.length > 80 ? `${text.slice(0, 77)}...` : text;
-}
-
 /** Validates parsed JSON (an array of entries) and returns typed annotations. */
 export function parseAnnotations(file: string, data: unknown): Annotation[] {
   if (!Array.isArray(data)) {
@@ -32,29 +29,29 @@ export function parseAnnotations(file: string, data: unknown): Annotation[] {
   if (data.length === 0) throw new DoveError(`${file}: no annotation entries`, 'INVALID_ANNOTATION');
   return data.map((entry: unknown, index): Annotation => {
     if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) {
-      throw bad(file, index, 'entry', `must be an object but received ${show(entry)}`);
+      throw bad(file, index, 'entry', `must be an object but received ${preview(entry)}`);
     }
     const e = entry as Record<string, unknown>;
     const id = e.image_id;
     if (!((typeof id === 'string' && id.length > 0) || (typeof id === 'number' && Number.isInteger(id) && id >= 0))) {
-      throw bad(file, index, 'image_id', `must be a non-empty string or a non-negative integer but received ${show(id)}`);
+      throw bad(file, index, 'image_id', `must be a non-empty string or a non-negative integer but received ${preview(id)}`);
     }
     if (typeof e.question !== 'string' || e.question.trim().length === 0) {
-      throw bad(file, index, 'question', `must be a non-empty string but received ${show(e.question)}`);
+      throw bad(file, index, 'question', `must be a non-empty string but received ${preview(e.question)}`);
     }
     if (!('answer' in e) || (e.answer !== null && typeof e.answer !== 'string')) {
-      throw bad(file, index, 'answer', `must be a string or null but received ${show(e.answer)}`);
+      throw bad(file, index, 'answer', `must be a string or null but received ${preview(e.answer)}`);
     }
     const boxes = e.bounding_box;
     if (!Array.isArray(boxes) || boxes.length === 0) {
-      throw bad(file, index, 'bounding_box', `must be a non-empty array of [x, y, w, h] but received ${show(boxes)}`);
+      throw bad(file, index, 'bounding_box', `must be a non-empty array of [x, y, w, h] but received ${preview(boxes)}`);
     }
     const parsed = boxes.map((box: unknown, j): Box => {
       const ok = Array.isArray(box) && box.length === 4 && box.every((v) => typeof v === 'number' && Number.isFinite(v));
-      if (!ok) throw bad(file, index, `bounding_box[${j}]`, `must be [x, y, w, h] of 4 finite numbers but received ${show(box)}`);
+      if (!ok) throw bad(file, index, `bounding_box[${j}]`, `must be [x, y, w, h] of 4 finite numbers but received ${preview(box)}`);
       const [x, y, w, h] = box as number[];
       if (x! < 0 || y! < 0 || !(w! > 0) || !(h! > 0)) {
-        throw bad(file, index, `bounding_box[${j}]`, `needs x >= 0, y >= 0, w > 0, h > 0 but received ${show(box)}`);
+        throw bad(file, index, `bounding_box[${j}]`, `needs x >= 0, y >= 0, w > 0, h > 0 but received ${preview(box)}`);
       }
       return [x!, y!, w!, h!];
     });
@@ -63,20 +60,18 @@ export function parseAnnotations(file: string, data: unknown): Annotation[] {
 }
 
 export async function loadAnnotations(file: string): Promise<Annotation[]> {
-  let text: string;
+  let bytes: Buffer;
   try {
-    text = await fs.readFile(file, 'utf8');
+    bytes = await fs.readFile(fsPath(file));
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    throw new DoveError(`${file}: cannot read annotations (${code ?? String(error)})`, code === 'ENOENT' ? 'FILE_NOT_FOUND' : 'IO_ERROR');
+    throw fsError(file, error, 'read annotations');
   }
-  let data: unknown;
-  try {
-    data = JSON.parse(text);
-  } catch (error) {
-    throw new DoveError(`${file}: not valid JSON (${(error as Error).message})`, 'INVALID_ANNOTATION');
-  }
-  return parseAnnotations(file, data);
+  return parseAnnotationsText(file, bytes.toString('utf8'));
+}
+
+/** Parses the text of an annotations file (JSON, at most 64 levels deep) and validates it. */
+export function parseAnnotationsText(file: string, text: string): Annotation[] {
+  return parseAnnotations(file, parseJson(text, displayPath(file), 'INVALID_ANNOTATION'));
 }
 
 /**

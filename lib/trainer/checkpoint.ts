@@ -2,9 +2,11 @@
 // written into a `.partial-<pid>` sibling, every file fsynced, then the folder is renamed into place
 // and the parent fsynced: a crash at any moment leaves the previous checkpoints intact and the new
 // one either complete or absent (stale partial folders are removed on the next start).
-import { promises as fs } from 'node:fs';
+import { promises as fs, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { DoveError } from '../errors';
+import { displayPath, fsError, fsPath, syncDir, writeFileAtomic } from '../files';
+import { parseJson, preview } from '../json';
 
 export const STATE_FORMAT = 'dove-encoder/trainer-state';
 export const STATE_VERSION = 1;
@@ -39,27 +41,11 @@ export async function fsyncFile(path: string): Promise<void> {
   }
 }
 
-/** Directory fsync makes a rename durable; some filesystems refuse it, which is not an error. */
-export async function fsyncDir(path: string): Promise<void> {
-  try {
-    await fsyncFile(path);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code !== 'EISDIR' && code !== 'EINVAL' && code !== 'EPERM') throw error;
-  }
-}
+/** Directory fsync makes a rename durable (lib/files.ts). */
+export const fsyncDir = syncDir;
 
 export async function writeFileDurable(path: string, text: string): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}`;
-  const handle = await fs.open(tmp, 'w');
-  try {
-    await handle.writeFile(text);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await fs.rename(tmp, path);
-  await fsyncDir(dirname(path));
+  await writeFileAtomic(path, text, { durable: true });
 }
 
 export function checkpointsDir(outDir: string): string {
@@ -77,14 +63,62 @@ export async function commitCheckpoint(outDir: string, step: number, writeParts:
   const final = join(root, checkpointName(step));
   const partial = `${final}.partial-${process.pid}`;
   await fs.rm(partial, { recursive: true, force: true });
-  await fs.mkdir(partial);
-  await writeParts(partial);
-  await fsyncDir(partial);
+  try {
+    await fs.mkdir(partial);
+    await writeParts(partial);
+    await fsyncDir(partial);
+  } catch (error) {
+    // A full disk mid-checkpoint: the earlier checkpoints stay, the half-written one goes (it would
+    // only hold space the next attempt needs).
+    await fs.rm(partial, { recursive: true, force: true }).catch(() => undefined);
+    throw fsError(final, error, 'write checkpoint');
+  }
   // Same step saved twice (stop() right at an epoch end): the newer copy replaces the older one.
   await fs.rm(final, { recursive: true, force: true });
   await fs.rename(partial, final);
   await fsyncDir(root);
   return final;
+}
+
+/** The files of a checkpoint folder, in the order the Trainer writes them. */
+export const CHECKPOINT_FILES = ['model.pt', 'optimizer.pt', 'trainer.json'] as const;
+export type CheckpointFile = (typeof CHECKPOINT_FILES)[number];
+
+/** Test hook, read from the environment once per fit(); docs/API.md lists it with the other variables. */
+export const STOP_IN_CHECKPOINT_ENV = 'DOVE_TEST_STOP_IN_CHECKPOINT';
+
+export interface CheckpointStop {
+  step: number;
+  file: CheckpointFile;
+}
+
+/**
+ * `DOVE_TEST_STOP_IN_CHECKPOINT=<step>:<file>`: where the crash test wants the Trainer to stop inside
+ * a checkpoint write. null when unset; a malformed value is an INVALID_ARGUMENT, not ignored.
+ */
+export function checkpointStopFromEnv(env: NodeJS.ProcessEnv = process.env): CheckpointStop | null {
+  const spec = env[STOP_IN_CHECKPOINT_ENV];
+  if (spec === undefined || spec === '') return null;
+  const match = /^([1-9]\d*):(.+)$/.exec(spec);
+  const file = CHECKPOINT_FILES.find((name) => name === match?.[2]);
+  if (match === null || file === undefined) {
+    throw new DoveError(
+      `Expected <step>:<${CHECKPOINT_FILES.join('|')}> for ${STOP_IN_CHECKPOINT_ENV} but received '${spec}'`,
+      'INVALID_ARGUMENT',
+    );
+  }
+  return { step: Number(match[1]), file };
+}
+
+/**
+ * Called after each file of a checkpoint is written into its partial folder. When it is the file the
+ * test asked for, says so on stderr and stops the whole process (SIGSTOP): the test then SIGKILLs it
+ * at exactly that point, with the folder half written and not yet renamed.
+ */
+export function stopIfRequested(stop: CheckpointStop | null, step: number, file: CheckpointFile): void {
+  if (stop === null || stop.step !== step || stop.file !== file) return;
+  writeSync(2, `${STOP_IN_CHECKPOINT_ENV}: stopped after writing ${file} of step ${step}\n`);
+  process.kill(process.pid, 'SIGSTOP');
 }
 
 /** Committed checkpoints, oldest first. */
@@ -143,17 +177,57 @@ export async function resolveCheckpoint(path: string): Promise<string> {
 
 export async function readState(dir: string): Promise<TrainerState> {
   const file = join(dir, 'trainer.json');
-  let state: Partial<TrainerState>;
+  let bytes: Buffer;
   try {
-    state = JSON.parse(await fs.readFile(file, 'utf8')) as Partial<TrainerState>;
+    bytes = await fs.readFile(fsPath(file));
   } catch (error) {
-    throw new DoveError(`${file}: cannot read trainer state (${(error as Error).message})`, 'IO_ERROR');
+    throw fsError(file, error, 'read trainer state');
   }
+  return parseState(file, bytes.toString('utf8'));
+}
+
+/**
+ * Parses and checks trainer.json: every field resuming uses, with its type and range (a history
+ * entry that is not {step, loss[, rec]} would otherwise surface as a TypeError in the loss plot).
+ * Bad files are IO_ERROR naming the field; another format or version is FORMAT_VERSION.
+ */
+export function parseState(file: string, text: string): TrainerState {
+  const where = displayPath(file);
+  const fail: (why: string) => never = (why) => {
+    throw new DoveError(`${where}: cannot read trainer state (${why})`, 'IO_ERROR');
+  };
+  let parsed: unknown;
+  try {
+    parsed = parseJson(text, 'trainer.json', 'IO_ERROR');
+  } catch (error) {
+    return fail((error as Error).message);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return fail(`expected a JSON object but found ${preview(parsed)}`);
+  const state = parsed as Record<string, unknown>;
   if (state.format !== STATE_FORMAT || state.version !== STATE_VERSION) {
-    throw new DoveError(`${file}: not a dove-encoder trainer state (format ${String(state.format)} version ${String(state.version)})`, 'FORMAT_VERSION');
+    throw new DoveError(`${where}: not a dove-encoder trainer state (format ${preview(state.format)} version ${preview(state.version)})`, 'FORMAT_VERSION');
   }
-  for (const key of ['epoch', 'stepInEpoch', 'step', 'samplesSeen'] as const) {
-    if (!Number.isInteger(state[key]) || (state[key] as number) < 0) throw new DoveError(`${file}: invalid ${key}`, 'IO_ERROR');
-  }
-  return state as TrainerState;
+  const count = (obj: Record<string, unknown>, key: string, min: number, prefix = ''): void => {
+    const v = obj[key];
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) fail(`${prefix}${key} must be an integer >= ${min} but is ${preview(v)}`);
+  };
+  for (const key of ['epoch', 'stepInEpoch', 'step', 'samplesSeen'] as const) count(state, key, 0);
+  count(state, 'totalSteps', 1);
+  count(state, 'epochs', 1);
+  const data = state.data;
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) return fail(`data must be an object but is ${preview(data)}`);
+  const d = data as Record<string, unknown>;
+  count(d, 'seed', Number.MIN_SAFE_INTEGER, 'data.');
+  for (const key of ['numSamples', 'batchSize', 'worldSize', 'accumulate', 'stepsPerEpoch'] as const) count(d, key, 1, 'data.');
+  if (!Array.isArray(state.history)) return fail(`history must be a list of {step, loss} but is ${preview(state.history)}`);
+  state.history.forEach((h: unknown, i) => {
+    const entry = h as Record<string, unknown> | null;
+    const ok =
+      typeof entry === 'object' && entry !== null && !Array.isArray(entry) &&
+      typeof entry.step === 'number' && Number.isSafeInteger(entry.step) && entry.step >= 0 &&
+      typeof entry.loss === 'number' && (entry.rec === undefined || typeof entry.rec === 'number');
+    if (!ok) fail(`history[${i}] must be {step, loss[, rec]} with an integer step and numbers but is ${preview(h)}`);
+  });
+  if (typeof state.sourceModel !== 'string') fail(`sourceModel must be a path but is ${preview(state.sourceModel)}`);
+  return state as unknown as TrainerState;
 }

@@ -1,46 +1,24 @@
 // The training data pipeline: an image folder (and Q-DOVE annotations) -> seeded per-epoch order,
 // sharded by rank -> random resized crop + flip with sharp (libuv pool) -> one contiguous
 // (B, S, S, 3) uint8 batch, prepared ahead while the current step runs.
-import { promises as fs } from 'node:fs';
-import { extname, join, parse as parsePath, relative } from 'node:path';
+import { join, parse as parsePath, relative } from 'node:path';
 import sharp from 'sharp';
 import { DoveError } from '../errors';
+import { IMAGE_EXTENSIONS, listImageFiles } from '../files';
+import { readImageFile } from '../image-file';
 import { boxMask, type Annotation } from './annotations';
 import { epochPermutation, hash32, Rng } from './rng';
-
-export const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.png', '.webp', '.gif', '.tif', '.tiff', '.avif', '.heic', '.heif', '.bmp', '.jp2', '.svg']);
 
 export interface Sample {
   file: string;
   annotation?: Annotation;
 }
 
-/** Image files in `dir` (sorted, so the order is the same on every machine). */
-export async function listImages(dir: string, recursive: boolean): Promise<string[]> {
-  let entries;
-  try {
-    entries = await fs.readdir(dir, { withFileTypes: true });
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    throw new DoveError(`${dir}: cannot list images (${code ?? String(error)})`, code === 'ENOENT' ? 'FILE_NOT_FOUND' : 'IO_ERROR');
-  }
-  const files: string[] = [];
-  for (const entry of entries) {
-    const path = join(dir, entry.name);
-    if (entry.isDirectory()) {
-      if (recursive) files.push(...(await listImages(path, true)));
-    } else if ((entry.isFile() || entry.isSymbolicLink()) && IMAGE_EXTENSIONS.has(extname(entry.name).toLowerCase())) {
-      files.push(path);
-    }
-  }
-  return files.sort();
-}
-
 /** Samples for training: every image, or (Q-DOVE) every annotation with its image found by id. */
 export async function buildSamples(images: string, recursive: boolean, annotations?: readonly Annotation[], annotationsFile = 'annotations'): Promise<Sample[]> {
-  const files = await listImages(images, recursive);
+  const files = await listImageFiles(images, { recursive });
   if (annotations === undefined) {
-    if (files.length === 0) throw new DoveError(`${images}: no images found (extensions ${[...IMAGE_EXTENSIONS].join(' ')})`, 'FILE_NOT_FOUND');
+    if (files.length === 0) throw new DoveError(`${images}: no images found (extensions ${IMAGE_EXTENSIONS.join(' ')})`, 'FILE_NOT_FOUND');
     return files.map((file) => ({ file }));
   }
   // image_id -> file: the file's stem (any extension), also with its sub-folder when recursive.
@@ -97,23 +75,27 @@ export function randomCrop(width: number, height: number, rng: Rng, aug: Augment
 
 /** Decodes one image and returns its size×size RGB crop and the crop that was taken. */
 export async function loadCrop(file: string, size: number, rng: Rng, aug: AugmentOptions | null, maxInputPixels: number): Promise<{ pixels: Buffer; crop: Crop }> {
-  const bytes = await fs.readFile(file);
-  const options = { failOn: 'error' as const, limitInputPixels: maxInputPixels, autoOrient: true };
-  const meta = await sharp(bytes, options).metadata();
-  if (meta.width === undefined || meta.height === undefined) throw new Error('no image dimensions in header');
-  const rotated = (meta.orientation ?? 1) >= 5;
-  const width = rotated ? meta.height : meta.width;
-  const height = rotated ? meta.width : meta.height;
-  const crop = randomCrop(width, height, rng, aug);
-  let pipeline = sharp(bytes, options)
-    .extract({ left: crop.left, top: crop.top, width: crop.width, height: crop.height })
-    .resize(size, size, { fit: 'fill' });
-  if (crop.flip) pipeline = pipeline.flop();
-  const { data, info } = await pipeline.flatten({ background: { r: 0, g: 0, b: 0 } }).toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
-  if (info.channels !== 3 || info.width !== size || info.height !== size) {
-    throw new Error(`decoded to ${info.width}x${info.height}x${info.channels}, expected ${size}x${size}x3`);
+  const { bytes, release } = await readImageFile(file, maxInputPixels);
+  try {
+    const options = { failOn: 'error' as const, limitInputPixels: maxInputPixels, autoOrient: true };
+    const meta = await sharp(bytes, options).metadata();
+    if (meta.width === undefined || meta.height === undefined) throw new Error('no image dimensions in header');
+    const rotated = (meta.orientation ?? 1) >= 5;
+    const width = rotated ? meta.height : meta.width;
+    const height = rotated ? meta.width : meta.height;
+    const crop = randomCrop(width, height, rng, aug);
+    let pipeline = sharp(bytes, options)
+      .extract({ left: crop.left, top: crop.top, width: crop.width, height: crop.height })
+      .resize(size, size, { fit: 'fill' });
+    if (crop.flip) pipeline = pipeline.flop();
+    const { data, info } = await pipeline.flatten({ background: { r: 0, g: 0, b: 0 } }).toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
+    if (info.channels !== 3 || info.width !== size || info.height !== size) {
+      throw new Error(`decoded to ${info.width}x${info.height}x${info.channels}, expected ${size}x${size}x3`);
+    }
+    return { pixels: data, crop };
+  } finally {
+    release();
   }
-  return { pixels: data, crop };
 }
 
 export interface Batch {

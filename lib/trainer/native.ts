@@ -1,7 +1,10 @@
 // The trainer's view of the native addon: it drives the raw binding (createTrainEngine,
 // initProcessGroup, module save) and keeps every NativeTensor it creates inside this folder.
 import type { IValue, NativeBinding, NativeModule, NativeTensor } from '../../binding';
+import { requireCudaFor } from '../cuda-libtorch';
 import { binding } from '../native';
+
+export { requireCudaFor };
 
 export type { IValue, NativeModule, NativeTensor };
 

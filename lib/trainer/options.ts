@@ -1,5 +1,6 @@
 // Trainer options: defaults from the design doc (section 4) and strict validation.
 import { DoveError } from '../errors';
+import { booleanOption } from '../module';
 import { DEFAULT_AUGMENT, type AugmentOptions } from './data';
 
 export interface DistributedOptions {
@@ -15,6 +16,8 @@ export interface DistributedOptions {
 export interface TrainerOptions {
   /** The model to train (a DOVE / Q-DOVE export). Ignored when resuming (the checkpoint's model is used). */
   model: string;
+  /** Load a model whose TorchScript touches files or the process (else UNSAFE_MODEL; docs/MODEL_FORMAT.md). Default false. */
+  trustModel?: boolean;
   /** Folder of training images (flat; see `recursive`). */
   images: string;
   /** Q-DOVE annotations JSON ({image_id, question, answer|null, bounding_box}). Required for Q-DOVE models. */
@@ -60,6 +63,7 @@ export interface TrainerOptions {
 
 export interface ResolvedOptions {
   model: string;
+  trustModel: boolean;
   images: string;
   annotations: string | undefined;
   recursive: boolean;
@@ -157,6 +161,7 @@ export function resolveOptions(o: TrainerOptions): ResolvedOptions {
   const augment = o.augment === false ? null : o.augment === true || o.augment === undefined ? DEFAULT_AUGMENT : o.augment;
   return {
     model: str('model', o.model),
+    trustModel: booleanOption('trustModel', o.trustModel, false),
     images: str('images', o.images),
     annotations: o.annotations === undefined ? undefined : str('annotations', o.annotations),
     recursive: o.recursive ?? false,

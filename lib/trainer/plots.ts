@@ -1,5 +1,6 @@
 // After each epoch: the loss curve (SVG drawn by sharp into a PNG) and a reconstruction grid of
 // fixed sample images (input | EOS-length reconstruction), via the CLI's grid composer.
+import { maxOf, minOf } from '../arrays';
 import sharp from 'sharp';
 import { composeGrid, type GridColumn } from '../cli/grid';
 
@@ -18,8 +19,8 @@ export async function lossCurvePng(points: readonly CurvePoint[], title: string,
   const pad = { left: 56, right: 16, top: 28, bottom: 36 };
   const finite = points.filter((p) => Number.isFinite(p.loss) && p.loss > 0);
   const values = finite.flatMap((p) => (p.rec !== undefined && p.rec > 0 ? [p.loss, p.rec] : [p.loss]));
-  const lo = Math.log10(Math.min(...values, 1));
-  const hi = Math.log10(Math.max(...values, 1e-6));
+  const lo = Math.log10(minOf(values, 1));
+  const hi = Math.log10(maxOf(values, 1e-6));
   const yLo = Math.floor(Math.min(lo, hi - 1e-3) * 2) / 2;
   const yHi = Math.ceil(hi * 2) / 2 + (hi === lo ? 0.5 : 0);
   const s0 = finite[0]?.step ?? 0;

@@ -1,17 +1,21 @@
 // Trainer: trains a DOVE / Q-DOVE export in place with the native engine (AdamW, schedule, clipping,
 // accumulation, c10d gradient averaging), feeding it from the sharp data pipeline, writing crash-safe
 // checkpoints, log.jsonl and per-epoch plots. Progress is reported as events and an async iterator.
+import { maxOf } from '../arrays';
 import { EventEmitter } from 'node:events';
 import { promises as fs } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { BpeTokenizer } from '../bpe';
 import { DoveError } from '../errors';
+import { appendFileChecked, writeFileAtomic } from '../files';
+import { parseDoveMeta, type DoveMeta } from '../model-file';
 import { loadAnnotations } from './annotations';
 import {
-  commitCheckpoint, fsyncFile, pruneCheckpoints, readState, resolveCheckpoint, STATE_FORMAT, STATE_VERSION, writeFileDurable, type TrainerState,
+  checkpointStopFromEnv, commitCheckpoint, fsyncFile, pruneCheckpoints, readState, resolveCheckpoint, STATE_FORMAT, STATE_VERSION, stopIfRequested,
+  writeFileDurable, type TrainerState,
 } from './checkpoint';
 import { BatchLoader, buildSamples, loadCrop, type Batch, type Sample } from './data';
-import { native, tensorAt, type IValue, type NativeModule, type NativeTensor } from './native';
+import { native, requireCudaFor, tensorAt, type IValue, type NativeModule, type NativeTensor } from './native';
 import { resolveOptions, type ResolvedOptions, type TrainerOptions } from './options';
 import { lossCurvePng, reconstructionGridPng, type SampleReconstruction } from './plots';
 import { Rng } from './rng';
@@ -63,30 +67,15 @@ export interface DoneEvent {
 }
 export type TrainerEvent = StepEvent | EpochEvent | CheckpointEvent | SkipEvent | DoneEvent;
 
-interface ModelMeta {
-  variant: 'dove' | 'qdove';
-  imageSize: number;
-  maxTokens: number;
-  eosThreshold: number;
-  queryTokenizer: { file: string; maxLength: number; padId: number } | null;
-  [key: string]: unknown;
-}
+type ModelMeta = DoveMeta;
 
+/** dove.json checked as every loader checks it (lib/model-file.ts), plus the methods training calls. */
 function parseMeta(path: string, module: NativeModule): ModelMeta {
-  const text = module.extraFiles['dove.json'];
-  if (text === undefined) throw new DoveError(`${path}: not a DOVE export (missing extra file dove.json)`, 'NOT_DOVE_EXPORT');
-  let meta: Partial<ModelMeta>;
-  try {
-    meta = JSON.parse(text) as Partial<ModelMeta>;
-  } catch (error) {
-    throw new DoveError(`${path}: dove.json is not valid JSON (${(error as Error).message})`, 'NOT_DOVE_EXPORT');
-  }
-  if (meta.variant !== 'dove' && meta.variant !== 'qdove') throw new DoveError(`${path}: dove.json lacks a valid variant`, 'NOT_DOVE_EXPORT');
-  if (!Number.isInteger(meta.imageSize) || !Number.isInteger(meta.maxTokens)) throw new DoveError(`${path}: dove.json lacks imageSize / maxTokens`, 'NOT_DOVE_EXPORT');
+  const meta = parseDoveMeta(path, module.extraFiles['dove.json']);
   const names = new Set(module.methodNames());
   const missing = ['forward', 'encode_pixels', 'decode_pixels'].filter((m) => !names.has(m));
   if (missing.length > 0) throw new DoveError(`${path}: not a DOVE export (missing method ${missing.join(', ')})`, 'NOT_DOVE_EXPORT');
-  return meta as ModelMeta;
+  return meta;
 }
 
 export class Trainer extends EventEmitter {
@@ -152,9 +141,12 @@ export class Trainer extends EventEmitter {
   private async run(): Promise<DoneEvent> {
     const o = this.options;
     const b = native();
+    // First: libtorch decides once per process whether CUDA exists (lib/cuda-libtorch.ts).
+    requireCudaFor(o.device);
     if (o.threads !== undefined) b.setNumThreads(o.threads);
     const isMain = this.rank === 0;
     const worldSize = o.distributed?.worldSize ?? 1;
+    const testStop = checkpointStopFromEnv();
 
     // 1. Where to start: a checkpoint (its model, optimizer, data position) or the given model.
     let resumeDir: string | undefined;
@@ -166,7 +158,7 @@ export class Trainer extends EventEmitter {
     // Annotations are checked first: a malformed file fails in milliseconds, before the model loads.
     const annotations = o.annotations !== undefined ? await loadAnnotations(o.annotations) : undefined;
     const modelPath = resumeDir !== undefined ? join(resumeDir, 'model.pt') : resolve(o.model);
-    const module = await b.loadModule(modelPath, o.device, ['dove.json', 'tokenizer.json']);
+    const module = await b.loadModule(modelPath, o.device, ['dove.json', 'tokenizer.json'], false, o.trustModel);
     const disposables: { dispose(): void }[] = [module];
     try {
       const meta = parseMeta(modelPath, module);
@@ -213,7 +205,13 @@ export class Trainer extends EventEmitter {
       if (o.distributed !== null) {
         group = await b.initProcessGroup({ ...o.distributed });
         disposables.push(group);
-        // Same starting weights everywhere, whatever each process loaded.
+        // Same starting weights everywhere, whatever each process loaded. Ranks that loaded models
+        // of different parameter names, dtypes or shapes stop here with DISTRIBUTED_ERROR naming the
+        // first difference (Gloo would abort the process on mismatched sizes).
+        const signature = Object.entries(module.namedParameters())
+          .map(([name, p]) => `${name} ${b.tensorDtype(p)} [${b.tensorShape(p).join(', ')}]`)
+          .join('\n');
+        await group.agree('parameters', signature);
         for (const p of module.parameters()) await group.broadcast(p, 0);
       }
       const engine: NativeTrainEngine = b.createTrainEngine(module, {
@@ -285,9 +283,12 @@ export class Trainer extends EventEmitter {
             // Saved in eval mode so the file loads for inference exactly like an export.
             module.train(false);
             await module.save(join(dir, 'model.pt'), extra);
+            stopIfRequested(testStop, engine.step, 'model.pt');
             await engine.saveState(join(dir, 'optimizer.pt'));
+            stopIfRequested(testStop, engine.step, 'optimizer.pt');
             await writeFileDurable(join(dir, 'trainer.json'), JSON.stringify(trainerState, null, 1));
             await fsyncFile(join(dir, 'model.pt'));
+            stopIfRequested(testStop, engine.step, 'trainer.json');
           });
           await pruneCheckpoints(o.outDir, o.keepLast);
           this.publish({ type: 'checkpoint', dir: lastCheckpoint, step: engine.step });
@@ -350,10 +351,10 @@ export class Trainer extends EventEmitter {
         epochLosses = [];
         if (isMain && o.plots) {
           ev.lossCurve = join(o.outDir, 'loss-curve.png');
-          await fs.writeFile(ev.lossCurve, await lossCurvePng(history, `DOVE training loss (epoch ${finished + 1}/${o.epochs})`));
+          await writeFileAtomic(ev.lossCurve, await lossCurvePng(history, `DOVE training loss (epoch ${finished + 1}/${o.epochs})`));
           if (fixedSamples.length > 0) {
             ev.grid = join(o.outDir, `reconstructions-epoch-${String(finished + 1).padStart(3, '0')}.png`);
-            await fs.writeFile(ev.grid, await this.reconstructionGrid(module, meta, fixedSamples, tokenizer));
+            await writeFileAtomic(ev.grid, await this.reconstructionGrid(module, meta, fixedSamples, tokenizer));
           }
         }
         this.publish(ev);
@@ -431,14 +432,14 @@ export class Trainer extends EventEmitter {
   }
 
   private async log(record: object): Promise<void> {
-    await fs.appendFile(join(this.options.outDir, 'log.jsonl'), `${JSON.stringify(record)}\n`);
+    await appendFileChecked(join(this.options.outDir, 'log.jsonl'), `${JSON.stringify(record)}\n`);
   }
 }
 
 /** Query ids/mask like DoveModel.encodeQueries: truncated to maxLength, padded to the longest. */
 export function encodeQueries(tokenizer: BpeTokenizer, queries: readonly string[], maxLength: number, padId: number): { ids: NativeTensor; mask: NativeTensor } {
   const encoded = queries.map((q) => tokenizer.encode(q).slice(0, maxLength));
-  const width = Math.max(1, ...encoded.map((e) => e.length));
+  const width = maxOf(encoded.map((e) => e.length), 1);
   const ids = new BigInt64Array(queries.length * width).fill(BigInt(padId));
   const mask = new BigInt64Array(queries.length * width);
   encoded.forEach((e, i) => e.forEach((id, j) => {

@@ -40,7 +40,11 @@ from .model import Dove, to_pixels
 # cpp.dynamic_threads: the generated kernels ask OpenMP for the thread count at run time, so the
 # package follows setNumThreads like TorchScript does. Without it inductor writes the compiling
 # machine's count into every kernel (`#pragma omp parallel num_threads(2)` here).
-INDUCTOR_OPTIONS: Dict[str, Any] = {"freezing": True, "cpp.dynamic_threads": True}
+# link_libtorch False: the shared library in the package names no libtorch library. By default it
+# would name libtorch.so (which pulls in libtorch_cuda.so, and which the runtime's platform package
+# does not ship: docs/PACKAGING.md); the runtime finds libtorch's C shim (aoti_torch_*) and c10 in
+# the process instead (native/compiled_model.cpp makes the loaded libtorch_cpu.so / libc10.so global).
+INDUCTOR_OPTIONS: Dict[str, Any] = {"freezing": True, "cpp.dynamic_threads": True, "aot_inductor.link_libtorch": False}
 PACKAGE_FORMAT = "dove-encoder/aoti"
 PACKAGE_VERSION = 1
 # The largest batch a compiled model accepts; larger batches run through TorchScript.

@@ -2,13 +2,15 @@
 docs/MODEL_FORMAT.md, checkpoints, errors, ONNX side exports."""
 import json
 
-import pytest
+import numpy as np
+import onnxruntime as ort
 import torch
+from tokenizers import Tokenizer
 
 from dove.export import FORMAT, FORMAT_VERSION, main
 from dove.model import Dove
 from dove.config import load_config
-from dove.tokenizer import encode_queries, train_bpe
+from dove.tokenizer import encode_queries
 
 METHODS = ("encode", "select_lengths", "decode", "encode_pixels", "decode_pixels", "forward")
 
@@ -49,15 +51,32 @@ def test_export_qdove_embeds_tokenizer(tmp_path):
     assert meta["variant"] == "qdove"
     assert meta["queryTokenizer"] == {"file": "tokenizer.json", "maxLength": 64, "padId": 1}
     tok = extra["tokenizer.json"].decode("utf-8")
-    assert tok == train_bpe(4096)  # deterministic
-    ids, mask = encode_queries(tok, ["a red ball", "sky"], 64, 1)
+    # The embedded tokenizer is a byte-level BPE with GPT-NeoX's special ids that loads in Hugging Face's
+    # `tokenizers` and gives any text back from its ids.
+    hf = Tokenizer.from_str(tok)
+    assert hf.get_vocab_size(with_added_tokens=True) == 4096
+    assert (hf.token_to_id("<|endoftext|>"), hf.token_to_id("<|padding|>")) == (0, 1)
+    text = "A red ball, 3 cafés & naïve ünïcode: 東京!"
+    assert hf.decode(hf.encode(text).ids) == text
+    queries = ["a red ball on the grass", "sky"]
+    ids, mask = encode_queries(tok, queries, 64, 1)
+    for row, query in enumerate(queries):
+        n = int(mask[row].sum())
+        assert mask[row].tolist() == [1] * n + [0] * (ids.shape[1] - n)  # a prefix of real tokens
+        assert ids[row, n:].tolist() == [1] * (ids.shape[1] - n)  # then padding
+        assert hf.decode(ids[row, :n].tolist()) == query
+    assert int(mask[0].sum()) == ids.shape[1] > int(mask[1].sum())
+    # Exporting again trains the same tokenizer (the corpus is read in a fixed order).
+    again = tmp_path / "q2.pt"
+    assert main(["--config", "tiny", "--variant", "qdove", "-o", str(again)]) == 0
+    assert load(again, ("dove.json", "tokenizer.json"))[1]["tokenizer.json"].decode("utf-8") == tok
     with torch.no_grad():
         tokens, logits = module.encode(torch.zeros(2, 64, 64, 3, dtype=torch.uint8), 8, ids, mask)
-    assert tokens.shape == (2, 8, 128)
+    assert tokens.shape == (2, 8, 128) and logits.shape == (2, 8)
 
 
 def test_given_tokenizer_grows_own_embedding(tmp_path):
-    from tokenizers import Tokenizer, models
+    from tokenizers import models
 
     vocab = {f"t{i}": i for i in range(5000)}
     vocab.update({"<|endoftext|>": 5000, "<|padding|>": 5001})
@@ -107,9 +126,6 @@ def test_errors_are_reported_not_raised(tmp_path, capsys):
 
 
 def test_onnx_side_export_matches_torchscript(tmp_path):
-    ort = pytest.importorskip("onnxruntime")
-    import numpy as np
-
     out = tmp_path / "tiny.pt"
     assert main(["--config", "tiny", "--onnx", str(tmp_path / "tiny"), "-o", str(out)]) == 0
     module, _ = load(out)

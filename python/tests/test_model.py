@@ -267,24 +267,28 @@ def test_training_lengths_follow_the_global_generator():
     assert not torch.equal(a["loss"], c["loss"])
 
 
-def test_length_penalty_adds_expected_length_term():
+@pytest.mark.parametrize("p_stop", [0.05, 0.3])
+def test_length_penalty_adds_expected_length_term(p_stop):
+    """With every EOS probability fixed at p (EOS head weight 0, bias logit(p)), the length is geometric:
+    E[length] = sum_{i=1..K} (1-p)^(i-1) = (1 - (1-p)^K) / p, and the loss grows by penalty * E[length] / K."""
     cfg = load_config("tiny")
-    cfg["loss"]["lengthPenalty"] = 0.5
-    torch.manual_seed(7)
-    with_pen = Dove(cfg, "dove")
-    cfg["loss"]["lengthPenalty"] = 0.0
-    torch.manual_seed(7)
-    without = Dove(cfg, "dove")
+    k = cfg["maxTokens"]
+    models = []
+    for penalty in (0.5, 0.0):
+        cfg["loss"]["lengthPenalty"] = penalty
+        torch.manual_seed(7)
+        model = Dove(cfg, "dove")
+        with torch.no_grad():
+            model.eos_head.weight.zero_()
+            model.eos_head.bias.fill_(math.log(p_stop / (1 - p_stop)))
+        models.append(model)
     x = pixels(2, seed=12)
     torch.manual_seed(1)
-    a = with_pen(x)
+    a = models[0](x)
     torch.manual_seed(1)
-    b = without(x)
-    with torch.no_grad():
-        logits = without.encode(x, 64)[1]
-        survive = torch.cumprod(1 - torch.sigmoid(logits), dim=1)
-        expected = (1 + survive[:, :-1].sum(dim=1)).mean() / 64
-    torch.testing.assert_close(a["loss"] - b["loss"], 0.5 * expected, rtol=1e-4, atol=1e-6)
+    b = models[1](x)
+    expected_length = (1 - (1 - p_stop) ** k) / p_stop
+    torch.testing.assert_close(a["loss"] - b["loss"], torch.tensor(0.5 * expected_length / k), rtol=1e-4, atol=1e-6)
 
 
 # ------------------------------------------------------------------------------------------------ configs
@@ -329,7 +333,12 @@ def test_auxiliary_terms_are_off_by_default_and_weighted_when_on():
     b = aux(x)
     assert "ae" not in a and "latent" not in a
     torch.testing.assert_close(b["loss"], a["loss"] + 2.0 * b["ae"] + 0.5 * b["latent"])
-    assert float(b["ae"]) > 0 and float(b["latent"]) > 0
+    # The autoencoder term is the VQGAN's own reconstruction error of the images.
+    with torch.no_grad():
+        x01 = x.permute(0, 3, 1, 2).float() / 255
+        ae = (aux.vqgan.decode(aux.vqgan.encode(x01)).float() - x01).pow(2).mean()
+    torch.testing.assert_close(b["ae"], ae)
+    assert float(b["latent"]) > 0
 
 
 def test_eos_rule_weighs_every_selected_sample_equally():

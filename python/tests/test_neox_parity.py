@@ -2,14 +2,13 @@
 weights), imported through the same code path as `python -m dove.export --pythia DIR`."""
 import pytest
 import torch
+import transformers
 
 from dove.config import load_config
 from dove.model import Dove
 from dove.neox import causal_mask
 from dove.pretrained import PretrainedError, load_pythia
 from dove_testutil import perturb_
-
-transformers = pytest.importorskip("transformers")
 
 PYTHIA = {
     # public EleutherAI configs
@@ -38,15 +37,25 @@ def reference(name: str, folder: str, causal_lm: bool):
     return ref
 
 
-@pytest.mark.parametrize("name,causal_lm", [("official-70m", True), ("official-14m", False)])
-def test_causal_stack_matches_gptneox(tmp_path, name, causal_lm):
-    ref = reference(name, str(tmp_path), causal_lm)
+# The 70m checkpoint in the real EleutherAI layout (GPTNeoXForCausalLM), the 14m as a bare GPTNeoXModel.
+LAYOUTS = [("official-70m", True), ("official-14m", False)]
+
+
+def imported(folder, name: str, causal_lm: bool, variant: str):
+    """-> (transformers reference, a DOVE model imported from its folder as `--pythia` does, hidden size)."""
+    ref = reference(name, str(folder), causal_lm)
     cfg = load_config(name)
-    model = Dove(cfg, "qdove").eval()
-    load_pythia(model, str(tmp_path), cfg)
+    model = Dove(cfg, variant).eval()
+    load_pythia(model, str(folder), cfg)
+    return ref, model, cfg["transformer"]["hidden_size"]
+
+
+@pytest.mark.parametrize("name,causal_lm", LAYOUTS)
+def test_causal_stack_matches_gptneox(tmp_path, name, causal_lm):
+    ref, model, hidden = imported(tmp_path, name, causal_lm, "qdove")
     gen = torch.Generator().manual_seed(23)
     b, s = 2, 37
-    x = torch.randn(b, s, cfg["transformer"]["hidden_size"], generator=gen)
+    x = torch.randn(b, s, hidden, generator=gen)
     with torch.no_grad():
         want = ref(inputs_embeds=x).last_hidden_state
         got = model.generator(x, causal_mask(s, s, None, x.device), s)
@@ -65,6 +74,35 @@ def test_causal_stack_matches_gptneox(tmp_path, name, causal_lm):
     with torch.no_grad():
         ids = torch.randint(0, 50304, (b, s), generator=gen)
         torch.testing.assert_close(model.query_embed(ids), ref.embed_in(ids), rtol=0, atol=0)
+
+
+def full_attention(b: int, s: int) -> torch.Tensor:
+    """An additive (B,1,S,S) mask of zeros: transformers uses a 4D mask as given, so every query sees
+    every key (GPTNeoXModel builds a causal one only when it gets none or a 2D padding mask)."""
+    return torch.zeros(b, 1, s, s)
+
+
+@pytest.mark.parametrize("name,causal_lm", LAYOUTS)
+def test_bidirectional_token_decoder_matches_gptneox_without_causal_mask(tmp_path, name, causal_lm):
+    ref, model, hidden = imported(tmp_path, name, causal_lm, "dove")
+    gen = torch.Generator().manual_seed(24)
+    b, s = 2, 48
+    x = torch.randn(b, s, hidden, generator=gen)
+    later = x.clone()
+    # Only the last position changes (not by a constant: the first LayerNorm would remove that).
+    later[:, -1] += torch.randn(later.shape[0], later.shape[2], generator=gen)
+    with torch.no_grad():
+        want = ref(inputs_embeds=x, attention_mask=full_attention(b, s)).last_hidden_state
+        want_later = ref(inputs_embeds=later, attention_mask=full_attention(b, s)).last_hidden_state
+        causal = ref(inputs_embeds=x).last_hidden_state
+        got = model.token_decoder(x, None, s)
+        got_later = model.token_decoder(later, None, s)
+    # The reference really is bidirectional: the first position sees the last one, unlike the causal run.
+    assert (want_later[:, 0] - want[:, 0]).abs().max() > 1e-3
+    assert (causal[:, 0] - want[:, 0]).abs().max() > 1e-2
+    assert want.abs().max() > 0.1
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+    torch.testing.assert_close(got_later, want_later, rtol=0, atol=1e-5)
 
 
 def test_wrong_pythia_size_is_reported(tmp_path):

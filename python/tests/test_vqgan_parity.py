@@ -3,6 +3,7 @@ same code path as `python -m dove.export --vqgan DIR`."""
 import json
 import os
 
+import diffusers
 import pytest
 import torch
 
@@ -10,8 +11,6 @@ from dove.config import load_config
 from dove.model import Dove
 from dove.pretrained import PretrainedError, load_vqgan
 from dove_testutil import perturb_
-
-diffusers = pytest.importorskip("diffusers")
 
 AMUSED_VQ = dict(
     in_channels=3,

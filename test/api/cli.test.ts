@@ -6,7 +6,7 @@ import sharp from 'sharp';
 import { gridCellRect, GRID_GAP, GRID_LABEL_HEIGHT } from '../../lib/cli/grid';
 import { readSafetensors } from '../../lib/safetensors';
 import { Tokenizer } from '../../lib/tokenizer';
-import { bombPng, maxAbsDiff, pngOf, runCli, tempDir, TINY_DOVE, TINY_QDOVE, VENV_PYTHON } from './helpers';
+import { bombPng, maxAbsDiff, pngOf, pythonPath, runCli, tempDir, TINY_DOVE, TINY_QDOVE } from './helpers';
 
 test('dove reconstruct writes a grid: input, one column per length, EOS choice', async (t) => {
   const { dir, cleanup } = tempDir('grid');
@@ -143,7 +143,7 @@ test('dove tokenize: safetensors read back equal in Node and Python; --json', as
     t.true(all.subarray(i * k * 128 + api.length * 128, (i + 1) * k * 128).every((v) => v === 0), 'zero padding after the length');
   }
 
-  const py = execFileSync(VENV_PYTHON, ['-c', 'import sys,json; from safetensors.numpy import load_file; d=load_file(sys.argv[1]); print(json.dumps({"shape": list(d["tokens"].shape), "lengths": d["lengths"].tolist(), "sum": float(d["tokens"].astype("float64").sum())}))', out], { encoding: 'utf8' });
+  const py = execFileSync(pythonPath(), ['-c', 'import sys,json; from safetensors.numpy import load_file; d=load_file(sys.argv[1]); print(json.dumps({"shape": list(d["tokens"].shape), "lengths": d["lengths"].tolist(), "sum": float(d["tokens"].astype("float64").sum())}))', out], { encoding: 'utf8' });
   const parsed = JSON.parse(py) as { shape: number[]; lengths: number[]; sum: number };
   t.deepEqual(parsed.shape, [3, k, 128]);
   t.deepEqual(parsed.lengths, lengths);

@@ -6,12 +6,14 @@ import { join, resolve } from 'node:path';
 import { deflateSync, crc32 } from 'node:zlib';
 import sharp from 'sharp';
 
+/** The torch virtualenv's python, as scripts/lib.sh's dove_py finds it (DOVE_VENV, DOVE_CACHE, any Python 3). */
+export { pythonPath } from '../../bench/lib/paths';
+
 /** Repository root (tests run from dist/test/api). */
 export const ROOT = resolve(__dirname, '..', '..', '..');
 export const FIXTURES = join(ROOT, 'test', 'fixtures', 'generated');
 export const API_FIXTURES = join(FIXTURES, 'api');
 export const CLI = join(ROOT, 'dist', 'lib', 'cli', 'main.js');
-export const VENV_PYTHON = join(process.env.HOME ?? '/root', '.cache', 'dove-encoder', 'torch-2.11.0-py3.11', 'bin', 'python');
 
 /** The tiny DOVE / Q-DOVE exports made by python/dove/fixtures.py. */
 export const TINY_DOVE = join(FIXTURES, 'tiny-dove.pt');
@@ -44,7 +46,8 @@ export async function pngOf(w: number, h: number, seed = 0): Promise<Buffer> {
   return sharp(testPattern(w, h, seed), { raw: { width: w, height: h, channels: 3 } }).png().toBuffer();
 }
 
-function chunk(type: string, body: Buffer): Buffer {
+/** One PNG chunk: length, type, body, CRC. */
+export function pngChunk(type: string, body: Buffer): Buffer {
   const len = Buffer.alloc(4);
   len.writeUInt32BE(body.length);
   const typed = Buffer.concat([Buffer.from(type, 'ascii'), body]);
@@ -62,9 +65,9 @@ export function bombPng(w: number, h: number): Buffer {
   ihdr[9] = 2; // RGB
   return Buffer.concat([
     Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    chunk('IHDR', ihdr),
-    chunk('IDAT', deflateSync(Buffer.alloc(1024))),
-    chunk('IEND', Buffer.alloc(0)),
+    pngChunk('IHDR', ihdr),
+    pngChunk('IDAT', deflateSync(Buffer.alloc(1024))),
+    pngChunk('IEND', Buffer.alloc(0)),
   ]);
 }
 

@@ -2,7 +2,7 @@ import test from 'ava';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { DoveError } from '../../lib/errors';
-import { loadImage, psnr } from '../../lib/images';
+import { loadImage } from '../../lib/images';
 import { DoveModel } from '../../lib/model-file';
 import { Reconstructor } from '../../lib/reconstructor';
 import { Tokenizer, TokenBatch } from '../../lib/tokenizer';
@@ -98,12 +98,17 @@ test('sweep reconstructs at each length plus the EOS choice, from one encode', a
   t.true(result.auto.length >= 1 && result.auto.length <= 64);
   t.is(result.eosProbabilities.length, 64);
   t.deepEqual(Buffer.from(result.input.data), await loadImage(images[2]!, { size: 64 }));
-  // Each column equals reconstructing the fixed-length tokens directly (causal prefix property).
-  const four = await tokenizer.tokenize(images[2]!, { mode: 'fixed', maxTokens: 4 });
-  t.true(maxAbsDiff((await reconstructor.reconstruct(four)).data, result.reconstructions[1]!.image.data) <= 1);
+  // Each column equals reconstructing the tokens of that length directly (causal prefix property),
+  // and the EOS column equals reconstructing what auto mode returns for the same image.
+  for (const [i, length] of [1, 4, 64].entries()) {
+    const direct = await reconstructor.reconstruct(await tokenizer.tokenize(images[2]!, { mode: 'fixed', maxTokens: length }));
+    t.true(maxAbsDiff(direct.data, result.reconstructions[i]!.image.data) <= 1, `${length} tokens`);
+  }
+  const auto = await tokenizer.tokenize(images[2]!);
+  t.is(result.auto.length, auto.length);
+  t.true(maxAbsDiff((await reconstructor.reconstruct(auto)).data, result.auto.image.data) <= 1, 'EOS column');
   const png = await result.auto.image.toPng();
   t.is((await sharp(png).metadata()).width, 64);
-  t.true(psnr(result.input.data, result.reconstructions[2]!.image.data) > 0);
   await t.throwsAsync(reconstructor.sweep(images[0]!, [0]), { message: 'Expected integer between 1 and 64 for lengths but received 0' });
 });
 
@@ -131,6 +136,26 @@ test('bad options and inputs are DoveErrors naming the problem', async (t) => {
   t.is(err?.code, 'FILE_NOT_FOUND');
   t.regex(err?.message ?? '', /\/nonexistent\/x\.png: file not found/);
   await t.throwsAsync(reconstructor.reconstruct({ length: 3, dim: 128, tokens: new Float32Array(10), eosProbabilities: new Float32Array(3) }), { instanceOf: DoveError, message: /Expected 128 floats per token/ });
+});
+
+test('checkTokens refuses what reconstruct would, without running the model, and accepts good tokens', async (t) => {
+  const dim = tokenizer.tokenDim;
+  const max = tokenizer.maxTokens;
+  const good = await tokenizer.tokenize(images[0]!, { mode: 'fixed', maxTokens: 3 });
+  t.notThrows(() => reconstructor.checkTokens([good, good]));
+  const cases = [
+    { length: 3, dim, tokens: new Float32Array(10), eosProbabilities: new Float32Array(3) },
+    { length: 0, dim, tokens: new Float32Array(0), eosProbabilities: new Float32Array(0) },
+    { length: max + 1, dim, tokens: new Float32Array((max + 1) * dim), eosProbabilities: new Float32Array(0) },
+  ];
+  for (const bad of cases) {
+    const checked = t.throws(() => reconstructor.checkTokens([good, bad]), { instanceOf: DoveError });
+    const ran = await t.throwsAsync(reconstructor.reconstruct([good, bad]), { instanceOf: DoveError });
+    t.is(checked?.code, 'SHAPE_MISMATCH');
+    t.is(checked?.message, ran?.message, 'the same error reconstruct gives');
+    t.regex(checked?.message ?? '', /at index 1/);
+  }
+  t.is(t.throws(() => reconstructor.checkTokens([{} as never]), { instanceOf: DoveError })?.code, 'INVALID_ARGUMENT');
 });
 
 test('model files that are not DOVE exports are rejected with the reason', async (t) => {

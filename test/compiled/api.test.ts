@@ -50,8 +50,8 @@ let compiled: Tokenizer;
 let scripted: Tokenizer;
 test.before(async () => {
   checkFixtures();
-  compiled = await Tokenizer.load(MICRO);
-  scripted = await Tokenizer.load(MICRO, { compiled: false });
+  compiled = await Tokenizer.load(MICRO, { trustModel: true });
+  scripted = await Tokenizer.load(MICRO, { compiled: false, trustModel: true });
 });
 test.after.always(() => {
   compiled?.dispose();
@@ -64,6 +64,17 @@ test.serial('the package beside a model compiled from its weights is used; Torch
   t.is(scripted.model.compiled, null);
   t.regex(scripted.model.compiledNote, /compiled: false/);
   await t.throwsAsync(Tokenizer.load(MICRO, { compiled: 'yes' as never }), { instanceOf: DoveError, message: /Expected boolean for compiled/ });
+});
+
+test.serial('an untrusted model runs TorchScript: its package (native code) is not opened', async (t) => {
+  const untrusted = await Tokenizer.load(MICRO);
+  try {
+    t.is(untrusted.model.compiled, null);
+    t.regex(untrusted.model.compiledNote, /micro\.aoti\.pt2 not used: a compiled package is native code; load with trustModel: true/);
+    t.is(untrusted.model.module.weightsHash, null, 'the weights are not even hashed for a package that will not be opened');
+  } finally {
+    untrusted.dispose();
+  }
 });
 
 test.serial('tokenize and reconstruct through the package equal TorchScript within float32 rounding', async (t) => {
@@ -132,7 +143,7 @@ test.serial('arguments the compiled decoder cannot check go to TorchScript and f
 });
 
 test.serial('a package compiled from other weights, or for another device, is not used', async (t) => {
-  const other = await Tokenizer.load(join(DIR, 'other-weights.pt'));
+  const other = await Tokenizer.load(join(DIR, 'other-weights.pt'), { trustModel: true });
   try {
     t.is(other.model.compiled, null);
     t.regex(other.model.compiledNote, /compiled from other weights/);
@@ -146,12 +157,12 @@ test.serial('a package compiled from other weights, or for another device, is no
   try {
     copyFileSync(MICRO, join(dir, 'm.pt'));
     copyFileSync(join(DIR, 'wrong-device.aoti.pt2'), join(dir, 'm.aoti.pt2'));
-    const m = await Tokenizer.load(join(dir, 'm.pt'));
+    const m = await Tokenizer.load(join(dir, 'm.pt'), { trustModel: true });
     t.is(m.model.compiled, null);
     t.regex(m.model.compiledNote, /not used: .*compiled for cuda/);
     m.dispose();
     copyFileSync(MICRO, join(dir, 'alone.pt'));
-    const alone = await Tokenizer.load(join(dir, 'alone.pt'));
+    const alone = await Tokenizer.load(join(dir, 'alone.pt'), { trustModel: true });
     t.is(alone.model.compiled, null);
     t.regex(alone.model.compiledNote, /^no compiled package/);
     alone.dispose();

@@ -58,8 +58,8 @@ test('compiled encode and decode run and equal the TorchScript methods within fl
   const { config } = info();
   const s = config.imageSize;
   const k = config.maxTokens;
-  const enc = await binding().loadCompiled(PACKAGE, 'encode', 'cpu');
-  const dec = await binding().loadCompiled(PACKAGE, 'decode', 'cpu');
+  const enc = await binding().loadCompiled(PACKAGE, 'encode', 'cpu', true);
+  const dec = await binding().loadCompiled(PACKAGE, 'decode', 'cpu', true);
   const module = await loadModule(MICRO);
   try {
     t.is(enc.model, 'encode');
@@ -96,8 +96,8 @@ test('calls the compiled code cannot take are refused before they run', async (t
   const s = config.imageSize;
   const k = config.maxTokens;
   const d = config.tokenDim;
-  const enc = await binding().loadCompiled(PACKAGE, 'encode', 'cpu');
-  const dec = await binding().loadCompiled(PACKAGE, 'decode', 'cpu');
+  const enc = await binding().loadCompiled(PACKAGE, 'encode', 'cpu', true);
+  const dec = await binding().loadCompiled(PACKAGE, 'decode', 'cpu', true);
   const b = binding();
   try {
     const px = b.tensorFromArray(new Uint8Array(2 * s * s * 3), [2, s, s, 3], 'uint8');
@@ -123,20 +123,23 @@ test('calls the compiled code cannot take are refused before they run', async (t
 test('packages for another device, another CPU, or no package at all are refused with their reason', async (t) => {
   info();
   const b = binding();
-  await rejects(t, () => b.loadCompiled(join(DIR, 'wrong-device.aoti.pt2'), 'encode', 'cpu'), 'DEVICE_UNAVAILABLE', /compiled for cuda/);
-  await rejects(t, () => b.loadCompiled(join(DIR, 'wrong-isa.aoti.pt2'), 'encode', 'cpu'), 'DEVICE_UNAVAILABLE', /no_such_isa/);
-  await rejects(t, () => b.loadCompiled(join(DIR, 'absent.aoti.pt2'), 'encode', 'cpu'), 'FILE_NOT_FOUND', /does not exist/);
-  await rejects(t, () => b.loadCompiled(MICRO, 'encode', 'cpu'), 'NOT_DOVE_EXPORT', /no compiled model 'encode'/);
-  await rejects(t, () => b.loadCompiled(PACKAGE, 'forward', 'cpu'), 'NOT_DOVE_EXPORT', /no compiled model 'forward'/);
+  await rejects(t, () => b.loadCompiled(join(DIR, 'wrong-device.aoti.pt2'), 'encode', 'cpu', true), 'DEVICE_UNAVAILABLE', /compiled for cuda/);
+  await rejects(t, () => b.loadCompiled(join(DIR, 'wrong-isa.aoti.pt2'), 'encode', 'cpu', true), 'DEVICE_UNAVAILABLE', /no_such_isa/);
+  await rejects(t, () => b.loadCompiled(join(DIR, 'absent.aoti.pt2'), 'encode', 'cpu', true), 'FILE_NOT_FOUND', /does not exist/);
+  await rejects(t, () => b.loadCompiled(MICRO, 'encode', 'cpu', true), 'NOT_DOVE_EXPORT', /no compiled model 'encode'/);
+  await rejects(t, () => b.loadCompiled(PACKAGE, 'forward', 'cpu', true), 'NOT_DOVE_EXPORT', /no compiled model 'forward'/);
   await rejects(t, () => b.compiledMetadata(MICRO, 'encode'), 'NOT_DOVE_EXPORT', /not an AOTInductor package/);
-  t.throws(() => b.loadCompiled(PACKAGE, '', 'cpu'), { instanceOf: DoveError, message: /non-empty model/ });
-  t.throws(() => b.loadCompiled(PACKAGE, 'encode', 'tpu'), { instanceOf: DoveError });
+  // The shared library inside runs when it is loaded: refused before anything is extracted unless trusted.
+  const unsafe = t.throws<DoveError>(() => b.loadCompiled(PACKAGE, 'encode', 'cpu', false), { instanceOf: DoveError, message: /compiled package: a shared library.*trustModel: true/ });
+  t.is(unsafe?.code, 'UNSAFE_MODEL');
+  t.throws(() => b.loadCompiled(PACKAGE, '', 'cpu', true), { instanceOf: DoveError, message: /non-empty model/ });
+  t.throws(() => b.loadCompiled(PACKAGE, 'encode', 'tpu', true), { instanceOf: DoveError });
 });
 
 test('a disposed compiled model rejects DISPOSED, also for calls queued before dispose', async (t) => {
   const { config } = info();
   const s = config.imageSize;
-  const enc: NativeCompiledModel = await binding().loadCompiled(PACKAGE, 'encode', 'cpu');
+  const enc: NativeCompiledModel = await binding().loadCompiled(PACKAGE, 'encode', 'cpu', true);
   const px = binding().tensorFromArray(new Uint8Array(s * s * 3), [1, s, s, 3], 'uint8');
   const calls = [enc.run([px]), enc.run([px]), enc.run([px])];
   enc.dispose();

@@ -15,10 +15,15 @@ import { Trainer } from '../../lib/trainer';
 import { fixturesReady, MINI, tempDir } from '../trainer/helpers';
 
 const CUDA = 'cuda:0';
+// Chosen once, at load time, so the summary lists the half that cannot run on this machine as skipped.
+const HAS_CUDA = hasDevice(CUDA);
+const noGpuTest = HAS_CUDA ? test.skip : test;
+const gpuTest = HAS_CUDA ? test : test.skip;
+const NO_GPU_NOTE = HAS_CUDA ? ' [skipped: cuda:0 present, the GPU tests below run instead]' : '';
+const GPU_NOTE = HAS_CUDA ? '' : ' [skipped: no CUDA device on this machine]';
 const SAMPLE = resolve(__dirname, '..', '..', '..', 'assets', 'sample.jpg');
 
-test('without a GPU, cuda:0 is DEVICE_UNAVAILABLE for Tokenizer, Reconstructor and Trainer', async (t) => {
-  if (hasDevice(CUDA)) return t.pass('cuda:0 present: covered by the GPU tests below');
+noGpuTest(`without a GPU, cuda:0 is DEVICE_UNAVAILABLE for Tokenizer, Reconstructor and Trainer${NO_GPU_NOTE}`, async (t) => {
   for (const attempt of [Tokenizer.load(undefined, { device: CUDA }), Reconstructor.load(undefined, { device: CUDA })]) {
     const error = await t.throwsAsync(attempt, { instanceOf: DoveError });
     t.is(error?.code, 'DEVICE_UNAVAILABLE');
@@ -43,8 +48,7 @@ function maxAbs(a: Float32Array): number {
   return max;
 }
 
-test('on cuda:0 the embedded model tokenizes and reconstructs with the CPU numbers', async (t) => {
-  if (!hasDevice(CUDA)) return t.pass('no CUDA device: the refusal test above covers this machine');
+gpuTest(`on cuda:0 the embedded model tokenizes and reconstructs with the CPU numbers${GPU_NOTE}`, async (t) => {
   const [cpu, gpu] = await Promise.all([Tokenizer.load(undefined, { device: 'cpu' }), Tokenizer.load(undefined, { device: CUDA })]);
   const [recCpu, recGpu] = await Promise.all([Reconstructor.load(undefined, { device: 'cpu' }), Reconstructor.load(undefined, { device: CUDA })]);
   t.teardown(() => [cpu, gpu, recCpu, recGpu].forEach((m) => m.dispose()));
@@ -55,14 +59,16 @@ test('on cuda:0 the embedded model tokenizes and reconstructs with the CPU numbe
   const diff = maxAbsDifference(a.tokens, b.tokens);
   const scale = maxAbs(a.tokens);
   t.log(`tokens cpu vs cuda: max |diff| ${diff.toExponential(2)} of max |token| ${scale.toFixed(3)}`);
-  // cuDNN convolutions and matmuls may use TF32 (10-bit mantissa) on Hopper: ~1e-3 relative.
-  t.true(diff <= 2e-2 * scale, `max |diff| ${diff} vs scale ${scale}`);
+  // cuDNN convolutions and matmuls may use TF32 (10-bit mantissa) on Hopper. The one GPU run
+  // (bench/results/gpu-2026-11-29) measured 1.09e-4 of 0.925, about 1.2e-4 relative.
+  t.true(diff <= 1e-3 * scale, `max |diff| ${diff} vs scale ${scale}`);
 
   const imgCpu = (await recCpu.reconstruct(a)) as { data: Uint8Array };
   const imgGpu = (await recGpu.reconstruct(b)) as { data: Uint8Array };
   const agreement = psnr(imgCpu.data, imgGpu.data);
   t.log(`reconstruction cpu vs cuda: PSNR ${agreement.toFixed(1)} dB`);
-  t.true(agreement >= 35, `PSNR ${agreement}`);
+  // The same run measured 71.1 dB.
+  t.true(agreement >= 60, `PSNR ${agreement}`);
 
   // Auto mode runs the EOS head on the GPU too; its length lies in [1, max].
   const auto = (await gpu.tokenize(SAMPLE)) as ImageTokens;
@@ -71,8 +77,7 @@ test('on cuda:0 the embedded model tokenizes and reconstructs with the CPU numbe
   t.true(auto.length >= 1 && auto.length <= gpu.maxTokens);
 });
 
-test('on cuda:0 the Trainer learns in bf16 and its checkpoint loads on the CPU', async (t) => {
-  if (!hasDevice(CUDA)) return t.pass('no CUDA device: the refusal test above covers this machine');
+gpuTest(`on cuda:0 the Trainer learns in bf16 and its checkpoint loads on the CPU${GPU_NOTE}`, async (t) => {
   if (!fixturesReady()) return t.fail('training fixtures missing: run scripts/setup');
   const { dir, cleanup } = tempDir('cuda');
   t.teardown(cleanup);

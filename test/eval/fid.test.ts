@@ -1,9 +1,11 @@
 import test from 'ava';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import sharp from 'sharp';
 import { FidFeatureExtractor, fidFromFeatures, fidStatistics, frechetDistance, disposeStatistics, folderFid } from '../../lib/eval/fid';
 import { readRgb } from '../../lib/eval/folders';
 import { getBinding } from '../../lib/eval/native';
+import { loadImage } from '../../lib/images';
 import { dove, EVAL, normal, rng, tempDir } from './fixtures';
 
 interface FrechetCase {
@@ -183,7 +185,7 @@ test('dove fid without --features explains where to get the weights; a wrong fil
   t.regex(notFid.stderr, /not an FID Inception export/);
 });
 
-test('dove fid --per-length writes table, CSV and plot (random-weight network)', (t) => {
+test('dove fid --per-length writes table, CSV and plot (random-weight network)', async (t) => {
   const out = tempDir('fid-cli');
   const r = dove([
     'fid',
@@ -203,6 +205,28 @@ test('dove fid --per-length writes table, CSV and plot (random-weight network)',
   const lines = readFileSync(join(out, 'fid.csv'), 'utf8').trim().split('\n');
   t.is(lines[0], 'tokens,images,fid');
   t.deepEqual(lines.slice(1).map((l) => l.split(',')[0]), ['8', '16', '32', 'auto']);
-  t.true(lines.slice(1).every((l) => Number(l.split(',')[2]) > 0));
+  // Each row is the FID of that length's folder against the real images brought to the
+  // reconstructions' size (64×64) the way the Tokenizer brings them (loadImage, cover).
+  const realDir = join(EVAL, 'quality', 'real');
+  const realAt64 = join(out, 'real-64');
+  mkdirSync(realAt64);
+  for (const name of readdirSync(realDir)) {
+    const pixels = await loadImage(join(realDir, name), { size: 64 });
+    await sharp(pixels, { raw: { width: 64, height: 64, channels: 3 } }).png().toFile(join(realAt64, name.replace(/\.\w+$/, '.png')));
+  }
+  const extractor = await FidFeatureExtractor.load(join(EVAL, 'inception-random.pt'));
+  const files = (folder: string): string[] => readdirSync(folder).sort().map((name) => join(folder, name));
+  try {
+    const real = await extractor.featuresOfFiles(files(realAt64));
+    for (const line of lines.slice(1)) {
+      const [label, count, fid] = line.split(',');
+      const fakes = files(join(EVAL, 'quality', 'recon', label!));
+      const direct = await fidFromFeatures(real, await extractor.featuresOfFiles(fakes), extractor.featureDim);
+      t.is(Number(count), fakes.length, `${label}: images`);
+      t.true(Math.abs(Number(fid) - direct) <= 1e-6 * direct, `${label}: CSV ${fid} vs the FID of the resized real images ${direct}`);
+    }
+  } finally {
+    extractor.dispose();
+  }
   t.deepEqual([...readFileSync(join(out, 'fid.png')).subarray(1, 4)], [0x50, 0x4e, 0x47]);
 });

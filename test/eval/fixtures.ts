@@ -20,9 +20,13 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs `dove <args>` in a child process (the real CLI, as a user runs it). */
+/**
+ * Runs `dove <args>` in a child process (the real CLI, as a user runs it). The timeout only guards
+ * against a hang: on the shared 2-core machine under load, `dove fid --per-length` (29 s of CPU)
+ * took 3 min 40 s of wall time.
+ */
 export function dove(args: string[], env: NodeJS.ProcessEnv = {}): CliResult {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 120_000 });
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 600_000 });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 

@@ -125,41 +125,53 @@ test('each result is a new object over the same memory; disposing it leaves the 
 test('scalar arguments: the same values and errors from run and runSync', async (t) => {
   const module = await loadModule(CORE_MODEL);
   const x = Tensor.fromArray(new Float32Array([1, 2]));
-  const cases: [string, unknown[]][] = [
-    ['scale', [x, 2]], // int-valued number for float
-    ['scale', [x, 0.5]],
-    ['scale', [x, 2n]], // bigint for float: INVALID_ARGUMENT
-    ['scale', [x, true]],
-    ['scale', [x, Number.NaN]], // NaN is a float
-    ['slow', [x, 1.5]], // non-integer for int: INVALID_ARGUMENT
-    ['slow', [x, 2 ** 60]], // beyond 2^53: INVALID_ARGUMENT
-    ['slow', [x, Infinity]],
-    ['slow', [x, 1n]], // bigint for int
-    ['slow', [x, 'one']],
+  // What each argument must give: the result's values (scale: x * k), its length (noise(n): n
+  // random numbers, so run and runSync differ in values), or the error code.
+  type Outcome = { values: number[] } | { length: number } | { code: string };
+  const cases: [string, unknown[], Outcome][] = [
+    ['scale', [x, 2], { values: [2, 4] }], // int-valued number for float
+    ['scale', [x, 0.5], { values: [0.5, 1] }],
+    ['scale', [x, Number.NaN], { values: [Number.NaN, Number.NaN] }], // NaN is a float
+    ['scale', [x, 2n], { code: 'INVALID_ARGUMENT' }], // bigint for float
+    ['scale', [x, true], { code: 'INVALID_ARGUMENT' }],
+    ['noise', [3], { length: 3 }],
+    ['noise', [3n], { length: 3 }], // bigint for int
+    ['noise', [1.5], { code: 'INVALID_ARGUMENT' }], // non-integer for int
+    ['noise', [2 ** 60], { code: 'INVALID_ARGUMENT' }], // beyond 2^53
+    ['noise', [Infinity], { code: 'INVALID_ARGUMENT' }],
+    ['noise', [true], { code: 'INVALID_ARGUMENT' }],
+    ['noise', ['one'], { code: 'INVALID_ARGUMENT' }],
   ];
-  for (const [method, args] of cases) {
-    const label = `${method}(${args.slice(1).map(String).join(', ')})`;
-    let sync: unknown;
-    let syncError: DoveError | undefined;
+  for (const [method, args, expected] of cases) {
+    const label = `${method}(${args.slice(method === 'scale' ? 1 : 0).map(String).join(', ')})`;
+    const outcomes: Outcome[] = [];
     try {
-      sync = module.runSync(method, args as never);
+      outcomes.push(describe(method, module.runSync(method, args as never)));
     } catch (error) {
-      syncError = error as DoveError;
+      outcomes.push({ code: (error as DoveError).code });
     }
-    let viaAsync: unknown;
-    let asyncError: DoveError | undefined;
     try {
-      viaAsync = await module.run(method, args as never);
+      outcomes.push(describe(method, await module.run(method, args as never)));
     } catch (error) {
-      asyncError = error as DoveError;
+      outcomes.push({ code: (error as DoveError).code });
     }
-    t.is(syncError?.code, asyncError?.code, label);
-    t.is(syncError?.message, asyncError?.message, label);
-    if (sync instanceof Tensor && viaAsync instanceof Tensor) t.deepEqual([...sync.data()], [...viaAsync.data()], label);
+    t.deepEqual(outcomes[0], expected, `runSync ${label}`);
+    t.deepEqual(outcomes[1], expected, `run ${label}`);
+    if ('code' in expected) {
+      // The same message from both paths, naming the argument.
+      const syncMessage = thrown(() => module.runSync(method, args as never))?.message;
+      const asyncMessage = ((await module.run(method, args as never).catch((e: unknown) => e)) as DoveError).message;
+      t.is(syncMessage, asyncMessage, label);
+      t.regex(syncMessage ?? '', method === 'scale' ? /argument 'k' of scale/ : /argument 'n' of noise/, label);
+    }
   }
-  t.deepEqual([...(module.runSync('scale', [x, 2]) as Tensor).data()], [2, 4]);
-  t.is(thrown(() => module.runSync('slow', [x, 1.5]))?.code, 'INVALID_ARGUMENT');
   module.dispose();
+
+  function describe(method: string, result: unknown): Outcome {
+    if (!(result instanceof Tensor)) throw new Error(`${method}: expected a tensor, got ${String(result)}`);
+    const data = [...(result.data() as Float32Array)];
+    return method === 'scale' ? { values: data } : { length: data.length };
+  }
 });
 
 test('tensors cross on worker threads too, alongside the main thread', async (t) => {

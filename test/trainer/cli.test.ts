@@ -57,5 +57,6 @@ test('usage errors name the flag and exit 2', async (t) => {
   t.is(b.code, 2);
   t.regex(b.stderr, /Expected integer between 1 and 65536 for --batch-size but received 0/);
   const c = await run(['--images', IMAGES, '--out', '/tmp/x', '--qdove']);
+  t.is(c.code, 2);
   t.regex(c.stderr, /--qdove needs --annotations/);
 });

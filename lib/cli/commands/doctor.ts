@@ -1,3 +1,4 @@
+import { maxOf } from '../../arrays';
 import type { Command } from '../command';
 import { getFlag, parseArgs, UsageError, withUsage } from '../args';
 
@@ -8,10 +9,12 @@ const SPECS = {
 
 const help = `Usage: dove doctor [--json] [--config]
 
-Checks that the native addon and its libtorch load, and prints what was found: addon, libtorch,
-N-API and Node versions, the libtorch library that was loaded, CUDA support, devices, intra-op
-threads and the BLAS / OpenMP configuration. When the addon cannot load it prints what was looked
-for and the command that fixes it, and exits with code 1.
+Checks that the native addon and its libtorch load, and prints what was found and where each part
+came from: the addon file (a local build or the prebuilt one), libtorch's CPU libraries (the
+platform package, LIBTORCH, the setup's cache or the build's RUNPATH), the CUDA stand-ins, libtorch's
+CUDA libraries (or where they were looked for), devices, intra-op threads and the BLAS / OpenMP
+configuration. When the addon cannot load it prints what was looked for and the command that fixes
+it, and exits with code 1.
 
 Options:
       --json     machine-readable output
@@ -33,6 +36,11 @@ interface Report {
   cudaVersion?: string | null;
   libtorchPath?: string;
   builtAgainst?: string | null;
+  addonFile?: string;
+  prebuilt?: boolean;
+  libtorchFrom?: string;
+  cudaStandIns?: string[];
+  cudaLibtorch?: { loaded: boolean; dir: string | null; from: string | null; runtime: string[]; tried: string[] };
   devices?: string[];
   threads?: number;
   blas?: string;
@@ -49,6 +57,13 @@ function configLine(config: string, pattern: RegExp): string | undefined {
     .find((l) => pattern.test(l));
 }
 
+/** Where libtorch's CUDA libraries came from, or every place they were looked for. */
+function cudaRows(cuda: Report['cudaLibtorch']): [string, string][] {
+  if (cuda === undefined) return [];
+  if (cuda.loaded) return [['CUDA libtorch', `${cuda.dir} (${cuda.from})`], ['CUDA runtime', cuda.runtime.join(', ') || '(found by libtorch_cuda.so itself)']];
+  return [['CUDA libtorch', 'not loaded; looked in:'], ...cuda.tried.map((t): [string, string] => ['', `  ${t}`])];
+}
+
 async function run(argv: string[]): Promise<number> {
   const args = parseArgs(argv, SPECS);
   if (args.positionals.length > 0) throw new UsageError(`Expected no arguments but received ${args.positionals.join(' ')}`);
@@ -57,8 +72,17 @@ async function run(argv: string[]): Promise<number> {
     // Loaded here, not at the top: a broken addon must still give a report, not a crash.
     const native = await import('../../native');
     const runtime = await import('../../runtime');
+    const { loadCudaLibtorch } = await import('../../cuda-libtorch');
+    const load = native.addonLoad();
+    // Before anything else reads libtorch's CUDA support (it is settled once per process).
+    const cuda = loadCudaLibtorch();
     const v = runtime.versions();
     const info = runtime.buildInfo();
+    report.addonFile = load.addon;
+    report.prebuilt = load.prebuilt;
+    report.libtorchFrom = `${load.libtorch.dir} (${load.libtorch.from})`;
+    report.cudaStandIns = load.standIns;
+    report.cudaLibtorch = { loaded: cuda.loaded, dir: cuda.libtorch?.dir ?? null, from: cuda.libtorch?.from ?? null, runtime: cuda.runtime, tried: cuda.tried };
     report.addon = v.addon;
     report.libtorch = v.libtorch;
     report.napi = v.napi;
@@ -91,16 +115,20 @@ async function run(argv: string[]): Promise<number> {
   if (report.ok) {
     rows.push(
       ['addon', `${report.addon} (N-API ${report.napi})`],
+      ['addon file', `${report.addonFile ?? '?'} (${report.prebuilt ? 'prebuilt' : 'local build'})`],
       ['libtorch', `${report.libtorch}${report.cuda ? ` with CUDA ${report.cudaVersion}` : ' (CPU only)'}`],
       ['libtorch path', report.libtorchPath ?? '?'],
+      ['libtorch from', report.libtorchFrom ?? '?'],
       ['built against', report.builtAgainst ?? '(no build record: prebuilt addon)'],
+      ['CUDA stand-ins', report.cudaStandIns?.length ? report.cudaStandIns.join(', ') : 'none (libtorch_cpu.so names no CUDA library, or none were found)'],
+      ...cudaRows(report.cudaLibtorch),
       ['devices', (report.devices ?? []).join(', ')],
       ['threads', String(report.threads)],
       ['BLAS', report.blas ?? 'unknown'],
       ['parallel', report.parallel ?? ''],
     );
   }
-  const width = Math.max(...rows.map(([k]) => k.length));
+  const width = maxOf(rows.map(([k]) => k.length));
   for (const [k, v] of rows) process.stdout.write(`${k.padEnd(width)}  ${v}\n`);
   if (report.config !== undefined) process.stdout.write(`\n${report.config}\n`);
   if (!report.ok) {
@@ -111,5 +139,5 @@ async function run(argv: string[]): Promise<number> {
   return 0;
 }
 
-const command: Command = { name: 'doctor', summary: 'check the native addon and libtorch: versions, paths, devices, threads, BLAS', help, run: (argv) => withUsage('doctor', () => run(argv)) };
+const command: Command = { name: 'doctor', summary: 'check the native addon and libtorch: versions, paths, devices, threads, BLAS', help, specs: SPECS, run: (argv) => withUsage('doctor', () => run(argv)) };
 export default command;

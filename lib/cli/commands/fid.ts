@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { Command } from '../command';
-import { getNumber, getString, parseArgs, UsageError, withUsage } from '../args';
+import { getFlag, getNumber, getString, parseArgs, UsageError, withUsage } from '../args';
 import { ProgressBar } from '../progress';
 import { FID_SETUP_HELP, FidFeatureExtractor, folderFid, perLengthFid } from '../../eval/fid';
 import { lineChartPng } from '../../eval/plot';
@@ -10,6 +10,7 @@ const SPECS = {
   features: { type: 'string' },
   'per-length': { type: 'string' },
   device: { type: 'string' },
+  'trust-model': { type: 'flag' },
   'batch-size': { type: 'int', min: 1, max: 1024 },
   csv: { type: 'string' },
   plot: { type: 'string' },
@@ -36,6 +37,7 @@ Options:
       --plot <file.png>     per-length plot (default <root>/fid.png)
       --batch-size <n>      images per forward (default 16)
       --device <dev>        cpu (default), cuda, cuda:N
+      --trust-model         load a feature extractor whose TorchScript touches files or the process
       --quiet               no progress bar
 
 ${FID_SETUP_HELP}
@@ -61,7 +63,7 @@ async function run(argv: string[]): Promise<number> {
     process.stderr.write(`dove fid: no FID feature extractor given (--features).\n${FID_SETUP_HELP}\n`);
     return 2;
   }
-  const extractor = await FidFeatureExtractor.load(featuresPath, { device: getString(args, 'device') });
+  const extractor = await FidFeatureExtractor.load(featuresPath, { device: getString(args, 'device'), trustModel: getFlag(args, 'trust-model') });
   const quiet = args.options.get('quiet') === true;
   const batchSize = getNumber(args, 'batch-size') ?? 16;
   try {
@@ -108,5 +110,5 @@ async function run(argv: string[]): Promise<number> {
   }
 }
 
-const command: Command = { name: 'fid', summary: 'FID between two image folders, or per token length', help, run: (argv) => withUsage('fid', () => run(argv)) };
+const command: Command = { name: 'fid', summary: 'FID between two image folders, or per token length', help, specs: SPECS, run: (argv) => withUsage('fid', () => run(argv)) };
 export default command;

@@ -12,4 +12,5 @@ export const commandLoaders: Record<string, () => Promise<Command>> = {
   stats: async () => (await import('./stats')).default,
   train: async () => (await import('./train')).default,
   doctor: async () => (await import('./doctor')).default,
+  serve: async () => (await import('./serve')).default,
 };

@@ -1,5 +1,5 @@
 import type { Command } from '../command';
-import { getNumber, getString, parseArgs, UsageError, withUsage } from '../args';
+import { getFlag, getNumber, getString, parseArgs, UsageError, withUsage } from '../args';
 import { ProgressBar } from '../progress';
 import { describeDataset, readDataset, type CifarLabel, type DatasetFormat } from '../../eval/cifar';
 import { disposeProbe, probeCsv, probeFeatures, trainProbe, type ProbeFeatureKind } from '../../eval/probe';
@@ -13,6 +13,7 @@ const SPECS = {
   features: { type: 'string', choices: ['tokens', 'pixels'] },
   model: { type: 'string', alias: 'm' },
   device: { type: 'string' },
+  'trust-model': { type: 'flag' },
   'num-classes': { type: 'int', min: 2, max: 1000000 },
   'num-tokens': { type: 'int', min: 1, max: 4096 },
   auto: { type: 'flag' },
@@ -72,6 +73,7 @@ Options:
       --no-cache              always extract, never write the cache
       --log <results.csv>     per-epoch CSV: epoch,train_loss,train_top1,test_top1,test_top5
       --device <dev>          cpu (default), cuda, cuda:N
+      --trust-model           load a model whose TorchScript touches files or the process (docs/MODEL_FORMAT.md)
       --quiet                 only the final line
 
 Examples:
@@ -104,7 +106,7 @@ async function run(argv: string[]): Promise<number> {
   say(describeDataset(dataset));
   const numClasses = getNumber(args, 'num-classes') ?? dataset.classNames.length;
 
-  const tokenizer = kind === 'tokens' ? await Tokenizer.load(getString(args, 'model'), { device: getString(args, 'device') }) : undefined;
+  const tokenizer = kind === 'tokens' ? await Tokenizer.load(getString(args, 'model'), { device: getString(args, 'device'), trustModel: getFlag(args, 'trust-model') }) : undefined;
   try {
     if (tokenizer !== undefined && numTokensFlag !== undefined && numTokensFlag > tokenizer.maxTokens) {
       throw new UsageError(`Expected integer between 1 and ${tokenizer.maxTokens} for --num-tokens but received ${numTokensFlag}`);
@@ -164,5 +166,5 @@ async function run(argv: string[]): Promise<number> {
   }
 }
 
-const command: Command = { name: 'probe', summary: 'Linear probe of DOVE tokens (or raw pixels) on CIFAR or image folders', help, run: (argv) => withUsage('probe', () => run(argv)) };
+const command: Command = { name: 'probe', summary: 'Linear probe of DOVE tokens (or raw pixels) on CIFAR or image folders', help, specs: SPECS, run: (argv) => withUsage('probe', () => run(argv)) };
 export default command;

@@ -110,5 +110,5 @@ async function run(argv: string[]): Promise<number> {
   return 0;
 }
 
-const command: Command = { name: 'quality', summary: 'PSNR and SSIM of reconstructions, per image and per token length', help, run: (argv) => withUsage('quality', () => run(argv)) };
+const command: Command = { name: 'quality', summary: 'PSNR and SSIM of reconstructions, per image and per token length', help, specs: SPECS, run: (argv) => withUsage('quality', () => run(argv)) };
 export default command;

@@ -1,10 +1,14 @@
 import { existsSync, promises as fs } from 'node:fs';
-import { basename, extname, join } from 'node:path';
+import { basename, join } from 'node:path';
 import type { Command } from '../command';
-import { checkIntRange, defaultLengths, getIntList, getNumber, getString, MODEL_OPTIONS, MODEL_OPTIONS_HELP, parseArgs, UsageError, withUsage } from '../args';
+import { checkIntRange, defaultLengths, getFlag, getIntList, getNumber, getString, MODEL_OPTIONS, MODEL_OPTIONS_HELP, parseArgs, UsageError, withUsage } from '../args';
 import { ProgressBar } from '../progress';
+import { formatCsv, parseCsv } from '../../csv';
 import { DoveError } from '../../errors';
-import { IMAGE_EXTENSIONS, loadImage, psnr, type ResizeFit } from '../../images';
+import { outputNames } from '../../eval/folders';
+import { appendFileChecked, decodeFsBytes, displayPath, fsError, fsPath, listImageFiles, writeFileAtomic } from '../../files';
+import { loadBatchSettled, psnr, type ResizeFit } from '../../images';
+import { parseJson, preview } from '../../json';
 import { Reconstructor } from '../../reconstructor';
 import { Tensor } from '../../tensor';
 import { TokenBatch, resolveTokenizeOptions } from '../../tokenizer';
@@ -22,9 +26,11 @@ const help = `Usage: dove reconstruct-batch <dir> -o <out/> [options]
 
 Reconstructs every image in <dir> (not recursive) at each token length and at the length the EOS
 head chooses. Writes out/<length>/<name>.png, out/auto/<name>.png and out/lengths.csv (image,
-eos_length, psnr_<length>..., psnr_auto; PSNR in dB against the resized input). Re-running skips
-images that are already finished. An image that cannot be read is reported and skipped; the others
-still complete and the exit code is 3.
+eos_length, psnr_<length>..., psnr_auto; PSNR in dB against the resized input). <name> is the file
+name without its extension, or with it when that would be ambiguous (a.jpg beside a.png or a.jpg.png).
+Re-running skips images that are already finished; a re-run with other --lengths adds their columns
+and keeps the earlier ones. An image that cannot be read is reported and skipped; the others still
+complete and the exit code is 3.
 
 Options:
   -o, --output <dir>        output folder (created if missing; required)
@@ -44,41 +50,38 @@ Examples:
 `;
 
 interface Entry {
+  /** Path of the input (escaped bytes allowed, lib/files.ts). */
   path: string;
+  /** Its file name, the key of its lengths.csv row. */
   file: string;
+  /** The name its reconstructions get (outputNames). */
   name: string;
 }
 
-async function listImages(dir: string): Promise<Entry[]> {
-  let names: string[];
+async function listEntries(dir: string): Promise<Entry[]> {
+  let stat;
   try {
-    const stat = await fs.stat(dir);
-    if (!stat.isDirectory()) throw new UsageError(`Expected a directory of images but ${dir} is not a directory`);
-    names = await fs.readdir(dir);
+    stat = await fs.stat(fsPath(dir));
   } catch (error) {
-    if (error instanceof UsageError) throw error;
-    throw new DoveError(`${dir}: cannot list directory (${(error as NodeJS.ErrnoException).code ?? String(error)})`, 'IO_ERROR');
+    throw fsError(dir, error, 'list folder');
   }
-  const files = names.filter((n) => IMAGE_EXTENSIONS.includes(extname(n).toLowerCase())).sort();
-  const stems = new Map<string, number>();
-  for (const f of files) stems.set(basename(f, extname(f)), (stems.get(basename(f, extname(f))) ?? 0) + 1);
-  // a.jpg and a.png would both write a.png: keep the extension in the name when stems collide.
-  return files.map((file) => {
-    const stem = basename(file, extname(file));
-    return { path: join(dir, file), file, name: stems.get(stem)! > 1 ? file : stem };
-  });
+  if (!stat.isDirectory()) throw new UsageError(`Expected a directory of images but ${displayPath(dir)} is not a directory`);
+  const paths = await listImageFiles(dir, { everyEntry: true });
+  const names = outputNames(paths.map((p) => basename(p)));
+  return paths.map((path, i) => ({ path, file: basename(path), name: names[i]! }));
 }
 
 async function readQuestions(path: string): Promise<Map<string, string>> {
   let parsed: unknown;
   try {
-    parsed = JSON.parse(await fs.readFile(path, 'utf8'));
+    parsed = parseJson(await fs.readFile(path, 'utf8'), path, 'INVALID_ARGUMENT');
   } catch (error) {
     throw new UsageError(`Expected a JSON file for --questions but ${path} could not be read as JSON (${(error as Error).message})`);
   }
   const out = new Map<string, string>();
   if (Array.isArray(parsed)) {
     for (const item of parsed) {
+      if (typeof item !== 'object' || item === null) continue;
       const entry = item as { image_id?: unknown; question?: unknown };
       if (typeof entry.image_id !== 'string' && typeof entry.image_id !== 'number') continue;
       if (typeof entry.question === 'string') out.set(String(entry.image_id), entry.question);
@@ -91,34 +94,72 @@ async function readQuestions(path: string): Promise<Map<string, string>> {
   return out;
 }
 
-function csvCell(text: string): string {
-  return /[",\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
-}
-
-function parseCsvLine(line: string): string[] {
-  const cells: string[] = [];
-  let cur = '';
-  let quoted = false;
-  for (let i = 0; i < line.length; i++) {
-    const c = line[i]!;
-    if (quoted) {
-      if (c === '"' && line[i + 1] === '"') {
-        cur += '"';
-        i++;
-      } else if (c === '"') quoted = false;
-      else cur += c;
-    } else if (c === '"') quoted = true;
-    else if (c === ',') {
-      cells.push(cur);
-      cur = '';
-    } else cur += c;
-  }
-  cells.push(cur);
-  return cells;
-}
-
 function formatPsnr(value: number): string {
   return Number.isFinite(value) ? value.toFixed(3) : 'inf';
+}
+
+const PSNR_COLUMN = /^psnr_([1-9]\d*)$/;
+
+/** The rows of an earlier run's lengths.csv, by image file name: column -> cell. */
+export interface CsvState {
+  /** psnr_<n> lengths present in the file. */
+  lengths: number[];
+  rows: Map<string, Map<string, string>>;
+}
+
+/**
+ * Reads out/lengths.csv of an earlier run. A file this command did not write (another header) is
+ * refused, never overwritten; a row cut short by a crash is dropped (that image is simply redone).
+ */
+async function readPreviousCsv(csvPath: string): Promise<CsvState> {
+  let bytes: Buffer;
+  try {
+    bytes = await fs.readFile(fsPath(csvPath));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { lengths: [], rows: new Map() };
+    throw fsError(csvPath, error, 'read');
+  }
+  return parseBatchCsv(decodeFsBytes(bytes), csvPath);
+}
+
+/** The state held in lengths.csv text (see readPreviousCsv); exported for the CSV fuzzing in test/fuzz. */
+export function parseBatchCsv(text: string, csvPath: string): CsvState {
+  const { records, complete } = parseCsv(text);
+  if (records.length === 0) return { lengths: [], rows: new Map() };
+  const header = records[0]!;
+  const lengths = header.slice(2, -1).map((c) => PSNR_COLUMN.exec(c)?.[1]).map(Number);
+  const ours =
+    header.length >= 3 && header[0] === 'image' && header[1] === 'eos_length' && header[header.length - 1] === 'psnr_auto' &&
+    lengths.every((l) => Number.isSafeInteger(l)) && new Set(lengths).size === lengths.length;
+  if (!ours) {
+    throw new DoveError(
+      `${displayPath(csvPath)} exists but was not written by dove reconstruct-batch (header ${preview(header.join(','))}); move it away or choose another -o`,
+      'INVALID_ARGUMENT',
+    );
+  }
+  const rows = new Map<string, Map<string, string>>();
+  const last = complete ? records.length : records.length - 1;
+  for (let r = 1; r < last; r++) {
+    const cells = records[r]!;
+    if (cells.length !== header.length) continue;
+    rows.set(cells[0]!, new Map(header.map((column, i) => [column, cells[i]!])));
+  }
+  return { lengths, rows };
+}
+
+function csvLine(header: readonly string[], image: string, row: Map<string, string>): string[] {
+  return header.map((column) => (column === 'image' ? image : (row.get(column) ?? '')));
+}
+
+/** Refuses an -o whose <length>/ or auto/ folder is the input folder: writing there would replace inputs. */
+async function checkOutputFolders(dir: string, out: string, folders: readonly string[]): Promise<void> {
+  const input = await fs.realpath(fsPath(dir)).then((p) => p.toString(), () => undefined);
+  for (const f of folders) {
+    const target = await fs.realpath(fsPath(join(out, f))).then((p) => p.toString(), () => undefined);
+    if (input !== undefined && target === input) {
+      throw new UsageError(`-o ${displayPath(out)}: its ${f}/ folder is the input folder ${displayPath(dir)}, so reconstructions would overwrite the inputs; choose another -o`);
+    }
+  }
 }
 
 async function run(argv: string[]): Promise<number> {
@@ -131,9 +172,9 @@ async function run(argv: string[]): Promise<number> {
     const batchSize = getNumber(args, 'batch-size') ?? 8;
     const questionsPath = getString(args, 'questions');
     const questions = questionsPath === undefined ? undefined : await readQuestions(questionsPath);
-    const entries = await listImages(dir);
+    const entries = await listEntries(dir);
 
-    const reconstructor = await Reconstructor.load(getString(args, 'model'), { device: getString(args, 'device') ?? 'cpu' });
+    const reconstructor = await Reconstructor.load(getString(args, 'model'), { device: getString(args, 'device') ?? 'cpu', trustModel: getFlag(args, 'trust-model') });
     const model = reconstructor.model;
     try {
       const max = model.maxTokens;
@@ -143,49 +184,64 @@ async function run(argv: string[]): Promise<number> {
       const opts = resolveTokenizeOptions(model, 1, { threshold: getNumber(args, 'threshold') });
       const fit = getString(args, 'fit') as ResizeFit | undefined;
       const maxInputPixels = getNumber(args, 'max-input-pixels');
-      const folders = [...lengths.map(String), 'auto'];
-      for (const f of folders) await fs.mkdir(join(out, f), { recursive: true });
-
-      // Resume: keep rows of images whose every output exists (and whose CSV has the same columns).
-      const header = ['image', 'eos_length', ...lengths.map((l) => `psnr_${l}`), 'psnr_auto'];
+      const folders = [...new Set(lengths)].map(String).concat('auto');
+      await checkOutputFolders(dir, out, folders);
       const csvPath = join(out, 'lengths.csv');
-      const rows = new Map<string, string[]>();
-      if (existsSync(csvPath)) {
-        const lines = (await fs.readFile(csvPath, 'utf8')).split('\n').filter((l) => l.length > 0);
-        if (lines.length > 0 && lines[0] === header.join(',')) {
-          for (const line of lines.slice(1)) {
-            const cells = parseCsvLine(line);
-            if (cells.length === header.length) rows.set(cells[0]!, cells);
-          }
-        }
+      const previous = await readPreviousCsv(csvPath);
+      for (const f of folders) {
+        await fs.mkdir(fsPath(join(out, f)), { recursive: true }).catch((error: unknown) => {
+          throw fsError(join(out, f), error, 'create folder');
+        });
       }
-      const finished = (e: Entry): boolean => rows.has(e.file) && folders.every((f) => existsSync(join(out, f, `${e.name}.png`)));
+
+      // Columns: every length of this run and of earlier runs into the same folder (their values are
+      // kept, never dropped), ascending.
+      const allLengths = [...new Set([...previous.lengths, ...lengths])].sort((a, b) => a - b);
+      const header = ['image', 'eos_length', ...allLengths.map((l) => `psnr_${l}`), 'psnr_auto'];
+      const kept = previous.lengths.filter((l) => !lengths.includes(l));
+      const rows = previous.rows;
+      const wanted = ['eos_length', ...lengths.map((l) => `psnr_${l}`), 'psnr_auto'];
+      const finished = (e: Entry): boolean => {
+        const row = rows.get(e.file);
+        return row !== undefined && wanted.every((c) => (row.get(c) ?? '') !== '') && folders.every((f) => existsSync(fsPath(join(out, f, `${e.name}.png`))));
+      };
       const todo = entries.filter((e) => !finished(e));
-      for (const e of entries) if (!finished(e)) rows.delete(e.file);
       const skipped = entries.length - todo.length;
-      await fs.writeFile(csvPath, [header.join(','), ...[...rows.values()].map((r) => r.map(csvCell).join(','))].join('\n') + '\n');
+      const inputOrder = new Set(entries.map((e) => e.file));
+      const ordered = (): string[][] => [
+        header,
+        ...entries.filter((e) => rows.has(e.file)).map((e) => csvLine(header, e.file, rows.get(e.file)!)),
+        // Rows of images no longer in the folder stay: their reconstructions are still on disk.
+        ...[...rows.keys()].filter((image) => !inputOrder.has(image)).map((image) => csvLine(header, image, rows.get(image)!)),
+      ];
+      await writeFileAtomic(csvPath, formatCsv(ordered()));
 
       const bar = new ProgressBar(todo.length, { label: 'reconstruct-batch', silent: args.options.get('quiet') === true });
-      if (skipped > 0) bar.log(`dove reconstruct-batch: ${skipped} of ${entries.length} images already finished in ${out}, skipping them`);
+      if (skipped > 0) bar.log(`dove reconstruct-batch: ${skipped} of ${entries.length} images already finished in ${displayPath(out)}, skipping them`);
+      if (kept.length > 0) bar.log(`dove reconstruct-batch: keeping the psnr_${kept.join(', psnr_')} column${kept.length > 1 ? 's' : ''} of an earlier run in ${displayPath(csvPath)}`);
       let failed = 0;
       const s = model.imageSize;
       const frame = s * s * 3;
 
-      const decodeChunk = async (chunk: Entry[]) => {
-        const loaded = await Promise.all(
-          chunk.map((e) => loadImage(e.path, { size: s, fit, maxInputPixels }).then((px) => ({ e, px }), (error: unknown) => ({ e, error }))),
-        );
-        const ok: { e: Entry; px: Buffer }[] = [];
-        for (const item of loaded) {
-          if ('px' in item) ok.push(item);
-          else {
-            failed++;
-            bar.tick(1, 1);
-            const message = item.error instanceof Error ? item.error.message : String(item.error);
-            bar.log(`dove reconstruct-batch: skipped ${message.startsWith(item.e.path) ? message : `${item.e.path}: ${message}`}`);
-          }
+      // At most 4 images decode at once (loadBatchSettled), whatever the batch size.
+      const decodeChunk = async (chunk: Entry[]): Promise<{ ok: Entry[]; pixels: Uint8Array }> => {
+        const { pixels, failures } = await loadBatchSettled(chunk.map((e) => e.path), { size: s, fit, maxInputPixels });
+        const bad = new Set(failures.map((f) => f.index));
+        for (const f of failures) {
+          failed++;
+          bar.tick(1, 1);
+          bar.log(`dove reconstruct-batch: skipped ${f.error.message}`);
         }
-        return ok;
+        if (bad.size === 0) return { ok: chunk, pixels };
+        const ok = chunk.filter((_, i) => !bad.has(i));
+        const compact = new Uint8Array(ok.length * frame);
+        let at = 0;
+        chunk.forEach((_, i) => {
+          if (bad.has(i)) return;
+          compact.set(pixels.subarray(i * frame, (i + 1) * frame), at * frame);
+          at++;
+        });
+        return { ok, pixels: compact };
       };
 
       const chunks: Entry[][] = [];
@@ -193,12 +249,10 @@ async function run(argv: string[]): Promise<number> {
       // Decode the next chunk while the model works on this one.
       let pending = chunks.length > 0 ? decodeChunk(chunks[0]!) : undefined;
       for (let c = 0; c < chunks.length; c++) {
-        const ok = await pending!;
+        const { ok, pixels } = await pending!;
         pending = c + 1 < chunks.length ? decodeChunk(chunks[c + 1]!) : undefined;
         if (ok.length === 0) continue;
-        const pixels = new Uint8Array(ok.length * frame);
-        ok.forEach((item, i) => pixels.set(item.px, i * frame));
-        const queries = questions === undefined ? undefined : ok.map((item) => questions.get(item.e.file) ?? questions.get(item.e.name) ?? '');
+        const queries = questions === undefined ? undefined : ok.map((e) => questions.get(e.file) ?? questions.get(e.name) ?? '');
         const input = Tensor.fromArray(pixels, [ok.length, s, s, 3], 'uint8');
         let batch: TokenBatch;
         try {
@@ -208,38 +262,40 @@ async function run(argv: string[]): Promise<number> {
           input.dispose();
         }
         try {
-          const psnrs: number[][] = ok.map(() => []);
+          const psnrs: Map<string, string>[] = ok.map(() => new Map());
           for (const folder of folders) {
             const lens = folder === 'auto' ? batch.lengths : Tensor.fromArray(new BigInt64Array(ok.length).fill(BigInt(folder)), [ok.length], 'int64');
             try {
               const images = await reconstructor.decode(batch.tokens, lens);
               await Promise.all(
                 images.map(async (img, i) => {
-                  psnrs[i]!.push(psnr(ok[i]!.px, img.data));
-                  await img.toFile(join(out, folder, `${ok[i]!.e.name}.png`));
+                  psnrs[i]!.set(`psnr_${folder}`, formatPsnr(psnr(pixels.subarray(i * frame, (i + 1) * frame), img.data)));
+                  await img.toFile(join(out, folder, `${ok[i]!.name}.png`));
                 }),
               );
             } finally {
               if (lens !== batch.lengths) lens.dispose();
             }
           }
-          const lines = ok.map((item, i) => {
-            const row = [item.e.file, String(batch.lengthsArray[i]), ...psnrs[i]!.map(formatPsnr)];
-            rows.set(item.e.file, row);
-            return row.map(csvCell).join(',');
+          const done = ok.map((e, i) => {
+            const row = new Map(rows.get(e.file) ?? []);
+            row.set('eos_length', String(batch.lengthsArray[i]));
+            for (const [column, value] of psnrs[i]!) row.set(column, value);
+            rows.set(e.file, row);
+            return csvLine(header, e.file, row);
           });
-          await fs.appendFile(csvPath, lines.join('\n') + '\n');
+          // Progress survives a crash: a later run reads these rows (the last one wins).
+          await appendFileChecked(csvPath, formatCsv(done));
           bar.tick(ok.length);
         } finally {
           batch.dispose();
         }
       }
       bar.finish();
-      // Final CSV in input order, one row per finished image.
-      const ordered = entries.filter((e) => rows.has(e.file)).map((e) => rows.get(e.file)!.map(csvCell).join(','));
-      await fs.writeFile(csvPath, [header.join(','), ...ordered].join('\n') + '\n');
+      // Final CSV: one row per image, input order first.
+      await writeFileAtomic(csvPath, formatCsv(ordered()));
       const done = todo.length - failed;
-      process.stdout.write(`${out}: ${done} reconstructed, ${skipped} already finished, ${failed} failed (of ${entries.length} images)\n`);
+      process.stdout.write(`${displayPath(out)}: ${done} reconstructed, ${skipped} already finished, ${failed} failed (of ${entries.length} images)\n`);
       return failed > 0 ? 3 : 0;
     } finally {
       reconstructor.dispose();
@@ -247,5 +303,5 @@ async function run(argv: string[]): Promise<number> {
   });
 }
 
-const command: Command = { name: 'reconstruct-batch', summary: 'reconstruct a folder of images at several token lengths (one folder per length)', help, run };
+const command: Command = { name: 'reconstruct-batch', summary: 'reconstruct a folder of images at several token lengths (one folder per length)', help, specs: SPECS, run };
 export default command;

@@ -1,8 +1,7 @@
-import { promises as fs } from 'node:fs';
-import { dirname } from 'node:path';
 import type { Command } from '../command';
-import { checkIntRange, defaultLengths, getIntList, getNumber, getString, MODEL_OPTIONS, MODEL_OPTIONS_HELP, parseArgs, UsageError, withUsage } from '../args';
+import { checkIntRange, defaultLengths, getFlag, getIntList, getNumber, getString, MODEL_OPTIONS, MODEL_OPTIONS_HELP, parseArgs, UsageError, withUsage } from '../args';
 import { composeGrid } from '../grid';
+import { writeReport } from '../../eval/report';
 import { formatFromPath } from '../../images';
 import { Reconstructor } from '../../reconstructor';
 import type { ResizeFit } from '../../images';
@@ -40,7 +39,7 @@ async function run(argv: string[]): Promise<number> {
     if (output === undefined) throw new UsageError('Missing -o/--output <grid.png>');
     if (formatFromPathSafe(output) !== 'png') throw new UsageError(`Expected a .png path for --output but received ${output}`);
     const question = getString(args, 'question');
-    const reconstructor = await Reconstructor.load(getString(args, 'model'), { device: getString(args, 'device') ?? 'cpu' });
+    const reconstructor = await Reconstructor.load(getString(args, 'model'), { device: getString(args, 'device') ?? 'cpu', trustModel: getFlag(args, 'trust-model') });
     try {
       const max = reconstructor.model.maxTokens;
       const lengths = getIntList(args, 'lengths') ?? defaultLengths(max);
@@ -62,8 +61,7 @@ async function run(argv: string[]): Promise<number> {
         ],
         { size: reconstructor.imageSize },
       );
-      await fs.mkdir(dirname(output), { recursive: true });
-      await fs.writeFile(output, png);
+      await writeReport(output, png);
       process.stdout.write(`${output}: input + lengths ${lengths.join(',')} + EOS length ${result.auto.length} (of ${max})\n`);
       return 0;
     } finally {
@@ -80,5 +78,5 @@ function formatFromPathSafe(path: string): string | undefined {
   }
 }
 
-const command: Command = { name: 'reconstruct', summary: 'reconstruct one image at several token lengths into a labelled grid PNG', help, run };
+const command: Command = { name: 'reconstruct', summary: 'reconstruct one image at several token lengths into a labelled grid PNG', help, specs: SPECS, run };
 export default command;

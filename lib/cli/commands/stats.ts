@@ -1,7 +1,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from '../command';
-import { getNumber, getString, parseArgs, UsageError, withUsage } from '../args';
+import { getFlag, getNumber, getString, parseArgs, UsageError, withUsage } from '../args';
 import { ProgressBar } from '../progress';
 import { histogramPng } from '../../eval/plot';
 import { formatNumber, toCsv, writeReport } from '../../eval/report';
@@ -11,6 +11,7 @@ import { Tokenizer } from '../../tokenizer';
 const SPECS = {
   model: { type: 'string', alias: 'm' },
   device: { type: 'string' },
+  'trust-model': { type: 'flag' },
   threshold: { type: 'float', min: 0, max: 1 },
   'max-tokens': { type: 'int', min: 1, max: 4096 },
   'batch-size': { type: 'int', min: 1, max: 1024 },
@@ -37,6 +38,7 @@ Options:
       --plot <file.png>     histogram (default: lengths-hist.png in the current folder)
       --csv <file>          per-image lengths (image,eos_length)
       --device <dev>        cpu (default), cuda, cuda:N
+      --trust-model         load a model whose TorchScript touches files or the process (docs/MODEL_FORMAT.md)
       --quiet               no progress bar
 
 Examples:
@@ -58,7 +60,7 @@ async function run(argv: string[]): Promise<number> {
   if (csvInput !== undefined) {
     lengths = await readLengthsCsv(csvInput);
     if (maxTokens === undefined) {
-      const tokenizer = await Tokenizer.load(modelPath, { device: getString(args, 'device') }).catch(() => undefined);
+      const tokenizer = await Tokenizer.load(modelPath, { device: getString(args, 'device'), trustModel: getFlag(args, 'trust-model') }).catch(() => undefined);
       maxTokens = tokenizer?.maxTokens;
       tokenizer?.dispose();
       if (maxTokens === undefined) throw new UsageError(`Reading ${csvInput} needs --max-tokens (or a loadable --model) for the compression figure`);
@@ -66,7 +68,7 @@ async function run(argv: string[]): Promise<number> {
     if (!quiet) process.stderr.write(`dove stats: ${lengths.length} lengths read from ${csvInput}\n`);
   } else {
     if (!existsSync(target) || !statSync(target).isDirectory()) throw new UsageError(`Expected a folder of images or a lengths.csv but ${target} is neither`);
-    const tokenizer = await Tokenizer.load(modelPath, { device: getString(args, 'device') });
+    const tokenizer = await Tokenizer.load(modelPath, { device: getString(args, 'device'), trustModel: getFlag(args, 'trust-model') });
     try {
       maxTokens = maxTokens ?? tokenizer.maxTokens;
       let bar: ProgressBar | undefined;
@@ -122,5 +124,5 @@ async function run(argv: string[]): Promise<number> {
   return failed > 0 ? 3 : 0;
 }
 
-const command: Command = { name: 'stats', summary: 'EOS token-length distribution over a folder (histogram, mean, median, compression)', help, run: (argv) => withUsage('stats', () => run(argv)) };
+const command: Command = { name: 'stats', summary: 'EOS token-length distribution over a folder (histogram, mean, median, compression)', help, specs: SPECS, run: (argv) => withUsage('stats', () => run(argv)) };
 export default command;

@@ -1,9 +1,12 @@
 import { promises as fs } from 'node:fs';
-import { dirname, extname, join } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import type { Command } from '../command';
 import { getFlag, getNumber, getString, MODEL_OPTIONS, MODEL_OPTIONS_HELP, parseArgs, UsageError, withUsage } from '../args';
+import { appendAll, maxOf, minOf } from '../../arrays';
 import { DoveError } from '../../errors';
-import { IMAGE_EXTENSIONS, loadImage, type ResizeFit } from '../../images';
+import { writeReport } from '../../eval/report';
+import { displayPath, fsError, fsPath, listImageFiles } from '../../files';
+import { loadBatchSettled, type ResizeFit } from '../../images';
 import { writeSafetensors } from '../../safetensors';
 import { Tensor } from '../../tensor';
 import { Tokenizer, TokenBatch, resolveTokenizeOptions, type LengthMode } from '../../tokenizer';
@@ -49,15 +52,23 @@ Examples:
 async function expandInputs(paths: readonly string[]): Promise<string[]> {
   const out: string[] = [];
   for (const p of paths) {
-    const stat = await fs.stat(p).catch(() => undefined);
-    if (stat?.isDirectory()) {
-      const names = (await fs.readdir(p)).filter((n) => IMAGE_EXTENSIONS.includes(extname(n).toLowerCase())).sort();
-      out.push(...names.map((n) => join(p, n)));
-    } else {
-      out.push(p); // missing or odd files fail later with a message naming them
-    }
+    const stat = await fs.stat(fsPath(p)).catch(() => undefined);
+    if (stat?.isDirectory()) appendAll(out, await listImageFiles(p, { everyEntry: true }));
+    else out.push(p); // missing or odd files fail later with a message naming them
   }
   return out;
+}
+
+/** Refuses an --output that is one of the inputs (same file by device and inode, or by path). */
+async function checkOutputIsNotInput(output: string, inputs: readonly string[]): Promise<void> {
+  const target = await fs.stat(fsPath(output)).catch(() => undefined);
+  const resolvedOutput = resolve(output);
+  for (const input of inputs) {
+    const same = target !== undefined
+      ? await fs.stat(fsPath(input)).then((s) => s.dev === target.dev && s.ino === target.ino, () => false)
+      : resolve(input) === resolvedOutput;
+    if (same) throw new UsageError(`--output ${displayPath(output)} is also an input; choose another output path`);
+  }
 }
 
 interface Row {
@@ -76,9 +87,10 @@ async function run(argv: string[]): Promise<number> {
     if (!json && output === undefined) throw new UsageError('Missing -o/--output <tokens.safetensors> (or use --json)');
     if (!json && output !== undefined && !output.endsWith('.safetensors')) throw new UsageError(`Expected a .safetensors path for --output but received ${output} (use --json for JSON)`);
     const images = await expandInputs(args.positionals);
-    if (images.length === 0) throw new UsageError(`No image files found in ${args.positionals.join(', ')}`);
+    if (images.length === 0) throw new UsageError(`No image files found in ${args.positionals.map(displayPath).join(', ')}`);
+    if (output !== undefined) await checkOutputIsNotInput(output, images);
 
-    const tokenizer = await Tokenizer.load(getString(args, 'model'), { device: getString(args, 'device') ?? 'cpu' });
+    const tokenizer = await Tokenizer.load(getString(args, 'model'), { device: getString(args, 'device') ?? 'cpu', trustModel: getFlag(args, 'trust-model') });
     const model = tokenizer.model;
     try {
       const maxTokens = getNumber(args, 'max-tokens');
@@ -97,18 +109,23 @@ async function run(argv: string[]): Promise<number> {
       let failed = 0;
       for (let i = 0; i < images.length; i += batchSize) {
         const chunk = images.slice(i, i + batchSize);
-        const loaded = await Promise.all(chunk.map((p) => loadImage(p, { size: s, fit, maxInputPixels }).then((px) => ({ p, px }), (error: unknown) => ({ p, error }))));
-        const ok: { p: string; px: Buffer }[] = [];
-        for (const item of loaded) {
-          if ('px' in item) ok.push(item);
-          else {
-            failed++;
-            process.stderr.write(`dove tokenize: skipped ${item.error instanceof Error ? item.error.message : String(item.error)}\n`);
-          }
+        // At most 4 images decode at once (loadBatchSettled), whatever the batch size.
+        const { pixels: all, failures } = await loadBatchSettled(chunk, { size: s, fit, maxInputPixels });
+        for (const f of failures) {
+          failed++;
+          process.stderr.write(`dove tokenize: skipped ${f.error.message}\n`);
         }
+        const bad = new Set(failures.map((f) => f.index));
+        const ok = chunk.filter((_, j) => !bad.has(j));
         if (ok.length === 0) continue;
-        const pixels = new Uint8Array(ok.length * frame);
-        ok.forEach((item, j) => pixels.set(item.px, j * frame));
+        let pixels = all;
+        if (bad.size > 0) {
+          pixels = new Uint8Array(ok.length * frame);
+          let at = 0;
+          chunk.forEach((_, j) => {
+            if (!bad.has(j)) pixels.set(all.subarray(j * frame, (j + 1) * frame), frame * at++);
+          });
+        }
         const input = Tensor.fromArray(pixels, [ok.length, s, s, 3], 'uint8');
         let batch: TokenBatch;
         try {
@@ -118,14 +135,14 @@ async function run(argv: string[]): Promise<number> {
           input.dispose();
         }
         // Copy out of the batch tensor: rows outlive it and are re-packed to the final padding.
-        batch.items.forEach((item, j) => rows.push({ image: ok[j]!.p, length: item.length, tokens: Float32Array.from(item.tokens), eos: Float32Array.from(item.eosProbabilities) }));
+        batch.items.forEach((item, j) => rows.push({ image: ok[j]!, length: item.length, tokens: Float32Array.from(item.tokens), eos: Float32Array.from(item.eosProbabilities) }));
         batch.dispose();
       }
       if (rows.length === 0) throw new DoveError(`None of the ${images.length} images could be read`, 'INVALID_IMAGE');
 
       const n = rows.length;
       const d = model.tokenDim;
-      const k = Math.max(...rows.map((r) => r.length));
+      const k = maxOf(rows.map((r) => r.length));
       const slots = rows[0]!.eos.length;
       const tokens = new Float32Array(n * k * d);
       const eos = new Float32Array(n * slots);
@@ -153,12 +170,11 @@ async function run(argv: string[]): Promise<number> {
         };
         const text = JSON.stringify(doc) + '\n';
         if (output === undefined) process.stdout.write(text);
-        else {
-          await fs.mkdir(dirname(output), { recursive: true });
-          await fs.writeFile(output, text);
-        }
+        else await writeReport(output, text);
       } else {
-        await fs.mkdir(dirname(output!), { recursive: true });
+        await fs.mkdir(fsPath(dirname(output!)), { recursive: true }).catch((error: unknown) => {
+          throw fsError(dirname(output!), error, 'create folder');
+        });
         await writeSafetensors(output!, {
           tokens: { data: tokens, shape: [n, k, d] },
           lengths: { data: BigInt64Array.from(rows, (r) => BigInt(r.length)), shape: [n] },
@@ -166,7 +182,7 @@ async function run(argv: string[]): Promise<number> {
         }, metadata);
       }
       if (output !== undefined) {
-        process.stdout.write(`${output}: ${n} images, lengths ${Math.min(...rows.map((r) => r.length))}..${k} (${opts.mode}), ${d}-dim tokens${failed > 0 ? `, ${failed} failed` : ''}\n`);
+        process.stdout.write(`${displayPath(output)}: ${n} images, lengths ${minOf(rows.map((r) => r.length))}..${k} (${opts.mode}), ${d}-dim tokens${failed > 0 ? `, ${failed} failed` : ''}\n`);
       }
       return failed > 0 ? 3 : 0;
     } finally {
@@ -175,5 +191,5 @@ async function run(argv: string[]): Promise<number> {
   });
 }
 
-const command: Command = { name: 'tokenize', summary: 'turn images into DOVE tokens (safetensors or JSON)', help, run };
+const command: Command = { name: 'tokenize', summary: 'turn images into DOVE tokens (safetensors or JSON)', help, specs: SPECS, run };
 export default command;

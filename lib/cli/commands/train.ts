@@ -15,6 +15,7 @@ const SPECS = {
   'init-from': { type: 'string' },
   model: { type: 'string', alias: 'm' },
   device: { type: 'string' },
+  'trust-model': { type: 'flag' },
   qdove: { type: 'flag' },
   annotations: { type: 'string' },
   recursive: { type: 'flag' },
@@ -56,6 +57,8 @@ Data and model:
       --qdove                 train Q-DOVE (needs a Q-DOVE model and --annotations)
       --annotations <file>    Q-DOVE annotations JSON [{image_id, question, answer, bounding_box}]
       --device <dev>          cpu (default), cuda, cuda:N
+      --trust-model           load a model whose TorchScript touches files or the process (refused
+                              otherwise: a model file is code; docs/MODEL_FORMAT.md)
 
 Optimisation:
       --epochs <n>            default 1          --batch-size <n>     per process, default 8
@@ -164,6 +167,7 @@ async function run(argv: string[]): Promise<number> {
       lr: getNumber(args, 'lr'),
       resume: getString(args, 'checkpoint'),
       device: getString(args, 'device'),
+      trustModel: getFlag(args, 'trust-model'),
       maxSteps: getNumber(args, 'max-steps'),
       accumulate: getNumber(args, 'accumulate'),
       warmupSteps: getNumber(args, 'warmup-steps'),
@@ -221,5 +225,5 @@ async function run(argv: string[]): Promise<number> {
   });
 }
 
-const command: Command = { name: 'train', summary: 'train or fine-tune a DOVE / Q-DOVE model on an image folder', help, run };
+const command: Command = { name: 'train', summary: 'train or fine-tune a DOVE / Q-DOVE model on an image folder', help, specs: SPECS, run };
 export default command;

@@ -1,0 +1,32 @@
+// Reductions and appends over arrays of any length. `Math.min(...values)` and `push(...values)` pass
+// every element as a call argument, which overflows the stack somewhere past ~120k elements (a
+// 200k-row lengths.csv, a loss curve of 100k steps, a folder of 200k images): these loop instead.
+
+/** The smallest value, as `Math.min(initial, ...values)` (NaN if any value is NaN; `initial` for none). */
+export function minOf(values: ArrayLike<number>, initial = Infinity): number {
+  let min = initial;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    if (v !== v) return Number.NaN;
+    // -0 < +0 for Math.min, though `<` calls them equal.
+    if (v < min || (v === 0 && min === 0 && Object.is(v, -0))) min = v;
+  }
+  return min;
+}
+
+/** The largest value, as `Math.max(initial, ...values)` (NaN if any value is NaN; `initial` for none). */
+export function maxOf(values: ArrayLike<number>, initial = -Infinity): number {
+  let max = initial;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    if (v !== v) return Number.NaN;
+    if (v > max || (v === 0 && max === 0 && Object.is(max, -0))) max = v;
+  }
+  return max;
+}
+
+/** Appends `source` to `target` in place (what `target.push(...source)` does, for any length). */
+export function appendAll<T>(target: T[], source: Iterable<T>): T[] {
+  for (const item of source) target.push(item);
+  return target;
+}
