@@ -391,6 +391,16 @@ class Dove(nn.Module):
             return self._autoencoder_losses(x)
         return self._dove_losses(x, region_mask, query_ids, query_mask)
 
+    def _random_lengths(self, b: int, device: torch.device) -> torch.Tensor:
+        """Training lengths for samples not trained at their EOS length (loss.lengthSampling)."""
+        k = self.max_tokens
+        lengths = torch.randint(1, k + 1, [b], device=device)
+        if self.log_uniform_share > 0.0:
+            # P(L) ~ 1/L: short prefixes, where each token carries the most, get more practice.
+            log_len = torch.exp(torch.rand([b], device=device) * math.log(k + 1.0)).floor().to(torch.int64).clamp(1, k)
+            lengths = torch.where(torch.rand([b], device=device) < self.log_uniform_share, log_len, lengths)
+        return lengths
+
     def _dove_losses(self, x: torch.Tensor, region_mask: Optional[torch.Tensor], query_ids: Optional[torch.Tensor],
                      query_mask: Optional[torch.Tensor]) -> Dict[str, torch.Tensor]:
         b = x.shape[0]
@@ -400,11 +410,7 @@ class Dove(nn.Module):
         with torch.no_grad():
             pred_len = self._auto_lengths(eos_logits.detach().float(), self.eos_threshold)
         use_pred = torch.rand([b], device=device) < self.predicted_length_prob
-        rand_len = torch.randint(1, k + 1, [b], device=device)
-        if self.log_uniform_share > 0.0:
-            # P(L) ~ 1/L: short prefixes, where each token carries the most, get more practice.
-            log_len = torch.exp(torch.rand([b], device=device) * math.log(k + 1.0)).floor().to(torch.int64).clamp(1, k)
-            rand_len = torch.where(torch.rand([b], device=device) < self.log_uniform_share, log_len, rand_len)
+        rand_len = self._random_lengths(b, device)
         train_len = torch.where(use_pred, pred_len, rand_len)
         decoded_latents = self._decode_latents(tokens, train_len)
         recon = self.vqgan.decode(decoded_latents).float()
