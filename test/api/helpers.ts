@@ -1,6 +1,6 @@
 // Shared paths and small image makers for the API/CLI tests.
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { deflateSync, crc32 } from 'node:zlib';
@@ -16,6 +16,8 @@ export const VENV_PYTHON = join(process.env.HOME ?? '/root', '.cache', 'dove-enc
 /** The tiny DOVE / Q-DOVE exports made by python/dove/fixtures.py. */
 export const TINY_DOVE = join(FIXTURES, 'tiny-dove.pt');
 export const TINY_QDOVE = join(FIXTURES, 'tiny-qdove.pt');
+/** The config the tiny fixtures were exported from (python/dove/fixtures_model.py uses configs/tiny.json). */
+export const TINY_CONFIG = JSON.parse(readFileSync(join(ROOT, 'python', 'dove', 'configs', 'tiny.json'), 'utf8')) as { imageSize: number; maxTokens: number; tokenDim: number };
 
 export function fixtureExists(path: string): boolean {
   return existsSync(path);
