@@ -29,7 +29,8 @@ def test_export_tiny_dove(tmp_path, capsys):
     meta = json.loads(extra["dove.json"])
     assert meta["format"] == FORMAT and meta["formatVersion"] == FORMAT_VERSION == 1
     assert meta["variant"] == "dove" and meta["configName"] == "tiny"
-    assert (meta["imageSize"], meta["maxTokens"], meta["tokenDim"]) == (64, 64, 128)
+    tiny = load_config("tiny")
+    assert (meta["imageSize"], meta["maxTokens"], meta["tokenDim"]) == (tiny["imageSize"], tiny["maxTokens"], tiny["tokenDim"])
     assert meta["eosThreshold"] == 0.5 and meta["normalization"] == "rgb01"
     assert meta["queryTokenizer"] is None and meta["training"] is None
     assert meta["exporter"]["seed"] == 3 and meta["exporter"]["torch"] == torch.__version__.split("+")[0]
@@ -72,7 +73,7 @@ def test_export_qdove_embeds_tokenizer(tmp_path):
     assert load(again, ("dove.json", "tokenizer.json"))[1]["tokenizer.json"].decode("utf-8") == tok
     with torch.no_grad():
         tokens, logits = module.encode(torch.zeros(2, 64, 64, 3, dtype=torch.uint8), 8, ids, mask)
-    assert tokens.shape == (2, 8, 128) and logits.shape == (2, 8)
+    assert tokens.shape == (2, 8, load_config("tiny")["tokenDim"]) and logits.shape == (2, 8)
 
 
 def test_given_tokenizer_grows_own_embedding(tmp_path):
