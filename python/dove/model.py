@@ -49,6 +49,11 @@ def eos_rule_loss(eos_logits: torch.Tensor, pred_len: torch.Tensor, use_pred: to
     return per_sample.sum() / selected.sum().clamp_min(1).to(eos_logits.dtype)
 
 
+def to_pixels(images: torch.Tensor) -> torch.Tensor:
+    """float (B,3,H,W) in [0,1] -> uint8 (B,H,W,3), rounded to nearest."""
+    return images.mul(255.0).round().clamp(0.0, 255.0).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
 class TimeEmbed(nn.Module):
     """Timestep slot embeddings: sinusoidal(i) -> Linear(d,4d) -> SiLU -> Linear(4d,d); the same for every image."""
 
@@ -332,6 +337,12 @@ class Dove(nn.Module):
         return self.vqgan.decode(self._decode_latents(tokens, lengths))
 
     def _decode_latents(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        self._check_decode_args(tokens, lengths)
+        return self._latents_from_tokens(tokens, lengths)
+
+    def _check_decode_args(self, tokens: torch.Tensor, lengths: torch.Tensor) -> None:
+        """The argument checks of decode, apart from its computation: they read tensor values, which a
+        graph compiled with torch.export cannot, so compiled decoders run them outside the graph."""
         if tokens.dim() != 3 or tokens.shape[2] != self.token_dim:
             raise ValueError(f"Expected tokens of shape (B,K,{self.token_dim}) but received {list(tokens.shape)}")
         b, k = tokens.shape[0], tokens.shape[1]
@@ -341,9 +352,13 @@ class Dove(nn.Module):
             raise ValueError(f"Expected lengths of shape ({b},) but received {list(lengths.shape)}")
         if lengths.is_floating_point():
             raise ValueError(f"Expected integer lengths but received {lengths.dtype}")
-        lengths = lengths.to(device=tokens.device, dtype=torch.int64)
         if b > 0 and (int(lengths.min()) < 0 or int(lengths.max()) > k):
             raise ValueError(f"Expected lengths between 0 and {k} (the token slots given)")
+
+    def _latents_from_tokens(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """decode's computation on arguments _check_decode_args accepted."""
+        b, k = tokens.shape[0], tokens.shape[1]
+        lengths = lengths.to(device=tokens.device, dtype=torch.int64)
         tokens = tokens.to(self.token_decoder.pos_embed.dtype)
         if k < self.max_tokens:
             tokens = F.pad(tokens, [0, 0, 0, self.max_tokens - k])
@@ -368,8 +383,7 @@ class Dove(nn.Module):
     @torch.jit.export
     def decode_pixels(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """-> uint8 (B,H,W,3)."""
-        img = self.decode(tokens, lengths)
-        return img.mul(255.0).round().clamp(0.0, 255.0).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+        return to_pixels(self.decode(tokens, lengths))
 
     # ----------------------------------------------------------------------------------------- training
     def _autoencoder_losses(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
