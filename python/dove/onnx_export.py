@@ -4,7 +4,6 @@ import os
 from typing import List, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .model import Dove
@@ -22,7 +21,8 @@ class EncodeFixed(nn.Module):
 
 
 class DecodeFixed(nn.Module):
-    """decode() without argument checks (they read tensor values, which an exported graph cannot)."""
+    """decode() without its argument checks (they read tensor values, which an exported graph cannot):
+    the model's own decode computation, so the ONNX graph cannot drift from the TorchScript one."""
 
     def __init__(self, model: Dove):
         super().__init__()
@@ -30,15 +30,7 @@ class DecodeFixed(nn.Module):
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         m = self.model
-        b, k = tokens.shape[0], tokens.shape[1]
-        if k < m.max_tokens:
-            tokens = F.pad(tokens, [0, 0, 0, m.max_tokens - k])
-        slot = torch.arange(m.max_tokens, device=tokens.device)
-        keep = (slot[None, :] < lengths[:, None])[:, :, None]
-        z = torch.where(keep, tokens, torch.zeros_like(tokens))
-        h = m.token_decoder(m.token_decoder.embed(z), None, m.max_tokens)
-        lat = m.latent_out(h).transpose(1, 2).reshape(b, m.latent_channels, m.grid, m.grid)
-        return m.vqgan.decode(lat).clamp(0.0, 1.0)
+        return m.vqgan.decode(m._latents_from_tokens(tokens, lengths)).clamp(0.0, 1.0)
 
 
 def export_onnx(model: Dove, prefix: str, max_tokens: int = 0, opset: int = 17) -> List[str]:

@@ -89,7 +89,7 @@ def test_given_tokenizer_grows_own_embedding(tmp_path):
     meta = json.loads(extra["dove.json"])
     assert meta["config"]["transformer"]["vocab_size"] == 5120
     assert meta["queryTokenizer"]["padId"] == 5001
-    assert module.query_embed.weight.shape == (5120, 128)
+    assert module.query_embed.weight.shape == (5120, load_config("tiny")["transformer"]["hidden_size"])
 
 
 def test_checkpoint_round_trip(tmp_path):
@@ -115,7 +115,7 @@ def test_errors_are_reported_not_raised(tmp_path, capsys):
     torch.save({"eos_head.weight": torch.zeros(3)}, bad)
     assert main(["--config", "tiny", "--checkpoint", str(bad), "-o", str(tmp_path / "y.pt")]) == 1
     err = capsys.readouterr().err
-    assert "missing keys" in err and "eos_head.weight: checkpoint [3] vs model [1, 128]" in err
+    assert "missing keys" in err and f"eos_head.weight: checkpoint [3] vs model [1, {load_config('tiny')['transformer']['hidden_size']}]" in err
     assert main(["--config", "tiny", "--vqgan", str(tmp_path), "-o", str(tmp_path / "z.pt")]) == 1
     assert "no config.json" in capsys.readouterr().err
     junk = tmp_path / "junk.json"
