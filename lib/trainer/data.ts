@@ -53,6 +53,8 @@ export interface AugmentOptions {
 }
 
 export const DEFAULT_AUGMENT: AugmentOptions = { scale: [0.5, 1], ratio: [3 / 4, 4 / 3], flip: true };
+/** Whole image, mirrored half of the time: for folders of crops already cut at the model's size and scale. */
+export const FLIP_ONLY: AugmentOptions = { scale: [1, 1], ratio: [1, 1], flip: true };
 
 /** torchvision's RandomResizedCrop choice, with its centre-crop fallback after 10 tries. */
 export function randomCrop(width: number, height: number, rng: Rng, aug: AugmentOptions | null): Crop {

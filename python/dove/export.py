@@ -1,7 +1,8 @@
 """Export DOVE / Q-DOVE to a TorchScript model file (docs/MODEL_FORMAT.md).
 
 python -m dove.export --config tiny|official-14m|official-70m|path.json [--vqgan DIR] [--pythia DIR]
-    [--checkpoint FILE] [--variant dove|qdove] [--tokenizer FILE] [--seed N] [--onnx PREFIX] [--compiled]
+    [--checkpoint FILE] [--variant dove|qdove] [--tokenizer FILE] [--seed N] [--onnx PREFIX] [--fit-order DIR]
+    [--compiled]
     -o model.pt
 """
 import argparse
@@ -128,6 +129,42 @@ def optimize_for_inference(scripted: torch.jit.ScriptModule) -> torch.jit.Script
     return torch.jit.freeze(scripted, preserved_attrs=methods, optimize_numerics=False)
 
 
+FIT_MAX_IMAGES = 8000
+
+
+def fit_autoencoder_order(model: Dove, cfg: Dict[str, Any], folder: str, checkpoint: Optional[str]) -> Dict[str, Any]:
+    """--fit-order: measure the block-transform autoencoder's coefficient order on a folder of images
+    (dove.transform_ae.fit_order). Up to FIT_MAX_IMAGES files, evenly spread over the sorted listing, each
+    resized like the runtime does (short side to the model size, centre crop)."""
+    from PIL import Image
+
+    from .config import autoencoder_type
+    from .transform_ae import fit_order
+
+    if autoencoder_type(cfg) != "blocktransform":
+        raise ConfigError("--fit-order needs a config whose vqgan.type is 'blocktransform'")
+    if checkpoint:
+        raise ConfigError("--fit-order re-initialises the autoencoder: it cannot be combined with --checkpoint")
+    names = sorted(n for n in os.listdir(folder) if n.lower().endswith((".png", ".jpg", ".jpeg", ".webp")))
+    if not names:
+        raise ConfigError(f"--fit-order: no .png/.jpg/.webp images in {folder}")
+    step = max(1, len(names) // FIT_MAX_IMAGES)
+    names = names[::step][:FIT_MAX_IMAGES]
+    size = int(cfg["imageSize"])
+    pixels = []
+    for name in names:
+        with Image.open(os.path.join(folder, name)) as im:
+            im = im.convert("RGB")
+            w, h = im.size
+            scale = size / min(w, h)
+            im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.Resampling.LANCZOS)
+            left, top = (im.size[0] - size) // 2, (im.size[1] - size) // 2
+            pixels.append(torch.frombuffer(bytearray(im.crop((left, top, left + size, top + size)).tobytes()), dtype=torch.uint8))
+    images = torch.stack(pixels).reshape(len(pixels), size, size, 3).permute(0, 3, 1, 2).float() / 255.0
+    info = fit_order(model.vqgan, images)
+    return {"images": info["images"], "folder": os.path.basename(os.path.normpath(folder))}
+
+
 def export(
     config: str,
     out: str,
@@ -138,6 +175,7 @@ def export(
     checkpoint: Optional[str] = None,
     tokenizer: Optional[str] = None,
     onnx: Optional[str] = None,
+    fit_order_from: Optional[str] = None,
     compiled: bool = False,
 ) -> Dict[str, Any]:
     cfg = load_config(config)
@@ -157,6 +195,8 @@ def export(
             raise ConfigError(f"{tokenizer} is not a Hugging Face tokenizer.json: {e}") from e
     model, cfg, tok_json = build_model(cfg, variant, seed, vqgan, pythia, checkpoint, tok_json)
     meta = dove_json(cfg, variant, seed, tok_json)
+    if fit_order_from:
+        meta["autoencoderFit"] = fit_autoencoder_order(model, cfg, fit_order_from, checkpoint)
     scripted = save_scripted(model, out, meta, tok_json)
     if compiled:
         from .aoti_export import compile_package, package_path
@@ -180,6 +220,8 @@ def main(argv=None) -> int:
                                        "else a small byte-level BPE trained here)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random initialisation")
     p.add_argument("--onnx", help="also write <PREFIX>.encode.onnx and <PREFIX>.decode.onnx (fixed budget)")
+    p.add_argument("--fit-order", metavar="DIR", help="blocktransform autoencoders: measure the order of the latent's "
+                                                       "coefficients on the images in DIR instead of the built-in power law")
     p.add_argument("--compiled", action="store_true",
                    help="also write <output minus .pt>.aoti.pt2: encode and decode compiled with AOTInductor for this "
                         "machine's CPU (minutes; python -m dove.aoti_export compiles an existing .pt)")
@@ -187,7 +229,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     try:
         meta = export(args.config, args.output, args.variant, args.seed, args.vqgan, args.pythia,
-                      args.checkpoint, args.tokenizer, args.onnx, args.compiled)
+                      args.checkpoint, args.tokenizer, args.onnx, args.fit_order, args.compiled)
     except (ValueError, OSError, RuntimeError) as e:  # ConfigError, PretrainedError are ValueErrors
         print(f"dove.export: error: {e}", file=sys.stderr)
         return 1

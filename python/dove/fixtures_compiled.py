@@ -22,18 +22,22 @@ from typing import Any, Dict
 
 import torch
 
-from .config import clone, load_config
+from .config import autoencoder_type, clone, load_config
 from .export import build_model, dove_json
 
 
 def micro_config() -> Dict[str, Any]:
-    """tiny, scaled down: 16 px, 16 tokens of 16 floats, a 3-level VQGAN of 8-16 channels, 1+1 layers."""
+    """tiny, scaled down: 16 px, 16 tokens of 16 floats, an autoencoder of 8-16 channels, 1+1 layers."""
     cfg = clone(load_config("tiny"))
     cfg["name"] = "micro"
     cfg["imageSize"] = 16
     cfg["maxTokens"] = 16
     cfg["tokenDim"] = 16
-    cfg["vqgan"].update(block_out_channels=[8, 16, 16], latent_channels=4, norm_num_groups=4)
+    if autoencoder_type(cfg) == "blocktransform":
+        # one latent channel per token slot, as tiny has
+        cfg["vqgan"].update(latent_channels=cfg["maxTokens"], refine_channels=[8, 16])
+    else:
+        cfg["vqgan"].update(block_out_channels=[8, 16, 16], latent_channels=4, norm_num_groups=4)
     cfg["transformer"].update(hidden_size=32, num_attention_heads=2, intermediate_size=64,
                               generator_layers=1, decoder_layers=1)
     return cfg

@@ -109,6 +109,17 @@ def _write_parity(name: str, tensors: Dict[str, torch.Tensor], calls: List[Dict[
         json.dump(sidecar, f, indent=2)
 
 
+def _like_trained(model: torch.nn.Module, seed: int) -> None:
+    """Fixtures stand in for trained models. A fresh tiny model starts with zero-initialised heads (its
+    slot skips make the token path an identity until the first update), which would hide the query and the
+    transformers from every test: give each all-zero parameter small seeded weights, as training would."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if not p.any():
+                p.add_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * 0.02)
+
+
 class _NotDove(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * 2.0
@@ -121,6 +132,7 @@ def generate(out_dir: str) -> None:
     tiny_meta = None
     for name, config, variant, seed, batch, full in MODELS:
         model, cfg, tok = build_model(load_config(config), variant, seed)
+        _like_trained(model, seed)
         meta = dove_json(cfg, variant, seed, tok)
         scripted = torch.jit.script(model)
         extra = {"dove.json": json.dumps(meta, indent=2)}

@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import latent_grid
+from .config import autoencoder_type, latent_grid
 from .neox import NeoXStack, causal_mask
+from .transform_ae import BlockTransformAutoencoder
 from .vqgan import VQGAN
 
 
@@ -69,16 +70,20 @@ class TimeEmbed(nn.Module):
 
 
 class LatentIn(nn.Module):
-    """Latent grid (B,C,g,g) -> raster-order positions (B,g*g,d): Linear(C->d) + learned position embedding."""
+    """Latent grid (B,C,g,g) -> sequence (B,N,d) + learned position embedding. Over positions (the paper):
+    N = g*g raster-order positions, Linear(C->d); over channels: N = C channel maps, Linear(g*g->d)."""
 
-    def __init__(self, channels: int, positions: int, hidden: int):
+    def __init__(self, channels: int, grid: int, hidden: int, over_channels: bool):
         super().__init__()
-        self.proj = nn.Linear(channels, hidden)
-        self.pos_embed = nn.Parameter(torch.zeros(positions, hidden))
+        self.over_channels = over_channels
+        self.proj = nn.Linear(grid * grid if over_channels else channels, hidden)
+        self.pos_embed = nn.Parameter(torch.zeros(channels if over_channels else grid * grid, hidden))
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
-        h = latents.flatten(2).transpose(1, 2).contiguous()
-        return self.proj(h) + self.pos_embed[None, :, :]
+        h = latents.flatten(2)
+        if not self.over_channels:
+            h = h.transpose(1, 2)
+        return self.proj(h.contiguous()) + self.pos_embed[None, :, :]
 
 
 class TokenDecoder(NeoXStack):
@@ -121,20 +126,33 @@ class Dove(nn.Module):
         self.autoencoder_weight = float(loss["autoencoderWeight"])
         self.latent_weight = float(loss["latentWeight"])
         self.autoencoder_stage = str(loss["stage"]) == "autoencoder"
+        self.log_uniform_share = {"uniform": 0.0, "mixed": 0.5, "loguniform": 1.0}[str(loss["lengthSampling"])]
 
         d = self.hidden
         stack_args = (int(tr["num_attention_heads"]), int(tr["intermediate_size"]))
         rope = (float(tr["rotary_pct"]), float(tr["rotary_emb_base"]), float(tr["layer_norm_eps"]),
                 bool(tr["use_parallel_residual"]))
-        self.vqgan = VQGAN(vq)
-        self.latent_in = LatentIn(self.latent_channels, self.grid * self.grid, d)
+        # Named "vqgan" whatever its type: parameter names (vqgan.*) select the VQGAN learning-rate group.
+        self.vqgan: nn.Module = BlockTransformAutoencoder(vq, self.image_size) if autoencoder_type(cfg) == "blocktransform" else VQGAN(vq)
+        self.over_channels = str(tr["sequence"]) == "channels"
+        self.slot_skip = bool(tr["slot_skip"])
+        self.latent_in = LatentIn(self.latent_channels, self.grid, d, self.over_channels)
         self.time_embed = TimeEmbed(self.max_tokens, d)
         self.generator = NeoXStack(d, stack_args[0], stack_args[1], int(tr["generator_layers"]), *rope)
         self.token_head = nn.Linear(d, self.token_dim)
         self.eos_head = nn.Linear(d, 1)
         self.token_decoder = TokenDecoder(self.token_dim, self.max_tokens, d, stack_args[0], stack_args[1],
                                           int(tr["decoder_layers"]), *rope)
-        self.latent_out = nn.Linear(d, self.latent_channels)
+        element = self.grid * self.grid if self.over_channels else self.latent_channels
+        self.latent_out = nn.Linear(d, element)
+        # transformer.slot_skip: linear skips around both transformers. Token k = token_head(slot k's
+        # state) + token_skip(sequence element k); decoded element k = latent_out(its state) +
+        # latent_skip(token k). Both start as identities and the heads at zero, so a fresh model is exactly
+        # its autoencoder's latent truncated to the first L elements (with "blocktransform" over channels:
+        # the DCT codec keeping the L most important coefficients of every block), and training learns
+        # what the transformers add: better early tokens, and the missing elements predicted from the kept.
+        self.token_skip: Optional[nn.Linear] = nn.Linear(element, self.token_dim, bias=False) if self.slot_skip else None
+        self.latent_skip: Optional[nn.Linear] = nn.Linear(self.token_dim, element, bias=False) if self.slot_skip else None
         self.query_embed: Optional[nn.Embedding] = nn.Embedding(self.vocab_size, d) if self.is_qdove else None
         self.reset_transformer_parameters()
 
@@ -145,7 +163,8 @@ class Dove(nn.Module):
                 continue
             if isinstance(module, nn.Linear):
                 nn.init.normal_(module.weight, std=0.02)
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
             elif isinstance(module, nn.Embedding):
                 nn.init.normal_(module.weight, std=0.02)
             elif isinstance(module, nn.LayerNorm):
@@ -154,6 +173,12 @@ class Dove(nn.Module):
         nn.init.normal_(self.latent_in.pos_embed, std=0.02)
         nn.init.normal_(self.token_decoder.pos_embed, std=0.02)
         nn.init.constant_(self.eos_head.bias, -2.0)
+        if self.token_skip is not None and self.latent_skip is not None:
+            nn.init.eye_(self.token_skip.weight)
+            nn.init.eye_(self.latent_skip.weight)
+            for head in (self.token_head, self.latent_out):
+                nn.init.zeros_(head.weight)
+                nn.init.zeros_(head.bias)
         # With std 0.02 at d=128 the generator's attention logits start with std ~0.05: every slot pools
         # the same uniform average of the image, the slots barely differ between images (token spread
         # across images 0.04 of their total spread) and training collapses them to a constant (mean
@@ -218,7 +243,10 @@ class Dove(nn.Module):
         # depend on the row count for small matrices, so a K-slot forward would not be bit-identical to
         # the first K rows of a max-slot one. The VQGAN encoder dominates the cost anyway.
         t = self.time_embed(self.max_tokens).to(parts[0].dtype)
-        parts.append(t[None, :, :].expand(b, self.max_tokens, t.shape[1]))
+        slot_in = t[None, :, :].expand(b, self.max_tokens, t.shape[1])
+        if self.slot_skip:
+            slot_in = slot_in + parts[0][:, :self.max_tokens, :]
+        parts.append(slot_in)
         seq = torch.cat(parts, dim=1)
         prefix = n_vis + n_query
         seq_len = seq.shape[1]
@@ -237,7 +265,14 @@ class Dove(nn.Module):
             positions = (key_valid.to(torch.int64).cumsum(dim=1) - 1).clamp_min(0)
         h = self.generator(seq, mask, seq_len, positions)
         slots = h[:, prefix:, :].contiguous()
-        tokens = self.token_head(slots)[:, :max_tokens].contiguous()
+        tokens = self.token_head(slots)[:, :max_tokens]
+        skip = self.token_skip
+        if skip is not None:
+            elements = latents.flatten(2)
+            if not self.over_channels:
+                elements = elements.transpose(1, 2)
+            tokens = tokens + skip(elements[:, :max_tokens].to(tokens.dtype))
+        tokens = tokens.contiguous()
         eos_logits = self.eos_head(slots).squeeze(-1)[:, :max_tokens].contiguous()
         return tokens, eos_logits
 
@@ -332,7 +367,13 @@ class Dove(nn.Module):
         # where, not multiply: slots >= length must not matter even when they hold NaN or inf.
         z = torch.where(keep, tokens, torch.zeros_like(tokens))
         h = self.token_decoder(self.token_decoder.embed(z), None, self.max_tokens)
-        return self.latent_out(h).transpose(1, 2).reshape(b, self.latent_channels, self.grid, self.grid)
+        out = self.latent_out(h)
+        skip = self.latent_skip
+        if skip is not None:
+            out = out + skip(z)
+        if not self.over_channels:
+            out = out.transpose(1, 2)
+        return out.reshape(b, self.latent_channels, self.grid, self.grid)
 
     @torch.jit.export
     def decode(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -364,6 +405,16 @@ class Dove(nn.Module):
             return self._autoencoder_losses(x)
         return self._dove_losses(x, region_mask, query_ids, query_mask)
 
+    def _random_lengths(self, b: int, device: torch.device) -> torch.Tensor:
+        """Training lengths for samples not trained at their EOS length (loss.lengthSampling)."""
+        k = self.max_tokens
+        lengths = torch.randint(1, k + 1, [b], device=device)
+        if self.log_uniform_share > 0.0:
+            # P(L) ~ 1/L: short prefixes, where each token carries the most, get more practice.
+            log_len = torch.exp(torch.rand([b], device=device) * math.log(k + 1.0)).floor().to(torch.int64).clamp(1, k)
+            lengths = torch.where(torch.rand([b], device=device) < self.log_uniform_share, log_len, lengths)
+        return lengths
+
     def _dove_losses(self, x: torch.Tensor, region_mask: Optional[torch.Tensor], query_ids: Optional[torch.Tensor],
                      query_mask: Optional[torch.Tensor]) -> Dict[str, torch.Tensor]:
         b = x.shape[0]
@@ -373,7 +424,7 @@ class Dove(nn.Module):
         with torch.no_grad():
             pred_len = self._auto_lengths(eos_logits.detach().float(), self.eos_threshold)
         use_pred = torch.rand([b], device=device) < self.predicted_length_prob
-        rand_len = torch.randint(1, k + 1, [b], device=device)
+        rand_len = self._random_lengths(b, device)
         train_len = torch.where(use_pred, pred_len, rand_len)
         decoded_latents = self._decode_latents(tokens, train_len)
         recon = self.vqgan.decode(decoded_latents).float()

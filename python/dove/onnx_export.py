@@ -21,14 +21,16 @@ class EncodeFixed(nn.Module):
 
 
 class DecodeFixed(nn.Module):
-    """decode() without argument checks (they read tensor values, which an exported graph cannot)."""
+    """decode() without its argument checks (they read tensor values, which an exported graph cannot):
+    the model's own decode computation, so the ONNX graph cannot drift from the TorchScript one."""
 
     def __init__(self, model: Dove):
         super().__init__()
         self.model = model
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return self.model.vqgan.decode(self.model._latents_from_tokens(tokens, lengths)).clamp(0.0, 1.0)
+        m = self.model
+        return m.vqgan.decode(m._latents_from_tokens(tokens, lengths)).clamp(0.0, 1.0)
 
 
 def export_onnx(model: Dove, prefix: str, max_tokens: int = 0, opset: int = 17) -> List[str]:

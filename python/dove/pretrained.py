@@ -76,6 +76,8 @@ def load_into(module: torch.nn.Module, state: Dict[str, torch.Tensor], what: str
 # ---------------------------------------------------------------------------------------------- VQGAN
 def check_vqgan_config(folder_cfg: dict, cfg: dict) -> None:
     vq = cfg["vqgan"]
+    if vq.get("type", "diffusers") != "diffusers":
+        raise PretrainedError(f"--vqgan loads a diffusers VQModel, but this config's autoencoder is of type {vq['type']!r}")
     problems: List[str] = []
     n = len(vq["block_out_channels"])
     expect = {

@@ -8,3 +8,18 @@ def perturb_(module: torch.nn.Module, seed: int, scale: float = 0.05) -> None:
     with torch.no_grad():
         for p in module.parameters():
             p.add_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * scale)
+
+
+def diffusers_tiny_config() -> dict:
+    """The tiny config with a small diffusers-layout VQGAN instead of its block-transform autoencoder:
+    for the tests of the VQGAN path (the official configs' layout) at a size that runs in a test."""
+    from dove.config import load_config, validate_config
+
+    cfg = load_config("tiny")
+    cfg["vqgan"] = {"type": "diffusers", "in_channels": 3, "out_channels": 3, "block_out_channels": [32, 32, 64, 64],
+                    "layers_per_block": 1, "latent_channels": 16, "norm_num_groups": 8, "mid_block_add_attention": False}
+    cfg["transformer"]["sequence"] = "positions"
+    cfg["transformer"]["slot_skip"] = False
+    cfg["name"] = "custom"
+    validate_config(cfg)
+    return cfg

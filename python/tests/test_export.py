@@ -29,7 +29,8 @@ def test_export_tiny_dove(tmp_path, capsys):
     meta = json.loads(extra["dove.json"])
     assert meta["format"] == FORMAT and meta["formatVersion"] == FORMAT_VERSION == 1
     assert meta["variant"] == "dove" and meta["configName"] == "tiny"
-    assert (meta["imageSize"], meta["maxTokens"], meta["tokenDim"]) == (64, 64, 128)
+    tiny = load_config("tiny")
+    assert (meta["imageSize"], meta["maxTokens"], meta["tokenDim"]) == (tiny["imageSize"], tiny["maxTokens"], tiny["tokenDim"])
     assert meta["eosThreshold"] == 0.5 and meta["normalization"] == "rgb01"
     assert meta["queryTokenizer"] is None and meta["training"] is None
     assert meta["exporter"]["seed"] == 3 and meta["exporter"]["torch"] == torch.__version__.split("+")[0]
@@ -72,7 +73,7 @@ def test_export_qdove_embeds_tokenizer(tmp_path):
     assert load(again, ("dove.json", "tokenizer.json"))[1]["tokenizer.json"].decode("utf-8") == tok
     with torch.no_grad():
         tokens, logits = module.encode(torch.zeros(2, 64, 64, 3, dtype=torch.uint8), 8, ids, mask)
-    assert tokens.shape == (2, 8, 128) and logits.shape == (2, 8)
+    assert tokens.shape == (2, 8, load_config("tiny")["tokenDim"]) and logits.shape == (2, 8)
 
 
 def test_given_tokenizer_grows_own_embedding(tmp_path):
@@ -88,7 +89,7 @@ def test_given_tokenizer_grows_own_embedding(tmp_path):
     meta = json.loads(extra["dove.json"])
     assert meta["config"]["transformer"]["vocab_size"] == 5120
     assert meta["queryTokenizer"]["padId"] == 5001
-    assert module.query_embed.weight.shape == (5120, 128)
+    assert module.query_embed.weight.shape == (5120, load_config("tiny")["transformer"]["hidden_size"])
 
 
 def test_checkpoint_round_trip(tmp_path):
@@ -114,7 +115,7 @@ def test_errors_are_reported_not_raised(tmp_path, capsys):
     torch.save({"eos_head.weight": torch.zeros(3)}, bad)
     assert main(["--config", "tiny", "--checkpoint", str(bad), "-o", str(tmp_path / "y.pt")]) == 1
     err = capsys.readouterr().err
-    assert "missing keys" in err and "eos_head.weight: checkpoint [3] vs model [1, 128]" in err
+    assert "missing keys" in err and f"eos_head.weight: checkpoint [3] vs model [1, {load_config('tiny')['transformer']['hidden_size']}]" in err
     assert main(["--config", "tiny", "--vqgan", str(tmp_path), "-o", str(tmp_path / "z.pt")]) == 1
     assert "no config.json" in capsys.readouterr().err
     junk = tmp_path / "junk.json"

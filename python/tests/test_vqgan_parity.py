@@ -10,7 +10,7 @@ import torch
 from dove.config import load_config
 from dove.model import Dove
 from dove.pretrained import PretrainedError, load_vqgan
-from dove_testutil import perturb_
+from dove_testutil import diffusers_tiny_config, perturb_
 
 AMUSED_VQ = dict(
     in_channels=3,
@@ -82,7 +82,7 @@ def test_decoder_output_matches_diffusers(reference, ours):
 
 def test_bin_weights_load_too(tmp_path):
     torch.manual_seed(5)
-    cfg = load_config("tiny")
+    cfg = diffusers_tiny_config()
     vq = cfg["vqgan"]
     n = len(vq["block_out_channels"])
     ref = diffusers.VQModel(
@@ -105,7 +105,7 @@ def test_bin_weights_load_too(tmp_path):
 def test_missing_and_mismatched_keys_are_listed(tmp_path):
     from safetensors.torch import load_file, save_file
 
-    cfg = load_config("tiny")
+    cfg = diffusers_tiny_config()
     vq = cfg["vqgan"]
     n = len(vq["block_out_channels"])
     ref = diffusers.VQModel(
@@ -131,7 +131,7 @@ def test_missing_and_mismatched_keys_are_listed(tmp_path):
 
 
 def test_config_mismatch_is_reported(tmp_path):
-    cfg = load_config("tiny")
+    cfg = diffusers_tiny_config()
     (tmp_path / "config.json").write_text(json.dumps(dict(AMUSED_VQ, _class_name="VQModel")))
     with pytest.raises(PretrainedError, match="block_out_channels"):
         load_vqgan(Dove(cfg, "dove"), str(tmp_path), cfg)

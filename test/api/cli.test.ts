@@ -6,7 +6,7 @@ import sharp from 'sharp';
 import { gridCellRect, GRID_GAP, GRID_LABEL_HEIGHT } from '../../lib/cli/grid';
 import { readSafetensors } from '../../lib/safetensors';
 import { Tokenizer } from '../../lib/tokenizer';
-import { bombPng, maxAbsDiff, pngOf, pythonPath, runCli, tempDir, TINY_DOVE, TINY_QDOVE } from './helpers';
+import { bombPng, maxAbsDiff, pngOf, pythonPath, runCli, tempDir, TINY_CONFIG, TINY_DOVE, TINY_QDOVE } from './helpers';
 
 test('dove reconstruct writes a grid: input, one column per length, EOS choice', async (t) => {
   const { dir, cleanup } = tempDir('grid');
@@ -128,7 +128,8 @@ test('dove tokenize: safetensors read back equal in Node and Python; --json', as
   t.is(lengths.length, 3);
   for (const l of lengths) t.true(l >= 1 && l <= 9);
   const k = Math.max(...lengths);
-  t.deepEqual(st.tensors.get('tokens')!.shape, [3, k, 128]);
+  const D = TINY_CONFIG.tokenDim;
+  t.deepEqual(st.tensors.get('tokens')!.shape, [3, k, D]);
   t.deepEqual(JSON.parse(st.metadata.images!), files);
   t.is(st.metadata.mode, 'capped');
 
@@ -139,13 +140,13 @@ test('dove tokenize: safetensors read back equal in Node and Python; --json', as
   for (const [i, f] of files.entries()) {
     const api = await tok.tokenize(f, { mode: 'capped', maxTokens: 9 });
     t.is(api.length, lengths[i]);
-    t.true(maxAbsDiff(all.subarray(i * k * 128, i * k * 128 + api.length * 128), api.tokens) < 1e-4);
-    t.true(all.subarray(i * k * 128 + api.length * 128, (i + 1) * k * 128).every((v) => v === 0), 'zero padding after the length');
+    t.true(maxAbsDiff(all.subarray(i * k * D, i * k * D + api.length * D), api.tokens) < 1e-4);
+    t.true(all.subarray(i * k * D + api.length * D, (i + 1) * k * D).every((v) => v === 0), 'zero padding after the length');
   }
 
   const py = execFileSync(pythonPath(), ['-c', 'import sys,json; from safetensors.numpy import load_file; d=load_file(sys.argv[1]); print(json.dumps({"shape": list(d["tokens"].shape), "lengths": d["lengths"].tolist(), "sum": float(d["tokens"].astype("float64").sum())}))', out], { encoding: 'utf8' });
   const parsed = JSON.parse(py) as { shape: number[]; lengths: number[]; sum: number };
-  t.deepEqual(parsed.shape, [3, k, 128]);
+  t.deepEqual(parsed.shape, [3, k, D]);
   t.deepEqual(parsed.lengths, lengths);
   const sum = all.reduce((a, b) => a + b, 0);
   t.true(Math.abs(parsed.sum - sum) < 1e-2 * Math.max(1, Math.abs(sum)));
@@ -155,7 +156,7 @@ test('dove tokenize: safetensors read back equal in Node and Python; --json', as
   const doc = JSON.parse(j.stdout) as { images: { image: string; length: number; tokens: number[][]; eos_probabilities: number[] }[] };
   t.is(doc.images[0]!.length, 3);
   t.is(doc.images[0]!.tokens.length, 3);
-  t.is(doc.images[0]!.tokens[0]!.length, 128);
+  t.is(doc.images[0]!.tokens[0]!.length, D);
   t.is(doc.images[0]!.eos_probabilities.length, 3);
 });
 

@@ -1,6 +1,6 @@
 // Shared paths and small image makers for the API/CLI tests.
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { deflateSync, crc32 } from 'node:zlib';
@@ -18,6 +18,8 @@ export const CLI = join(ROOT, 'dist', 'lib', 'cli', 'main.js');
 /** The tiny DOVE / Q-DOVE exports made by python/dove/fixtures.py. */
 export const TINY_DOVE = join(FIXTURES, 'tiny-dove.pt');
 export const TINY_QDOVE = join(FIXTURES, 'tiny-qdove.pt');
+/** The config the tiny fixtures were exported from (python/dove/fixtures_model.py uses configs/tiny.json). */
+export const TINY_CONFIG = JSON.parse(readFileSync(join(ROOT, 'python', 'dove', 'configs', 'tiny.json'), 'utf8')) as { imageSize: number; maxTokens: number; tokenDim: number };
 
 export function fixtureExists(path: string): boolean {
   return existsSync(path);

@@ -6,7 +6,7 @@ import { loadImage } from '../../lib/images';
 import { DoveModel } from '../../lib/model-file';
 import { Reconstructor } from '../../lib/reconstructor';
 import { Tokenizer, TokenBatch } from '../../lib/tokenizer';
-import { API_FIXTURES, maxAbsDiff, pngOf, tempDir, testPattern, TINY_DOVE, TINY_QDOVE } from './helpers';
+import { API_FIXTURES, maxAbsDiff, pngOf, tempDir, testPattern, TINY_CONFIG, TINY_DOVE, TINY_QDOVE } from './helpers';
 
 let tokenizer: Tokenizer;
 let reconstructor: Reconstructor;
@@ -20,9 +20,9 @@ test.before(async () => {
 test.after.always(() => tokenizer?.dispose());
 
 test('model metadata comes from dove.json', (t) => {
-  t.is(tokenizer.imageSize, 64);
-  t.is(tokenizer.maxTokens, 64);
-  t.is(tokenizer.tokenDim, 128);
+  t.is(tokenizer.imageSize, TINY_CONFIG.imageSize);
+  t.is(tokenizer.maxTokens, TINY_CONFIG.maxTokens);
+  t.is(tokenizer.tokenDim, TINY_CONFIG.tokenDim);
   t.false(tokenizer.model.isQDove);
 });
 
@@ -49,7 +49,7 @@ test('fixed mode gives exactly K tokens, capped at most K, auto within [1, max]'
 test('a batch equals the same images one by one', async (t) => {
   const batch = await tokenizer.tokenize(images, { mode: 'fixed', maxTokens: 12 });
   t.true(batch instanceof TokenBatch);
-  t.deepEqual(batch.tokens.shape, [3, 12, 128]);
+  t.deepEqual(batch.tokens.shape, [3, 12, TINY_CONFIG.tokenDim]);
   t.deepEqual(batch.lengthsArray, [12, 12, 12]);
   for (const [i, img] of images.entries()) {
     const one = await tokenizer.tokenize(img, { mode: 'fixed', maxTokens: 12 });
@@ -70,7 +70,7 @@ test('item tokens are views over the batch tensor, not copies', async (t) => {
   const batch = await tokenizer.tokenize(images.slice(0, 2), { mode: 'fixed', maxTokens: 4 });
   const all = batch.tokens.data() as Float32Array;
   // A write through the tensor's memory shows in the item's view, and the other way round.
-  all[4 * 128 + 5] = 1234.5;
+  all[4 * TINY_CONFIG.tokenDim + 5] = 1234.5;
   t.is(batch.items[1]!.tokens[5], 1234.5);
   batch.items[0]!.tokens[7] = -42;
   t.is((batch.tokens.data() as Float32Array)[7], -42);
@@ -135,7 +135,7 @@ test('bad options and inputs are DoveErrors naming the problem', async (t) => {
   const err = await t.throwsAsync(tokenizer.tokenize(['/nonexistent/x.png']), { instanceOf: DoveError });
   t.is(err?.code, 'FILE_NOT_FOUND');
   t.regex(err?.message ?? '', /\/nonexistent\/x\.png: file not found/);
-  await t.throwsAsync(reconstructor.reconstruct({ length: 3, dim: 128, tokens: new Float32Array(10), eosProbabilities: new Float32Array(3) }), { instanceOf: DoveError, message: /Expected 128 floats per token/ });
+  await t.throwsAsync(reconstructor.reconstruct({ length: 3, dim: TINY_CONFIG.tokenDim * 2, tokens: new Float32Array(10), eosProbabilities: new Float32Array(3) }), { instanceOf: DoveError, message: new RegExp(`Expected ${TINY_CONFIG.tokenDim} floats per token`) });
 });
 
 test('checkTokens refuses what reconstruct would, without running the model, and accepts good tokens', async (t) => {

@@ -1,11 +1,12 @@
 import type { Command } from '../command';
-import { getNumber, getString, parseArgs, UsageError, withUsage } from '../args';
+import { getFlag, getNumber, getString, parseArgs, UsageError, withUsage } from '../args';
 import { DoveServer, SERVE_DEFAULTS } from '../../serve/server';
 import { Tokenizer } from '../../tokenizer';
 
 const SPECS = {
   model: { type: 'string', alias: 'm' },
   device: { type: 'string' },
+  'trust-model': { type: 'flag' },
   host: { type: 'string' },
   port: { type: 'int', min: 0, max: 65535 },
   run: { type: 'string' },
@@ -33,6 +34,7 @@ Errors are JSON {code, message} with 400/404/405/406/413/415/422/503 (+ Retry-Af
 Options:
   -m, --model <file.pt>       DOVE/Q-DOVE export (default: the embedded model)
       --device <dev>          cpu (default), cuda, cuda:N
+      --trust-model           load a model whose TorchScript touches files or the process (docs/MODEL_FORMAT.md)
       --host <addr>           address to bind (default 127.0.0.1: this machine only)
       --port <n>              default 8080; 0 picks a free port
       --run <dir>             a \`dove train --out\` folder for the run monitor (repeatable)
@@ -75,7 +77,7 @@ async function run(argv: string[]): Promise<number> {
     if (args.positionals.length > 0) throw new UsageError(`Unexpected argument ${args.positionals[0]}`);
     const host = getString(args, 'host') ?? '127.0.0.1';
     const port = getNumber(args, 'port') ?? 8080;
-    const tokenizer = await Tokenizer.load(getString(args, 'model'), { device: getString(args, 'device') ?? 'cpu' });
+    const tokenizer = await Tokenizer.load(getString(args, 'model'), { device: getString(args, 'device') ?? 'cpu', trustModel: getFlag(args, 'trust-model') });
     let server: DoveServer;
     try {
       server = await DoveServer.create({
@@ -115,5 +117,5 @@ async function run(argv: string[]): Promise<number> {
   });
 }
 
-const command: Command = { name: 'serve', summary: 'explorer, run monitor and HTTP tokenization API on one local server', help, run };
+const command: Command = { name: 'serve', summary: 'explorer, run monitor and HTTP tokenization API on one local server', help, specs: SPECS, run };
 export default command;

@@ -4,6 +4,7 @@ import { formatDuration } from '../progress';
 import { defaultModelPath } from '../../model-file';
 import { launchWorkers } from '../../trainer/launcher';
 import { Trainer, type StepEvent } from '../../trainer/trainer';
+import { FLIP_ONLY, type AugmentOptions } from '../../trainer/data';
 
 const SPECS = {
   images: { type: 'string' },
@@ -30,6 +31,7 @@ const SPECS = {
   seed: { type: 'int', min: 0, max: 2147483647 },
   threads: { type: 'int', min: 1, max: 1024 },
   'no-augment': { type: 'flag' },
+  augment: { type: 'string', choices: ['crop', 'flip', 'none'] },
   'no-plots': { type: 'flag' },
   'sample-images': { type: 'int', min: 0, max: 64 },
   bf16: { type: 'flag' },
@@ -68,7 +70,10 @@ Optimisation:
       --weight-decay <x>      default 0.01       --clip-grad-norm <x> default 1 (0 = off)
       --max-steps <n>         stop after n optimizer steps
       --seed <n>              data order, augmentation and training randomness (default 0)
-      --no-augment            centre crops instead of random resized crop + flip
+      --augment <kind>        crop: random resized crop + flip (default); flip: the whole image,
+                              mirrored half of the time (for folders of ready-made crops); none:
+                              centre crop
+      --no-augment            same as --augment none
       --bf16                  bf16 autocast (default on for CUDA)
       --threads <n>           libtorch intra-op threads
 
@@ -89,6 +94,12 @@ Examples:
   dove train --qdove --init-from qdove.pt --images coco/ --annotations ann.json --out runs/q
   dove train --images photos/ --out runs/d --nproc-per-node 2
 `;
+
+function augmentFromFlags(kind: string | undefined, noAugment: boolean): boolean | AugmentOptions {
+  if (noAugment && kind !== undefined && kind !== 'none') throw new UsageError(`--no-augment contradicts --augment ${kind}`);
+  if (noAugment || kind === 'none') return false;
+  return kind === 'flip' ? FLIP_ONLY : true;
+}
 
 const LAUNCHER_FLAGS = new Set(['--nproc-per-node', '--nnodes', '--node-rank', '--master-addr', '--master-port']);
 
@@ -178,7 +189,7 @@ async function run(argv: string[]): Promise<number> {
       keepLast: getNumber(args, 'keep-last'),
       seed: getNumber(args, 'seed'),
       threads: getNumber(args, 'threads'),
-      augment: !getFlag(args, 'no-augment'),
+      augment: augmentFromFlags(getString(args, 'augment'), getFlag(args, 'no-augment')),
       plots: !getFlag(args, 'no-plots'),
       sampleImages: getNumber(args, 'sample-images'),
       bf16: getFlag(args, 'bf16') ? true : undefined,
