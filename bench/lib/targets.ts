@@ -2,6 +2,7 @@
 // per-round ratios (bench/lib/ratios.ts): a row meets a target when its whole spread over rounds is at
 // or above it, misses when the whole spread is below, and is "not resolved" when the spread crosses it.
 // Each missed or unresolved target gets a first explanation drawn from the numbers.
+import { maxOf } from '../../lib/arrays';
 import { findRow, nodeRuntime, ratioStat, verdict, type RatioStat, type Verdict } from './ratios';
 import { fmt, imagesPerSec, share } from './report';
 import type { BenchResult, TargetCheck } from './result';
@@ -89,7 +90,7 @@ export function judgeTargets(r: BenchResult, perCallUs: number | null): TargetCh
   );
   for (const config of r.options.configs.filter((c) => c !== 'tiny')) {
     for (const op of ['encode', 'decode'] as const) {
-      const batch = Math.max(...r.options.batches);
+      const batch = maxOf(r.options.batches);
       const rt = api(config, batch, op);
       const ips = imagesPerSec(r, rt, config, batch, op);
       const s = ips && !ips.derived ? share(r, config, op, ips.v) : null;

@@ -128,18 +128,24 @@ test.serial('arguments the compiled decoder cannot check go to TorchScript and f
   for (const bad of [[1n, BigInt(k + 1)], [-1n, 1n]]) {
     const lengths = Tensor.fromArray(new BigInt64Array(bad), [2], 'int64');
     t.false(compiled.model.compiled!.decodes(tokens, lengths));
-    const a = await t.throwsAsync(new Reconstructor(compiled.model).decode(tokens, lengths), { instanceOf: DoveError });
-    const b = await t.throwsAsync(new Reconstructor(scripted.model).decode(tokens, lengths), { instanceOf: DoveError });
+    // DoveModel level: the Reconstructor refuses such lengths itself before either path runs (below).
+    const a = await t.throwsAsync(compiled.model.decodePixels(tokens, lengths), { instanceOf: DoveError });
+    const b = await t.throwsAsync(scripted.model.decodePixels(tokens, lengths), { instanceOf: DoveError });
     t.is(a?.code, b?.code);
     t.is(a?.message, b?.message);
     t.regex(a?.message ?? '', /Expected lengths between 0 and/);
+    const viaApi = await t.throwsAsync(new Reconstructor(compiled.model).decode(tokens, lengths), { instanceOf: DoveError });
+    t.is(viaApi?.code, 'SHAPE_MISMATCH');
+    t.regex(viaApi?.message ?? '', /decode: length -?\d+ for image \d, expected 0\.\./);
   }
-  // float64 tokens: TorchScript converts them; the compiled graph takes float32 only, so they go there.
+  // float64 tokens (DoveModel level; the Reconstructor takes float32 only): TorchScript converts them;
+  // the compiled graph takes float32 only, so they go there.
   const wide = Tensor.fromArray(new Float64Array(2 * k * d), [2, k, d], 'float64');
   const lengths = Tensor.fromArray(new BigInt64Array([1n, 2n]), [2], 'int64');
   t.false(compiled.model.compiled!.decodes(wide, lengths));
-  const out = await new Reconstructor(compiled.model).decode(wide, lengths);
-  t.is(out.length, 2);
+  const out = await compiled.model.decodePixels(wide, lengths);
+  t.deepEqual(out.shape, [2, compiled.imageSize, compiled.imageSize, 3]);
+  out.dispose();
 });
 
 test.serial('a package compiled from other weights, or for another device, is not used', async (t) => {
