@@ -3,9 +3,9 @@
 // forward; the Reconstructor pads them to the longest) and the explorer's sweep (one encode, then
 // every length 1…maxTokens decoded in chunks that queue like any other request).
 import sharp from 'sharp';
-import { defaultLengths } from '../cli/args';
-import { composeGrid } from '../cli/grid';
+import { composeGrid } from '../render/grid';
 import { DoveError } from '../errors';
+import { defaultLengths } from '../model-file';
 import { ssim, SSIM_WINDOW } from '../eval/quality';
 import { psnr } from '../images';
 import type { Reconstructor, RgbImage } from '../reconstructor';
