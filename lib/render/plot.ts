@@ -51,7 +51,6 @@ export interface HistogramOptions {
 const COLOURS = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b'];
 const MARGIN = { left: 72, right: 24, top: 44, bottom: 56 };
 
-const esc = escapeXml;
 
 function fmt(v: number): string {
   if (v === 0) return '0';
@@ -83,9 +82,9 @@ function frame(width: number, height: number, title: string, xLabel: string, yLa
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="DejaVu Sans, sans-serif">`,
     `<rect width="100%" height="100%" fill="white"/>`,
-    `<text x="${width / 2}" y="26" font-size="16" text-anchor="middle" font-weight="bold">${esc(title)}</text>`,
-    `<text x="${(MARGIN.left + width - MARGIN.right) / 2}" y="${height - 14}" font-size="13" text-anchor="middle">${esc(xLabel)}</text>`,
-    `<text x="18" y="${cy}" font-size="13" text-anchor="middle" transform="rotate(-90 18 ${cy})">${esc(yLabel)}</text>`,
+    `<text x="${width / 2}" y="26" font-size="16" text-anchor="middle" font-weight="bold">${escapeXml(title)}</text>`,
+    `<text x="${(MARGIN.left + width - MARGIN.right) / 2}" y="${height - 14}" font-size="13" text-anchor="middle">${escapeXml(xLabel)}</text>`,
+    `<text x="18" y="${cy}" font-size="13" text-anchor="middle" transform="rotate(-90 18 ${cy})">${escapeXml(yLabel)}</text>`,
     ...body,
     '</svg>',
   ].join('\n');
@@ -137,7 +136,7 @@ export function lineChartSvg(series: readonly Series[], options: LineChartOption
   refs.forEach((r, i) => {
     const colour = COLOURS[(series.length + i) % COLOURS.length];
     body.push(`<line x1="${MARGIN.left}" x2="${width - MARGIN.right}" y1="${py(r.y)}" y2="${py(r.y)}" stroke="${colour}" stroke-dasharray="6 4"/>`);
-    body.push(`<text x="${width - MARGIN.right - 4}" y="${py(r.y) - 5}" font-size="11" text-anchor="end" fill="${colour}">${esc(r.label)}</text>`);
+    body.push(`<text x="${width - MARGIN.right - 4}" y="${py(r.y) - 5}" font-size="11" text-anchor="end" fill="${colour}">${escapeXml(r.label)}</text>`);
   });
   series.forEach((s, i) => {
     const colour = COLOURS[i % COLOURS.length];
@@ -146,7 +145,7 @@ export function lineChartSvg(series: readonly Series[], options: LineChartOption
     body.push(`<polyline fill="none" stroke="${colour}" stroke-width="2" points="${pts.map((p) => `${px(p.x)},${py(p.y)}`).join(' ')}"/>`);
     for (const p of pts) body.push(`<circle cx="${px(p.x)}" cy="${py(p.y)}" r="3.5" fill="${colour}"/>`);
     if (series.length > 1) {
-      body.push(`<text x="${MARGIN.left + 10}" y="${MARGIN.top + 16 + 16 * i}" font-size="12" fill="${colour}">${esc(s.name)}</text>`);
+      body.push(`<text x="${MARGIN.left + 10}" y="${MARGIN.top + 16 + 16 * i}" font-size="12" fill="${colour}">${escapeXml(s.name)}</text>`);
     }
   });
   return frame(width, height, options.title, options.xLabel + (logX ? ' (log scale)' : ''), options.yLabel + (logY ? ' (log scale)' : ''), body);
@@ -205,7 +204,7 @@ export function histogramSvg(values: readonly number[], options: HistogramOption
     if (!Number.isFinite(m.x)) return;
     const colour = COLOURS[(i + 1) % COLOURS.length];
     body.push(`<line x1="${px(m.x)}" x2="${px(m.x)}" y1="${MARGIN.top}" y2="${height - MARGIN.bottom}" stroke="${colour}" stroke-width="2" stroke-dasharray="6 4"/>`);
-    body.push(`<text x="${px(m.x) + 4}" y="${MARGIN.top + 14 + 14 * i}" font-size="11" fill="${colour}">${esc(m.label)}</text>`);
+    body.push(`<text x="${px(m.x) + 4}" y="${MARGIN.top + 14 + 14 * i}" font-size="11" fill="${colour}">${escapeXml(m.label)}</text>`);
   });
   return frame(width, height, options.title, options.xLabel, options.yLabel ?? 'images', body);
 }
