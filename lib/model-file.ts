@@ -255,6 +255,16 @@ export class DoveModel {
     }
   }
 
+  /** Loads a model for `make` (a Tokenizer or Reconstructor, which takes its own reference) and drops the loader's. */
+  static async loadFor<T>(make: (model: DoveModel) => T, path?: string, options: LoadOptions = {}): Promise<T> {
+    const model = await DoveModel.load(path, options);
+    try {
+      return make(model);
+    } finally {
+      model.dispose();
+    }
+  }
+
   get imageSize(): number {
     return this.meta.imageSize;
   }

@@ -61,10 +61,7 @@ export class Reconstructor {
   }
 
   static async load(modelPath?: string, options: LoadOptions = {}): Promise<Reconstructor> {
-    const model = await DoveModel.load(modelPath, options);
-    const reconstructor = new Reconstructor(model);
-    model.dispose(); // the Reconstructor's reference is now the only one
-    return reconstructor;
+    return DoveModel.loadFor((model) => new Reconstructor(model), modelPath, options);
   }
 
   get imageSize(): number {

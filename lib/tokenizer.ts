@@ -125,10 +125,7 @@ export class Tokenizer {
 
   /** Loads a model file (the embedded default model when no path is given). */
   static async load(modelPath?: string, options: LoadOptions = {}): Promise<Tokenizer> {
-    const model = await DoveModel.load(modelPath, options);
-    const tokenizer = new Tokenizer(model);
-    model.dispose(); // the Tokenizer's reference is now the only one
-    return tokenizer;
+    return DoveModel.loadFor((model) => new Tokenizer(model), modelPath, options);
   }
 
   get imageSize(): number {
