@@ -4,9 +4,9 @@
 // every length 1…maxTokens decoded in chunks that queue like any other request).
 import sharp from 'sharp';
 import { appendAll } from '../arrays';
-import { defaultLengths } from '../cli/args';
-import { composeGrid } from '../cli/grid';
+import { composeGrid } from '../render/grid';
 import { DoveError } from '../errors';
+import { defaultLengths } from '../model-file';
 import { ssim, SSIM_WINDOW } from '../eval/quality';
 import { psnr } from '../images';
 import type { Reconstructor, RgbImage } from '../reconstructor';

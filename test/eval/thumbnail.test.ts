@@ -3,8 +3,8 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { DoveError } from '../../lib/errors';
 import { thumbnailPsnr, thumbnailReconstruction, thumbnailSide } from '../../lib/eval/thumbnail';
+import { ROOT } from '../support';
 
-const ROOT = join(__dirname, '..', '..', '..');
 // The project's shared reference tool sits beside a checkout on the team's machines, not in clones.
 const SHARED_TOOL = join(ROOT, '..', 'shared', 'tools', 'thumbnail-baseline.js');
 

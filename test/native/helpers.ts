@@ -1,12 +1,13 @@
 // Paths and small helpers shared by the native core tests.
 import { spawnSync, type SpawnSyncOptionsWithStringEncoding } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 
-/** Repository root (tests run from dist/test/native). */
-export const ROOT = resolve(__dirname, '..', '..', '..');
+import { FIXTURES, ROOT } from '../support';
+
+export { ROOT };
 /** Written by python/dove/fixtures_core.py during scripts/setup. */
-export const CORE = join(ROOT, 'test', 'fixtures', 'generated', 'core');
+export const CORE = join(FIXTURES, 'core');
 export const CORE_MODEL = join(CORE, 'core.pt');
 
 export interface ParityMeta {

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { pythonPath } from '../../bench/lib/paths';
 import type { TrainEngineOptions } from '../../binding';
 import { readSafetensors, type SafetensorsFile } from '../../lib/safetensors';
-import { native } from '../../lib/trainer/native';
+import { binding as native } from '../../lib/native';
 import { maxAbsDiff } from '../native/helpers';
 import { ROOT, tempDir } from './helpers';
 
