@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from dove import fixtures_eval, inception
+from dove import inception
+from dove_fixtures import eval as fixtures_eval
 
 PYTHON_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -1,5 +1,5 @@
 // Locations shared by the evaluation tests: the seeded fixtures that scripts/setup generates
-// (python/dove/fixtures_eval.py) and the compiled CLI.
+// (python/dove_fixtures/eval.py) and the compiled CLI.
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
