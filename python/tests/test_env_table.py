@@ -3,7 +3,8 @@ source file reads is in it, and every file a row names as a reader does mention 
 import os
 import re
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+from dove_testutil import ROOT
+
 SOURCE_DIRS = ("lib", "native", "scripts", "tools", "bench", "test", "examples", "python")
 SKIP_DIRS = {"node_modules", "dist", "build", "generated", "results", "__pycache__"}
 # How each language reads a variable (shell: only with a default or a test, which script-local
