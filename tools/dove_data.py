@@ -1,6 +1,6 @@
 """Fetches and prepares real photographs, photographic textures and artwork from Debian packages for
 training and evaluating the embedded model. scripts/get-data runs it; what is taken from which
-package, and why, is in tools/dove_data_sources.py.
+package, and why, is in scripts/dove_data_sources.py.
 
 Steps (all deterministic, so every machine gets the same pictures, split and crops):
 1. fetch: `apt-get download` each package once, unpack only the paths its source lists (dpkg-deb
@@ -22,7 +22,7 @@ Steps (all deterministic, so every machine gets the same pictures, split and cro
    pictures under an unclear or non-free licence are skipped and logged. manifest.json, LICENSES.md
    and licenses/<package>.copyright record them.
 
-Usage: python tools/dove_data.py --data DIR [--crop-size 64] [--train-crops 150] [--heldout-crops 8]
+Usage: python scripts/dove_data.py --data DIR [--crop-size 64] [--train-crops 150] [--heldout-crops 8]
                                    [--jobs 2] [--force]
 """
 from __future__ import annotations
