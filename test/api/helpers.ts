@@ -13,10 +13,10 @@ import { CLI, FIXTURES, ROOT, tempDir } from '../support';
 export { CLI, FIXTURES, ROOT, tempDir };
 export const API_FIXTURES = join(FIXTURES, 'api');
 
-/** The tiny DOVE / Q-DOVE exports made by python/dove/fixtures.py. */
+/** The tiny DOVE / Q-DOVE exports made by python/dove_fixtures. */
 export const TINY_DOVE = join(FIXTURES, 'tiny-dove.pt');
 export const TINY_QDOVE = join(FIXTURES, 'tiny-qdove.pt');
-/** The config the tiny fixtures were exported from (python/dove/fixtures_model.py uses configs/tiny.json). */
+/** The config the tiny fixtures were exported from (python/dove_fixtures/model.py uses configs/tiny.json). */
 export const TINY_CONFIG = JSON.parse(readFileSync(join(ROOT, 'python', 'dove', 'configs', 'tiny.json'), 'utf8')) as { imageSize: number; maxTokens: number; tokenDim: number };
 
 export function fixtureExists(path: string): boolean {

@@ -1,5 +1,5 @@
 // Locations shared by the evaluation tests: the seeded fixtures that scripts/setup generates
-// (python/dove/fixtures_eval.py) and the compiled CLI.
+// (python/dove_fixtures/eval.py) and the compiled CLI.
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 

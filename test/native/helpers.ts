@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { FIXTURES, ROOT } from '../support';
 
 export { ROOT };
-/** Written by python/dove/fixtures_core.py during scripts/setup. */
+/** Written by python/dove_fixtures/core.py during scripts/setup. */
 export const CORE = join(FIXTURES, 'core');
 export const CORE_MODEL = join(CORE, 'core.pt');
 
@@ -75,7 +75,7 @@ export async function slowCallLasting<T extends { wallMs: number }>(
   throw new Error(`slow() never lasted ${targetMs} ms: ${tried.join(', ')}`);
 }
 
-/** Written by python/dove/fixtures_hostile.py: model files an attacker could hand a user. */
+/** Written by python/dove_fixtures/hostile.py: model files an attacker could hand a user. */
 export const HOSTILE = join(ROOT, 'test', 'fixtures', 'generated', 'hostile');
 
 export interface ChildResult {

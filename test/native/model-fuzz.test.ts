@@ -2,7 +2,7 @@
 // (data.pkl, constants.pkl) of small exports byte by byte, re-zips them with valid CRCs, and loads
 // each result the way an application would (loaded, optimized, parameters read, forward run). Every
 // outcome must be a module or a DoveError, never a signal, a hang or another error. One child process
-// runs the whole campaign (a crash is a signal there). DOVE_FUZZ_RUNS (default 150 here) and
+// runs the whole campaign (a crash is a signal there). DOVE_FUZZ_MODEL_RUNS (default 150) and
 // DOVE_FUZZ_SEED set the run; a failure prints the seed and the mutation.
 import test from 'ava';
 import { mkdtempSync, rmSync } from 'node:fs';

@@ -1,5 +1,5 @@
 // Shared fixtures for the Trainer tests: the tiny training exports and image folder written by
-// python/dove/fixtures_train.py, temp folders, and weight comparison through the raw binding.
+// python/dove_fixtures/train.py, temp folders, and weight comparison through the raw binding.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { DoveModel } from '../../lib/model-file';

@@ -1,8 +1,8 @@
 #!/usr/bin/env node
-// Renders models/README.md (the embedded model's card) from the numbers scripts/model-card.js measured
+// Renders models/README.md (the embedded model's card) from the numbers tools/model-card.js measured
 // (models/model-card.json), the training record scripts/train-embedded wrote (models/training.json) and
 // the data manifest scripts/get-data wrote. Nothing in the card is typed by hand: rerun scripts/model-card.
-//   node scripts/model-card-render.js card.json training.json manifest.json model.pt > models/README.md
+//   node tools/model-card-render.js card.json training.json manifest.json model.pt > models/README.md
 'use strict';
 const fs = require('node:fs');
 
@@ -55,7 +55,7 @@ function renderCard(card, training, manifest, modelBytes) {
     '`Reconstructor.load()` without a path: a real DOVE (variable-length continuous tokens, an EOS head,',
     'reconstruction from any prefix) small enough to ship in the npm package and to train on a 2-core CPU.',
     '',
-    '_Every number below is written by `bash scripts/model-card` (scripts/model-card.js over the public',
+    '_Every number below is written by `bash scripts/model-card` (tools/model-card.js over the public',
     'API) from pictures the model never saw; `bash scripts/train-embedded` reproduces the model itself._',
     '',
   );
