@@ -130,8 +130,8 @@ function renderCard(card, training, manifest, modelBytes) {
   const rows = [
     ['Trainer', 'this project\'s `Trainer` through `dove train` (libtorch, AdamW, warm-up + cosine, gradient clipping)'],
     ['Recipe', `\`${t.recipe || 'models/recipe.json'}\`, run by \`bash scripts/train-embedded\``],
-    ...stages.map((s) => [`Stage "${s.name}"`, `${s.steps} optimizer steps of batch ${s.args['batch-size']} (${s.imagesSeen} samples), lr ${s.args.lr} (autoencoder × ${s.args['vqgan-lr-scale']})${s.stoppedByBudget ? ', stopped by its time budget' : ''}; final ${Object.entries(s.final).map(([k, v]) => `${k} ${fmt(v, 4)}`).join(', ')}`]),
-    ['Time', t.seconds !== undefined ? `${duration(t.seconds)} wall clock, ${duration(t.cpuSeconds)} of CPU time, ${t.threads} intra-op thread(s)` : '?'],
+    ...stages.map((s) => [`Stage "${s.name}"`, `${s.steps} optimizer steps of batch ${s.args['batch-size']} (${s.imagesSeen} samples), lr ${s.args.lr} (autoencoder × ${s.args['vqgan-lr-scale']})${s.stoppedByBudget ? ', stopped by its time budget' : ''}${s.resumedFrom ? `; resumed from ${s.resumedFrom} after an interruption (steps and samples count the whole run)` : ''}; final ${Object.entries(s.final).map(([k, v]) => `${k} ${fmt(v, 4)}`).join(', ')}`]),
+    ['Time', t.seconds !== undefined ? `${duration(t.seconds)} wall clock, ${duration(t.cpuSeconds)} of CPU time, ${t.threads} intra-op thread(s)${stages.some((s) => s.resumedFrom) ? ' (the resumed run only: the steps before its checkpoint ran earlier, at the same rate)' : ''}` : '?'],
     ['Machine', t.machine ? `${t.machine.cpu}, ${t.machine.cores} cores, ${t.machine.memoryGB} GB (shared with other work: load average ${t.machine.loadAverageAtEnd.join(' / ')} at the end)` : '?'],
     ['Commands', (t.commands || []).map((x) => `\`${x}\``).join('<br>')],
     ['Seed', String(t.seed ?? 0)],
