@@ -12,6 +12,13 @@
 
 export type DType = 'float32' | 'float64' | 'float16' | 'bfloat16' | 'int32' | 'int64' | 'uint8' | 'bool';
 
+/** What tensorsInfo reports of one tensor. */
+export interface TensorInfo {
+  dtype: DType;
+  shape: number[];
+  data?: NativeTypedArray;
+}
+
 /** Typed arrays accepted for each dtype. float16/bfloat16 travel as raw 16-bit words (Uint16Array). */
 export type NativeTypedArray =
   | Float32Array
@@ -303,10 +310,16 @@ export interface NativeBinding {
   tensorClone(tensor: NativeTensor): NativeTensor;
   /** Narrow along dim 0 (view, no copy). */
   tensorSlice0(tensor: NativeTensor, start: number, end: number): NativeTensor;
+  /** (1, ...) -> (n, ...) as a view (no copy; every row is the same memory), n in 1..65536. */
+  tensorExpand0(tensor: NativeTensor, n: number): NativeTensor;
   /** A single element as a number (for scalars and small checks). */
   tensorItem(tensor: NativeTensor): number;
   /** Frees the tensor now instead of at garbage collection. Idempotent. */
   tensorDispose(tensor: NativeTensor): void;
+  /** dtype and shape of each tensor, and its data (as tensorData) where `withData[i]`: one call for a set of results. */
+  tensorsInfo(tensors: NativeTensor[], withData: boolean[]): TensorInfo[];
+  /** tensorDispose of each (idempotent). */
+  tensorsDispose(tensors: NativeTensor[]): void;
   /** Contiguous, uninitialised-then-zeroed tensor owned by libtorch. */
   zeros(shape: number[], dtype: DType, device: string): NativeTensor;
   /** Stack same-shaped tensors along a new dim 0 (one copy into a fresh batch). */

@@ -6,6 +6,7 @@ import type { OutputInfo, Sharp, SharpOptions } from 'sharp';
 import { DoveError } from './errors';
 import { displayPath } from './files';
 import { readImageFile } from './image-file';
+import { integerInRange } from './validate';
 
 /** Raw interleaved pixels (e.g. from a canvas or another decoder). 1 = grey, 2 = grey+alpha, 3 = RGB, 4 = RGBA. */
 export interface RawPixels {
@@ -63,9 +64,7 @@ function isSharp(input: unknown): input is Sharp {
 
 function validateOptions(options: ImageOptions): Required<ImageOptions> {
   const { size } = options;
-  if (!Number.isInteger(size) || size < 1 || size > 8192) {
-    throw new DoveError(`Expected integer between 1 and 8192 for size but received ${String(size)}`, 'INVALID_ARGUMENT');
-  }
+  integerInRange(size, 'size', 1, 8192);
   const fit = options.fit ?? 'cover';
   if (!FITS.includes(fit)) {
     throw new DoveError(`Expected one of ${FITS.join(', ')} for fit but received ${String(fit)}`, 'INVALID_ARGUMENT');

@@ -19,6 +19,6 @@ export { readDataset, describeDataset, type LabelledDataset, type DatasetSplit, 
 export { readPickle } from './eval/pickle';
 export { probeFeatures, trainProbe, probeCsv, type ProbeFeatures, type ProbeFeatureOptions, type ProbeTrainOptions } from './eval/probe';
 export { lengthStats, folderLengths, readLengthsCsv, type LengthStats } from './eval/stats';
-export { lineChartPng, histogramPng, type Series, type LineChartOptions, type HistogramOptions } from './eval/plot';
+export { lineChartPng, histogramPng, type Series, type LineChartOptions, type HistogramOptions } from './render/plot';
 // Training (docs/TRAINING.md).
 export { Trainer, launchWorkers, loadAnnotations, parseAnnotations, listCheckpoints, resolveCheckpoint, readState, type TrainerOptions, type DistributedOptions, type StepEvent, type EpochEvent, type CheckpointEvent, type SkipEvent, type DoneEvent, type TrainerEvent, type Annotation, type TrainerState, type LaunchOptions, type LaunchResult } from './trainer/index';

@@ -9,7 +9,8 @@ import { DoveError } from './errors';
 import { displayPath } from './files';
 import { parseJson, preview } from './json';
 import { booleanOption, loadModule, type Module } from './module';
-import { Tensor } from './tensor';
+import { Tensor, type TensorInfo } from './tensor';
+import { integerInRange } from './validate';
 
 export const FORMAT_VERSION = 1;
 
@@ -149,9 +150,25 @@ export interface TokenShape {
 /**
  * Checks tokens float32 (B,K,D), lengths int64 (B,) with every length in minLength..K, and p(EOS)
  * float32 (B,K); returns what is wrong (for the caller's message and code), or undefined. `expected`
- * fields left undefined are taken from the tensors themselves.
+ * fields left undefined are taken from the tensors themselves. One native call for all three.
  */
 export function checkTokenTensors(tokens: Tensor, lengths: Tensor, eos: Tensor | undefined, expected: Partial<TokenShape> & { minLength: 0 | 1 }): string | undefined {
+  const [t, l, e] = describeTokens(tokens, lengths, eos, false);
+  return checkTokenInfo(t!, l!, e, expected);
+}
+
+/** dtype/shape of tokens, lengths (with their values) and p(EOS) (with its values when asked). */
+function describeTokens(tokens: Tensor, lengths: Tensor, eos: Tensor | undefined, eosData: boolean): TensorInfo[] {
+  const tensors = eos === undefined ? [tokens, lengths] : [tokens, lengths, eos];
+  try {
+    return Tensor.describe(tensors, [false, true, eosData].slice(0, tensors.length));
+  } catch {
+    // A dtype without a typed array (int8, ...): described without values, so the check names it.
+    return Tensor.describe(tensors, tensors.map(() => false));
+  }
+}
+
+function checkTokenInfo(tokens: TensorInfo, lengths: TensorInfo, eos: TensorInfo | undefined, expected: Partial<TokenShape> & { minLength: 0 | 1 }): string | undefined {
   const ts = tokens.shape;
   if (tokens.dtype !== 'float32' || ts.length !== 3) return `tokens are ${tokens.dtype} (${ts.join(', ')}), expected float32 (B, K, D)`;
   const [b, k, d] = ts as [number, number, number];
@@ -164,12 +181,33 @@ export function checkTokenTensors(tokens: Tensor, lengths: Tensor, eos: Tensor |
     const es = eos.shape;
     if (eos.dtype !== 'float32' || es.length !== 2 || es[0] !== b || es[1] !== k) return `EOS probabilities are ${eos.dtype} (${es.join(', ')}), expected float32 (${b}, ${k})`;
   }
-  const values = lengths.data() as BigInt64Array;
+  const values = lengths.data as BigInt64Array;
   for (let i = 0; i < values.length; i++) {
     const v = values[i]!;
     if (v < BigInt(expected.minLength) || v > BigInt(k)) return `length ${v} for image ${i}, expected ${expected.minLength}..${k}`;
   }
   return undefined;
+}
+
+/** Reconstructions of a batch of images at several lengths (views over one native output). */
+export interface LengthReconstructions {
+  /** frames[c][i]: image i decoded at column c's length, uint8 (H,W,3). */
+  frames: Uint8Array[][];
+  /** The EOS-chosen length of each image (auto mode over all maxTokens slots). */
+  autoLengths: number[];
+  /** p(EOS) per image and slot, (B, maxTokens), only when asked for. */
+  eosProbabilities?: Float32Array;
+}
+
+/** A decode length: a token count for every image, or each image's own EOS-chosen length. */
+export type LengthColumn = number | 'auto';
+
+/** The lengths a sweep shows by default: powers of two from 1 up to max, always ending at max (e.g. 64 -> 1,2,4,8,16,32,64). */
+export function defaultLengths(max: number, from = 1): number[] {
+  const out: number[] = [];
+  for (let n = from; n < max; n *= 2) out.push(n);
+  out.push(max);
+  return out;
 }
 
 export interface EncodeResult {
@@ -182,6 +220,12 @@ export interface EncodeResult {
 }
 
 export class DoveModel {
+  /** The module's device, read once (it never changes). */
+  readonly device: string;
+  /** References to the module: the loader's own, plus one per Tokenizer / Reconstructor built on it. */
+  #references = 1;
+  #ownReleased = false;
+
   private constructor(
     readonly path: string,
     readonly module: Module,
@@ -191,7 +235,9 @@ export class DoveModel {
     readonly compiled: CompiledDove | null,
     /** Which inference path runs and why: 'in use: <package>' or the reason the package is not used. */
     readonly compiledNote: string,
-  ) {}
+  ) {
+    this.device = module.device;
+  }
 
   /** Loads and validates a model file; with no path, the embedded default model. */
   static async load(path?: string, options: LoadOptions = {}): Promise<DoveModel> {
@@ -232,9 +278,16 @@ export class DoveModel {
     }
   }
 
-  get device(): string {
-    return this.module.device;
+  /** Loads a model for `make` (a Tokenizer or Reconstructor, which takes its own reference) and drops the loader's. */
+  static async loadFor<T>(make: (model: DoveModel) => T, path?: string, options: LoadOptions = {}): Promise<T> {
+    const model = await DoveModel.load(path, options);
+    try {
+      return make(model);
+    } finally {
+      model.dispose();
+    }
   }
+
   get imageSize(): number {
     return this.meta.imageSize;
   }
@@ -246,6 +299,11 @@ export class DoveModel {
   }
   get isQDove(): boolean {
     return this.meta.variant === 'qdove';
+  }
+
+  /** INVALID_ARGUMENT naming `option` unless this is a Q-DOVE export: the one check of every query option. */
+  requireQDove(option: string): void {
+    if (!this.isQDove) throw new DoveError(`${option} needs a Q-DOVE model; ${this.path} is a DOVE export`, 'INVALID_ARGUMENT');
   }
 
   /** Token ids of one query, truncated to the model's maxLength. */
@@ -284,6 +342,7 @@ export class DoveModel {
    * one by one.
    */
   async encodePixels(pixels: Tensor, mode: 'auto' | 'fixed' | 'capped', budget: number, threshold: number, queries?: readonly string[]): Promise<EncodeResult> {
+    const batch = pixels.shape[0] ?? 0;
     if (queries === undefined) {
       const c = this.compiled;
       const s = this.imageSize;
@@ -291,12 +350,12 @@ export class DoveModel {
       if (c !== null && pixels.dtype === 'uint8' && pixels.shape.length === 4 && h === s && w === s && ch === 3 && b! >= 1 && b! <= c.maxBatch) {
         return this.runEncodeCompiled(c, pixels, mode, budget, threshold);
       }
-      return this.runEncode(pixels, mode, budget, threshold, null);
+      return this.runEncode(pixels, batch, mode, budget, threshold, null);
     }
     const counts = queries.map((q) => this.queryIds(q).length);
     const groups = new Map<number, number[]>();
     counts.forEach((c, i) => groups.set(c, [...(groups.get(c) ?? []), i]));
-    if (groups.size === 1) return this.runEncode(pixels, mode, budget, threshold, queries);
+    if (groups.size === 1) return this.runEncode(pixels, batch, mode, budget, threshold, queries);
     const b = queries.length;
     const all = pixels.data() as Uint8Array;
     const frame = all.length / b;
@@ -309,7 +368,7 @@ export class DoveModel {
       const input = Tensor.fromArray(px, [indices.length, ...pixels.shape.slice(1)], 'uint8');
       let part: EncodeResult;
       try {
-        part = await this.runEncode(input, mode, budget, threshold, indices.map((i) => queries[i]!));
+        part = await this.runEncode(input, indices.length, mode, budget, threshold, indices.map((i) => queries[i]!));
       } finally {
         input.dispose();
       }
@@ -338,7 +397,13 @@ export class DoveModel {
     return this.device === 'cpu' || tensor.device === this.device ? tensor : tensor.to(this.device);
   }
 
-  private async runEncode(pixels: Tensor, mode: 'auto' | 'fixed' | 'capped', budget: number, threshold: number, queries: readonly string[] | null): Promise<EncodeResult> {
+  /**
+   * encode_pixels on `batch` images, its outputs checked against the contract in one native call;
+   * the lengths' values (and p(EOS)'s with `withEos`) come back as host views.
+   */
+  private async runEncode(
+    pixels: Tensor, batch: number, mode: 'auto' | 'fixed' | 'capped', budget: number, threshold: number, queries: readonly string[] | null, withEos = false,
+  ): Promise<EncodeResult & { lengthValues: BigInt64Array; eosValues: Float32Array | undefined }> {
     const query = queries === null ? null : this.encodeQueries(queries);
     const moved: Tensor[] = [];
     const dev = (t: Tensor | undefined): Tensor | null => {
@@ -354,19 +419,16 @@ export class DoveModel {
       }
       const [tokens, eosProbabilities, lengths] = out as [Tensor, Tensor, Tensor];
       try {
-        const problem = checkTokenTensors(tokens, lengths, eosProbabilities, { batch: pixels.shape[0] ?? 0, slots: budget, dim: this.tokenDim, minLength: 1 });
+        const [t, l, e] = describeTokens(tokens, lengths, eosProbabilities, withEos);
+        const problem = checkTokenInfo(t!, l!, e, { batch, slots: budget, dim: this.tokenDim, minLength: 1 });
         if (problem !== undefined) throw new DoveError(`${displayPath(this.path)}: encode_pixels broke the DOVE contract (docs/MODEL_FORMAT.md): ${problem}`, 'NOT_DOVE_EXPORT');
+        return { tokens, eosProbabilities, lengths, lengthValues: l!.data as BigInt64Array, eosValues: e!.data as Float32Array | undefined };
       } catch (error) {
-        tokens.dispose();
-        eosProbabilities.dispose();
-        lengths.dispose();
+        Tensor.disposeAll([tokens, eosProbabilities, lengths]);
         throw error;
       }
-      return { tokens, eosProbabilities, lengths };
     } finally {
-      query?.ids.dispose();
-      query?.mask.dispose();
-      for (const t of moved) t.dispose();
+      Tensor.disposeAll(query === null ? moved : [query.ids, query.mask, ...moved]);
     }
   }
 
@@ -395,29 +457,124 @@ export class DoveModel {
   /** tokens (B,K,D) float32 + lengths (B,) int64 -> uint8 (B,H,W,3). */
   async decodePixels(tokens: Tensor, lengths: Tensor): Promise<Tensor> {
     if (this.compiled !== null && this.compiled.decodes(tokens, lengths)) return this.compiled.decode(tokens, lengths);
+    return (await this.runDecode(tokens, lengths, tokens.shape[0] ?? 0, false)).output;
+  }
+
+  /** decodePixels plus a host view of the pixels, checked and read in one native call. */
+  async decodeToHost(tokens: Tensor, lengths: Tensor): Promise<{ output: Tensor; pixels: Uint8Array }> {
+    if (this.compiled !== null && this.compiled.decodes(tokens, lengths)) {
+      const output = await this.compiled.decode(tokens, lengths);
+      return { output, pixels: output.data() as Uint8Array };
+    }
+    const { output, pixels } = await this.runDecode(tokens, lengths, tokens.shape[0] ?? 0, true);
+    return { output, pixels: pixels! };
+  }
+
+  private async runDecode(tokens: Tensor, lengths: Tensor, batch: number, withData: boolean): Promise<{ output: Tensor; pixels: Uint8Array | undefined }> {
     const t = this.onDevice(tokens);
     const l = this.onDevice(lengths);
     try {
       const out = await this.module.run('decode_pixels', [t, l]);
       if (!(out instanceof Tensor)) throw new DoveError(`${displayPath(this.path)}: decode_pixels returned an unexpected value`, 'NOT_DOVE_EXPORT');
       const s = this.imageSize;
-      const expected = [tokens.shape[0] ?? 0, s, s, 3];
-      const shape = out.shape;
-      if (out.dtype !== 'uint8' || shape.length !== 4 || shape.some((d, i) => d !== expected[i])) {
-        const got = `${out.dtype} (${shape.join(', ')})`;
+      const expected = [batch, s, s, 3];
+      const { dtype, shape, data } = Tensor.describe([out], [withData && this.device === 'cpu'])[0]!;
+      if (dtype !== 'uint8' || shape.length !== 4 || shape.some((d, i) => d !== expected[i])) {
         out.dispose();
-        throw new DoveError(`${displayPath(this.path)}: decode_pixels broke the DOVE contract (docs/MODEL_FORMAT.md): returned ${got}, expected uint8 (${expected.join(', ')})`, 'NOT_DOVE_EXPORT');
+        throw new DoveError(`${displayPath(this.path)}: decode_pixels broke the DOVE contract (docs/MODEL_FORMAT.md): returned ${dtype} (${shape.join(', ')}), expected uint8 (${expected.join(', ')})`, 'NOT_DOVE_EXPORT');
       }
-      return out;
+      // Off the CPU the values are read only once the shape is known good (a device-to-host copy).
+      return { output: out, pixels: withData ? ((data ?? out.data()) as Uint8Array) : undefined };
     } finally {
-      if (t !== tokens) t.dispose();
-      if (l !== lengths) l.dispose();
+      Tensor.disposeAll([...(t !== tokens ? [t] : []), ...(l !== lengths ? [l] : [])]);
     }
   }
 
+  /**
+   * The model's one encode -> decode-at-several-lengths: uint8 (B,H,W,3) pixels encoded once (auto
+   * mode over all maxTokens slots; the generator is causal, so a prefix of the K-slot code is the
+   * L-token code), then decoded at every column's length. Tokens never leave native memory: one image
+   * is decoded at all columns in one call over a view that repeats its code (no copy); a batch is
+   * decoded once per column. What comes back to JS is the pixels, the chosen lengths and, with
+   * `withEos`, p(EOS).
+   */
+  async reconstructAtLengths(
+    pixels: Uint8Array, batch: number, columns: readonly LengthColumn[], options: { threshold: number; queries?: readonly string[]; withEos?: boolean },
+  ): Promise<LengthReconstructions> {
+    const s = this.imageSize;
+    const frame = s * s * 3;
+    const max = this.maxTokens;
+    for (const c of columns) if (c !== 'auto') integerInRange(c, 'lengths', 1, max);
+    const input = Tensor.fromArray(pixels, [batch, s, s, 3], 'uint8');
+    const owned: Tensor[] = [input];
+    try {
+      const queries = options.queries;
+      const enc = queries === undefined || new Set(queries.map((q) => this.queryIds(q).length)).size <= 1
+        ? await this.runEncode(input, batch, 'auto', max, options.threshold, queries ?? null, options.withEos === true)
+        : await this.encodeGrouped(input, max, options.threshold, queries, options.withEos === true);
+      owned.push(enc.tokens, enc.eosProbabilities, enc.lengths);
+      const autoLengths = Array.from(enc.lengthValues, Number);
+      const eosProbabilities = options.withEos === true ? Float32Array.from(enc.eosValues!) : undefined;
+      const split = (all: Uint8Array, count: number): Uint8Array[] => Array.from({ length: count }, (_, i) => all.subarray(i * frame, (i + 1) * frame));
+      if (batch === 1) {
+        const tokens = enc.tokens.expand0(columns.length);
+        const lengths = Tensor.fromArray(BigInt64Array.from(columns, (c) => BigInt(c === 'auto' ? autoLengths[0]! : c)), [columns.length], 'int64');
+        owned.push(tokens, lengths);
+        const { pixels: out } = await this.runDecode(tokens, lengths, columns.length, true);
+        return { frames: split(out!, columns.length).map((f) => [f]), autoLengths, eosProbabilities };
+      }
+      const frames: Uint8Array[][] = [];
+      for (const c of columns) {
+        const lengths = c === 'auto' ? enc.lengths : Tensor.fromArray(new BigInt64Array(batch).fill(BigInt(c)), [batch], 'int64');
+        if (lengths !== enc.lengths) owned.push(lengths);
+        const { pixels: out } = await this.runDecode(enc.tokens, lengths, batch, true);
+        frames.push(split(out!, batch));
+      }
+      return { frames, autoLengths, eosProbabilities };
+    } finally {
+      Tensor.disposeAll(owned);
+    }
+  }
+
+  /** encodePixels' per-query-count grouping, with the host values reconstructAtLengths reads. */
+  private async encodeGrouped(
+    input: Tensor, budget: number, threshold: number, queries: readonly string[], withEos: boolean,
+  ): Promise<EncodeResult & { lengthValues: BigInt64Array; eosValues: Float32Array | undefined }> {
+    const enc = await this.encodePixels(input, 'auto', budget, threshold, queries);
+    const lengthValues = enc.lengths.data() as BigInt64Array;
+    return { ...enc, lengthValues, eosValues: withEos ? (enc.eosProbabilities.data() as Float32Array) : undefined };
+  }
+
+  /**
+   * A new reference to this model for an object that uses it (a Tokenizer, a Reconstructor): the
+   * module is freed when the last reference is released. The returned release is idempotent.
+   */
+  retain(): () => void {
+    this.#references++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.#releaseOne();
+    };
+  }
+
+  #releaseOne(): void {
+    if (--this.#references === 0) {
+      this.compiled?.dispose();
+      this.module.dispose();
+    }
+  }
+
+  /** Releases the loader's reference (idempotent): the module is freed once no Tokenizer or Reconstructor uses it. */
   dispose(): void {
-    this.compiled?.dispose();
-    this.module.dispose();
+    if (this.#ownReleased) return;
+    this.#ownReleased = true;
+    this.#releaseOne();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
   }
 }
 

@@ -6,6 +6,7 @@ import type { IValue, NativeModule, NativeTensor } from '../binding';
 import { requireCudaFor } from './cuda-libtorch';
 import { DoveError } from './errors';
 import { binding } from './native';
+import { booleanOption } from './validate';
 import { Tensor, tensorFromResult } from './tensor';
 
 export type Value = Tensor | number | bigint | boolean | string | null | readonly Value[] | { readonly [key: string]: Value };
@@ -28,14 +29,7 @@ export interface LoadModuleOptions {
   trustModel?: boolean;
 }
 
-/** A boolean option: `fallback` when absent, INVALID_ARGUMENT when not a boolean. */
-export function booleanOption(name: string, value: unknown, fallback: boolean): boolean {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'boolean') {
-    throw new DoveError(`Expected boolean for ${name} but received ${typeof value === 'string' ? `'${value}'` : String(value)}`, 'INVALID_ARGUMENT');
-  }
-  return value;
-}
+export { booleanOption };
 
 // These run on every call, so the common cases come first and allocate nothing beyond the result:
 // where an argument sits ("argument 0 of noop") is spelled out only for an error or a container.

@@ -7,6 +7,7 @@ import { writeFileAtomic } from './files';
 import { encodeRgb, formatFromPath, loadImage, type ImageInput } from './images';
 import { checkTokenTensors, DoveModel, type LoadOptions } from './model-file';
 import { Tensor } from './tensor';
+import { integerInRange } from './validate';
 import { resolveTokenizeOptions, TokenBatch, type ImageTokens, type TokenizeOptions } from './tokenizer';
 
 /** A reconstructed (or model-sized input) image: raw sRGB RGB bytes plus encoders. */
@@ -52,10 +53,15 @@ function isImageTokens(value: unknown): value is ImageTokens {
 }
 
 export class Reconstructor {
-  constructor(readonly model: DoveModel) {}
+  readonly #release: () => void;
+
+  /** Holds a reference to `model` until dispose(): a Tokenizer sharing it keeps it alive. */
+  constructor(readonly model: DoveModel) {
+    this.#release = model.retain();
+  }
 
   static async load(modelPath?: string, options: LoadOptions = {}): Promise<Reconstructor> {
-    return new Reconstructor(await DoveModel.load(modelPath, options));
+    return DoveModel.loadFor((model) => new Reconstructor(model), modelPath, options);
   }
 
   get imageSize(): number {
@@ -118,11 +124,10 @@ export class Reconstructor {
     const problem = checkTokenTensors(tokens, lengths, undefined, { dim: this.model.tokenDim, minLength: 0 });
     if (problem !== undefined) throw new DoveError(`decode: ${problem}`, 'SHAPE_MISMATCH');
     if ((tokens.shape[1] ?? 0) > this.model.maxTokens) throw new DoveError(`decode: tokens have ${tokens.shape[1]} slots, the model at most ${this.model.maxTokens}`, 'SHAPE_MISMATCH');
-    const out = await this.model.decodePixels(tokens, lengths);
+    const { pixels } = await this.model.decodeToHost(tokens, lengths);
     const s = this.imageSize;
     const frame = s * s * 3;
-    const pixels = out.data() as Uint8Array;
-    const b = out.shape[0] ?? 0;
+    const b = pixels.length / frame;
     return Array.from({ length: b }, (_, i) => new RgbImage(pixels.subarray(i * frame, (i + 1) * frame), s, s));
   }
 
@@ -130,49 +135,26 @@ export class Reconstructor {
   async sweep(image: ImageInput, lengths: readonly number[], options: SweepOptions = {}): Promise<SweepResult> {
     const max = this.model.maxTokens;
     if (!Array.isArray(lengths) || lengths.length === 0) throw new DoveError('Expected at least one length for sweep', 'INVALID_ARGUMENT');
-    for (const l of lengths) {
-      if (!Number.isInteger(l) || l < 1 || l > max) throw new DoveError(`Expected integer between 1 and ${max} for lengths but received ${String(l)}`, 'INVALID_ARGUMENT');
-    }
+    for (const l of lengths) integerInRange(l, 'lengths', 1, max);
     const resolved = resolveTokenizeOptions(this.model, 1, { mode: 'auto', maxTokens: max, threshold: options.threshold, query: options.query });
     const s = this.imageSize;
     const pixels = await loadImage(image, { size: s, fit: options.fit, maxInputPixels: options.maxInputPixels });
-    const input = Tensor.fromArray(pixels, [1, s, s, 3], 'uint8');
-    let encoded;
-    try {
-      encoded = await this.model.encodePixels(input, resolved.mode, resolved.budget, resolved.threshold, resolved.queries);
-    } finally {
-      input.dispose();
-    }
-    const batch = new TokenBatch(encoded.tokens, encoded.lengths, encoded.eosProbabilities);
-    try {
-      const auto = batch.lengthsArray[0]!;
-      const all = [...lengths, auto];
-      const dim = batch.dim;
-      const one = batch.tokens.data() as Float32Array;
-      // The same K-slot code for every column; the decoder ignores slots ≥ each length.
-      const repeated = new Float32Array(all.length * max * dim);
-      for (let i = 0; i < all.length; i++) repeated.set(one, i * max * dim);
-      const tokens = Tensor.fromArray(repeated, [all.length, max, dim], 'float32');
-      const lens = Tensor.fromArray(BigInt64Array.from(all, (l) => BigInt(l)), [all.length], 'int64');
-      let images: RgbImage[];
-      try {
-        images = await this.decode(tokens, lens);
-      } finally {
-        tokens.dispose();
-        lens.dispose();
-      }
-      return {
-        input: new RgbImage(pixels, s, s),
-        reconstructions: lengths.map((length, i) => ({ length, image: images[i]! })),
-        auto: { length: auto, image: images[all.length - 1]! },
-        eosProbabilities: Float32Array.from(batch.items[0]!.eosProbabilities),
-      };
-    } finally {
-      batch.dispose();
-    }
+    const result = await this.model.reconstructAtLengths(pixels, 1, [...lengths, 'auto'], { threshold: resolved.threshold, queries: resolved.queries, withEos: true });
+    const images = result.frames.map(([frame]) => new RgbImage(frame!, s, s));
+    return {
+      input: new RgbImage(pixels, s, s),
+      reconstructions: lengths.map((length, i) => ({ length, image: images[i]! })),
+      auto: { length: result.autoLengths[0]!, image: images[lengths.length]! },
+      eosProbabilities: result.eosProbabilities!,
+    };
   }
 
+  /** Releases this Reconstructor's reference to the model (freed when nothing else holds it). Idempotent. */
   dispose(): void {
-    this.model.dispose();
+    this.#release();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
   }
 }

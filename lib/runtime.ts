@@ -3,6 +3,7 @@ import type { NativeVersions } from '../binding';
 import { loadCudaLibtorch } from './cuda-libtorch';
 import { DoveError } from './errors';
 import { binding } from './native';
+import { integerInRange } from './validate';
 
 export type { NativeVersions as Versions };
 
@@ -20,10 +21,7 @@ export function hasDevice(device: string): boolean {
 
 /** libtorch intra-op threads used by every forward/backward (applies to running workers too). */
 export function setNumThreads(n: number): void {
-  if (!Number.isInteger(n) || n < 1 || n > 1024) {
-    throw new DoveError(`Expected integer between 1 and 1024 for numThreads but received ${String(n)}`, 'INVALID_ARGUMENT');
-  }
-  binding().setNumThreads(n);
+  binding().setNumThreads(integerInRange(n, 'numThreads', 1, 1024));
 }
 
 export function getNumThreads(): number {

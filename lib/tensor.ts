@@ -1,11 +1,11 @@
 // Public Tensor: a typed handle on a native (libtorch) tensor. Memory is shared, not copied:
 // fromArray wraps the typed array's own memory and data() returns a view of the tensor's memory.
-import type { DType, NativeTensor, NativeTypedArray } from '../binding';
+import type { DType, NativeTensor, NativeTypedArray, TensorInfo } from '../binding';
 import { requireCudaFor } from './cuda-libtorch';
 import { binding } from './native';
 import { DoveError } from './errors';
 
-export type { DType, NativeTypedArray };
+export type { DType, NativeTypedArray, TensorInfo };
 
 /** The typed array that holds each dtype in JS (float16/bfloat16 as raw 16-bit words). */
 export interface TypedArrayOf {
@@ -69,11 +69,6 @@ export class Tensor {
     return new Tensor(binding().tensorFromArray(data, dims, dtype ?? inferDtype(data)));
   }
 
-  /** Same as fromArray. */
-  static fromTypedArray(data: NativeTypedArray, shape?: readonly number[], dtype?: DType): Tensor {
-    return Tensor.fromArray(data, shape, dtype);
-  }
-
   static zeros(shape: readonly number[], dtype: DType = 'float32', device = 'cpu'): Tensor {
     requireCudaFor(device);
     return new Tensor(binding().zeros([...shape], dtype, device));
@@ -88,10 +83,6 @@ export class Tensor {
   static fromNative(native: NativeTensor): Tensor {
     if (!binding().isTensor(native)) throw new DoveError('Expected a native tensor', 'INVALID_ARGUMENT');
     return new Tensor(native);
-  }
-
-  static isNative(value: unknown): value is NativeTensor {
-    return binding().isTensor(value);
   }
 
   /** The raw handle, for lib/ code that talks to the addon directly. */
@@ -151,6 +142,21 @@ export class Tensor {
   /** Rows [start, end) of the first dimension, sharing memory. */
   slice(start: number, end: number): Tensor {
     return new Tensor(binding().tensorSlice0(this.#native, start, end));
+  }
+
+  /** A (1, ...) tensor as (n, ...): every row is the same memory (a view, no copy). */
+  expand0(n: number): Tensor {
+    return new Tensor(binding().tensorExpand0(this.#native, n));
+  }
+
+  /** dtype and shape of each tensor, and a host view of its data where `withData[i]`, in one native call. */
+  static describe(tensors: readonly Tensor[], withData: readonly boolean[]): TensorInfo[] {
+    return binding().tensorsInfo(tensors.map((t) => t.#native), [...withData]);
+  }
+
+  /** dispose() of each tensor, in one native call. */
+  static disposeAll(tensors: readonly Tensor[]): void {
+    if (tensors.length > 0) binding().tensorsDispose(tensors.map((t) => t.#native));
   }
 
   item(): number {

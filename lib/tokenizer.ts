@@ -2,6 +2,7 @@
 // Pixels travel as one uint8 (B,H,W,3) buffer straight into the model's encode_pixels (normalised
 // there); results are views over the tensors libtorch returned, never copies.
 import { DoveError } from './errors';
+import { integerInRange, numberBetweenExclusive } from './validate';
 import { describeInput, loadBatch, type ImageInput, type ResizeFit } from './images';
 import { checkTokenTensors, DoveModel, type LoadOptions } from './model-file';
 import { Tensor } from './tensor';
@@ -41,8 +42,7 @@ export class TokenBatch {
   readonly dim: number;
   /** Per-image lengths as numbers. */
   readonly lengthsArray: number[];
-  /** Per-image views into `tokens` (no copies). */
-  readonly items: ImageTokens[];
+  #items: ImageTokens[] | undefined;
 
   constructor(
     /** float32 (B,K,D); slots ≥ an image's length hold the model's extra (ignored) outputs. */
@@ -58,24 +58,29 @@ export class TokenBatch {
     this.size = b;
     this.slots = k;
     this.dim = d;
-    // On CPU these are views of the tensors' memory; on a GPU, one host copy each (the tensors
-    // themselves stay on the device for the Reconstructor).
-    const lens = lengths.data() as BigInt64Array;
-    this.lengthsArray = Array.from(lens, (v) => Number(v));
-    const all = tokens.data() as Float32Array;
-    const probs = eosProbabilities.data() as Float32Array;
-    this.items = this.lengthsArray.map((length, i) => ({
+    this.lengthsArray = Array.from(lengths.data() as BigInt64Array, (v) => Number(v));
+  }
+
+  /**
+   * Per-image views into `tokens` (no copies), made on first use: a batch that goes straight to the
+   * Reconstructor never reads its tokens into JS. On a GPU, one host copy of each tensor.
+   */
+  get items(): ImageTokens[] {
+    if (this.#items !== undefined) return this.#items;
+    const { slots: k, dim: d } = this;
+    const all = this.tokens.data() as Float32Array;
+    const probs = this.eosProbabilities.data() as Float32Array;
+    this.#items = this.lengthsArray.map((length, i) => ({
       length,
       dim: d,
       tokens: all.subarray(i * k * d, i * k * d + length * d),
       eosProbabilities: probs.subarray(i * k, (i + 1) * k),
     }));
+    return this.#items;
   }
 
   dispose(): void {
-    this.tokens.dispose();
-    this.lengths.dispose();
-    this.eosProbabilities.dispose();
+    Tensor.disposeAll([this.tokens, this.lengths, this.eosProbabilities]);
   }
 
   [Symbol.dispose](): void {
@@ -94,17 +99,11 @@ export interface ResolvedTokenizeOptions {
 export function resolveTokenizeOptions(model: DoveModel, count: number, options: TokenizeOptions): ResolvedTokenizeOptions {
   const mode = options.mode ?? 'auto';
   if (!MODES.includes(mode)) throw new DoveError(`Expected one of auto, fixed, capped for mode but received ${String(mode)}`, 'INVALID_ARGUMENT');
-  const budget = options.maxTokens ?? model.maxTokens;
-  if (!Number.isInteger(budget) || budget < 1 || budget > model.maxTokens) {
-    throw new DoveError(`Expected integer between 1 and ${model.maxTokens} for maxTokens but received ${String(budget)}`, 'INVALID_ARGUMENT');
-  }
-  const threshold = options.threshold ?? model.meta.eosThreshold;
-  if (typeof threshold !== 'number' || !(threshold > 0 && threshold < 1)) {
-    throw new DoveError(`Expected number between 0 and 1 (exclusive) for threshold but received ${String(threshold)}`, 'INVALID_ARGUMENT');
-  }
+  const budget = integerInRange(options.maxTokens ?? model.maxTokens, 'maxTokens', 1, model.maxTokens);
+  const threshold = numberBetweenExclusive(options.threshold ?? model.meta.eosThreshold, 'threshold', 0, 1);
   let queries: string[] | undefined;
   if (options.query !== undefined) {
-    if (!model.isQDove) throw new DoveError(`${model.path} is a DOVE export; the query option needs a Q-DOVE model`, 'INVALID_ARGUMENT');
+    model.requireQDove('the query option');
     if (typeof options.query === 'string') {
       queries = new Array<string>(count).fill(options.query);
     } else if (Array.isArray(options.query) && options.query.length === count && options.query.every((q) => typeof q === 'string')) {
@@ -117,11 +116,16 @@ export function resolveTokenizeOptions(model: DoveModel, count: number, options:
 }
 
 export class Tokenizer {
-  constructor(readonly model: DoveModel) {}
+  readonly #release: () => void;
+
+  /** Holds a reference to `model` until dispose(): a Reconstructor sharing it keeps it alive. */
+  constructor(readonly model: DoveModel) {
+    this.#release = model.retain();
+  }
 
   /** Loads a model file (the embedded default model when no path is given). */
   static async load(modelPath?: string, options: LoadOptions = {}): Promise<Tokenizer> {
-    return new Tokenizer(await DoveModel.load(modelPath, options));
+    return DoveModel.loadFor((model) => new Tokenizer(model), modelPath, options);
   }
 
   get imageSize(): number {
@@ -171,7 +175,12 @@ export class Tokenizer {
     }
   }
 
+  /** Releases this Tokenizer's reference to the model (freed when nothing else holds it). Idempotent. */
   dispose(): void {
-    this.model.dispose();
+    this.#release();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
   }
 }

@@ -125,9 +125,11 @@ std::shared_ptr<ArchiveSnapshot> snapshotArchive(const std::string& path) {
   DOVE_CHECK(impl->fd >= 0, "IO_ERROR", "Model file '" + path + "' cannot be read: " + std::strerror(errno));
   auto snapshot = std::make_shared<ArchiveSnapshot>(std::move(impl));
   ArchiveSnapshot::Impl& s = *snapshot->impl_;
-  struct stat st {};
-  DOVE_CHECK(::fstat(s.fd, &st) == 0 && S_ISREG(st.st_mode), "IO_ERROR", "Model file '" + path + "' is not a readable file");
-  s.size = static_cast<uint64_t>(st.st_size);
+  // statx (glibc 2.28) rather than fstat, whose symbol is glibc 2.33's: the prebuilt addon's baseline is 2.28.
+  struct statx st {};
+  DOVE_CHECK(::statx(s.fd, "", AT_EMPTY_PATH, STATX_TYPE | STATX_SIZE, &st) == 0 && S_ISREG(st.stx_mode), "IO_ERROR",
+             "Model file '" + path + "' is not a readable file");
+  s.size = static_cast<uint64_t>(st.stx_size);
 
   // Payloads that may stay in the file: stored tensor records that no other record, header or the
   // directory overlaps. Everything else is pinned.

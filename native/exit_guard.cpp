@@ -1,5 +1,6 @@
 // Bounded exits with calls that never return (exit_guard.h).
 #include "exit_guard.h"
+#include "glibc_baseline.h"
 
 #include <stdlib.h>
 #include <unistd.h>

@@ -482,7 +482,11 @@ void ModuleExecutor::finish(bool abort, std::chrono::steady_clock::time_point de
   {
     std::unique_lock<std::mutex> lock(mutex_);
     wake_.notify_all();
-    idle_.wait_until(lock, deadline, [this] { return !running_; });
+    // Waited on the system clock: a steady-clock wait compiles to pthread_cond_clockwait (glibc 2.30+),
+    // above the prebuilt addon's glibc 2.28 baseline; the deadline itself stays steady.
+    const auto remaining = deadline - std::chrono::steady_clock::now();
+    idle_.wait_until(lock, std::chrono::system_clock::now() + std::chrono::duration_cast<std::chrono::system_clock::duration>(remaining),
+                     [this] { return !running_; });
     if (running_) {
       abandoned_ = true;
       abandonedSelf_ = shared_from_this();

@@ -608,6 +608,20 @@ Napi::Value TensorSlice0(TensorBox& box, const Napi::CallbackInfo& info) {
   return wrapTensor(info.Env(), t.narrow(0, start, end - start));
 }
 
+// (1, ...) -> (n, ...) as a view (stride 0 along dim 0, no copy): one encoding decoded at n lengths.
+Napi::Value TensorExpand0(TensorBox& box, const Napi::CallbackInfo& info) {
+  const at::Tensor& t = box.get();
+  DOVE_CHECK(t.dim() >= 1 && t.size(0) == 1, "SHAPE_MISMATCH",
+             "expand0 needs a tensor whose first dimension is 1 but shape is " + shape::toString(t.sizes()));
+  DOVE_CHECK(info.Length() > 1 && info[1].IsNumber(), "INVALID_ARGUMENT", "Expected integer for n of expand0(n)");
+  const double d = info[1].As<Napi::Number>().DoubleValue();
+  DOVE_CHECK(d >= 1 && d <= 65536 && d == static_cast<double>(static_cast<int64_t>(d)), "INVALID_ARGUMENT",
+             "Expected integer between 1 and 65536 for n but received " + info[1].ToString().Utf8Value());
+  std::vector<int64_t> sizes = t.sizes().vec();
+  sizes[0] = static_cast<int64_t>(d);
+  return wrapTensor(info.Env(), t.expand(sizes));
+}
+
 Napi::Value TensorItem(TensorBox& box, const Napi::CallbackInfo& info) {
   const at::Tensor& t = box.get();
   DOVE_CHECK(t.numel() == 1, "SHAPE_MISMATCH", "item() needs a tensor with exactly one element but shape is " + shape::toString(t.sizes()));
@@ -789,12 +803,58 @@ Napi::Value SetBufferPin(const Napi::CallbackInfo& info) {
   });
 }
 
+// The boxes behind an array of tensor handles (INVALID_ARGUMENT naming the index of a non-tensor).
+std::vector<TensorBox*> boxesOf(const Napi::CallbackInfo& info, const char* what) {
+  DOVE_CHECK(info.Length() >= 1 && info[0].IsArray(), "INVALID_ARGUMENT", std::string("Expected an array of tensors for ") + what);
+  Napi::Array list = info[0].As<Napi::Array>();
+  DOVE_CHECK(list.Length() <= 4096, "INVALID_ARGUMENT", std::string("Expected at most 4096 tensors for ") + what);
+  std::vector<TensorBox*> boxes;
+  for (uint32_t i = 0; i < list.Length(); i++) {
+    TensorBox* box = boxOf(info.Env(), list.Get(i));
+    DOVE_CHECK(box != nullptr, "INVALID_ARGUMENT", std::string("Expected a native tensor at index ") + std::to_string(i) + " of " + what);
+    boxes.push_back(box);
+  }
+  return boxes;
+}
+
+// One call for what a caller checks on several results: [{dtype, shape, data?}] (data where asked,
+// as tensorData gives it): a model's outputs are checked without a call per property.
+Napi::Value TensorsInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    const std::vector<TensorBox*> boxes = boxesOf(info, "tensorsInfo");
+    DOVE_CHECK(info.Length() >= 2 && info[1].IsArray() && info[1].As<Napi::Array>().Length() == boxes.size(), "INVALID_ARGUMENT",
+               "Expected one boolean per tensor for the data flags of tensorsInfo");
+    Napi::Array flags = info[1].As<Napi::Array>();
+    Napi::Array out = Napi::Array::New(env, boxes.size());
+    for (uint32_t i = 0; i < boxes.size(); i++) {
+      Napi::Object entry = Napi::Object::New(env);
+      entry.Set("dtype", TensorDtype(*boxes[i], info));
+      entry.Set("shape", TensorShape(*boxes[i], info));
+      if (flags.Get(i).ToBoolean().Value()) entry.Set("data", TensorData(*boxes[i], info));
+      out.Set(i, entry);
+    }
+    return out;
+  });
+}
+
+// dispose() of several tensors in one call (each idempotent, as tensorDispose).
+Napi::Value TensorsDispose(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    for (TensorBox* box : boxesOf(info, "tensorsDispose")) box->release();
+    return env.Undefined();
+  });
+}
+
 void init(Napi::Env env, Napi::Object exports) {
   releaseQueue(env);
   addonState(env).resizableGetter = resizableGetterOf(env);
   exports.Set("setBufferPin", Napi::Function::New(env, SetBufferPin, "setBufferPin"));
   exports.Set("tensorFromArray", Napi::Function::New(env, TensorFromArray, "tensorFromArray"));
   exports.Set("isTensor", Napi::Function::New(env, IsTensor, "isTensor"));
+  exports.Set("tensorsInfo", Napi::Function::New(env, TensorsInfo, "tensorsInfo"));
+  exports.Set("tensorsDispose", Napi::Function::New(env, TensorsDispose, "tensorsDispose"));
   const std::pair<const char*, Napi::Function::Callback> functions[] = {
       {"tensorShape", tensorFunction<TensorShape>},
       {"tensorStrides", tensorFunction<TensorStrides>},
@@ -809,6 +869,7 @@ void init(Napi::Env env, Napi::Object exports) {
       {"tensorContiguous", tensorFunction<TensorContiguous>},
       {"tensorClone", tensorFunction<TensorClone>},
       {"tensorSlice0", tensorFunction<TensorSlice0>},
+      {"tensorExpand0", tensorFunction<TensorExpand0>},
       {"tensorItem", tensorFunction<TensorItem>},
       {"tensorDispose", tensorFunction<TensorDispose>},
   };

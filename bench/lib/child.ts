@@ -20,7 +20,7 @@ export interface ChildResult<T> {
  */
 export function threadEnv(threads: number, ompWait: 'passive' | 'active' | 'default'): NodeJS.ProcessEnv {
   const n = String(threads);
-  const env: NodeJS.ProcessEnv = { ...process.env, OMP_NUM_THREADS: n, MKL_NUM_THREADS: n, OPENBLAS_NUM_THREADS: n, DOVE_BENCH_THREADS: n };
+  const env: NodeJS.ProcessEnv = { ...process.env, OMP_NUM_THREADS: n, MKL_NUM_THREADS: n, OPENBLAS_NUM_THREADS: n };
   if (ompWait === 'default') delete env.OMP_WAIT_POLICY;
   else env.OMP_WAIT_POLICY = ompWait.toUpperCase();
   return env;

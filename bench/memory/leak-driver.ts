@@ -90,7 +90,7 @@ async function round(b: NativeBinding, pt: string, dir: string, r: number): Prom
   mod.dispose();
   b.tensorDispose(images);
 
-  // Hostile model files (python/dove/fixtures_hostile.py): refused before and after libtorch reads
+  // Hostile model files (python/dove_fixtures/hostile.py): refused before and after libtorch reads
   // them, and one unsafe file loaded as trusted.
   if (existsSync(HOSTILE)) {
     const manifest = JSON.parse(readFileSync(join(HOSTILE, 'hostile.json'), 'utf8')) as Record<string, { code: string }>;

@@ -2,6 +2,7 @@
 // range checks with messages of the form "Expected integer between 1 and 64 for --lengths but received 0".
 import { appendAll } from '../arrays';
 import { DoveError } from '../errors';
+import { integerInRange } from '../validate';
 
 /** A usage mistake: printed without a stack, exit code 2. A DoveError (INVALID_ARGUMENT) like every other refusal. */
 export class UsageError extends DoveError {
@@ -147,19 +148,19 @@ export function getIntList(args: ParsedArgs, name: string): number[] | undefined
 
 /** Checks list values against a range only known later (e.g. the model's maxTokens). */
 export function checkIntRange(values: readonly number[], flag: string, min: number, max: number): void {
-  for (const v of values) {
-    if (!Number.isInteger(v) || v < min || v > max) {
-      throw new UsageError(`Expected integer between ${min} and ${max} for ${flag} but received ${v}`);
-    }
-  }
+  asUsage(() => {
+    for (const v of values) integerInRange(v, flag, min, max);
+  });
 }
 
-/** Powers of two from 1 up to max, always ending at max (e.g. 64 -> 1,2,4,8,16,32,64). */
-export function defaultLengths(max: number, from = 1): number[] {
-  const out: number[] = [];
-  for (let n = from; n < max; n *= 2) out.push(n);
-  out.push(max);
-  return out;
+/** Runs a library check; its INVALID_ARGUMENT becomes a UsageError (exit 2, with a --help hint). */
+export function asUsage(check: () => void): void {
+  try {
+    check();
+  } catch (error) {
+    if (error instanceof DoveError && error.code === 'INVALID_ARGUMENT' && !(error instanceof UsageError)) throw new UsageError(error.message);
+    throw error;
+  }
 }
 
 /** Runs a command body; a UsageError prints its message and a --help hint and exits with 2. */

@@ -5,7 +5,7 @@
 import { existsSync } from 'node:fs';
 import type { NativeModule, NativeTensor } from '../../binding';
 import { DoveError } from '../errors';
-import { getBinding } from './native';
+import { binding as getBinding } from '../native';
 import { listImageFiles } from '../files';
 import { parseJson, preview } from '../json';
 import { lengthDirs, readRgb, readRgbAt, type LengthDir, type RgbPixels } from './folders';

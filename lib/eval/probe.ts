@@ -11,7 +11,7 @@ import { DoveError } from '../errors';
 import { loadBatch, type ImageInput, type RawPixels } from '../images';
 import type { Tokenizer } from '../tokenizer';
 import type { DatasetSplit, LabelledDataset } from './cifar';
-import { getBinding } from './native';
+import { binding as getBinding } from '../native';
 import { toCsv, writeReport } from './report';
 
 export type ProbeFeatureKind = 'tokens' | 'pixels';

@@ -3,9 +3,10 @@
 // forward; the Reconstructor pads them to the longest) and the explorer's sweep (one encode, then
 // every length 1…maxTokens decoded in chunks that queue like any other request).
 import sharp from 'sharp';
-import { defaultLengths } from '../cli/args';
-import { composeGrid } from '../cli/grid';
+import { appendAll } from '../arrays';
+import { composeGrid } from '../render/grid';
 import { DoveError } from '../errors';
+import { defaultLengths } from '../model-file';
 import { ssim, SSIM_WINDOW } from '../eval/quality';
 import { psnr } from '../images';
 import type { Reconstructor, RgbImage } from '../reconstructor';
@@ -101,7 +102,7 @@ export class InferenceService {
       rows.push({ length, dim: encoded.dim, tokens: encoded.tokens.subarray(0, length * encoded.dim), eosProbabilities: encoded.eosProbabilities });
     }
     const images: RgbImage[] = [];
-    for (let at = 0; at < rows.length; at += EXPLORE_CHUNK) images.push(...(await this.decode(rows.slice(at, at + EXPLORE_CHUNK), signal)));
+    for (let at = 0; at < rows.length; at += EXPLORE_CHUNK) appendAll(images, await this.decode(rows.slice(at, at + EXPLORE_CHUNK), signal));
     const psnrs: (number | null)[] = [];
     const ssims: (number | null)[] = [];
     for (const image of images) {

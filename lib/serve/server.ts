@@ -3,7 +3,6 @@
 // queue length, time). Errors leave as JSON { code, message } (http-errors.ts).
 import fastify, { type FastifyInstance } from 'fastify';
 import multipart from '@fastify/multipart';
-import { DoveError } from '../errors';
 import { Reconstructor } from '../reconstructor';
 import type { Tokenizer } from '../tokenizer';
 import { BatchQueue } from './batch-queue';
@@ -15,6 +14,7 @@ import { registerRunRoutes } from './routes-runs';
 import { registerWebRoutes } from './routes-web';
 import { openRunFolders } from './runs';
 import { loadWebAssets } from './web-assets';
+import { integerInRange } from '../validate';
 
 export interface DoveServerOptions {
   /** The loaded model; the server does not dispose it. */
@@ -44,10 +44,7 @@ export const SERVE_DEFAULTS = {
 } as const;
 
 function checkInt(name: string, value: number, min: number, max: number): number {
-  if (!Number.isInteger(value) || value < min || value > max) {
-    throw new DoveError(`Expected integer between ${min} and ${max} for ${name} but received ${String(value)}`, 'INVALID_ARGUMENT');
-  }
-  return value;
+  return integerInRange(value, name, min, max);
 }
 
 export function resolveLimits(options: Omit<DoveServerOptions, 'tokenizer'>): ApiLimits {
@@ -121,5 +118,6 @@ export class DoveServer {
   /** Stops accepting, fails queued requests with 503, waits for the running forward and open replies. */
   async close(): Promise<void> {
     await Promise.all([this.service.queue.close(), this.app.close()]);
+    this.service.reconstructor.dispose();
   }
 }

@@ -2,6 +2,7 @@
 import { DoveError } from '../errors';
 import { booleanOption } from '../module';
 import { DEFAULT_AUGMENT, type AugmentOptions } from './data';
+import { integerInRange } from '../validate';
 
 export interface DistributedOptions {
   rank: number;
@@ -95,11 +96,7 @@ export interface ResolvedOptions {
 }
 
 function int(name: string, value: number | undefined, fallback: number, min: number, max: number): number {
-  const v = value ?? fallback;
-  if (!Number.isInteger(v) || v < min || v > max) {
-    throw new DoveError(`Expected integer between ${min} and ${max} for ${name} but received ${String(value)}`, 'INVALID_ARGUMENT');
-  }
-  return v;
+  return integerInRange(value ?? fallback, name, min, max);
 }
 
 function num(name: string, value: number | undefined, fallback: number, min: number, max: number, openMin = false): number {

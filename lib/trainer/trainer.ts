@@ -1,25 +1,24 @@
 // Trainer: trains a DOVE / Q-DOVE export in place with the native engine (AdamW, schedule, clipping,
 // accumulation, c10d gradient averaging), feeding it from the sharp data pipeline, writing crash-safe
 // checkpoints, log.jsonl and per-epoch plots. Progress is reported as events and an async iterator.
-import { maxOf } from '../arrays';
 import { EventEmitter } from 'node:events';
 import { promises as fs } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { BpeTokenizer } from '../bpe';
 import { DoveError } from '../errors';
 import { appendFileChecked, writeFileAtomic } from '../files';
-import { parseDoveMeta, type DoveMeta } from '../model-file';
+import { DoveModel } from '../model-file';
 import { loadAnnotations } from './annotations';
 import {
   checkpointStopFromEnv, commitCheckpoint, fsyncFile, pruneCheckpoints, readState, resolveCheckpoint, STATE_FORMAT, STATE_VERSION, stopIfRequested,
   writeFileDurable, type TrainerState,
 } from './checkpoint';
 import { BatchLoader, buildSamples, loadCrop, type Batch, type Sample } from './data';
-import { native, requireCudaFor, tensorAt, type IValue, type NativeModule, type NativeTensor } from './native';
+import { requireCudaFor } from '../cuda-libtorch';
+import { binding } from '../native';
 import { resolveOptions, type ResolvedOptions, type TrainerOptions } from './options';
 import { lossCurvePng, reconstructionGridPng, type SampleReconstruction } from './plots';
 import { Rng } from './rng';
-import type { NativeProcessGroup, NativeTrainEngine } from '../../binding';
+import type { IValue, NativeProcessGroup, NativeTrainEngine } from '../../binding';
 
 export interface StepEvent {
   type: 'step';
@@ -66,17 +65,6 @@ export interface DoneEvent {
   checkpoint?: string;
 }
 export type TrainerEvent = StepEvent | EpochEvent | CheckpointEvent | SkipEvent | DoneEvent;
-
-type ModelMeta = DoveMeta;
-
-/** dove.json checked as every loader checks it (lib/model-file.ts), plus the methods training calls. */
-function parseMeta(path: string, module: NativeModule): ModelMeta {
-  const meta = parseDoveMeta(path, module.extraFiles['dove.json']);
-  const names = new Set(module.methodNames());
-  const missing = ['forward', 'encode_pixels', 'decode_pixels'].filter((m) => !names.has(m));
-  if (missing.length > 0) throw new DoveError(`${path}: not a DOVE export (missing method ${missing.join(', ')})`, 'NOT_DOVE_EXPORT');
-  return meta;
-}
 
 export class Trainer extends EventEmitter {
   readonly options: ResolvedOptions;
@@ -140,7 +128,7 @@ export class Trainer extends EventEmitter {
 
   private async run(): Promise<DoneEvent> {
     const o = this.options;
-    const b = native();
+    const b = binding();
     // First: libtorch decides once per process whether CUDA exists (lib/cuda-libtorch.ts).
     requireCudaFor(o.device);
     if (o.threads !== undefined) b.setNumThreads(o.threads);
@@ -158,19 +146,17 @@ export class Trainer extends EventEmitter {
     // Annotations are checked first: a malformed file fails in milliseconds, before the model loads.
     const annotations = o.annotations !== undefined ? await loadAnnotations(o.annotations) : undefined;
     const modelPath = resumeDir !== undefined ? join(resumeDir, 'model.pt') : resolve(o.model);
-    const module = await b.loadModule(modelPath, o.device, ['dove.json', 'tokenizer.json'], false, o.trustModel);
-    const disposables: { dispose(): void }[] = [module];
+    // Trainable: not optimised (freezing turns parameters into constants).
+    const model = await DoveModel.load(modelPath, { device: o.device, optimize: false, trustModel: o.trustModel });
+    const module = model.module.native;
+    const disposables: { dispose(): void }[] = [model];
     try {
-      const meta = parseMeta(modelPath, module);
+      const meta = model.meta;
       const size = meta.imageSize;
 
       // 2. Data: everything is checked (annotations included) before the first step.
-      let tokenizer: BpeTokenizer | null = null;
-      if (meta.variant === 'qdove') {
-        if (o.annotations === undefined) throw new DoveError(`${modelPath} is a Q-DOVE model: training needs annotations (--annotations FILE)`, 'INVALID_ARGUMENT');
-        const tokText = module.extraFiles[meta.queryTokenizer?.file ?? 'tokenizer.json'];
-        if (tokText === undefined || meta.queryTokenizer === null) throw new DoveError(`${modelPath}: Q-DOVE export without its tokenizer`, 'NOT_DOVE_EXPORT');
-        tokenizer = BpeTokenizer.fromJson(tokText);
+      if (meta.variant === 'qdove' && o.annotations === undefined) {
+        throw new DoveError(`${modelPath} is a Q-DOVE model: training needs annotations (--annotations FILE)`, 'INVALID_ARGUMENT');
       }
       if (annotations !== undefined && meta.variant !== 'qdove') throw new DoveError(`${modelPath} is a DOVE model; annotations need a Q-DOVE model`, 'INVALID_ARGUMENT');
       const samples = await buildSamples(o.images, o.recursive, annotations, o.annotations);
@@ -304,7 +290,7 @@ export class Trainer extends EventEmitter {
         while (stepInEpoch < stepsPerEpoch) {
           if (engine.step >= maxSteps) break outer;
           const batch = await loader.get(epoch, stepInEpoch);
-          const result = await engine.trainStep(this.forwardArgs(batch, size, tokenizer, meta));
+          const result = await engine.trainStep(this.forwardArgs(batch, size, model));
           stepInEpoch += 1;
           samplesSeen += batch.count * worldSize;
           imagesThisRun += batch.count * worldSize;
@@ -354,7 +340,7 @@ export class Trainer extends EventEmitter {
           await writeFileAtomic(ev.lossCurve, await lossCurvePng(history, `DOVE training loss (epoch ${finished + 1}/${o.epochs})`));
           if (fixedSamples.length > 0) {
             ev.grid = join(o.outDir, `reconstructions-epoch-${String(finished + 1).padStart(3, '0')}.png`);
-            await writeFileAtomic(ev.grid, await this.reconstructionGrid(module, meta, fixedSamples, tokenizer));
+            await writeFileAtomic(ev.grid, await this.reconstructionGrid(model, fixedSamples));
           }
         }
         this.publish(ev);
@@ -372,20 +358,18 @@ export class Trainer extends EventEmitter {
     }
   }
 
-  private forwardArgs(batch: Batch, size: number, tokenizer: BpeTokenizer | null, meta: ModelMeta): IValue[] {
-    const b = native();
+  private forwardArgs(batch: Batch, size: number, model: DoveModel): IValue[] {
+    const b = binding();
     // The batch buffer becomes the tensor's memory (no copy); the tensor keeps it alive.
     const images = b.tensorFromArray(batch.pixels, [batch.count, size, size, 3], 'uint8');
-    if (batch.regionMask === undefined || tokenizer === null || meta.queryTokenizer === null) return [images];
+    if (batch.regionMask === undefined || !model.isQDove) return [images];
     const mask = b.tensorFromArray(batch.regionMask, [batch.count, 1, size, size], 'float32');
-    const { ids, mask: qmask } = encodeQueries(tokenizer, batch.questions ?? [], meta.queryTokenizer.maxLength, meta.queryTokenizer.padId);
-    return [images, mask, ids, qmask];
+    const { ids, mask: qmask } = model.encodeQueries(batch.questions ?? []);
+    return [images, mask, ids.native, qmask.native];
   }
 
-  private async reconstructionGrid(module: NativeModule, meta: ModelMeta, samples: readonly Sample[], tokenizer: BpeTokenizer | null): Promise<Buffer> {
-    const b = native();
-    const size = meta.imageSize;
-    const recs: SampleReconstruction[] = [];
+  private async reconstructionGrid(model: DoveModel, samples: readonly Sample[]): Promise<Buffer> {
+    const size = model.imageSize;
     const inputs: Buffer[] = [];
     const kept: Sample[] = [];
     for (const s of samples) {
@@ -397,36 +381,18 @@ export class Trainer extends EventEmitter {
       }
     }
     if (kept.length === 0) return reconstructionGridPng([], size);
-    const pixels = new Uint8Array(kept.length * size * size * 3);
-    inputs.forEach((p, i) => pixels.set(p, i * size * size * 3));
-    const images = b.tensorFromArray(pixels, [kept.length, size, size, 3], 'uint8');
-    const query = tokenizer !== null && meta.queryTokenizer !== null
-      ? encodeQueries(tokenizer, kept.map((s) => s.annotation?.question ?? ''), meta.queryTokenizer.maxLength, meta.queryTokenizer.padId)
-      : null;
+    const plane = size * size * 3;
+    const pixels = new Uint8Array(kept.length * plane);
+    inputs.forEach((p, i) => pixels.set(p, i * plane));
+    const queries = model.isQDove ? kept.map((s) => s.annotation?.question ?? '') : undefined;
+    const module = model.module;
     const wasTraining = module.training;
-    // Batches are built in host memory; a CUDA module needs its inputs on its own device.
-    const copies: NativeTensor[] = [];
-    const place = (t: NativeTensor): NativeTensor => {
-      if (b.tensorDevice(t) === module.device) return t;
-      const moved = b.tensorTo(t, module.device, null);
-      copies.push(moved);
-      return moved;
-    };
     module.train(false);
     try {
-      const encoded = await module.run('encode_pixels', [place(images), 'auto', meta.maxTokens, meta.eosThreshold, query ? place(query.ids) : null, query ? place(query.mask) : null]);
-      const tokens = tensorAt(encoded, 0, 'encode_pixels');
-      const lengths = tensorAt(encoded, 2, 'encode_pixels');
-      const decoded = tensorAt(await module.run('decode_pixels', [tokens, lengths]), 0, 'decode_pixels');
-      const out = b.tensorData(decoded) as Uint8Array;
-      const lens = b.tensorData(lengths) as BigInt64Array;
-      const plane = size * size * 3;
-      kept.forEach((s, i) => {
-        recs.push({ name: s.file, input: pixels.subarray(i * plane, (i + 1) * plane), output: out.subarray(i * plane, (i + 1) * plane), length: Number(lens[i]) });
-      });
+      const result = await model.reconstructAtLengths(pixels, kept.length, ['auto'], { threshold: model.meta.eosThreshold, queries });
+      const recs: SampleReconstruction[] = kept.map((s, i) => ({ name: s.file, input: pixels.subarray(i * plane, (i + 1) * plane), output: result.frames[0]![i]!, length: result.autoLengths[i]! }));
       return await reconstructionGridPng(recs, size);
     } finally {
-      for (const c of copies) b.tensorDispose(c);
       module.train(wasTraining);
     }
   }
@@ -434,18 +400,4 @@ export class Trainer extends EventEmitter {
   private async log(record: object): Promise<void> {
     await appendFileChecked(join(this.options.outDir, 'log.jsonl'), `${JSON.stringify(record)}\n`);
   }
-}
-
-/** Query ids/mask like DoveModel.encodeQueries: truncated to maxLength, padded to the longest. */
-export function encodeQueries(tokenizer: BpeTokenizer, queries: readonly string[], maxLength: number, padId: number): { ids: NativeTensor; mask: NativeTensor } {
-  const encoded = queries.map((q) => tokenizer.encode(q).slice(0, maxLength));
-  const width = maxOf(encoded.map((e) => e.length), 1);
-  const ids = new BigInt64Array(queries.length * width).fill(BigInt(padId));
-  const mask = new BigInt64Array(queries.length * width);
-  encoded.forEach((e, i) => e.forEach((id, j) => {
-    ids[i * width + j] = BigInt(id);
-    mask[i * width + j] = 1n;
-  }));
-  const b = native();
-  return { ids: b.tensorFromArray(ids, [queries.length, width], 'int64'), mask: b.tensorFromArray(mask, [queries.length, width], 'int64') };
 }

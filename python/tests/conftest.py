@@ -1,4 +1,5 @@
-"""pytest setup for python/tests: make the `dove` package importable however pytest is started."""
+"""pytest setup for python/tests: make `dove`, `dove_fixtures` and the tests' support module dove_testutil
+importable however pytest is started."""
 import os
 import sys
 

@@ -1,9 +1,19 @@
-"""Helpers shared by the DOVE model tests."""
-import torch
+"""The one support module of the Python tests (conftest.py only makes it and `dove` importable): the
+repository's folders and helpers more than one test uses. torch is imported where it is needed, so the
+tests of tools/ and docs do not load it."""
+from __future__ import annotations
+
+import os
+
+PYTHON_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(PYTHON_DIR)
+TOOLS_DIR = os.path.join(ROOT, "tools")
 
 
-def perturb_(module: torch.nn.Module, seed: int, scale: float = 0.05) -> None:
+def perturb_(module: "torch.nn.Module", seed: int, scale: float = 0.05) -> None:
     """Add seeded noise to every parameter so norms and biases are not at their trivial init values."""
+    import torch
+
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in module.parameters():

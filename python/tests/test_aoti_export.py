@@ -1,5 +1,5 @@
 """The compiled-package exporter (dove/aoti_export.py) without compiling (that takes minutes; the
-compiled fixture, python/dove/fixtures_compiled.py, and test/compiled cover the packages): the weights
+compiled fixture, python/dove_fixtures/compiled.py, and test/compiled cover the packages): the weights
 hash, and torch.export of the encode / decode graphs for every slot count and batch, which a model
 change with data-dependent Python control flow would break."""
 import pytest

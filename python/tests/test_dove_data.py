@@ -1,13 +1,14 @@
-"""The data preparation of scripts/get-data (scripts/dove_data.py) on small synthetic pictures: the
+"""The data preparation of scripts/get-data (tools/dove_data.py) on small synthetic pictures: the
 decisions that keep training data honest (split, licences, transparency, tiles, texture maps, crops)."""
-import os
 import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "scripts")))
+from dove_testutil import TOOLS_DIR
+
+sys.path.insert(0, TOOLS_DIR)
 import dove_data as dd  # noqa: E402
 from dove_data_sources import SOURCES, Rule  # noqa: E402
 

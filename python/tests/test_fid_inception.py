@@ -1,7 +1,6 @@
 """The FID Inception export (dove.inception) against the pytorch-fid package's own network, and the
 evaluation fixtures' pickles against Python's pickle module."""
 import json
-import os
 import pickle
 import subprocess
 import sys
@@ -10,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from dove import fixtures_eval, inception
-
-PYTHON_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from dove import inception
+from dove_fixtures import eval as fixtures_eval
+from dove_testutil import PYTHON_DIR
 
 
 @pytest.fixture(scope="module")

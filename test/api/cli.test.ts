@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { gridCellRect, GRID_GAP, GRID_LABEL_HEIGHT } from '../../lib/cli/grid';
+import { gridCellRect, GRID_GAP, GRID_LABEL_HEIGHT } from '../../lib/render/grid';
 import { readSafetensors } from '../../lib/safetensors';
 import { Tokenizer } from '../../lib/tokenizer';
 import { bombPng, maxAbsDiff, pngOf, pythonPath, runCli, tempDir, TINY_CONFIG, TINY_DOVE, TINY_QDOVE } from './helpers';

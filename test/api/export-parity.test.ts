@@ -1,4 +1,4 @@
-// Issue 3's Node-side acceptance: the exports written by python/dove/fixtures_model.py give, in Node,
+// Issue 3's Node-side acceptance: the exports written by python/dove_fixtures/model.py give, in Node,
 // the same numbers Python recorded for every call (encode, decode, encode_pixels, decode_pixels).
 import test from 'ava';
 import { readFileSync } from 'node:fs';

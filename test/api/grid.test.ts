@@ -1,6 +1,6 @@
 import test from 'ava';
 import sharp from 'sharp';
-import { bitmapLabel, composeGrid, gridCellRect, GRID_LABEL_HEIGHT, systemHasFont } from '../../lib/cli/grid';
+import { bitmapLabel, composeGrid, gridCellRect, GRID_LABEL_HEIGHT, systemHasFont } from '../../lib/render/grid';
 import { testPattern } from './helpers';
 
 // Chosen at load time: without a system font the svg path cannot run, and the summary says so.

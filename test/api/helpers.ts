@@ -1,33 +1,26 @@
 // Shared paths and small image makers for the API/CLI tests.
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { deflateSync, crc32 } from 'node:zlib';
 import sharp from 'sharp';
 
 /** The torch virtualenv's python, as scripts/lib.sh's dove_py finds it (DOVE_VENV, DOVE_CACHE, any Python 3). */
 export { pythonPath } from '../../bench/lib/paths';
 
-/** Repository root (tests run from dist/test/api). */
-export const ROOT = resolve(__dirname, '..', '..', '..');
-export const FIXTURES = join(ROOT, 'test', 'fixtures', 'generated');
-export const API_FIXTURES = join(FIXTURES, 'api');
-export const CLI = join(ROOT, 'dist', 'lib', 'cli', 'main.js');
+import { CLI, FIXTURES, ROOT, tempDir } from '../support';
 
-/** The tiny DOVE / Q-DOVE exports made by python/dove/fixtures.py. */
+export { CLI, FIXTURES, ROOT, tempDir };
+export const API_FIXTURES = join(FIXTURES, 'api');
+
+/** The tiny DOVE / Q-DOVE exports made by python/dove_fixtures. */
 export const TINY_DOVE = join(FIXTURES, 'tiny-dove.pt');
 export const TINY_QDOVE = join(FIXTURES, 'tiny-qdove.pt');
-/** The config the tiny fixtures were exported from (python/dove/fixtures_model.py uses configs/tiny.json). */
+/** The config the tiny fixtures were exported from (python/dove_fixtures/model.py uses configs/tiny.json). */
 export const TINY_CONFIG = JSON.parse(readFileSync(join(ROOT, 'python', 'dove', 'configs', 'tiny.json'), 'utf8')) as { imageSize: number; maxTokens: number; tokenDim: number };
 
 export function fixtureExists(path: string): boolean {
   return existsSync(path);
-}
-
-export function tempDir(prefix: string): { dir: string; cleanup: () => void } {
-  const dir = mkdtempSync(join(tmpdir(), `dove-${prefix}-`));
-  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
 /** A deterministic RGB test picture: gradients plus a few blocks, `w`×`h`. */

@@ -1,7 +1,7 @@
 // The compiled inference path through the public API: the Tokenizer and Reconstructor use the
 // AOTInductor package beside a model when it was compiled from that model's weights, give the
 // TorchScript results within float32 rounding, and fall back to TorchScript otherwise.
-// Fixtures: python/dove/fixtures_compiled.py (test/fixtures/generated/compiled).
+// Fixtures: python/dove_fixtures/compiled.py (test/fixtures/generated/compiled).
 import test from 'ava';
 import { copyFileSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';

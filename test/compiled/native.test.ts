@@ -1,6 +1,6 @@
 // AOTInductor packages through the binding (native/compiled_model.cpp): loading, the weights hash
 // that ties a package to its TorchScript file, the input checks the compiled code does not make,
-// and the packages the loader must refuse. Fixtures: python/dove/fixtures_compiled.py.
+// and the packages the loader must refuse. Fixtures: python/dove_fixtures/compiled.py.
 import test from 'ava';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';

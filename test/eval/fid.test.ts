@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { FidFeatureExtractor, fidFromFeatures, fidStatistics, frechetDistance, disposeStatistics, folderFid } from '../../lib/eval/fid';
 import { readRgb } from '../../lib/eval/folders';
-import { getBinding } from '../../lib/eval/native';
+import { binding as getBinding } from '../../lib/native';
 import { loadImage } from '../../lib/images';
 import { dove, EVAL, normal, rng, tempDir } from './fixtures';
 

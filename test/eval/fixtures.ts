@@ -1,17 +1,16 @@
 // Locations shared by the evaluation tests: the seeded fixtures that scripts/setup generates
-// (python/dove/fixtures_eval.py) and the compiled CLI.
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+// (python/dove_fixtures/eval.py) and the compiled CLI.
+import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 
-/** Repository root (this file runs from dist/test/eval/). */
-export const ROOT = resolve(__dirname, '..', '..', '..');
-export const EVAL = join(ROOT, 'test', 'fixtures', 'generated', 'eval');
-export const CLI = join(ROOT, 'dist', 'lib', 'cli', 'main.js');
+import { CLI, FIXTURES, tempDir as supportTempDir } from '../support';
 
+export { CLI, ROOT } from '../support';
+export const EVAL = join(FIXTURES, 'eval');
+
+/** A fresh temp folder's path (the eval tests leave theirs to the system's temp cleanup). */
 export function tempDir(prefix: string): string {
-  return mkdtempSync(join(tmpdir(), `dove-eval-${prefix}-`));
+  return supportTempDir(`eval-${prefix}`).dir;
 }
 
 export interface CliResult {

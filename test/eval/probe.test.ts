@@ -2,7 +2,7 @@ import test from 'ava';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { readDataset } from '../../lib/eval/cifar';
-import { getBinding } from '../../lib/eval/native';
+import { binding as getBinding } from '../../lib/native';
 import { probeCsv, probeFeatures, trainProbe } from '../../lib/eval/probe';
 import { Tokenizer } from '../../lib/tokenizer';
 import { dove, EVAL, ROOT, tempDir } from './fixtures';

@@ -2,7 +2,7 @@ import test from 'ava';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { histogramBins, histogramPng, lineChartPng, niceTicks } from '../../lib/eval/plot';
+import { histogramBins, histogramPng, lineChartPng, niceTicks } from '../../lib/render/plot';
 import { formatTable, toCsv } from '../../lib/eval/report';
 import { folderLengths, lengthStats, median, readLengthsCsv } from '../../lib/eval/stats';
 import { Tokenizer } from '../../lib/tokenizer';

@@ -3,7 +3,7 @@
 import test from 'ava';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { histogramPng, lineChartPng } from '../../lib/eval/plot';
+import { histogramPng, lineChartPng } from '../../lib/render/plot';
 import { lengthStats } from '../../lib/eval/stats';
 import { lossCurvePng } from '../../lib/trainer/plots';
 import { tempDir } from '../api/helpers';

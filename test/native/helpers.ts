@@ -1,12 +1,13 @@
 // Paths and small helpers shared by the native core tests.
 import { spawnSync, type SpawnSyncOptionsWithStringEncoding } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 
-/** Repository root (tests run from dist/test/native). */
-export const ROOT = resolve(__dirname, '..', '..', '..');
-/** Written by python/dove/fixtures_core.py during scripts/setup. */
-export const CORE = join(ROOT, 'test', 'fixtures', 'generated', 'core');
+import { FIXTURES, ROOT } from '../support';
+
+export { ROOT };
+/** Written by python/dove_fixtures/core.py during scripts/setup. */
+export const CORE = join(FIXTURES, 'core');
 export const CORE_MODEL = join(CORE, 'core.pt');
 
 export interface ParityMeta {
@@ -74,7 +75,7 @@ export async function slowCallLasting<T extends { wallMs: number }>(
   throw new Error(`slow() never lasted ${targetMs} ms: ${tried.join(', ')}`);
 }
 
-/** Written by python/dove/fixtures_hostile.py: model files an attacker could hand a user. */
+/** Written by python/dove_fixtures/hostile.py: model files an attacker could hand a user. */
 export const HOSTILE = join(ROOT, 'test', 'fixtures', 'generated', 'hostile');
 
 export interface ChildResult {

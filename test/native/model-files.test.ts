@@ -1,4 +1,4 @@
-// Model files an attacker could hand a user (issue 15, rows 3 and 5; python/dove/fixtures_hostile.py):
+// Model files an attacker could hand a user (issue 15, rows 3 and 5; python/dove_fixtures/hostile.py):
 // corrupt archives must be refused before libtorch trusts them (NOT_TORCHSCRIPT), TorchScript that
 // touches files or the process must be refused unless the caller trusts the file (UNSAFE_MODEL), and
 // every legitimate export must still load. Loads run in child processes (a crash is a signal).

@@ -2,7 +2,7 @@
 // (data.pkl, constants.pkl) of small exports byte by byte, re-zips them with valid CRCs, and loads
 // each result the way an application would (loaded, optimized, parameters read, forward run). Every
 // outcome must be a module or a DoveError, never a signal, a hang or another error. One child process
-// runs the whole campaign (a crash is a signal there). DOVE_FUZZ_RUNS (default 150 here) and
+// runs the whole campaign (a crash is a signal there). DOVE_FUZZ_MODEL_RUNS (default 150) and
 // DOVE_FUZZ_SEED set the run; a failure prints the seed and the mutation.
 import test from 'ava';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -80,11 +80,12 @@ function intOperands(pickle) {
   while (at < pickle.length) {
     const op = pickle[at++];
     if (op === 0x2e) break;
-    if (op === 0x4b) { found.push({ at, width: 1 }); at += 1; }
-    else if (op === 0x4d) { found.push({ at, width: 2 }); at += 2; }
-    else if (op === 0x4a) { found.push({ at, width: 4 }); at += 4; }
+    // An operand cut off by the end of a mutated pickle is not one to rewrite.
+    if (op === 0x4b) { if (at + 1 <= pickle.length) found.push({ at, width: 1 }); at += 1; }
+    else if (op === 0x4d) { if (at + 2 <= pickle.length) found.push({ at, width: 2 }); at += 2; }
+    else if (op === 0x4a) { if (at + 4 <= pickle.length) found.push({ at, width: 4 }); at += 4; }
     else if (op === 0x8a) at += 1 + pickle[at];
-    else if (op === 0x58) at += 4 + pickle.readUInt32LE(at);
+    else if (op === 0x58) { if (at + 4 > pickle.length) break; at += 4 + pickle.readUInt32LE(at); }
     else if (op === 0x63) { at = pickle.indexOf(10, at) + 1; at = pickle.indexOf(10, at) + 1; if (at === 0) break; }
     else at += fixed[op] ?? 0;
   }

@@ -1,6 +1,6 @@
 // A TorchScript method that never returns (issue 15, row 6): process.exit(), worker.terminate() and
 // dispose() must still return within a bounded time; the call is abandoned, not joined forever.
-// hang.pt's spin() loops forever (python/dove/fixtures_hostile.py). DOVE_STOP_WAIT_MS is the wait
+// hang.pt's spin() loops forever (python/dove_fixtures/hostile.py). DOVE_STOP_WAIT_MS is the wait
 // before a running call is abandoned (exit_guard.h); the bounds below allow for a loaded machine.
 import test from 'ava';
 import { join } from 'node:path';

@@ -1,7 +1,9 @@
 // What `npm install dove-encoder` gives a Node user: `npm run pack:all` packs every tarball a release
 // publishes (the main package and the libtorch platform package) from this tree, without touching
 // its tracked prebuilds/. They are installed, with sharp and node-gyp-build packed from this
-// checkout's node_modules, into an empty project: `--offline` with an empty npm cache and HOME, and
+// checkout's node_modules, into an empty project: `--prefer-offline` with an empty npm cache and HOME
+// (a dependency needed at two versions, e.g. fast-uri 3 under ajv and 4 beside it, can only be given
+// once as a tarball: npm fetches the other from the registry, which every machine of this project reaches), and
 // a PATH holding only `node` (no compiler, cmake or python). Everything then runs with the setup's
 // cache hidden (a tmpfs mounted over it in a private mount namespace): `dove reconstruct`, a
 // Tokenizer script (libtorch from the platform package, no CUDA library mapped), two Trainer steps
@@ -159,8 +161,8 @@ test.before(async (t) => {
     const platform = packed.find((p) => p.name === PLATFORM_PKG.name);
     if (main === undefined || platform === undefined) throw new Error(`pack:all wrote ${packed.map((p) => p.filename).join(', ')}`);
 
-    // The runtime dependencies (sharp and its own, node-gyp-build), packed from node_modules, so the
-    // install needs neither the registry nor a filled npm cache.
+    // The runtime dependencies (sharp, fastify and theirs, node-gyp-build), packed from node_modules, so
+    // the install needs no filled npm cache and the registry only for a second version of a package.
     const deps = join(work, 'deps');
     mkdirSync(deps);
     const depDirs = (await exec('npm', ['ls', '--omit=dev', '--all', '--parseable'], ROOT)).trim().split('\n').slice(1);
@@ -179,7 +181,7 @@ test.before(async (t) => {
     writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'dove-consumer', version: '1.0.0', private: true }));
     started = Date.now();
     const specs = [join(tarballs, main.filename), join(tarballs, platform.filename), ...readdirSync(deps).map((f) => join(deps, f))];
-    const npm = await run(process.execPath, [npmCli(), 'install', ...specs, '--offline', '--no-audit', '--no-fund', '--ignore-scripts', '--loglevel=error'], project, env, { hidden: false, timeoutMs: 600_000 });
+    const npm = await run(process.execPath, [npmCli(), 'install', ...specs, '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts', '--loglevel=error'], project, env, { hidden: false, timeoutMs: 600_000 });
     if (npm.code !== 0) throw new Error(`npm install failed (${npm.code}):\n${npm.stderr}`);
     const install = (Date.now() - started) / 1000;
     installed = {
@@ -443,7 +445,13 @@ withCache(`without the platform package, libtorch comes from LIBTORCH or the set
   const modules = join(bare, 'node_modules');
   mkdirSync(modules, { recursive: true });
   cpSync(pkgDir, join(modules, PKG.name), { recursive: true });
-  for (const dep of ['sharp', '@img', 'detect-libc', 'semver', 'node-gyp-build']) symlinkSync(join(project, 'node_modules', dep), join(modules, dep));
+  // Every dependency the first project installed, except the platform package (and this package, copied above).
+  const platformScope = PLATFORM_PKG.name.split('/')[0]!;
+  for (const dep of readdirSync(join(project, 'node_modules'))) {
+    if (dep.startsWith('.') || dep === PKG.name || dep === platformScope) continue;
+    symlinkSync(join(project, 'node_modules', dep), join(modules, dep));
+  }
+  t.false(existsSync(join(modules, PLATFORM_PKG.name)), 'the bare project must not see the platform package');
   const probe = `try { const v = require(${JSON.stringify(PKG.name)}).versions(); console.log('ok ' + v.libtorchPath); } catch (e) { console.log('fail ' + e.code); console.log(e.message); }`;
   const torchRoot = dirname(torchLib); // site-packages/torch of the setup's virtualenv
 

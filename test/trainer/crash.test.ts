@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { Trainer } from '../../lib/trainer';
 import { DoveError } from '../../lib/errors';
 import { checkpointName, checkpointStopFromEnv, listCheckpoints, readState, STOP_IN_CHECKPOINT_ENV } from '../../lib/trainer/checkpoint';
-import { native } from '../../lib/trainer/native';
+import { binding as native } from '../../lib/native';
 import { fixturesReady, IMAGES, MINI, tempDir } from './helpers';
 
 interface KilledRun {

@@ -1,26 +1,26 @@
 // Shared fixtures for the Trainer tests: the tiny training exports and image folder written by
-// python/dove/fixtures_train.py, temp folders, and weight comparison through the raw binding.
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { native } from '../../lib/trainer/native';
+// python/dove_fixtures/train.py, temp folders, and weight comparison through the raw binding.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { DoveModel } from '../../lib/model-file';
+import { Tensor } from '../../lib/tensor';
+import { binding as native } from '../../lib/native';
+import { FIXTURES, tempDir as supportTempDir } from '../support';
 
-export const ROOT = resolve(__dirname, '..', '..', '..');
-export const TRAIN_FIXTURES = join(ROOT, 'test', 'fixtures', 'generated', 'train');
+export { CLI, ROOT } from '../support';
+export const TRAIN_FIXTURES = join(FIXTURES, 'train');
 export const MINI = join(TRAIN_FIXTURES, 'train-mini.pt');
 export const MINI_DET = join(TRAIN_FIXTURES, 'train-mini-det.pt');
 export const MINI_QDOVE = join(TRAIN_FIXTURES, 'train-mini-qdove.pt');
 export const IMAGES = join(TRAIN_FIXTURES, 'images');
 export const ANNOTATIONS = join(TRAIN_FIXTURES, 'annotations.json');
-export const CLI = join(ROOT, 'dist', 'lib', 'cli', 'main.js');
 
 export function fixturesReady(): boolean {
   return existsSync(MINI) && existsSync(IMAGES);
 }
 
 export function tempDir(prefix: string): { dir: string; cleanup: () => void } {
-  const dir = mkdtempSync(join(tmpdir(), `dove-train-${prefix}-`));
-  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+  return supportTempDir(`train-${prefix}`);
 }
 
 /** Largest absolute difference between same-named parameters of two saved modules. */
@@ -49,33 +49,31 @@ export async function maxWeightDifference(a: string, b: string): Promise<{ max: 
 
 /** Mean squared error (pixels in [0,1]) of full-length reconstructions of the given images. */
 export async function reconstructionMse(model: string, pixels: Uint8Array, count: number, size: number, maxTokens: number): Promise<number> {
-  const bind = native();
-  const m = await bind.loadModule(model, 'cpu', []);
+  const m = await DoveModel.load(model, { optimize: false });
   try {
-    const images = bind.tensorFromArray(pixels, [count, size, size, 3], 'uint8');
-    const enc = (await m.run('encode_pixels', [images, 'fixed', maxTokens, 0.5, null, null])) as unknown[];
-    const out = await m.run('decode_pixels', [enc[0] as never, enc[2] as never]);
-    if (!bind.isTensor(out)) throw new Error('decode_pixels returned no tensor');
-    const rec = bind.tensorData(out) as Uint8Array;
+    if (m.imageSize !== size) throw new Error(`${model} reads ${m.imageSize}px images, not ${size}px`);
+    const { frames } = await m.reconstructAtLengths(pixels, count, [maxTokens], { threshold: 0.5 });
     let sum = 0;
-    for (let i = 0; i < rec.length; i++) sum += ((rec[i]! - pixels[i]!) / 255) ** 2;
-    return sum / rec.length;
+    frames[0]!.forEach((rec, i) => {
+      for (let j = 0; j < rec.length; j++) sum += ((rec[j]! - pixels[i * rec.length + j]!) / 255) ** 2;
+    });
+    return sum / (count * size * size * 3);
   } finally {
     m.dispose();
   }
 }
 
-/** Mean EOS-chosen length per image group. */
+/** EOS-chosen length of each image (auto mode over maxTokens slots, threshold 0.5). */
 export async function autoLengths(model: string, pixels: Uint8Array, count: number, size: number, maxTokens: number): Promise<number[]> {
-  const bind = native();
-  const m = await bind.loadModule(model, 'cpu', []);
+  const m = await DoveModel.load(model, { optimize: false });
+  const images = Tensor.fromArray(pixels, [count, size, size, 3], 'uint8');
   try {
-    const images = bind.tensorFromArray(pixels, [count, size, size, 3], 'uint8');
-    const enc = await m.run('encode_pixels', [images, 'auto', maxTokens, 0.5, null, null]);
-    const lengths = Array.isArray(enc) ? enc[2] : undefined;
-    if (!bind.isTensor(lengths)) throw new Error('encode_pixels returned no lengths tensor');
-    return Array.from(bind.tensorData(lengths) as BigInt64Array, Number);
+    const enc = await m.encodePixels(images, 'auto', maxTokens, 0.5);
+    const lengths = Array.from(enc.lengths.data() as BigInt64Array, Number);
+    Tensor.disposeAll([enc.tokens, enc.lengths, enc.eosProbabilities]);
+    return lengths;
   } finally {
+    images.dispose();
     m.dispose();
   }
 }

@@ -1,7 +1,7 @@
 // The native engine's optimizer against PyTorch's: the same module, batches and hyper-parameters
 // through native/train_engine.cpp (AdamW with the `vqgan.` group at a scaled lr and its own weight
 // decay, global-norm clipping, warm-up + cosine schedule held at its floor) and through
-// torch.optim.AdamW + clip_grad_norm_ + LambdaLR (python/dove/fixtures_optim.py). Per step: the lr and
+// torch.optim.AdamW + clip_grad_norm_ + LambdaLR (python/dove_fixtures/optim.py). Per step: the lr and
 // the gradient norm; at the end: every weight and AdamW's state (moments and step count per parameter,
 // and each group's lr and weight decay), read back from the engine's optimizer.pt by
 // python/dove/engine_state.py.
@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { pythonPath } from '../../bench/lib/paths';
 import type { TrainEngineOptions } from '../../binding';
 import { readSafetensors, type SafetensorsFile } from '../../lib/safetensors';
-import { native } from '../../lib/trainer/native';
+import { binding as native } from '../../lib/native';
 import { maxAbsDiff } from '../native/helpers';
 import { ROOT, tempDir } from './helpers';
 

@@ -4,9 +4,9 @@ import test from 'ava';
 import { execFile } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
+import { ROOT } from '../support';
 
-const ROOT = resolve(__dirname, '..', '..', '..');
 
 function tsc(args: string[], cwd: string): Promise<{ code: number; output: string }> {
   return new Promise((done) => {

@@ -3,7 +3,7 @@ import type { Command } from '../command';
 import { getFlag, getNumber, getString, parseArgs, UsageError, withUsage } from '../args';
 import { ProgressBar } from '../progress';
 import { FID_SETUP_HELP, FidFeatureExtractor, folderFid, perLengthFid } from '../../eval/fid';
-import { lineChartPng } from '../../eval/plot';
+import { lineChartPng } from '../../render/plot';
 import { formatNumber, formatTable, toCsv, writeReport } from '../../eval/report';
 
 const SPECS = {

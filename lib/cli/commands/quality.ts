@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import type { Command } from '../command';
 import { getString, parseArgs, UsageError, withUsage } from '../args';
-import { lineChartPng } from '../../eval/plot';
+import { lineChartPng } from '../../render/plot';
 import { folderQuality, perLengthQuality, type FolderQuality } from '../../eval/quality';
 import { formatNumber, formatTable, toCsv, writeReport } from '../../eval/report';
 

@@ -1,7 +1,7 @@
 import { existsSync, promises as fs } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { Command } from '../command';
-import { checkIntRange, defaultLengths, getFlag, getIntList, getNumber, getString, MODEL_OPTIONS, MODEL_OPTIONS_HELP, parseArgs, UsageError, withUsage } from '../args';
+import { asUsage, checkIntRange, getFlag, getIntList, getNumber, getString, MODEL_OPTIONS, MODEL_OPTIONS_HELP, parseArgs, UsageError, withUsage } from '../args';
 import { ProgressBar } from '../progress';
 import { formatCsv, parseCsv } from '../../csv';
 import { DoveError } from '../../errors';
@@ -9,9 +9,9 @@ import { outputNames } from '../../eval/folders';
 import { appendFileChecked, decodeFsBytes, displayPath, fsError, fsPath, listImageFiles, writeFileAtomic } from '../../files';
 import { loadBatchSettled, psnr, type ResizeFit } from '../../images';
 import { parseJson, preview } from '../../json';
-import { Reconstructor } from '../../reconstructor';
-import { Tensor } from '../../tensor';
-import { TokenBatch, resolveTokenizeOptions } from '../../tokenizer';
+import { defaultLengths } from '../../model-file';
+import { Reconstructor, RgbImage } from '../../reconstructor';
+import { resolveTokenizeOptions } from '../../tokenizer';
 
 const SPECS = {
   ...MODEL_OPTIONS,
@@ -180,7 +180,7 @@ async function run(argv: string[]): Promise<number> {
       const max = model.maxTokens;
       const lengths = getIntList(args, 'lengths') ?? defaultLengths(max);
       checkIntRange(lengths, '--lengths', 1, max);
-      if (questions !== undefined && !model.isQDove) throw new UsageError(`--questions needs a Q-DOVE model; ${model.path} is a DOVE export`);
+      if (questions !== undefined) asUsage(() => model.requireQDove('--questions'));
       const opts = resolveTokenizeOptions(model, 1, { threshold: getNumber(args, 'threshold') });
       const fit = getString(args, 'fit') as ResizeFit | undefined;
       const maxInputPixels = getNumber(args, 'max-input-pixels');
@@ -253,43 +253,26 @@ async function run(argv: string[]): Promise<number> {
         pending = c + 1 < chunks.length ? decodeChunk(chunks[c + 1]!) : undefined;
         if (ok.length === 0) continue;
         const queries = questions === undefined ? undefined : ok.map((e) => questions.get(e.file) ?? questions.get(e.name) ?? '');
-        const input = Tensor.fromArray(pixels, [ok.length, s, s, 3], 'uint8');
-        let batch: TokenBatch;
-        try {
-          const enc = await model.encodePixels(input, 'auto', max, opts.threshold, queries);
-          batch = new TokenBatch(enc.tokens, enc.lengths, enc.eosProbabilities);
-        } finally {
-          input.dispose();
+        const result = await model.reconstructAtLengths(pixels, ok.length, folders.map((f) => (f === 'auto' ? 'auto' : Number(f))), { threshold: opts.threshold, queries });
+        const psnrs: Map<string, string>[] = ok.map(() => new Map());
+        for (const [c, folder] of folders.entries()) {
+          await Promise.all(
+            result.frames[c]!.map(async (frame, i) => {
+              psnrs[i]!.set(`psnr_${folder}`, formatPsnr(psnr(pixels.subarray(i * frame.length, (i + 1) * frame.length), frame)));
+              await new RgbImage(frame, s, s).toFile(join(out, folder, `${ok[i]!.name}.png`));
+            }),
+          );
         }
-        try {
-          const psnrs: Map<string, string>[] = ok.map(() => new Map());
-          for (const folder of folders) {
-            const lens = folder === 'auto' ? batch.lengths : Tensor.fromArray(new BigInt64Array(ok.length).fill(BigInt(folder)), [ok.length], 'int64');
-            try {
-              const images = await reconstructor.decode(batch.tokens, lens);
-              await Promise.all(
-                images.map(async (img, i) => {
-                  psnrs[i]!.set(`psnr_${folder}`, formatPsnr(psnr(pixels.subarray(i * frame, (i + 1) * frame), img.data)));
-                  await img.toFile(join(out, folder, `${ok[i]!.name}.png`));
-                }),
-              );
-            } finally {
-              if (lens !== batch.lengths) lens.dispose();
-            }
-          }
-          const done = ok.map((e, i) => {
-            const row = new Map(rows.get(e.file) ?? []);
-            row.set('eos_length', String(batch.lengthsArray[i]));
-            for (const [column, value] of psnrs[i]!) row.set(column, value);
-            rows.set(e.file, row);
-            return csvLine(header, e.file, row);
-          });
-          // Progress survives a crash: a later run reads these rows (the last one wins).
-          await appendFileChecked(csvPath, formatCsv(done));
-          bar.tick(ok.length);
-        } finally {
-          batch.dispose();
-        }
+        const done = ok.map((e, i) => {
+          const row = new Map(rows.get(e.file) ?? []);
+          row.set('eos_length', String(result.autoLengths[i]));
+          for (const [column, value] of psnrs[i]!) row.set(column, value);
+          rows.set(e.file, row);
+          return csvLine(header, e.file, row);
+        });
+        // Progress survives a crash: a later run reads these rows (the last one wins).
+        await appendFileChecked(csvPath, formatCsv(done));
+        bar.tick(ok.length);
       }
       bar.finish();
       // Final CSV: one row per image, input order first.

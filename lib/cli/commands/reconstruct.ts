@@ -1,8 +1,9 @@
 import type { Command } from '../command';
-import { checkIntRange, defaultLengths, getFlag, getIntList, getNumber, getString, MODEL_OPTIONS, MODEL_OPTIONS_HELP, parseArgs, UsageError, withUsage } from '../args';
-import { composeGrid } from '../grid';
+import { asUsage, checkIntRange, getFlag, getIntList, getNumber, getString, MODEL_OPTIONS, MODEL_OPTIONS_HELP, parseArgs, UsageError, withUsage } from '../args';
+import { composeGrid } from '../../render/grid';
 import { writeReport } from '../../eval/report';
 import { formatFromPath } from '../../images';
+import { defaultLengths } from '../../model-file';
 import { Reconstructor } from '../../reconstructor';
 import type { ResizeFit } from '../../images';
 
@@ -44,9 +45,7 @@ async function run(argv: string[]): Promise<number> {
       const max = reconstructor.model.maxTokens;
       const lengths = getIntList(args, 'lengths') ?? defaultLengths(max);
       checkIntRange(lengths, '--lengths', 1, max);
-      if (question !== undefined && !reconstructor.model.isQDove) {
-        throw new UsageError(`--question needs a Q-DOVE model; ${reconstructor.model.path} is a DOVE export`);
-      }
+      if (question !== undefined) asUsage(() => reconstructor.model.requireQDove('--question'));
       const result = await reconstructor.sweep(image, lengths, {
         query: question,
         threshold: getNumber(args, 'threshold'),

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Command } from '../command';
 import { getFlag, getNumber, getString, parseArgs, UsageError, withUsage } from '../args';
 import { ProgressBar } from '../progress';
-import { histogramPng } from '../../eval/plot';
+import { histogramPng } from '../../render/plot';
 import { formatNumber, toCsv, writeReport } from '../../eval/report';
 import { folderLengths, lengthStats, readLengthsCsv, type ImageLength } from '../../eval/stats';
 import { Tokenizer } from '../../tokenizer';

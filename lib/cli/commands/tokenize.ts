@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { Command } from '../command';
-import { getFlag, getNumber, getString, MODEL_OPTIONS, MODEL_OPTIONS_HELP, parseArgs, UsageError, withUsage } from '../args';
+import { asUsage, getFlag, getNumber, getString, MODEL_OPTIONS, MODEL_OPTIONS_HELP, parseArgs, UsageError, withUsage } from '../args';
 import { appendAll, maxOf, minOf } from '../../arrays';
 import { DoveError } from '../../errors';
 import { writeReport } from '../../eval/report';
@@ -98,7 +98,7 @@ async function run(argv: string[]): Promise<number> {
         throw new UsageError(`Expected integer between 1 and ${model.maxTokens} for --max-tokens but received ${maxTokens}`);
       }
       const question = getString(args, 'question');
-      if (question !== undefined && !model.isQDove) throw new UsageError(`--question needs a Q-DOVE model; ${model.path} is a DOVE export`);
+      if (question !== undefined) asUsage(() => model.requireQDove('--question'));
       const opts = resolveTokenizeOptions(model, 1, { mode: getString(args, 'mode') as LengthMode | undefined, maxTokens, threshold: getNumber(args, 'threshold') });
       const fit = getString(args, 'fit') as ResizeFit | undefined;
       const maxInputPixels = getNumber(args, 'max-input-pixels');

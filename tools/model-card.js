@@ -3,7 +3,7 @@
 // Reconstructor.sweep, psnr, thumbnailPsnr) and writes them as JSON; scripts/model-card runs it and
 // renders models/README.md from the JSON.
 //
-//   node scripts/model-card.js --model models/dove-tiny.pt --data ~/.cache/dove-encoder/data
+//   node tools/model-card.js --model models/dove-tiny.pt --data ~/.cache/dove-encoder/data
 //        [--baseline init.pt] [--skimage DIR] [--grid models/demo-grid.png] -o card.json
 //
 // Numbers (every image goes through the API's own preprocessing: short side resized, centre crop):
@@ -15,7 +15,7 @@
 // - Mean EOS length (auto mode) on flat images vs detailed photographs. Flat: single-colour images
 //   (seeded colours) and the smoothest quarter of the held-out crops; detailed: the held-out photos and
 //   the most detailed quarter of the held-out crops. Detail = mean absolute luminance gradient
-//   (scripts/dove_data.py, crops-<S>/index.json).
+//   (tools/dove_data.py, crops-<S>/index.json).
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
@@ -140,7 +140,7 @@ async function main() {
 
     if (args.grid) {
       const r = await rec.sweep(path.join(ROOT, 'assets', 'sample.jpg'), lengths);
-      const { composeGrid } = require(path.join(ROOT, 'dist', 'lib', 'cli', 'grid.js'));
+      const { composeGrid } = require(path.join(ROOT, 'dist', 'lib', 'render', 'grid.js'));
       const columns = [{ label: 'INPUT', pixels: r.input.data }, ...r.reconstructions.map((x) => ({ label: `L ${x.length}`, pixels: x.image.data }))];
       fs.writeFileSync(args.grid, await composeGrid(columns, { size }));
     }

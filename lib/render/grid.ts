@@ -1,9 +1,10 @@
-// Reconstruction grid for `dove reconstruct`: the input, one column per token length, and the EOS
-// choice, each under a label. Labels are SVG text rendered by sharp when the system has a font
+// Labelled image grids (the input, one column per token length, the EOS choice; the trainer's
+// input | reconstruction pairs; the serve page's previews), each image under a label. Labels are SVG text rendered by sharp when the system has a font
 // (fc-list); otherwise a built-in 5x7 bitmap font draws them, so no install is ever required.
 import { execFileSync } from 'node:child_process';
 import sharp from 'sharp';
 import type { OverlayOptions } from 'sharp';
+import { escapeXml } from './xml';
 
 export interface GridColumn {
   label: string;
@@ -94,10 +95,6 @@ export function bitmapLabel(text: string, width: number, height: number): Buffer
     }
   });
   return out;
-}
-
-function escapeXml(text: string): string {
-  return text.replace(/[<>&'"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', "'": '&apos;', '"': '&quot;' })[c]!);
 }
 
 async function labelOverlay(text: string, width: number, height: number, useSvg: boolean): Promise<OverlayOptions> {

@@ -22,8 +22,8 @@ from typing import Any, Dict
 
 import torch
 
-from .config import autoencoder_type, clone, load_config
-from .export import build_model, dove_json
+from dove.config import autoencoder_type, clone, load_config
+from dove.export import build_model, dove_json
 
 
 def micro_config() -> Dict[str, Any]:
@@ -62,7 +62,7 @@ def _rewrite_metadata(src: str, dst: str, changes: Dict[str, str]) -> None:
 
 
 def generate(out_dir: str) -> None:
-    from .aoti_export import compile_package, package_path
+    from dove.aoti_export import compile_package, package_path
 
     out = os.path.join(out_dir, "compiled")
     os.makedirs(out, exist_ok=True)

@@ -1,8 +1,8 @@
 #!/usr/bin/env node
-// Renders models/README.md (the embedded model's card) from the numbers scripts/model-card.js measured
+// Renders models/README.md (the embedded model's card) from the numbers tools/model-card.js measured
 // (models/model-card.json), the training record scripts/train-embedded wrote (models/training.json) and
 // the data manifest scripts/get-data wrote. Nothing in the card is typed by hand: rerun scripts/model-card.
-//   node scripts/model-card-render.js card.json training.json manifest.json model.pt > models/README.md
+//   node tools/model-card-render.js card.json training.json manifest.json model.pt > models/README.md
 'use strict';
 const fs = require('node:fs');
 
@@ -55,7 +55,7 @@ function renderCard(card, training, manifest, modelBytes) {
     '`Reconstructor.load()` without a path: a real DOVE (variable-length continuous tokens, an EOS head,',
     'reconstruction from any prefix) small enough to ship in the npm package and to train on a 2-core CPU.',
     '',
-    '_Every number below is written by `bash scripts/model-card` (scripts/model-card.js over the public',
+    '_Every number below is written by `bash scripts/model-card` (tools/model-card.js over the public',
     'API) from pictures the model never saw; `bash scripts/train-embedded` reproduces the model itself._',
     '',
   );
@@ -130,8 +130,8 @@ function renderCard(card, training, manifest, modelBytes) {
   const rows = [
     ['Trainer', 'this project\'s `Trainer` through `dove train` (libtorch, AdamW, warm-up + cosine, gradient clipping)'],
     ['Recipe', `\`${t.recipe || 'models/recipe.json'}\`, run by \`bash scripts/train-embedded\``],
-    ...stages.map((s) => [`Stage "${s.name}"`, `${s.steps} optimizer steps of batch ${s.args['batch-size']} (${s.imagesSeen} samples), lr ${s.args.lr} (autoencoder × ${s.args['vqgan-lr-scale']})${s.stoppedByBudget ? ', stopped by its time budget' : ''}; final ${Object.entries(s.final).map(([k, v]) => `${k} ${fmt(v, 4)}`).join(', ')}`]),
-    ['Time', t.seconds !== undefined ? `${duration(t.seconds)} wall clock, ${duration(t.cpuSeconds)} of CPU time, ${t.threads} intra-op thread(s)` : '?'],
+    ...stages.map((s) => [`Stage "${s.name}"`, `${s.steps} optimizer steps of batch ${s.args['batch-size']} (${s.imagesSeen} samples), lr ${s.args.lr} (autoencoder × ${s.args['vqgan-lr-scale']})${s.stoppedByBudget ? ', stopped by its time budget' : ''}${s.resumedFrom ? `; resumed from ${s.resumedFrom} after an interruption (steps and samples count the whole run)` : ''}; final ${Object.entries(s.final).map(([k, v]) => `${k} ${fmt(v, 4)}`).join(', ')}`]),
+    ['Time', t.seconds !== undefined ? `${duration(t.seconds)} wall clock, ${duration(t.cpuSeconds)} of CPU time, ${t.threads} intra-op thread(s)${stages.some((s) => s.resumedFrom) ? ' (the resumed run only: the steps before its checkpoint ran earlier, at the same rate)' : ''}` : '?'],
     ['Machine', t.machine ? `${t.machine.cpu}, ${t.machine.cores} cores, ${t.machine.memoryGB} GB (shared with other work: load average ${t.machine.loadAverageAtEnd.join(' / ')} at the end)` : '?'],
     ['Commands', (t.commands || []).map((x) => `\`${x}\``).join('<br>')],
     ['Seed', String(t.seed ?? 0)],

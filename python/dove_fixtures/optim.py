@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from .engine_state import as_tensors
+from dove.engine_state import as_tensors
 
 OPTIONS = {
     "lr": 0.02,

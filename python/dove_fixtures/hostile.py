@@ -23,8 +23,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 import torch.nn as nn
 
-from .config import load_config
-from .export import build_model, dove_json
+from dove.config import load_config
+from dove.export import build_model, dove_json
 
 Patch = Callable[[bytes], bytes]
 
@@ -328,9 +328,3 @@ def generate(out_dir: str) -> None:
     manifest["with-constant.pt"] = {"code": "", "what": "the unpatched frozen file constant-oob.pt comes from"}
     with open(os.path.join(out, "hostile.json"), "w") as f:
         json.dump(manifest, f, indent=2, sort_keys=True)
-
-
-if __name__ == "__main__":
-    import sys
-
-    generate(sys.argv[1] if len(sys.argv) > 1 else "../test/fixtures/generated")

@@ -165,9 +165,3 @@ def generate(out_dir: str) -> None:
     torch.save({"weight": torch.zeros(2, 2)}, os.path.join(out, "state_dict.pt"))
     with open(os.path.join(out, "not_a_model.pt"), "w") as f:
         f.write("this is not a model\n")
-
-
-if __name__ == "__main__":
-    import sys
-
-    generate(sys.argv[1] if len(sys.argv) > 1 else "../test/fixtures/generated")

@@ -13,8 +13,8 @@ from typing import Any, Dict
 import numpy as np
 from PIL import Image
 
-from .config import clone, load_config, validate_config
-from .export import build_model, dove_json, save_scripted
+from dove.config import clone, load_config, validate_config
+from dove.export import build_model, dove_json, save_scripted
 
 MINI: Dict[str, Any] = {
     "name": "custom",

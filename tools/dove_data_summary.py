@@ -1,7 +1,7 @@
 """Tables of what a folder prepared by scripts/get-data holds: pictures per package and kind, held-out
 pictures, crops per kind, size on disk. docs/TRAINING.md quotes its output.
 
-Usage: python scripts/dove_data_summary.py [DIR]   (default: $DOVE_DATA or ~/.cache/dove-encoder/data)
+Usage: python tools/dove_data_summary.py [DIR]   (default: $DOVE_DATA or ~/.cache/dove-encoder/data)
 """
 from __future__ import annotations
 

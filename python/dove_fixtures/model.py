@@ -10,9 +10,9 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
-from .config import load_config
-from .export import build_model, dove_json
-from .tokenizer import encode_queries
+from dove.config import load_config
+from dove.export import build_model, dove_json
+from dove.tokenizer import encode_queries
 
 PARITY_TOLERANCE = 1e-5
 

@@ -3,6 +3,7 @@
 import { maxOf, minOf } from '../arrays';
 import sharp from 'sharp';
 import { DoveError } from '../errors';
+import { escapeXml } from './xml';
 
 export interface Point {
   x: number;
@@ -28,6 +29,10 @@ export interface LineChartOptions {
   height?: number;
   /** Log2 x axis; default on when every x > 0 and they span at least 8x. */
   logX?: boolean;
+  /** Log10 y axis (ticks at powers of ten); points with y <= 0 are left out. */
+  logY?: boolean;
+  /** Draw the empty frame instead of refusing when no point is plottable (a diverged training run). */
+  allowEmpty?: boolean;
   references?: ReferenceLine[];
 }
 
@@ -46,9 +51,6 @@ export interface HistogramOptions {
 const COLOURS = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b'];
 const MARGIN = { left: 72, right: 24, top: 44, bottom: 56 };
 
-function esc(text: string): string {
-  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
-}
 
 function fmt(v: number): string {
   if (v === 0) return '0';
@@ -80,9 +82,9 @@ function frame(width: number, height: number, title: string, xLabel: string, yLa
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="DejaVu Sans, sans-serif">`,
     `<rect width="100%" height="100%" fill="white"/>`,
-    `<text x="${width / 2}" y="26" font-size="16" text-anchor="middle" font-weight="bold">${esc(title)}</text>`,
-    `<text x="${(MARGIN.left + width - MARGIN.right) / 2}" y="${height - 14}" font-size="13" text-anchor="middle">${esc(xLabel)}</text>`,
-    `<text x="18" y="${cy}" font-size="13" text-anchor="middle" transform="rotate(-90 18 ${cy})">${esc(yLabel)}</text>`,
+    `<text x="${width / 2}" y="26" font-size="16" text-anchor="middle" font-weight="bold">${escapeXml(title)}</text>`,
+    `<text x="${(MARGIN.left + width - MARGIN.right) / 2}" y="${height - 14}" font-size="13" text-anchor="middle">${escapeXml(xLabel)}</text>`,
+    `<text x="18" y="${cy}" font-size="13" text-anchor="middle" transform="rotate(-90 18 ${cy})">${escapeXml(yLabel)}</text>`,
     ...body,
     '</svg>',
   ].join('\n');
@@ -92,11 +94,17 @@ export function lineChartSvg(series: readonly Series[], options: LineChartOption
   const width = options.width ?? 720;
   const height = options.height ?? 440;
   checkSize(width, height);
-  const points = series.flatMap((s) => s.points).filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y));
-  const refs = (options.references ?? []).filter((r) => Number.isFinite(r.y));
-  if (points.length === 0) throw new DoveError(`Nothing to plot for "${options.title}": no finite points`, 'INVALID_ARGUMENT');
+  const logY = options.logY === true;
+  const plottable = (p: Point): boolean => Number.isFinite(p.x) && Number.isFinite(p.y) && (!logY || p.y > 0);
+  const points = series.flatMap((s) => s.points).filter(plottable);
+  const refs = (options.references ?? []).filter((r) => Number.isFinite(r.y) && (!logY || r.y > 0));
+  if (points.length === 0) {
+    if (options.allowEmpty === true) return frame(width, height, options.title, options.xLabel, options.yLabel, []);
+    throw new DoveError(`Nothing to plot for "${options.title}": no finite points`, 'INVALID_ARGUMENT');
+  }
+  const ty = (y: number): number => (logY ? Math.log10(y) : y);
   const xs = points.map((p) => p.x);
-  const ys = [...points.map((p) => p.y), ...refs.map((r) => r.y)];
+  const ys = [...points.map((p) => ty(p.y)), ...refs.map((r) => ty(r.y))];
   const xMin = minOf(xs);
   const xMax = maxOf(xs);
   const logX = options.logX ?? (xMin > 0 && xMax / xMin >= 8);
@@ -110,12 +118,14 @@ export function lineChartSvg(series: readonly Series[], options: LineChartOption
   const pw = width - MARGIN.left - MARGIN.right;
   const ph = height - MARGIN.top - MARGIN.bottom;
   const px = (x: number): number => MARGIN.left + ((tx(x) - x0) / (x1 - x0)) * pw;
-  const py = (y: number): number => MARGIN.top + (1 - (y - y0) / (y1 - y0)) * ph;
+  // Ticks live in axis space (log10 of the value on a log axis); py places a value.
+  const pyAxis = (v: number): number => MARGIN.top + (1 - (v - y0) / (y1 - y0)) * ph;
+  const py = (y: number): number => pyAxis(ty(y));
   const body: string[] = [];
-  const yTicks = niceTicks(y0, y1);
+  const yTicks = logY ? Array.from({ length: Math.max(0, Math.floor(y1) - Math.ceil(y0) + 1) }, (_, i) => Math.ceil(y0) + i) : niceTicks(y0, y1);
   for (const t of yTicks) {
-    body.push(`<line x1="${MARGIN.left}" x2="${width - MARGIN.right}" y1="${py(t)}" y2="${py(t)}" stroke="#e5e5e5"/>`);
-    body.push(`<text x="${MARGIN.left - 6}" y="${py(t) + 4}" font-size="11" text-anchor="end">${fmt(t)}</text>`);
+    body.push(`<line x1="${MARGIN.left}" x2="${width - MARGIN.right}" y1="${pyAxis(t)}" y2="${pyAxis(t)}" stroke="#e5e5e5"/>`);
+    body.push(`<text x="${MARGIN.left - 6}" y="${pyAxis(t) + 4}" font-size="11" text-anchor="end">${logY ? `1e${t}` : fmt(t)}</text>`);
   }
   const xTicks = logX ? [...new Set(xs)].sort((a, b) => a - b) : niceTicks(xMin, xMax);
   for (const t of xTicks) {
@@ -126,19 +136,19 @@ export function lineChartSvg(series: readonly Series[], options: LineChartOption
   refs.forEach((r, i) => {
     const colour = COLOURS[(series.length + i) % COLOURS.length];
     body.push(`<line x1="${MARGIN.left}" x2="${width - MARGIN.right}" y1="${py(r.y)}" y2="${py(r.y)}" stroke="${colour}" stroke-dasharray="6 4"/>`);
-    body.push(`<text x="${width - MARGIN.right - 4}" y="${py(r.y) - 5}" font-size="11" text-anchor="end" fill="${colour}">${esc(r.label)}</text>`);
+    body.push(`<text x="${width - MARGIN.right - 4}" y="${py(r.y) - 5}" font-size="11" text-anchor="end" fill="${colour}">${escapeXml(r.label)}</text>`);
   });
   series.forEach((s, i) => {
     const colour = COLOURS[i % COLOURS.length];
-    const pts = s.points.filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y)).sort((a, b) => a.x - b.x);
+    const pts = s.points.filter(plottable).sort((a, b) => a.x - b.x);
     if (pts.length === 0) return;
     body.push(`<polyline fill="none" stroke="${colour}" stroke-width="2" points="${pts.map((p) => `${px(p.x)},${py(p.y)}`).join(' ')}"/>`);
     for (const p of pts) body.push(`<circle cx="${px(p.x)}" cy="${py(p.y)}" r="3.5" fill="${colour}"/>`);
     if (series.length > 1) {
-      body.push(`<text x="${MARGIN.left + 10}" y="${MARGIN.top + 16 + 16 * i}" font-size="12" fill="${colour}">${esc(s.name)}</text>`);
+      body.push(`<text x="${MARGIN.left + 10}" y="${MARGIN.top + 16 + 16 * i}" font-size="12" fill="${colour}">${escapeXml(s.name)}</text>`);
     }
   });
-  return frame(width, height, options.title, options.xLabel + (logX ? ' (log scale)' : ''), options.yLabel, body);
+  return frame(width, height, options.title, options.xLabel + (logX ? ' (log scale)' : ''), options.yLabel + (logY ? ' (log scale)' : ''), body);
 }
 
 export interface HistogramBins {
@@ -194,7 +204,7 @@ export function histogramSvg(values: readonly number[], options: HistogramOption
     if (!Number.isFinite(m.x)) return;
     const colour = COLOURS[(i + 1) % COLOURS.length];
     body.push(`<line x1="${px(m.x)}" x2="${px(m.x)}" y1="${MARGIN.top}" y2="${height - MARGIN.bottom}" stroke="${colour}" stroke-width="2" stroke-dasharray="6 4"/>`);
-    body.push(`<text x="${px(m.x) + 4}" y="${MARGIN.top + 14 + 14 * i}" font-size="11" fill="${colour}">${esc(m.label)}</text>`);
+    body.push(`<text x="${px(m.x) + 4}" y="${MARGIN.top + 14 + 14 * i}" font-size="11" fill="${colour}">${escapeXml(m.label)}</text>`);
   });
   return frame(width, height, options.title, options.xLabel, options.yLabel ?? 'images', body);
 }

@@ -1,0 +1,31 @@
+// The one place arguments are range-checked: every public option, CLI flag and request parameter
+// goes through these, so the rule and the message ("Expected integer between 1 and 256 for maxTokens
+// but received 0") are written once. Each throws DoveError INVALID_ARGUMENT naming the argument.
+import { DoveError } from './errors';
+
+function received(value: unknown): string {
+  return typeof value === 'string' ? `'${value}'` : String(value);
+}
+
+/** `value` when it is an integer in min..max. */
+export function integerInRange(value: unknown, name: string, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new DoveError(`Expected integer between ${min} and ${max} for ${name} but received ${String(value)}`, 'INVALID_ARGUMENT');
+  }
+  return value;
+}
+
+/** `value` when it is a number strictly between lo and hi. */
+export function numberBetweenExclusive(value: unknown, name: string, lo: number, hi: number): number {
+  if (typeof value !== 'number' || !(value > lo && value < hi)) {
+    throw new DoveError(`Expected number between ${lo} and ${hi} (exclusive) for ${name} but received ${String(value)}`, 'INVALID_ARGUMENT');
+  }
+  return value;
+}
+
+/** A boolean option: `fallback` when absent, INVALID_ARGUMENT when not a boolean. */
+export function booleanOption(name: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') throw new DoveError(`Expected boolean for ${name} but received ${received(value)}`, 'INVALID_ARGUMENT');
+  return value;
+}
