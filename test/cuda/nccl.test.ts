@@ -7,7 +7,7 @@ import test from 'ava';
 import { createServer } from 'node:net';
 import { DoveError } from '../../lib/errors';
 import { hasDevice, versions } from '../../lib/runtime';
-import { native } from '../../lib/trainer/native';
+import { binding as native } from '../../lib/native';
 import { fixturesReady, MINI } from '../trainer/helpers';
 
 const CUDA = 'cuda:0';
