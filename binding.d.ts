@@ -98,6 +98,32 @@ export interface NativeModule {
   save(path: string, extraFiles: { [name: string]: string }): Promise<void>;
   /** Bytes held by parameters and buffers (reported to V8 as external memory). */
   readonly nbytes: number;
+  /**
+   * SHA-256 (hex) of the weights as loaded, before `optimize` (native/weights_hash.h; the exporter's
+   * weights_hash computes the same), when loadModule was asked for it; else null.
+   */
+  readonly weightsHash: string | null;
+  dispose(): void;
+}
+
+/**
+ * One model of an AOTInductor package (`python -m dove.export --compiled`, docs/MODEL_FORMAT.md):
+ * code compiled ahead of time from a DOVE method, run through libtorch's AOTIModelPackageLoader.
+ */
+export interface NativeCompiledModel {
+  readonly path: string;
+  /** The model's name in the package ('encode' | 'decode' in DOVE packages). */
+  readonly model: string;
+  readonly device: string;
+  readonly disposed: boolean;
+  /** The package's metadata for this model (dove.weights_hash, dove.inputs, dove.cpu_isa, ...). */
+  readonly metadata: { readonly [key: string]: string };
+  /**
+   * Runs the model on its own worker thread, one call at a time in call order, under InferenceMode.
+   * The inputs are checked against the metadata's dove.inputs first (DTYPE_MISMATCH,
+   * SHAPE_MISMATCH: the compiled code checks nothing itself); non-contiguous inputs are copied.
+   */
+  run(inputs: NativeTensor[]): Promise<NativeTensor[]>;
   dispose(): void;
 }
 
@@ -207,6 +233,8 @@ export interface NativeVersions {
   cuda: boolean;
   cudaVersion: string | null;
   libtorchPath: string;
+  /** Whether the nccl backend was built for this addon (dove_nccl.so beside it: c10d::ProcessGroupNCCL). */
+  nccl: boolean;
 }
 
 /** Evaluation (native/eval_*.cpp). */
@@ -305,7 +333,16 @@ export interface NativeBinding {
    * parameters, cannot train), conv weights channels_last on CPU; the first such load also installs
    * the process-wide CPU block cache (DOVE_CPU_CACHE_MB, 0 = off). See docs/API.md.
    */
-  loadModule(path: string, device: string, extraFileNames: string[], optimize?: boolean, trustModel?: boolean): Promise<NativeModule>;
+  loadModule(path: string, device: string, extraFileNames: string[], optimize?: boolean, trustModel?: boolean, hashWeights?: boolean): Promise<NativeModule>;
+  /** A model's metadata in an AOTInductor package, read without loading its code. */
+  compiledMetadata(path: string, model: string): Promise<{ [key: string]: string }>;
+  /**
+   * Loads one model of an AOTInductor package (extracts and loads its shared library, which runs
+   * native code: UNSAFE_MODEL unless `trustModel` is true). Fails with DEVICE_UNAVAILABLE when it
+   * was compiled for another device or for CPU instructions this CPU lacks, NOT_DOVE_EXPORT when
+   * the package has no such model or no dove.* metadata.
+   */
+  loadCompiled(path: string, model: string, device: string, trustModel: boolean): Promise<NativeCompiledModel>;
   createTrainEngine(module: NativeModule, options: TrainEngineOptions): NativeTrainEngine;
   initProcessGroup(options: ProcessGroupOptions): Promise<NativeProcessGroup>;
   /** Float64 linear-algebra helpers for evaluation (FID). */

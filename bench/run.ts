@@ -1,7 +1,7 @@
 // `npm run bench`: one run that joins every area's numbers and adds the peers, on one machine.
 //   node dist/bench/run.js [--quick] [--full] [--only throughput,boundary,areas,memory,eventloop]
 //                          [--configs tiny,official-70m] [--batches 1,16] [--threads 2] [--device cuda:0]
-//                          [--omp-wait passive|active|default]
+//                          [--omp-wait passive|active|default] [--runtimes python-eager,node-addon,...]
 // Writes bench/results/<date>.json and .md (bench/README.md explains how to read them).
 import { appendAll } from '../lib/arrays';
 import { execFile } from 'node:child_process';
@@ -12,12 +12,13 @@ import { promisify } from 'node:util';
 import { boundaryArea, boundaryBenchArea, tokenizeArea, trainBenchArea, type AreaResult } from './lib/areas';
 import { runSection, threadEnv } from './lib/child';
 import { ensureExport } from './lib/exports';
+import { runInterleaved, type WorkerSpec } from './lib/interleave';
 import { machineInfo } from './lib/machine';
 import { pythonPath, repoRoot, resultsDir, tmpDir } from './lib/paths';
 import { casesFor, isBig, type PlanOptions } from './lib/plan';
 import { renderMarkdown } from './lib/report';
 import type { BenchResult, FlopsInfo, GemmPeak, SectionLog } from './lib/result';
-import type { LagResult, MemoryResult, ModelFiles, Plan, Runtime, SectionOutput } from './lib/schema';
+import { RUNTIMES, TRAINING_RUNTIMES, type LagResult, type MemoryResult, type ModelFiles, type Runtime } from './lib/schema';
 import { judgeTargets } from './lib/targets';
 
 const execFileP = promisify(execFile);
@@ -30,6 +31,8 @@ interface Options extends PlanOptions {
   ompWait: 'passive' | 'active' | 'default';
   configs: string[];
   threads: number;
+  /** The throughput section's runtimes (default: all that run on the device). */
+  runtimes: Set<Runtime>;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -40,7 +43,7 @@ function parseArgs(argv: string[]): Options {
     if (v === undefined || v.startsWith('--')) throw new Error(`Expected a value after ${flag}`);
     return v;
   };
-  const known = new Set(['--quick', '--full', '--only', '--configs', '--batches', '--threads', '--device', '--omp-wait']);
+  const known = new Set(['--quick', '--full', '--only', '--configs', '--batches', '--threads', '--device', '--omp-wait', '--runtimes']);
   argv.forEach((a, i) => {
     if (a.startsWith('--') && !known.has(a)) throw new Error(`Unknown option ${a}; expected one of ${[...known].join(', ')}`);
     if (!a.startsWith('--') && (i === 0 || !known.has(argv[i - 1]))) throw new Error(`Unexpected argument ${a}`);
@@ -69,7 +72,12 @@ function parseArgs(argv: string[]): Options {
   if (ompWait !== 'passive' && ompWait !== 'active' && ompWait !== 'default') {
     throw new Error(`Expected --omp-wait passive, active or default but received '${ompWait}'`);
   }
-  return { quick, full: argv.includes('--full'), only, configs, threads, batches, device, ompWait };
+  const runtimes = new Set<Runtime>();
+  for (const rt of (value('--runtimes') ?? RUNTIMES.join(',')).split(',')) {
+    if (!(RUNTIMES as readonly string[]).includes(rt)) throw new Error(`Expected --runtimes from ${RUNTIMES.join(', ')} but received '${rt}'`);
+    runtimes.add(rt as Runtime);
+  }
+  return { quick, full: argv.includes('--full'), only, configs, threads, batches, device, ompWait, runtimes };
 }
 
 function log(s: string): void {
@@ -106,7 +114,7 @@ async function main(): Promise<void> {
   const sections: SectionLog[] = [];
   const result: BenchResult = {
     machine: machineInfo(root),
-    options: { quick: o.quick, full: o.full, threads: o.threads, configs: o.configs, batches: o.batches, device: o.device, ompWait: o.ompWait },
+    options: { quick: o.quick, full: o.full, threads: o.threads, configs: o.configs, batches: o.batches, device: o.device, ompWait: o.ompWait, runtimes: [...o.runtimes] },
     versions: {},
     gemm: null,
     flops: {},
@@ -159,7 +167,9 @@ async function main(): Promise<void> {
   // 1. Models (cached), GEMM peak, FLOPs per image.
   const models: ModelFiles[] = [];
   for (const config of new Set([...o.configs, 'tiny'])) {
-    const ex = await timed(`export ${config}`, async () => ensureExport(config, o.device === 'cpu', log));
+    // The ONNX graphs and the AOTInductor package only for the CPU peers that use them.
+    const peers = o.device === 'cpu' && (o.runtimes.has('node-aoti') || o.runtimes.has('onnxruntime-node'));
+    const ex = await timed(`export ${config}`, async () => ensureExport(config, peers, log));
     if (ex?.files) {
       if (o.configs.includes(config)) models.push(ex.files);
       result.exportNotes[config] = ex.note;
@@ -168,15 +178,31 @@ async function main(): Promise<void> {
     }
   }
   const tinyPt = join(tmpDir(), 'models', 'tiny.pt');
-  // 2. Throughput: each runtime in its own process, config by config (so slow drifts in machine load
-  //    hit all runtimes of a model alike). The large configs run last: on a busy machine an
+  // 2. Throughput: one long-lived worker process per runtime, measured round by round
+  //    (bench/lib/interleave.ts), config by config. The large configs run last: on a busy machine an
   //    interrupted run still holds every other section.
-  const children: { runtime: Runtime; cmd: string; args: string[]; inference: boolean; training: boolean }[] = [
-    { runtime: 'python-eager', cmd: pythonPath(), args: ['bench/peers/python_torch.py', '--mode', 'eager'], inference: true, training: true },
-    { runtime: 'python-torchscript', cmd: pythonPath(), args: ['bench/peers/python_torch.py', '--mode', 'torchscript'], inference: true, training: true },
-    { runtime: 'node-addon', cmd: process.execPath, args: [join(root, 'dist', 'bench', 'peers', 'node-addon.js')], inference: true, training: true },
-    { runtime: 'onnxruntime-node', cmd: process.execPath, args: [join(root, 'dist', 'bench', 'peers', 'onnxruntime.js')], inference: true, training: false },
+  const inference = ['encode', 'decode', 'encode+decode'] as const;
+  const workers: WorkerSpec[] = [
+    { runtime: 'python-eager', command: pythonPath(), args: ['bench/peers/python_torch.py', '--mode', 'eager'], ops: [...inference, 'train'], unavailable: () => null },
+    { runtime: 'python-torchscript', command: pythonPath(), args: ['bench/peers/python_torch.py', '--mode', 'torchscript'], ops: [...inference, 'train'], unavailable: () => null },
+    { runtime: 'node-addon', command: process.execPath, args: [join(root, 'dist', 'bench', 'peers', 'node-addon.js'), '--runtime', 'node-addon'], ops: [...inference, 'train'], unavailable: () => null },
+    {
+      runtime: 'node-aoti',
+      command: process.execPath,
+      args: [join(root, 'dist', 'bench', 'peers', 'node-addon.js'), '--runtime', 'node-aoti'],
+      ops: inference,
+      unavailable: (m) => (o.device !== 'cpu' ? 'compiled packages run on the CPU only' : m.aoti === null ? `no AOTInductor package for ${m.config} (${result.exportNotes[m.config] ?? 'not compiled'})` : null),
+    },
+    {
+      runtime: 'onnxruntime-node',
+      command: process.execPath,
+      args: [join(root, 'dist', 'bench', 'peers', 'onnxruntime.js')],
+      ops: inference,
+      unavailable: (m) => (o.device !== 'cpu' ? 'CPU execution provider only' : m.onnxEncode === null ? `no ONNX graphs for ${m.config}` : null),
+    },
   ];
+  if (!workers.every((w) => w.ops.includes('train') === TRAINING_RUNTIMES.includes(w.runtime))) throw new Error('worker ops disagree with TRAINING_RUNTIMES');
+  const chosen = workers.filter((w) => o.runtimes.has(w.runtime));
   const throughput = async (m: ModelFiles): Promise<void> => {
     result.flops[m.config] = await timed(`flops ${m.config}`, async () => {
       const cache = `${m.pt}.flops.json`;
@@ -190,25 +216,31 @@ async function main(): Promise<void> {
       writeFileSync(cache, JSON.stringify({ key, value }));
       return value;
     });
-    for (const c of children) {
-      if (c.runtime === 'onnxruntime-node' && o.device !== 'cpu') continue; // CPU execution provider only
-      const plan: Plan = { runtime: c.runtime, device: o.device, threads: o.threads, seed: 0, cases: casesFor(m, c.inference, c.training, o) };
-      if (plan.cases.length === 0) continue;
-      const name = `${c.runtime} ${m.config}`;
-      const t0 = Date.now();
-      log(`${name} ...`);
-      const out = await runSection<SectionOutput>(`${c.runtime}-${m.config}`, c.cmd, c.args, plan, { env, timeoutMs: 30 * 60_000, cwd: root });
-      if (out.value) {
-        appendAll(result.rows, out.value.rows);
-        appendAll(result.rowErrors, out.value.errors);
-        result.versions[c.runtime] = { ...out.value.versions, threads: String(out.value.threads) };
-      }
-      record({ name, ok: out.ok, seconds: (Date.now() - t0) / 1000, error: out.error });
-      if (!out.ok) log(`${name}: ${out.error}`);
+    const t0 = Date.now();
+    const name = `throughput ${m.config} (interleaved)`;
+    log(`${name} ...`);
+    try {
+      const out = await runInterleaved(m, casesFor(m, o), chosen, {
+        env: { ...env, DOVE_BENCH_DEVICE: o.device },
+        cwd: root,
+        timeoutMs: 30 * 60_000,
+        log,
+      });
+      appendAll(result.rows, out.rows);
+      appendAll(result.rowErrors, out.errors);
+      Object.assign(result.versions, out.versions);
+      record({ name, ok: true, seconds: (Date.now() - t0) / 1000, error: out.errors.length > 0 ? `${out.errors.length} row(s) failed (listed under the tables)` : null });
+    } catch (e) {
+      const msg = e instanceof Error ? e.message : String(e);
+      record({ name, ok: false, seconds: (Date.now() - t0) / 1000, error: msg });
+      log(`${name} failed: ${msg}`);
     }
   };
   if (o.only.has('throughput')) {
     result.gemm = await timed('gemm peak', () => pythonJson<GemmPeak>(['bench/gemm/peak.py', '--threads', String(o.threads), '--device', o.device], env, 5 * 60_000));
+    if (o.device !== 'cpu') {
+      result.gemmBf16 = await timed('gemm peak bf16', () => pythonJson<GemmPeak>(['bench/gemm/peak.py', '--device', o.device, '--dtype', 'bfloat16'], env, 5 * 60_000));
+    }
     for (const m of models.filter((x) => !isBig(x.config))) await throughput(m);
   }
 
@@ -226,10 +258,10 @@ async function main(): Promise<void> {
       if (a) result.areas.push(a);
       else if (a === null && sections[sections.length - 1].ok) sections[sections.length - 1].error = 'not present in this checkout';
     };
-    await area('tokenize', () => tokenizeArea(models.filter((x) => !isBig(x.config)), o.batches, o.quick ? 1 : 4, o.full, env));
+    await area('tokenize', () => tokenizeArea(models.filter((x) => !isBig(x.config)), o.batches, o.quick ? 1 : 2, o.quick ? 2 : 3, o.full, env));
     if (o.device === 'cpu') await area('boundary (bench/boundary)', () => boundaryBenchArea(env, o.quick ? 5000 : 20000));
     await area('train (bench/train)', () =>
-      trainBenchArea(env, o.full ? 'tiny,official-14m' : 'tiny', o.full ? '4,1' : '4', o.quick ? 3 : 5, o.threads));
+      trainBenchArea(env, o.full ? 'tiny,official-14m' : 'tiny', o.full ? '4,1' : '4', o.quick ? 3 : 5, o.threads, o.quick ? 2 : 3));
   }
 
   // 5. Memory and event loop on the tiny model, each in a fresh process.
@@ -277,7 +309,7 @@ async function main(): Promise<void> {
   }
   const big = models.filter((x) => isBig(x.config));
   if (o.only.has('areas') && big.length > 0) {
-    const more = await timed('area tokenize (large configs)', () => tokenizeArea(big, o.batches, 4, o.full, env));
+    const more = await timed('area tokenize (large configs)', () => tokenizeArea(big, o.batches, 4, 3, o.full, env));
     const early = result.areas.find((a) => a.area === 'tokenize');
     if (more && early) {
       appendAll(early.rows, more.rows);

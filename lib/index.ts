@@ -8,6 +8,7 @@ export { devices, hasDevice, setNumThreads, getNumThreads, manualSeed, versions,
 export { Tokenizer, TokenBatch, type ImageTokens, type TokenizeOptions, type LengthMode } from './tokenizer';
 export { Reconstructor, RgbImage, type SweepResult, type SweepOptions } from './reconstructor';
 export { DoveModel, defaultModelPath, type DoveMeta, type LoadOptions } from './model-file';
+export { CompiledDove, compiledPackagePath, type CompiledOutcome } from './compiled';
 export { loadImage, loadBatch, loadBatchSettled, psnr, type ImageInput, type RawPixels, type ResizeFit, type ImageOptions } from './images';
 export { BpeTokenizer } from './bpe';
 export { readSafetensors, writeSafetensors, parseSafetensors, serializeSafetensors, type SafetensorsFile, type SafetensorsTensor } from './safetensors';

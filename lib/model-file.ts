@@ -4,10 +4,11 @@ import { maxOf } from './arrays';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { BpeTokenizer } from './bpe';
+import { CompiledDove, compiledPackagePath } from './compiled';
 import { DoveError } from './errors';
 import { displayPath } from './files';
 import { parseJson, preview } from './json';
-import { loadModule, type Module } from './module';
+import { booleanOption, loadModule, type Module } from './module';
 import { Tensor, type TensorInfo } from './tensor';
 import { integerInRange } from './validate';
 
@@ -44,9 +45,17 @@ export interface LoadOptions {
    */
   optimize?: boolean;
   /**
+   * Run encode and decode through the compiled package beside the file (`<model>.aoti.pt2`, written by
+   * `python -m dove.export --compiled`) when it was compiled from these very weights for this
+   * machine and `trustModel` is true (a package is a shared library that runs when it is opened;
+   * default true; CPU only). Otherwise, or with `false`, the TorchScript methods run.
+   * `DoveModel.compiledNote` says which path is in use and why.
+   */
+  compiled?: boolean;
+  /**
    * Load a file whose TorchScript touches files, other processes or process-wide state, which is
-   * otherwise refused with `UNSAFE_MODEL`: a model file is code (docs/MODEL_FORMAT.md). Only for
-   * files you trust. Default false.
+   * otherwise refused with `UNSAFE_MODEL`, and allow its compiled package (native code) to run: a
+   * model file is code (docs/MODEL_FORMAT.md). Only for files you trust. Default false.
    */
   trustModel?: boolean;
 }
@@ -222,6 +231,10 @@ export class DoveModel {
     readonly module: Module,
     readonly meta: DoveMeta,
     readonly queryTokenizer: BpeTokenizer | null,
+    /** The compiled encode/decode in use, or null (TorchScript only). */
+    readonly compiled: CompiledDove | null,
+    /** Which inference path runs and why: 'in use: <package>' or the reason the package is not used. */
+    readonly compiledNote: string,
   ) {
     this.device = module.device;
   }
@@ -235,7 +248,12 @@ export class DoveModel {
     const device = options.device ?? 'cpu';
     // CUDA: off unless asked (freezing is exact on any device, but only the CPU path is tested and measured).
     const optimize = options.optimize === undefined ? device === 'cpu' : options.optimize;
-    const module = await loadModule(file, { device, extraFiles: ['dove.json', 'tokenizer.json'], optimize, trustModel: options.trustModel });
+    const useCompiled = booleanOption('compiled', options.compiled, true);
+    const trustModel = booleanOption('trustModel', options.trustModel, false);
+    // Hashing the weights (a SHA-256 pass over them) is only needed to match a (CPU) package, and
+    // only a trusted model's package is ever opened.
+    const hashWeights = useCompiled && trustModel && device === 'cpu' && existsSync(compiledPackagePath(file));
+    const module = await loadModule(file, { device, extraFiles: ['dove.json', 'tokenizer.json'], optimize, trustModel, hashWeights });
     try {
       const meta = parseDoveMeta(file, module.extraFiles['dove.json']);
       const names = new Set(module.methodNames());
@@ -248,7 +266,12 @@ export class DoveModel {
         if (spec === null || text === undefined || text.length === 0) throw notDove(file, 'Q-DOVE export without its tokenizer.json / queryTokenizer entry');
         queryTokenizer = BpeTokenizer.fromJson(text);
       }
-      return new DoveModel(file, module, meta, queryTokenizer);
+      const { compiled, note } = !useCompiled
+        ? { compiled: null, note: 'not asked for (compiled: false)' }
+        : meta.variant !== 'dove'
+          ? { compiled: null, note: 'Q-DOVE runs TorchScript (compiled packages cover DOVE only)' }
+          : await CompiledDove.open(file, module.weightsHash, module.device, meta, trustModel);
+      return new DoveModel(file, module, meta, queryTokenizer, compiled, note);
     } catch (error) {
       module.dispose();
       throw error;
@@ -320,7 +343,15 @@ export class DoveModel {
    */
   async encodePixels(pixels: Tensor, mode: 'auto' | 'fixed' | 'capped', budget: number, threshold: number, queries?: readonly string[]): Promise<EncodeResult> {
     const batch = pixels.shape[0] ?? 0;
-    if (queries === undefined) return this.runEncode(pixels, batch, mode, budget, threshold, null);
+    if (queries === undefined) {
+      const c = this.compiled;
+      const s = this.imageSize;
+      const [b, h, w, ch] = pixels.shape;
+      if (c !== null && pixels.dtype === 'uint8' && pixels.shape.length === 4 && h === s && w === s && ch === 3 && b! >= 1 && b! <= c.maxBatch) {
+        return this.runEncodeCompiled(c, pixels, mode, budget, threshold);
+      }
+      return this.runEncode(pixels, batch, mode, budget, threshold, null);
+    }
     const counts = queries.map((q) => this.queryIds(q).length);
     const groups = new Map<number, number[]>();
     counts.forEach((c, i) => groups.set(c, [...(groups.get(c) ?? []), i]));
@@ -401,13 +432,40 @@ export class DoveModel {
     }
   }
 
+  /**
+   * encode_pixels through the compiled encoder: all maxTokens slots, then the first `budget` of
+   * them and the lengths the TorchScript file's own select_lengths picks (one owner of the rule).
+   */
+  private async runEncodeCompiled(c: CompiledDove, pixels: Tensor, mode: 'auto' | 'fixed' | 'capped', budget: number, threshold: number): Promise<EncodeResult> {
+    const [tokensAll, logitsAll, probsAll] = await c.encode(pixels);
+    const taken = [tokensAll, logitsAll, probsAll].map((t) => firstSlots(t, budget)) as [Tensor, Tensor, Tensor];
+    const [tokens, logits, eosProbabilities] = taken;
+    try {
+      const lengths = await this.module.run('select_lengths', [logits, mode, budget, threshold]);
+      if (!(lengths instanceof Tensor)) throw new DoveError(`${this.path}: select_lengths returned an unexpected value`, 'NOT_DOVE_EXPORT');
+      return { tokens, eosProbabilities, lengths };
+    } catch (error) {
+      tokens.dispose();
+      eosProbabilities.dispose();
+      throw error;
+    } finally {
+      logits.dispose();
+      for (const t of [tokensAll, logitsAll, probsAll]) if (!taken.includes(t)) t.dispose();
+    }
+  }
+
   /** tokens (B,K,D) float32 + lengths (B,) int64 -> uint8 (B,H,W,3). */
   async decodePixels(tokens: Tensor, lengths: Tensor): Promise<Tensor> {
+    if (this.compiled !== null && this.compiled.decodes(tokens, lengths)) return this.compiled.decode(tokens, lengths);
     return (await this.runDecode(tokens, lengths, tokens.shape[0] ?? 0, false)).output;
   }
 
   /** decodePixels plus a host view of the pixels, checked and read in one native call. */
   async decodeToHost(tokens: Tensor, lengths: Tensor): Promise<{ output: Tensor; pixels: Uint8Array }> {
+    if (this.compiled !== null && this.compiled.decodes(tokens, lengths)) {
+      const output = await this.compiled.decode(tokens, lengths);
+      return { output, pixels: output.data() as Uint8Array };
+    }
     const { output, pixels } = await this.runDecode(tokens, lengths, tokens.shape[0] ?? 0, true);
     return { output, pixels: pixels! };
   }
@@ -502,7 +560,10 @@ export class DoveModel {
   }
 
   #releaseOne(): void {
-    if (--this.#references === 0) this.module.dispose();
+    if (--this.#references === 0) {
+      this.compiled?.dispose();
+      this.module.dispose();
+    }
   }
 
   /** Releases the loader's reference (idempotent): the module is freed once no Tokenizer or Reconstructor uses it. */
@@ -515,4 +576,18 @@ export class DoveModel {
   [Symbol.dispose](): void {
     this.dispose();
   }
+}
+
+/**
+ * The first `count` slots of a CPU tensor (B,K,...) as a contiguous tensor: the same tensor when
+ * count = K, else a copy of those slots (the slots of one image are contiguous in both).
+ */
+function firstSlots(t: Tensor, count: number): Tensor {
+  const [b, k] = t.shape as [number, number];
+  if (count === k) return t;
+  const per = t.numel / (b * k);
+  const src = t.data() as Float32Array;
+  const out = new Float32Array(b * count * per);
+  for (let i = 0; i < b; i++) out.set(src.subarray(i * k * per, (i * k + count) * per), i * count * per);
+  return Tensor.fromArray(out, [b, count, ...t.shape.slice(2)], 'float32');
 }

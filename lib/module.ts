@@ -18,6 +18,8 @@ export interface LoadModuleOptions {
   extraFiles?: readonly string[];
   /** Inference-only optimisation at load (docs/API.md `optimize`). Default false: the file as is. */
   optimize?: boolean;
+  /** Hash the weights as loaded (before `optimize`) into `weightsHash`. Default false. */
+  hashWeights?: boolean;
   /**
    * A model file is code. Without this, a file whose TorchScript calls an operator that touches
    * files, other processes or process-wide state (e.g. `aten::from_file`, `aten::save`) is refused
@@ -81,9 +83,10 @@ export class ScriptModule {
     }
     const optimize = booleanOption('optimize', options.optimize, false);
     const trustModel = booleanOption('trustModel', options.trustModel, false);
+    const hashWeights = booleanOption('hashWeights', options.hashWeights, false);
     try {
       requireCudaFor(options.device);
-      return new ScriptModule(await binding().loadModule(path, options.device ?? 'cpu', [...(options.extraFiles ?? [])], optimize, trustModel));
+      return new ScriptModule(await binding().loadModule(path, options.device ?? 'cpu', [...(options.extraFiles ?? [])], optimize, trustModel, hashWeights));
     } catch (error) {
       throw DoveError.atCallSite(error);
     }
@@ -115,6 +118,10 @@ export class ScriptModule {
   /** Bytes held by parameters and buffers. */
   get nbytes(): number {
     return this.#native.nbytes;
+  }
+  /** SHA-256 of the weights as loaded (with `hashWeights`), else null. */
+  get weightsHash(): string | null {
+    return this.#native.weightsHash;
   }
 
   methodNames(): string[] {

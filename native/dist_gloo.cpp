@@ -1,5 +1,5 @@
-// initProcessGroup: c10d TCPStore rendezvous + ProcessGroupGloo (CPU), all from libtorch's own
-// c10d. The wheel lacks gloo's headers; scripts/get-gloo-headers supplies Debian's (see
+// initProcessGroup: c10d TCPStore rendezvous + ProcessGroupGloo (CPU) or ProcessGroupNCCL (CUDA,
+// dist_nccl.cpp), all from libtorch's own c10d. The wheel lacks gloo's headers; scripts/get-gloo-headers supplies Debian's (see
 // docs/TRAINING.md for why that is ABI-safe: gloo types only appear behind smart pointers in the
 // c10d header, and every gloo symbol we reach is compiled inside libtorch).
 #include "dist_group.h"
@@ -172,7 +172,7 @@ Napi::Object wrapGroup(Napi::Env env, GroupPtr group) {
             // A barrier as a one-element all-reduce: Gloo's barrier ignores the timeout of a
             // peer that died before entering it on some versions; the all-reduce does not.
             agree(*group, "barrier", "barrier");
-            std::vector<at::Tensor> tensors{torch::zeros({1})};
+            std::vector<at::Tensor> tensors{torch::zeros({1}, torch::device(group->device))};
             waitWork(*group, group->backend->allreduce(tensors), "barrier");
             return true;
           },
@@ -212,6 +212,17 @@ Napi::Object wrapGroup(Napi::Env env, GroupPtr group) {
   return obj;
 }
 
+c10::intrusive_ptr<c10d::Store> connectStore(const std::string& addr, int port, int rank, int worldSize,
+                                             std::chrono::milliseconds timeout) {
+  c10d::TCPStoreOptions storeOptions;
+  storeOptions.port = static_cast<uint16_t>(port);
+  storeOptions.isServer = rank == 0;
+  storeOptions.numWorkers = worldSize;
+  storeOptions.waitWorkers = true;
+  storeOptions.timeout = timeout;
+  return c10::make_intrusive<c10d::TCPStore>(addr, storeOptions);
+}
+
 GroupPtr createGroup(const std::string& backend, int rank, int worldSize, const std::string& addr, int port,
                      int timeoutMs) {
   auto group = std::make_shared<ProcessGroupHandle>();
@@ -219,15 +230,21 @@ GroupPtr createGroup(const std::string& backend, int rank, int worldSize, const 
   group->worldSize = worldSize;
   group->backendName = backend;
   group->timeout = std::chrono::milliseconds(timeoutMs);
+  if (backend == "nccl") {
+    try {
+      auto store = connectStore(addr, port, rank, worldSize, group->timeout);
+      group->backend = createNcclBackend(store, rank, worldSize, group->timeout, group->device);
+      group->store = store;
+    } catch (const DoveException&) {
+      throw;
+    } catch (...) {
+      rethrowDistributed(*group, "rendezvous");
+    }
+    return group;
+  }
 #ifdef DOVE_HAVE_GLOO
   try {
-    c10d::TCPStoreOptions storeOptions;
-    storeOptions.port = static_cast<uint16_t>(port);
-    storeOptions.isServer = rank == 0;
-    storeOptions.numWorkers = worldSize;
-    storeOptions.waitWorkers = true;
-    storeOptions.timeout = group->timeout;
-    auto store = c10::make_intrusive<c10d::TCPStore>(addr, storeOptions);
+    auto store = connectStore(addr, port, rank, worldSize, group->timeout);
     auto options = c10d::ProcessGroupGloo::Options::create(group->timeout);
     // Same device choice as torch.distributed: GLOO_SOCKET_IFNAME wins; a loopback master means a
     // single-node job (bind loopback); otherwise the address this host's name resolves to.
@@ -246,8 +263,6 @@ GroupPtr createGroup(const std::string& backend, int rank, int worldSize, const 
   }
   return group;
 #else
-  (void)addr;
-  (void)port;
   fail("DISTRIBUTED_ERROR",
        "this build of the addon has no Gloo process group (gloo headers were not found at build time; run "
        "scripts/get-gloo-headers and rebuild)");
@@ -271,9 +286,8 @@ Napi::Value InitProcessGroup(const Napi::CallbackInfo& info) {
     std::string backend = backendValue.IsString() ? backendValue.As<Napi::String>().Utf8Value() : "";
     DOVE_CHECK(backend == "gloo" || backend == "nccl", "INVALID_ARGUMENT",
                "Expected 'gloo' or 'nccl' for backend but received " + backendValue.ToString().Utf8Value());
-    DOVE_CHECK(backend == "gloo", "DISTRIBUTED_ERROR",
-               "the nccl backend is not compiled into this addon (the PyPI wheel ships no NCCL headers for "
-               "c10d); use backend 'gloo'");
+    // Refused before any rendezvous, so no peer waits for a rank that cannot join.
+    if (backend == "nccl") checkNcclUsable();
     return PromiseWorker<GroupPtr>::Start(
         env, "dove.initProcessGroup",
         [=]() { return createGroup(backend, rank, worldSize, addr, port, timeoutMs); },
@@ -304,11 +318,13 @@ void agree(ProcessGroupHandle& group, const std::string& what, const std::string
     // dead peer is noticed as fast as by any collective): the minimum of the hashes and of their
     // complements, i.e. the smallest and the largest hash. They are equal only when all ranks agree.
     const auto hash = static_cast<int64_t>(fnv1a(description));
-    std::vector<at::Tensor> tensors{torch::tensor({hash, ~hash}, torch::kInt64)};
+    // On the group's device: NCCL reduces GPU tensors only.
+    std::vector<at::Tensor> tensors{torch::tensor({hash, ~hash}, torch::kInt64).to(group.device)};
     c10d::AllreduceOptions opts;
     opts.reduceOp = c10d::ReduceOp::MIN;
     waitWork(group, group.backend->allreduce(tensors, opts), what.c_str());
-    const auto* extremes = tensors[0].data_ptr<int64_t>();
+    const at::Tensor reduced = tensors[0].cpu();
+    const auto* extremes = reduced.data_ptr<int64_t>();
     if (extremes[0] == ~extremes[1]) return;
     // Every rank sees the disagreement and comes here: exchange the descriptions through the store
     // to name the first rank that differs from rank 0 and how.

@@ -24,6 +24,8 @@ struct ProcessGroupHandle {
   int worldSize = 1;
   std::string backendName;
   std::chrono::milliseconds timeout{60000};
+  // Where the group's tensors live: CPU for Gloo, the rank's GPU for NCCL (barrier's tensor).
+  c10::Device device{c10::kCPU};
   // Collectives on one group must be issued in the same order on every rank; this serialises them
   // within a process (JS may start an allReduce while a training step all-reduces gradients).
   std::mutex mutex;
@@ -32,6 +34,15 @@ struct ProcessGroupHandle {
 
 // Throws DoveException INVALID_ARGUMENT (not a process group) / DISPOSED.
 std::shared_ptr<ProcessGroupHandle> unwrapProcessGroup(Napi::Value value);
+
+// dist_nccl.cpp: whether the nccl backend was built (dove_nccl.so beside the addon: ProcessGroupNCCL
+// lives in libtorch_cuda.so, which the addon does not link), and its construction (sets `device` to
+// the rank's GPU).
+bool ncclCompiledIn();
+// Throws DISTRIBUTED_ERROR (not compiled in) or DEVICE_UNAVAILABLE (no CUDA) before any rendezvous.
+void checkNcclUsable();
+c10::intrusive_ptr<c10d::Backend> createNcclBackend(const c10::intrusive_ptr<c10d::Store>& store, int rank, int worldSize,
+                                                    std::chrono::milliseconds timeout, c10::Device& device);
 
 // Every rank passes its own `description` of what it is about to do (the tensors of a collective,
 // its parameter list); the ranks compare hashes of them with a fixed-size all-reduce before the real

@@ -14,6 +14,7 @@
 #include "model_inspect.h"
 #include "module_executor.h"
 #include "module_optimize.h"
+#include "weights_hash.h"
 
 namespace dove {
 namespace {
@@ -50,6 +51,7 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
         InstanceAccessor<&ModuleWrap::ExtraFiles>("extraFiles"),
         InstanceAccessor<&ModuleWrap::Training>("training"),
         InstanceAccessor<&ModuleWrap::Nbytes>("nbytes"),
+        InstanceAccessor<&ModuleWrap::WeightsHash>("weightsHash"),
         InstanceMethod<&ModuleWrap::MethodNames>("methodNames"),
         InstanceMethod<&ModuleWrap::MethodSchema>("methodSchema"),
         InstanceMethod<&ModuleWrap::Run>("run"),
@@ -66,6 +68,7 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
     std::shared_ptr<ModuleHandle> handle;
     std::map<std::string, std::string> extraFiles;
     int64_t nbytes = 0;
+    std::optional<std::string> weightsHash;  // when asked for at load
   };
 
   // LoadModule's settle hands the loaded module to the constructor through this slot, set only
@@ -82,6 +85,7 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
     Loaded& loaded = *slot;
     handle_ = loaded.handle;
     nbytes_ = loaded.nbytes;
+    weightsHash_ = loaded.weightsHash;
     Napi::Env env = info.Env();
     Napi::Object extra = Napi::Object::New(env);
     for (const auto& [name, content] : loaded.extraFiles) extra.Set(name, Napi::String::New(env, content));
@@ -114,6 +118,10 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
   Napi::Value Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), handle_->disposed); }
   Napi::Value ExtraFiles(const Napi::CallbackInfo& info) { return extraFiles_.Value(); }
   Napi::Value Nbytes(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(nbytes_)); }
+  Napi::Value WeightsHash(const Napi::CallbackInfo& info) {
+    if (!weightsHash_) return info.Env().Null();
+    return Napi::String::New(info.Env(), *weightsHash_);
+  }
 
   Napi::Value Training(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), training_); }
 
@@ -315,6 +323,7 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
   std::string lastMethodName_;
   Napi::ObjectReference extraFiles_;
   int64_t nbytes_ = 0;
+  std::optional<std::string> weightsHash_;
 };
 
 thread_local ModuleWrap::Loaded* ModuleWrap::constructing = nullptr;
@@ -327,7 +336,7 @@ bool isZipFile(const std::string& path) {
 }
 
 ModuleWrap::Loaded loadOnWorker(const std::string& path, c10::Device device, const std::vector<std::string>& names,
-                                bool optimize, bool trusted) {
+                                bool optimize, bool trusted, bool hashWeights) {
   std::error_code ec;
   DOVE_CHECK(fs::exists(path, ec), "FILE_NOT_FOUND", "Model file '" + path + "' does not exist");
   DOVE_CHECK(fs::is_regular_file(path, ec), "NOT_TORCHSCRIPT", "'" + path + "' is not a file");
@@ -361,6 +370,8 @@ ModuleWrap::Loaded loadOnWorker(const std::string& path, c10::Device device, con
   }
   for (const auto& p : handle->module.parameters(true)) loaded.nbytes += static_cast<int64_t>(p.nbytes());
   for (const auto& b : handle->module.buffers(true)) loaded.nbytes += static_cast<int64_t>(b.nbytes());
+  // Before optimising: freezing turns the weights into graph constants.
+  if (hashWeights) loaded.weightsHash = weightsHash(handle->module);
   // Inference-only (module_optimize.h): frozen, conv weights channels_last; nbytes counted above.
   if (optimize) {
     installCpuCachingAllocator();
@@ -402,9 +413,16 @@ Napi::Value LoadModule(const Napi::CallbackInfo& info) {
       DOVE_CHECK(info[4].IsBoolean(), "INVALID_ARGUMENT", "Expected boolean for trustModel");
       trusted = info[4].As<Napi::Boolean>().Value();
     }
+    bool hashWeights = false;
+    if (info.Length() >= 6 && !info[5].IsUndefined() && !info[5].IsNull()) {
+      DOVE_CHECK(info[5].IsBoolean(), "INVALID_ARGUMENT", "Expected boolean for hashWeights");
+      hashWeights = info[5].As<Napi::Boolean>().Value();
+    }
     return PromiseWorker<ModuleWrap::Loaded>::Start(
         env, "dove.loadModule",
-        [path, device, names, optimize, trusted]() { return loadOnWorker(path, device, names, optimize, trusted); },
+        [path, device, names, optimize, trusted, hashWeights]() {
+          return loadOnWorker(path, device, names, optimize, trusted, hashWeights);
+        },
         [](Napi::Env env, ModuleWrap::Loaded& loaded) -> Napi::Value {
           ModuleWrap::constructing = &loaded;
           struct Clear {

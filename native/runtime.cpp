@@ -13,8 +13,9 @@
 #include <optional>
 
 #include "common.h"
-#include "shape_math.h"
 #include "cuda_state.h"
+#include "dist_group.h"
+#include "shape_math.h"
 
 #ifndef DOVE_ADDON_VERSION
 #define DOVE_ADDON_VERSION "0.0.0-dev"
@@ -123,6 +124,7 @@ Napi::Value Versions(const Napi::CallbackInfo& info) {
     out.Set("cuda", Napi::Boolean::New(env, cuda.has_value()));
     out.Set("cudaVersion", cuda ? Napi::Value(Napi::String::New(env, *cuda)) : env.Null());
     out.Set("libtorchPath", libtorchPath());
+    out.Set("nccl", Napi::Boolean::New(env, ncclCompiledIn()));
     return Napi::Value(out);
   });
 }

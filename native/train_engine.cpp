@@ -48,7 +48,9 @@ struct Engine {
   std::shared_ptr<ProcessGroupHandle> group;
   int64_t step = 0;
   int64_t micro = 0;  // micro-batches accumulated towards the next optimizer step
-  std::map<std::string, double> partSums;
+  // Sums over the micro-batches of the forward's scalar entries, kept on the module's device: they
+  // are read back once per call, together with the gradient norm (one device sync per step).
+  std::map<std::string, at::Tensor> partSums;
   bool disposed = false;
 };
 using EnginePtr = std::shared_ptr<Engine>;
@@ -258,9 +260,17 @@ void adamwStep(torch::optim::AdamW& optimizer) {
   }
 }
 
+// The logged scalars as one float64 vector on the device, in partSums' (name) order.
+at::Tensor stackedParts(const Engine& e) {
+  std::vector<at::Tensor> values;
+  for (const auto& [name, sum] : e.partSums) values.push_back(sum.reshape({}));
+  if (values.empty()) return torch::zeros({0}, torch::dtype(at::kDouble).device(e.module->device));
+  return torch::stack(values);
+}
+
 // Averages gradients (and the logged loss parts) over the process group in one all-reduce, so
-// every rank steps with the gradient of the global batch.
-void averageOverGroup(Engine& e, std::map<std::string, double>& parts) {
+// every rank steps with the gradient of the global batch. The parts stay on the device.
+void averageOverGroup(Engine& e) {
   std::vector<at::Tensor> flat;
   flat.reserve(e.params.size() + 1);
   for (auto& p : e.params) {
@@ -268,9 +278,8 @@ void averageOverGroup(Engine& e, std::map<std::string, double>& parts) {
     if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
     flat.push_back(p.grad().reshape(-1).to(at::kFloat));
   }
-  std::vector<double> values;
-  for (auto& [name, v] : parts) values.push_back(v);
-  flat.push_back(torch::tensor(values, torch::dtype(torch::kDouble)).to(at::kFloat).to(e.params[0].device()));
+  const at::Tensor parts = stackedParts(e);
+  flat.push_back(parts.to(at::kFloat).to(e.params[0].device()));
   at::Tensor buffer = torch::cat(flat);
   allReduceMeanInPlace(*e.group, buffer);
   int64_t offset = 0;
@@ -279,9 +288,9 @@ void averageOverGroup(Engine& e, std::map<std::string, double>& parts) {
     p.mutable_grad().copy_(buffer.narrow(0, offset, n).view_as(p));
     offset += n;
   }
-  at::Tensor tail = buffer.narrow(0, offset, int64_t(values.size())).to(at::kDouble).cpu();
-  size_t i = 0;
-  for (auto& [name, v] : parts) v = tail[int64_t(i++)].item<double>();
+  at::Tensor tail = buffer.narrow(0, offset, parts.numel()).to(at::kDouble);
+  int64_t i = 0;
+  for (auto& [name, sum] : e.partSums) sum = tail[i++].to(sum.device());
 }
 
 StepOutput runStep(Engine& e, std::vector<c10::IValue> inputs) {
@@ -319,32 +328,47 @@ StepOutput runStep(Engine& e, std::vector<c10::IValue> inputs) {
     if (!entry.key().isString() || !entry.value().isTensor()) continue;
     const at::Tensor& t = entry.value().toTensor();
     if (t.numel() != 1) continue;
-    e.partSums[entry.key().toStringRef()] += t.detach().to(at::kDouble).item<double>();
+    // No .item() here: on CUDA each one waits for the queue to drain (one stall per entry per step).
+    at::Tensor value = t.detach().reshape({}).to(e.module->device, at::kDouble);
+    at::Tensor& sum = e.partSums[entry.key().toStringRef()];
+    sum = sum.defined() ? sum + value : value;
   }
   // Accumulated micro-batches sum their gradients; scaling each loss makes the sum a mean.
   (loss.to(at::kFloat) / double(opt.accumulate)).backward();
   e.micro += 1;
 
   StepOutput out;
-  for (auto& [name, sum] : e.partSums) out.parts[name] = sum / double(e.micro);
+  // Copies the parts (and, after an optimizer step, the gradient norm) to the host in one transfer.
+  auto readBack = [&](const at::Tensor& gradNorm) {
+    std::vector<at::Tensor> pieces{stackedParts(e) / double(e.micro)};
+    if (gradNorm.defined()) pieces.push_back(gradNorm.reshape({1}).to(at::kDouble));
+    const at::Tensor host = torch::cat(pieces).cpu();
+    const double* v = host.data_ptr<double>();
+    std::size_t i = 0;
+    for (const auto& [name, sum] : e.partSums) out.parts[name] = v[i++];
+    if (gradNorm.defined()) out.gradNorm = v[i];
+  };
   if (e.micro < opt.accumulate) {
+    readBack(at::Tensor());
     out.accumulated = true;
     out.step = e.step;
     out.lr = scheduledLr(opt, e.step);
     return out;
   }
 
-  if (e.group && e.group->worldSize > 1) averageOverGroup(e, out.parts);
+  if (e.group && e.group->worldSize > 1) averageOverGroup(e);
 
   std::vector<at::Tensor> grads;
   for (auto& p : e.params) {
     if (p.grad().defined()) grads.push_back(p.grad());
   }
-  // One multi-tensor norm launch rather than one per parameter (see adamwStep).
-  double total = grads.empty() ? 0.0 : torch::stack(at::_foreach_norm(grads, 2, at::kFloat)).norm().item<double>();
-  if (opt.clipGradNorm > 0 && total > opt.clipGradNorm) {
-    // Same coefficient as torch.nn.utils.clip_grad_norm_.
-    at::_foreach_mul_(grads, opt.clipGradNorm / (total + 1e-6));
+  // One multi-tensor norm launch rather than one per parameter (see adamwStep); it stays on the
+  // device: clipping scales by min(1, max / norm) as torch.nn.utils.clip_grad_norm_ does, without
+  // asking the host whether the norm is above the limit (a scale of exactly 1 changes nothing).
+  at::Tensor total = grads.empty() ? torch::zeros({}, torch::dtype(at::kFloat).device(e.module->device))
+                                   : torch::stack(at::_foreach_norm(grads, 2, at::kFloat)).norm();
+  if (opt.clipGradNorm > 0 && !grads.empty()) {
+    at::_foreach_mul_(grads, (opt.clipGradNorm / (total + 1e-6)).clamp_max(1.0));
   }
   double lr = scheduledLr(opt, e.step);
   auto& groups = e.optimizer->param_groups();
@@ -353,11 +377,11 @@ StepOutput runStep(Engine& e, std::vector<c10::IValue> inputs) {
   }
   adamwStep(*e.optimizer);
   e.optimizer->zero_grad(/*set_to_none=*/true);
+  readBack(total);
   e.step += 1;
   e.micro = 0;
   e.partSums.clear();
   out.lr = lr;
-  out.gradNorm = total;
   out.step = e.step;
   return out;
 }

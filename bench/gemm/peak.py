@@ -1,5 +1,6 @@
-"""Measured GEMM peak of this machine: float32 square matmul through libtorch (the same BLAS the
-addon links), at a fixed intra-op thread count. Prints one JSON object on stdout.
+"""Measured GEMM peak of this machine: square matmul through libtorch (the same BLAS the addon
+links), float32 (or --dtype bfloat16, the GPU's training peak), at a fixed intra-op thread count.
+Prints one JSON object on stdout.
 
 Every throughput row of the benchmark is divided by this number, so "share of peak" says how close a
 runtime gets to what the hardware does on the friendliest workload it has.
@@ -11,10 +12,10 @@ import time
 import torch
 
 
-def measure(n: int, device: torch.device, seconds: float) -> float:
-    a = torch.randn(n, n, device=device, dtype=torch.float32)
-    b = torch.randn(n, n, device=device, dtype=torch.float32)
-    out = torch.empty(n, n, device=device, dtype=torch.float32)
+def measure(n: int, device: torch.device, seconds: float, dtype: torch.dtype) -> float:
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    out = torch.empty(n, n, device=device, dtype=dtype)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for _ in range(2):  # warm-up: BLAS packing buffers, CUDA handles, clocks
         torch.matmul(a, b, out=out)
@@ -38,6 +39,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--sizes", default="", help="comma-separated n; default depends on device")
     parser.add_argument("--seconds", type=float, default=1.0, help="time per size")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -45,11 +47,12 @@ def main() -> None:
     torch.backends.cuda.matmul.allow_tf32 = False
     default_sizes = "1024,2048,4096,8192" if device.type == "cuda" else "512,1024,2048"
     sizes = [int(s) for s in (args.sizes or default_sizes).split(",")]
-    per_size = {str(n): measure(n, device, args.seconds) for n in sizes}
+    dtype = torch.float32 if args.dtype == "float32" else torch.bfloat16
+    per_size = {str(n): measure(n, device, args.seconds, dtype) for n in sizes}
     best = max(per_size.values())
     print(json.dumps({
         "device": args.device,
-        "dtype": "float32",
+        "dtype": args.dtype,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "gflops_by_size": per_size,

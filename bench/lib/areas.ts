@@ -40,15 +40,33 @@ function errText(e: unknown): string {
   return (err.stderr || err.message || String(e)).trim().split('\n').slice(-2).join(' | ');
 }
 
+/** Per-round ratios a/b: "1.23× (1.10–1.31)" (median, min–max over rounds). */
+export function roundRatio(a: number[], b: number[]): string | null {
+  const n = Math.min(a.length, b.length);
+  if (n === 0) return null;
+  const r = Array.from({ length: n }, (_, i) => a[i]! / b[i]!).sort((x, y) => x - y);
+  const med = n % 2 === 1 ? r[(n - 1) / 2]! : (r[n / 2 - 1]! + r[n / 2]!) / 2;
+  return n > 1 ? `${med.toFixed(2)}× (${r[0]!.toFixed(2)}–${r[n - 1]!.toFixed(2)})` : `${med.toFixed(2)}×`;
+}
+
+export function medianOf(values: number[]): number | null {
+  if (values.length === 0) return null;
+  const s = [...values].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
 /**
  * bench/tokenize: images/s of tokenize + reconstruct from JPEG files (decode included), Node API vs
- * PIL + PyTorch, on the shared exports. official-70m at batch 16 is left to bench/tokenize/run.sh
- * (two warm-up and two timed batches there cost several minutes per side).
+ * PIL + PyTorch, on the shared exports, in rounds (node, python, then python, node, ...; `seconds`
+ * each). official-70m at batch 16 is left to bench/tokenize/run.sh (two warm-up and two timed
+ * batches there cost several minutes per side).
  */
 export async function tokenizeArea(
   models: { config: string; pt: string }[],
   batches: number[],
   seconds: number,
+  rounds: number,
   full: boolean,
   env: NodeJS.ProcessEnv,
 ): Promise<AreaResult | null> {
@@ -69,28 +87,42 @@ export async function tokenizeArea(
         continue;
       }
       const common = ['--model', m.pt, '--images', images, '--batch', String(b), '--seconds', String(seconds)];
-      const row: AreaRow = { model: m.config, batch: b, 'node img/s': null, 'python img/s': null, 'node/python': null };
+      const node: number[] = [];
+      const python: number[] = [];
+      let path = '';
+      const sides = [
+        async () => {
+          const out = await lastJsonLine(process.execPath, [nodeBench, ...common], env, 15 * 60_000);
+          const v = num(out.images_per_s);
+          if (v !== null) node.push(v);
+          path = typeof out.path === 'string' ? out.path : path;
+        },
+        async () => {
+          const v = num((await lastJsonLine(pythonPath(), [pyBench, ...common], env, 15 * 60_000)).images_per_s);
+          if (v !== null) python.push(v);
+        },
+      ];
       try {
-        row['node img/s'] = num((await lastJsonLine(process.execPath, [nodeBench, ...common], env, 15 * 60_000)).images_per_s);
+        for (let r = 0; r < rounds; r++) for (const side of r % 2 === 0 ? sides : [...sides].reverse()) await side();
       } catch (e) {
-        notes.push(`node ${m.config} b${b}: ${errText(e)}`);
+        notes.push(`${m.config} b${b}: ${errText(e)}`);
       }
-      try {
-        row['python img/s'] = num((await lastJsonLine(pythonPath(), [pyBench, ...common], env, 15 * 60_000)).images_per_s);
-      } catch (e) {
-        notes.push(`python ${m.config} b${b}: ${errText(e)}`);
-      }
-      const n = row['node img/s'];
-      const p = row['python img/s'];
-      if (typeof n === 'number' && typeof p === 'number' && p > 0) row['node/python'] = n / p;
+      const row: AreaRow = {
+        model: m.config,
+        batch: b,
+        'node path': path || null,
+        'node img/s': medianOf(node),
+        'python img/s': medianOf(python),
+        'node/python': node.length === rounds && python.length === rounds ? roundRatio(node, python) : null,
+      };
       rows.push(row);
-      console.error(`  [tokenize] ${m.config} b${b}: node ${n ?? '-'} python ${p ?? '-'} img/s`);
+      console.error(`  [tokenize] ${m.config} b${b}: node ${node.join(', ')} python ${python.join(', ')} img/s`);
     }
   }
   return {
     area: 'tokenize',
-    title: 'Tokenize + reconstruct from JPEG files (bench/tokenize: decode, resize, encode, EOS, decode)',
-    columns: ['model', 'batch', 'node img/s', 'python img/s', 'node/python'],
+    title: `Tokenize + reconstruct from JPEG files (bench/tokenize: decode, resize, encode, EOS, decode; ${rounds} rounds of ${seconds} s per side, alternating)`,
+    columns: ['model', 'batch', 'node path', 'node img/s', 'python img/s', 'node/python'],
     rows,
     notes,
     seconds: (Date.now() - started) / 1000,
@@ -185,34 +217,38 @@ interface TrainSpeed {
   cpuSecondsPerStep: number;
 }
 
-/** bench/train (the Trainer's own benchmark): PyTorch loop vs Node engine vs Node Trainer with its data pipeline. */
-export async function trainBenchArea(env: NodeJS.ProcessEnv, configs: string, batches: string, steps: number, threads: number): Promise<AreaResult | null> {
+/** bench/train (the Trainer's own benchmark): PyTorch loop vs Node engine vs Node Trainer with its data pipeline, in rounds. */
+export async function trainBenchArea(env: NodeJS.ProcessEnv, configs: string, batches: string, steps: number, threads: number, rounds: number): Promise<AreaResult | null> {
   const root = repoRoot();
   const script = join(root, 'dist', 'bench', 'train', 'train.js');
   if (!existsSync(script)) return null;
   const started = Date.now();
-  await run(process.execPath, [script, '--configs', configs, '--batch', batches, '--steps', String(steps), '--threads', String(threads)], {
+  await run(process.execPath, [script, '--configs', configs, '--batch', batches, '--steps', String(steps), '--threads', String(threads), '--rounds', String(rounds)], {
     cwd: root,
     env,
-    timeout: 30 * 60_000,
+    timeout: 60 * 60_000,
     maxBuffer: 16 * 2 ** 20,
   });
   const file = join(root, 'bench', 'results', `train-${new Date().toISOString().slice(0, 10)}.json`);
-  const data = JSON.parse(readFileSync(file, 'utf8')) as { rows: { config: string; batch: number; python: TrainSpeed; engine: TrainSpeed; trainer: TrainSpeed }[] };
+  type Rounds = { python: TrainSpeed[]; engine: TrainSpeed[]; trainer: TrainSpeed[] };
+  const data = JSON.parse(readFileSync(file, 'utf8')) as { rows: { config: string; batch: number; python: TrainSpeed; engine: TrainSpeed; trainer: TrainSpeed; rounds: Rounds }[] };
+  const stepsOf = (s: TrainSpeed[]): number[] => s.map((x) => x.stepsPerSecond);
   return {
     area: 'train',
-    title: `Training steps/s (bench/train: ${steps} timed steps, ${threads} threads; CPU seconds per step in the last column pair)`,
-    columns: ['config', 'batch', 'PyTorch loop steps/s', 'Node engine steps/s', 'Node Trainer steps/s', 'PyTorch CPU s/step', 'Node engine CPU s/step'],
+    title: `Training steps/s (bench/train: ${rounds} rounds of ${steps} timed steps per side, alternating, ${threads} threads; medians over rounds; CPU seconds per step in the last column pair)`,
+    columns: ['config', 'batch', 'PyTorch loop steps/s', 'Node engine steps/s', 'Node Trainer steps/s', 'engine/PyTorch', 'Trainer/PyTorch', 'PyTorch CPU s/step', 'Node engine CPU s/step'],
     rows: data.rows.map((r) => ({
       config: r.config,
       batch: r.batch,
       'PyTorch loop steps/s': r.python.stepsPerSecond,
       'Node engine steps/s': r.engine.stepsPerSecond,
       'Node Trainer steps/s': r.trainer.stepsPerSecond,
+      'engine/PyTorch': roundRatio(stepsOf(r.rounds.engine), stepsOf(r.rounds.python)),
+      'Trainer/PyTorch': roundRatio(stepsOf(r.rounds.trainer), stepsOf(r.rounds.python)),
       'PyTorch CPU s/step': r.python.cpuSecondsPerStep,
       'Node engine CPU s/step': r.engine.cpuSecondsPerStep,
     })),
-    notes: [],
+    notes: ['Ratios: median (min–max) over rounds of the per-round ratio of steps/s.'],
     seconds: (Date.now() - started) / 1000,
   };
 }

@@ -1,6 +1,7 @@
 // The models every runtime measures: one TorchScript export per config plus its fixed-budget ONNX
-// graphs, written by the project's exporter into bench/results/tmp/models and reused while the
-// exporter's sources are unchanged (official-70m takes a while to script and to export to ONNX).
+// graphs and its AOTInductor package, written by the project's exporter into bench/results/tmp/models
+// and reused while the exporter's sources are unchanged (official-70m takes a while to script, to
+// export to ONNX and, most of all, to compile).
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -33,9 +34,21 @@ interface DoveJson {
 
 export interface ExportOutcome {
   files: ModelFiles | null;
-  /** Why the ONNX graphs (or the whole export) are missing. */
+  /** Why the ONNX graphs, the package (or the whole export) are missing. */
   note: string | null;
   seconds: number;
+}
+
+/** Compiles <pt minus .pt>.aoti.pt2 (python -m dove.aoti_export); -> null or why it failed. */
+function runCompiler(config: string, pt: string, log: (s: string) => void): string | null {
+  log(`compiling ${config} with AOTInductor (minutes): python -m dove.aoti_export ${pt}`);
+  try {
+    execFileSync(pythonPath(), ['-m', 'dove.aoti_export', pt], { cwd: join(repoRoot(), 'python'), stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', maxBuffer: 64 * 2 ** 20 });
+    return null;
+  } catch (e) {
+    const err = e as { stderr?: string; message: string };
+    return (err.stderr ?? err.message).trim().split('\n').slice(-3).join(' | ');
+  }
 }
 
 function runExporter(config: string, pt: string, onnxPrefix: string | null, log: (s: string) => void): string | null {
@@ -51,7 +64,9 @@ function runExporter(config: string, pt: string, onnxPrefix: string | null, log:
   }
 }
 
-export function ensureExport(config: string, withOnnx: boolean, log: (s: string) => void): ExportOutcome {
+/** withPeers: the ONNX graphs and the AOTInductor package too (CPU runs; both are CPU-only peers). */
+export function ensureExport(config: string, withPeers: boolean, log: (s: string) => void): ExportOutcome {
+  const withOnnx = withPeers;
   const started = Date.now();
   const dir = join(tmpDir(), 'models');
   mkdirSync(dir, { recursive: true });
@@ -61,8 +76,9 @@ export function ensureExport(config: string, withOnnx: boolean, log: (s: string)
   const hash = sourcesHash(join(repoRoot(), 'python', 'dove'));
   const enc = `${prefix}.encode.onnx`;
   const dec = `${prefix}.decode.onnx`;
+  const aoti = `${prefix}.aoti.pt2`;
   let note: string | null = null;
-  const [stampHash, stampNote] = existsSync(stamp) ? readFileSync(stamp, 'utf8').split('\n') : ['', ''];
+  const [stampHash = '', stampNote = '', stampCompile = ''] = existsSync(stamp) ? readFileSync(stamp, 'utf8').split('\n') : [];
   // An ONNX failure recorded for these sources is not retried on every run.
   const onnxSettled = !withOnnx || (existsSync(enc) && existsSync(dec)) || Boolean(stampNote);
   const fresh = stampHash === hash && existsSync(pt) && onnxSettled;
@@ -78,6 +94,14 @@ export function ensureExport(config: string, withOnnx: boolean, log: (s: string)
   } else {
     note = stampNote || null;
   }
+  // The package: compiled from the file just written (a fresh export has the same seeded weights, but
+  // a package is only trusted for sources it was compiled with). A recorded failure is not retried.
+  let compileNote = fresh ? stampCompile : '';
+  if (withPeers && !(fresh && (existsSync(aoti) || compileNote))) {
+    compileNote = runCompiler(config, pt, log) ?? '';
+    writeFileSync(stamp, `${hash}\n${note ?? ''}\n${compileNote}`);
+  }
+  if (compileNote) note = [note, `AOTInductor compile failed: ${compileNote}`].filter(Boolean).join('; ');
   // The export's dove.json copies these from the config (python/dove/export.py): no need to start python.
   const meta = JSON.parse(readFileSync(join(repoRoot(), 'python', 'dove', 'configs', `${config}.json`), 'utf8')) as DoveJson;
   const haveOnnx = existsSync(enc) && existsSync(dec);
@@ -87,6 +111,7 @@ export function ensureExport(config: string, withOnnx: boolean, log: (s: string)
       pt,
       onnxEncode: haveOnnx ? enc : null,
       onnxDecode: haveOnnx ? dec : null,
+      aoti: withPeers && !compileNote && existsSync(aoti) ? aoti : null,
       imageSize: meta.imageSize,
       maxTokens: meta.maxTokens,
       tokenDim: meta.tokenDim,

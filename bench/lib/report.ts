@@ -2,14 +2,16 @@
 // per image, share of the measured GEMM peak, ratios), then the area benchmarks, memory, event loop
 // and the targets with a verdict each.
 import { appendAll } from '../../lib/arrays';
-import type { BenchResult } from './result';
-import type { Op, Runtime, ThroughputRow } from './schema';
+import { findRow, formatRatio, nodeRuntime, ratioStat, verdict } from './ratios';
+import type { BenchResult, GemmPeak } from './result';
+import type { Op, Runtime } from './schema';
 import { OPS, RUNTIMES } from './schema';
 
 const SHORT: Record<Runtime, string> = {
   'python-eager': 'py eager',
   'python-torchscript': 'py TorchScript',
-  'node-addon': 'Node addon',
+  'node-addon': 'Node TorchScript',
+  'node-aoti': 'Node AOTI',
   'onnxruntime-node': 'ORT-node',
 };
 
@@ -19,10 +21,6 @@ export function fmt(v: number | null | undefined, digits = 2): string {
   if (Math.abs(v) >= 1000) return v.toFixed(0);
   if (Math.abs(v) >= 100) return v.toFixed(1);
   return v.toFixed(digits);
-}
-
-export function findRow(r: BenchResult, runtime: Runtime, config: string, batch: number, op: Op): ThroughputRow | undefined {
-  return r.rows.find((x) => x.runtime === runtime && x.config === config && x.batch === batch && x.op === op);
 }
 
 /** Measured images/s, or for encode+decode the sequential combination of the measured halves. */
@@ -37,29 +35,45 @@ export function imagesPerSec(r: BenchResult, runtime: Runtime, config: string, b
   return null;
 }
 
-function share(r: BenchResult, config: string, op: Op, ips: number): number | null {
+/** The peak a row is read against: on CUDA, training runs in bf16 autocast and is read against the bf16 peak (MFU). */
+function peakFor(r: BenchResult, op: Op): GemmPeak | null {
+  if (op === 'train' && r.options.device !== 'cpu' && r.gemmBf16) return r.gemmBf16;
+  return r.gemm;
+}
+
+export function share(r: BenchResult, config: string, op: Op, ips: number): number | null {
   const f = r.flops[config]?.perImage[op];
-  if (!r.gemm || !f) return null;
-  return (ips * f) / (r.gemm.peak_gflops * 1e9);
+  const peak = peakFor(r, op);
+  if (!peak || !f) return null;
+  return (ips * f) / (peak.peak_gflops * 1e9);
 }
 
 function throughputTable(r: BenchResult, config: string): string[] {
   const lines: string[] = [];
-  const head = ['batch', 'op', 'GFLOP/img', ...RUNTIMES.map((rt) => `${SHORT[rt]} img/s (%peak)`), 'Node/eager', 'Node/TS', 'Node/ORT'];
+  const peers: [Runtime, string][] = [['python-eager', 'Node/eager'], ['python-torchscript', 'Node/TS'], ['onnxruntime-node', 'Node/ORT']];
+  const head = ['batch', 'op', 'GFLOP/img', ...RUNTIMES.map((rt) => `${SHORT[rt]} img/s (%peak)`), ...peers.map(([, h]) => h), 'Node TS/py TS'];
   lines.push(`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`);
   for (const batch of r.options.batches) {
     for (const op of OPS) {
       const cells = RUNTIMES.map((rt) => imagesPerSec(r, rt, config, batch, op));
       if (cells.every((c) => c === null)) continue;
       const f = r.flops[config]?.perImage[op];
-      const cols = cells.map((c) => {
+      const node = nodeRuntime(r, config, batch, op);
+      const cols = cells.map((c, i) => {
         if (c === null) return '–';
         const s = share(r, config, op, c.v);
-        return `${fmt(c.v)}${c.derived ? '†' : ''}${s === null ? '' : ` (${(s * 100).toFixed(0)}%)`}`;
+        const text = `${fmt(c.v)}${c.derived ? '†' : ''}${s === null ? '' : ` (${(s * 100).toFixed(0)}%)`}`;
+        return RUNTIMES[i] === node ? `**${text}**` : text;
       });
-      const node = cells[2]?.v;
-      const ratio = (i: number): string => (node && cells[i] ? `${fmt(node / cells[i]!.v)}×` : '–');
-      lines.push(`| ${batch} | ${op} | ${f ? fmt(f / 1e9) : '–'} | ${cols.join(' | ')} | ${ratio(0)} | ${ratio(1)} | ${ratio(3)} |`);
+      // Ratios of per-round measurements (median, min–max over rounds); a spread that crosses 1.0 is marked "?".
+      const ratio = (a: Runtime, b: Runtime): string => {
+        const x = findRow(r, a, config, batch, op);
+        const y = findRow(r, b, config, batch, op);
+        if (!x || !y) return '–';
+        const st = ratioStat(x, y);
+        return `${formatRatio(st)}${verdict(st, 1.0) === 'not resolved' ? ' ?' : ''}`;
+      };
+      lines.push(`| ${batch} | ${op} | ${f ? fmt(f / 1e9) : '–'} | ${cols.join(' | ')} | ${peers.map(([p]) => ratio(node, p)).join(' | ')} | ${ratio('node-addon', 'python-torchscript')} |`);
     }
   }
   return lines;
@@ -71,6 +85,11 @@ function table(columns: string[], rows: Record<string, string | number | null>[]
     out.push(`| ${columns.map((c) => (typeof row[c] === 'number' ? fmt(row[c] as number) : (row[c] ?? '–'))).join(' | ')} |`);
   }
   return out;
+}
+
+function roundsNote(r: BenchResult): string {
+  const rounds = [...new Set(r.rows.map((x) => x.roundMs?.length ?? 0))].sort((a, b) => a - b);
+  return rounds.length === 0 ? 'no rows' : `${rounds.join(' or ')} rounds per row, runtimes in alternating order`;
 }
 
 export function renderMarkdown(r: BenchResult): string {
@@ -93,8 +112,8 @@ export function renderMarkdown(r: BenchResult): string {
 
   L.push('## Targets', '');
   L.push('| target | goal | measured | met |', '|---|---|---|---|');
-  for (const t of r.targets) L.push(`| ${t.target} | ${t.goal} | ${t.measured} | ${t.met === null ? 'not measured' : t.met ? 'yes' : '**no**'} |`);
-  const missed = r.targets.filter((t) => t.met !== true && t.why);
+  for (const t of r.targets) L.push(`| ${t.target} | ${t.goal} | ${t.measured} | ${t.status === 'met' ? 'yes' : t.status === 'not measured' ? 'not measured' : `**${t.status === 'not met' ? 'no' : t.status}**`} |`);
+  const missed = r.targets.filter((t) => t.status !== 'met' && t.why);
   if (missed.length > 0) {
     L.push('');
     for (const t of missed) L.push(`- **${t.target}**: ${t.why}`);
@@ -107,11 +126,16 @@ export function renderMarkdown(r: BenchResult): string {
       ? `Measured GEMM peak: **${fmt(r.gemm.peak_gflops)} GFLOP/s** (float32 matmul on ${r.gemm.device}, ${r.gemm.threads} threads, torch ${r.gemm.torch}; by size ${Object.entries(r.gemm.gflops_by_size).map(([n, g]) => `${n}: ${fmt(g)}`).join(', ')}). `
       : 'GEMM peak: not measured. ',
   );
+  if (r.gemmBf16) {
+    L.push(`bfloat16 GEMM peak: **${fmt(r.gemmBf16.peak_gflops)} GFLOP/s** (${r.gemmBf16.device}); the train rows (bf16 autocast) are read against it, so their %peak is the MFU.`);
+  }
   L.push(
     'GFLOP/img is counted by torch.utils.flop_counter on the eager model (matmul/conv/attention; train = forward + backward). ' +
       '%peak = img/s × FLOP/img ÷ GEMM peak. encode = encode(K = max tokens), decode = decode(all K slots), train = one AdamW step (img/s = batch × steps/s). ' +
       '† = encode+decode combined from the measured halves (1 / (1/enc + 1/dec)), not timed as one call. ' +
-      'ORT-node runs the exporter\'s fixed-budget ONNX graphs; it has no training column.',
+      'Node AOTI runs the export\'s AOTInductor package (uint8 pixels in and out, as the Tokenizer and Reconstructor call it); ORT-node the exporter\'s fixed-budget ONNX graphs; neither has a training column. ' +
+      'Bold: the Node path the API takes (the package for inference when the model has one, else the TorchScript file). ' +
+      `Ratios compare that path with each peer round by round (${roundsNote(r)}): median of the per-round ratios, min–max over rounds in brackets, "?" where that spread crosses 1.0 (not resolved). Node TS/py TS: the same file through the addon and through Python.`,
     '',
   );
   for (const config of r.options.configs) {

@@ -5,6 +5,8 @@ import type { LagResult, MemoryResult, RowError, Runtime, ThroughputRow } from '
 
 export interface GemmPeak {
   device: string;
+  /** 'float32', or 'bfloat16' for the GPU's training peak. */
+  dtype?: string;
   threads: number;
   torch: string;
   peak_gflops: number;
@@ -28,15 +30,18 @@ export interface TargetCheck {
   target: string;
   goal: string;
   measured: string;
-  met: boolean | null;
+  /** not resolved: no row misses the goal, but some row's spread over rounds crosses it. */
+  status: 'met' | 'not met' | 'not resolved' | 'not measured';
   why: string | null;
 }
 
 export interface BenchResult {
   machine: MachineInfo;
-  options: { quick: boolean; full: boolean; threads: number; configs: string[]; batches: number[]; device: string; ompWait: string };
+  options: { quick: boolean; full: boolean; threads: number; configs: string[]; batches: number[]; device: string; ompWait: string; runtimes?: string[] };
   versions: Partial<Record<Runtime, Record<string, string>>>;
   gemm: GemmPeak | null;
+  /** CUDA runs: the bfloat16 GEMM peak, against which the bf16-autocast training rows are read (MFU). */
+  gemmBf16?: GemmPeak | null;
   flops: Record<string, FlopsInfo | null>;
   exportNotes: Record<string, string | null>;
   rows: ThroughputRow[];

@@ -1,11 +1,15 @@
-// The shapes every benchmark section exchanges: a plan handed to a child process (node or python) and
-// the rows it hands back. Python writes the same JSON (bench/peers/python_torch.py).
+// The shapes the benchmark's processes exchange: the cases the runtime workers measure
+// (bench/lib/worker.ts; Python speaks the same JSON) and the rows the throughput section keeps.
 import type { LoopSpec, LoopStats } from './timing';
 
-export type Runtime = 'python-eager' | 'python-torchscript' | 'node-addon' | 'onnxruntime-node';
+/** node-addon: the TorchScript file through the addon; node-aoti: its AOTInductor package (inference). */
+export type Runtime = 'python-eager' | 'python-torchscript' | 'node-addon' | 'node-aoti' | 'onnxruntime-node';
 export type Op = 'encode' | 'decode' | 'encode+decode' | 'train';
 
-export const RUNTIMES: readonly Runtime[] = ['python-eager', 'python-torchscript', 'node-addon', 'onnxruntime-node'];
+/** Column order of the throughput tables, and the order of the first round (later rounds alternate). */
+export const RUNTIMES: readonly Runtime[] = ['python-eager', 'python-torchscript', 'node-addon', 'node-aoti', 'onnxruntime-node'];
+/** Runtimes with a training step. */
+export const TRAINING_RUNTIMES: readonly Runtime[] = ['python-eager', 'python-torchscript', 'node-addon'];
 export const OPS: readonly Op[] = ['encode', 'decode', 'encode+decode', 'train'];
 
 export interface ModelFiles {
@@ -15,6 +19,8 @@ export interface ModelFiles {
   /** Fixed-budget ONNX graphs (--onnx PREFIX), absent when the exporter could not write them. */
   onnxEncode: string | null;
   onnxDecode: string | null;
+  /** The AOTInductor package beside `pt` (--compiled), absent when it could not be compiled. */
+  aoti: string | null;
   imageSize: number;
   maxTokens: number;
   tokenDim: number;
@@ -24,16 +30,10 @@ export interface CaseSpec {
   model: ModelFiles;
   batch: number;
   ops: Op[];
+  /** warmup: untimed calls at prepare; the rest: one runtime's share of one round. */
   loop: LoopSpec;
-}
-
-export interface Plan {
-  runtime: Runtime;
-  /** 'cpu' (default) or 'cuda:0' (scripts/gpu-check). ORT-node runs on CPU only. */
-  device?: string;
-  threads: number;
-  seed: number;
-  cases: CaseSpec[];
+  /** Rounds: every runtime measures once per round, in alternating order (A B C, then C B A, ...). */
+  rounds: number;
 }
 
 export interface ThroughputRow extends LoopStats {
@@ -45,6 +45,11 @@ export interface ThroughputRow extends LoopStats {
   imagesPerSec: number;
   /** Optimizer steps per second (train only). */
   stepsPerSec: number | null;
+  /**
+   * Median ms per call in each round, by round index: rounds are the same minutes for every runtime
+   * of the case, so per-round ratios compare work done side by side.
+   */
+  roundMs: number[];
 }
 
 export interface RowError {
@@ -55,16 +60,7 @@ export interface RowError {
   error: string;
 }
 
-export interface SectionOutput {
-  runtime: Runtime;
-  device?: string;
-  versions: Record<string, string>;
-  threads: number;
-  rows: ThroughputRow[];
-  errors: RowError[];
-}
-
-export function toRow(runtime: Runtime, c: CaseSpec, op: Op, stats: LoopStats): ThroughputRow {
+export function toRow(runtime: Runtime, c: CaseSpec, op: Op, stats: LoopStats, roundMs: number[]): ThroughputRow {
   const perSec = 1000 / stats.medianMs;
   return {
     ...stats,
@@ -74,6 +70,7 @@ export function toRow(runtime: Runtime, c: CaseSpec, op: Op, stats: LoopStats): 
     op,
     imagesPerSec: c.batch * perSec,
     stepsPerSec: op === 'train' ? perSec : null,
+    roundMs,
   };
 }
 

@@ -1,5 +1,6 @@
 // One timing protocol for every runtime in the comparison: warm-up calls (not timed), then timed calls
 // until both a minimum count and a minimum duration are reached (or a maximum count), median reported.
+// bench/peers/python_torch.py has the Python copy of timedSamples.
 
 export interface LoopSpec {
   warmup: number;
@@ -34,19 +35,16 @@ export function nowMs(): number {
   return Number(process.hrtime.bigint()) / 1e6;
 }
 
-export async function timeLoop(spec: LoopSpec, body: () => Promise<void>): Promise<LoopStats> {
-  for (let i = 0; i < spec.warmup; i++) await body();
+/** Timed calls until both a minimum count and a minimum duration are reached (or a maximum count). */
+export async function timedSamples(spec: LoopSpec, body: () => Promise<void>): Promise<number[]> {
   const samples: number[] = [];
   const start = nowMs();
-  while (
-    samples.length < spec.maxIterations &&
-    (samples.length < spec.minIterations || nowMs() - start < spec.minSeconds * 1000)
-  ) {
+  while (samples.length < spec.maxIterations && (samples.length < spec.minIterations || nowMs() - start < spec.minSeconds * 1000)) {
     const t0 = nowMs();
     await body();
     samples.push(nowMs() - t0);
   }
-  return summarize(samples);
+  return samples;
 }
 
 /** Percentile by nearest rank, p in [0, 100]. */

@@ -1,15 +1,24 @@
-// Section child: our addon (binding.d.ts) running the TorchScript export, one row per (case, op).
-// encode = encode(images, K=maxTokens); decode = decode(tokens, lengths=K); encode+decode = both in a
-// row with the tokens handed over inside JS (zero copy); train = one AdamW step via the train engine.
-import { readFileSync, writeFileSync } from 'node:fs';
-import type { NativeBinding, NativeModule, NativeTensor } from '../../binding';
+// Runtime worker (bench/lib/worker.ts): our addon through binding.d.ts, the layer the public API sits on.
+//   --runtime node-addon  the TorchScript export: encode(images, K=maxTokens), decode(tokens, lengths=K),
+//                         both in a row (tokens handed over inside JS, zero copy), and one AdamW step
+//                         with the C++ train engine
+//   --runtime node-aoti   the export's AOTInductor package (<model>.aoti.pt2, python -m dove.export
+//                         --compiled), what the Tokenizer / Reconstructor run when it matches the file:
+//                         encode(uint8 pixels) and decode(tokens, lengths) -> uint8 pixels. Inference only.
+import type { NativeBinding, NativeCompiledModel, NativeModule, NativeTensor } from '../../binding';
 import { disposeAll, loadBinding, seededFloats, tensorAt } from '../lib/addon';
-import { sectionArgs } from '../lib/child';
-import { errorText, toRow, type CaseSpec, type Op, type Plan, type SectionOutput } from '../lib/schema';
-import { timeLoop } from '../lib/timing';
+import type { CaseSpec, Op } from '../lib/schema';
+import { serveWorker, type Prepared, type RuntimeWorker } from '../lib/worker';
 
 function int64s(n: number, value: number): BigInt64Array {
   return new BigInt64Array(n).fill(BigInt(value));
+}
+
+function runtimeArg(): 'node-addon' | 'node-aoti' {
+  const i = process.argv.indexOf('--runtime');
+  const v = i >= 0 ? process.argv[i + 1] : 'node-addon';
+  if (v !== 'node-addon' && v !== 'node-aoti') throw new Error(`Expected --runtime node-addon or node-aoti but received ${String(v)}`);
+  return v;
 }
 
 /**
@@ -20,14 +29,14 @@ function settle(binding: NativeBinding, t: NativeTensor, device: string): void {
   if (device !== 'cpu') binding.tensorDispose(binding.tensorTo(t, 'cpu', null));
 }
 
-async function opBody(
-  binding: NativeBinding,
-  mod: NativeModule,
-  c: CaseSpec,
-  op: Op,
-  seed: number,
-  device: string,
-): Promise<{ body: () => Promise<void>; done: () => void }> {
+interface Inputs {
+  images: NativeTensor;
+  tokens: NativeTensor;
+  lengths: NativeTensor;
+  done: () => void;
+}
+
+function inputs(binding: NativeBinding, c: CaseSpec, seed: number, device: string): Inputs {
   const { imageSize: s, maxTokens: k, tokenDim: d } = c.model;
   const b = c.batch;
   const onDevice = (t: NativeTensor): NativeTensor => {
@@ -39,8 +48,12 @@ async function opBody(
   const images = onDevice(binding.tensorFromArray(seededFloats(b * 3 * s * s, seed), [b, 3, s, s], 'float32'));
   const tokens = onDevice(binding.tensorFromArray(seededFloats(b * k * d, seed + 1, 2, -1), [b, k, d], 'float32'));
   const lengths = onDevice(binding.tensorFromArray(int64s(b, k), [b], 'int64'));
-  const held: NativeTensor[] = [images, tokens, lengths];
-  const done = (): void => held.forEach((t) => binding.tensorDispose(t));
+  return { images, tokens, lengths, done: () => [images, tokens, lengths].forEach((t) => binding.tensorDispose(t)) };
+}
+
+function scriptedBody(binding: NativeBinding, mod: NativeModule, c: CaseSpec, op: Op, seed: number, device: string): Prepared {
+  const k = c.model.maxTokens;
+  const { images, tokens, lengths, done } = inputs(binding, c, seed, device);
   if (op === 'encode') {
     return {
       body: async () => {
@@ -104,60 +117,86 @@ async function opBody(
   };
 }
 
-async function main(): Promise<void> {
-  const args = sectionArgs(process.argv);
-  const plan = JSON.parse(readFileSync(args.plan, 'utf8')) as Plan;
-  const device = plan.device ?? 'cpu';
+/**
+ * The compiled models take what the Tokenizer and Reconstructor hand them: uint8 pixels (B,S,S,3) in,
+ * uint8 pixels out (the conversions the TorchScript rows leave out cost a few elementwise passes).
+ */
+function compiledBody(binding: NativeBinding, enc: NativeCompiledModel, dec: NativeCompiledModel, c: CaseSpec, op: Op, seed: number): Prepared {
+  const { imageSize: s, maxTokens: k, tokenDim: d } = c.model;
+  const b = c.batch;
+  const bytes = new Uint8Array(b * s * s * 3);
+  seededFloats(bytes.length, seed, 256).forEach((v, i) => (bytes[i] = Math.floor(v)));
+  const pixels = binding.tensorFromArray(bytes, [b, s, s, 3], 'uint8');
+  const tokens = binding.tensorFromArray(seededFloats(b * k * d, seed + 1, 2, -1), [b, k, d], 'float32');
+  const lengths = binding.tensorFromArray(int64s(b, k), [b], 'int64');
+  const done = (): void => [pixels, tokens, lengths].forEach((t) => binding.tensorDispose(t));
+  if (op === 'encode') return { body: async () => disposeAll(await enc.run([pixels])), done };
+  if (op === 'decode') return { body: async () => disposeAll(await dec.run([tokens, lengths])), done };
+  if (op === 'encode+decode') {
+    return {
+      body: async () => {
+        const out = await enc.run([pixels]);
+        disposeAll(await dec.run([out[0]!, lengths]));
+        disposeAll(out);
+      },
+      done,
+    };
+  }
+  throw new Error('node-aoti runs inference only (the Trainer runs the TorchScript file)');
+}
+
+function aotiPath(pt: string): string {
+  return `${pt.endsWith('.pt') ? pt.slice(0, -3) : pt}.aoti.pt2`;
+}
+
+function worker(runtime: 'node-addon' | 'node-aoti'): RuntimeWorker {
+  const device = process.env.DOVE_BENCH_DEVICE ?? 'cpu';
   const binding = loadBinding(device);
-  binding.setNumThreads(plan.threads);
-  binding.manualSeed(plan.seed);
-  const v = binding.versions();
-  const out: SectionOutput = {
-    runtime: 'node-addon',
-    versions: { addon: v.addon, libtorch: v.libtorch, node: process.version, napi: String(v.napi), optimize: String(process.env.DOVE_BENCH_OPTIMIZE !== '0') },
-    threads: binding.getNumThreads(),
-    device,
-    rows: [],
-    errors: [],
-  };
+  const threads = Number(process.env.OMP_NUM_THREADS ?? '2');
+  binding.setNumThreads(threads);
+  binding.manualSeed(0);
   // Inference rows run the module the Tokenizer / Reconstructor load (optimize: true, docs/API.md;
   // DOVE_BENCH_OPTIMIZE=0 measures the file as is); train rows the trainable one, as the Trainer loads it.
   const optimize = process.env.DOVE_BENCH_OPTIMIZE !== '0';
   const modules = new Map<string, NativeModule>();
-  const moduleFor = async (pt: string, train: boolean): Promise<NativeModule> => {
-    const key = `${pt}\0${train || !optimize ? 'plain' : 'optimized'}`;
-    let mod = modules.get(key);
-    if (mod === undefined) {
-      mod = await binding.loadModule(pt, device, ['dove.json'], !train && optimize);
-      modules.set(key, mod);
-    }
-    return mod;
-  };
-  for (const c of plan.cases) {
-    for (const op of c.ops) {
-      try {
-        const mod = await moduleFor(c.model.pt, op === 'train');
-        const { body, done } = await opBody(binding, mod, c, op, plan.seed, device);
-        try {
-          const stats = await timeLoop(c.loop, body);
-          const row = toRow('node-addon', c, op, stats);
-          out.rows.push(row);
-          console.log(`${c.model.config} b${c.batch} ${op}: ${row.medianMs.toFixed(1)} ms, ${row.imagesPerSec.toFixed(2)} img/s`);
-        } finally {
-          done();
+  const compiled = new Map<string, [NativeCompiledModel, NativeCompiledModel]>();
+  const v = binding.versions();
+  return {
+    info: () => ({
+      versions: { addon: v.addon, libtorch: v.libtorch, node: process.version, napi: String(v.napi), ...(runtime === 'node-addon' ? { optimize: String(optimize) } : { path: 'AOTInductor' }) },
+      threads: binding.getNumThreads(),
+    }),
+    async prepare(c, op) {
+      if (runtime === 'node-aoti') {
+        const path = aotiPath(c.model.pt);
+        let pair = compiled.get(path);
+        if (pair === undefined) {
+          // The bench's own freshly exported packages: trusted (the Tokenizer needs trustModel: true for the same).
+          pair = [await binding.loadCompiled(path, 'encode', device, true), await binding.loadCompiled(path, 'decode', device, true)];
+          compiled.set(path, pair);
         }
-      } catch (e) {
-        out.errors.push({ runtime: 'node-addon', config: c.model.config, batch: c.batch, op, error: errorText(e) });
-        console.error(`${c.model.config} b${c.batch} ${op}: ${errorText(e)}`);
+        return compiledBody(binding, pair[0], pair[1], c, op, 0);
       }
-      writeFileSync(args.out, JSON.stringify(out, null, 2));
-    }
-  }
-  modules.forEach((m) => m.dispose());
-  writeFileSync(args.out, JSON.stringify(out, null, 2));
+      const train = op === 'train';
+      const key = `${c.model.pt}\0${train || !optimize ? 'plain' : 'optimized'}`;
+      let mod = modules.get(key);
+      if (mod === undefined) {
+        mod = await binding.loadModule(c.model.pt, device, ['dove.json'], !train && optimize);
+        modules.set(key, mod);
+      }
+      return scriptedBody(binding, mod, c, op, 0, device);
+    },
+    close() {
+      modules.forEach((m) => m.dispose());
+      compiled.forEach(([e, d]) => {
+        e.dispose();
+        d.dispose();
+      });
+    },
+  };
 }
 
-main().catch((e: unknown) => {
-  console.error(errorText(e));
+serveWorker(worker(runtimeArg())).catch((e: unknown) => {
+  process.stderr.write(`${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
   process.exitCode = 1;
 });

@@ -1,12 +1,10 @@
-// Section child: onnxruntime-node (CPU execution provider) on the exporter's fixed-budget ONNX graphs
+// Runtime worker (bench/lib/worker.ts): onnxruntime-node (CPU execution provider) on the exporter's fixed-budget ONNX graphs
 // (<prefix>.encode.onnx: images -> tokens, eos; <prefix>.decode.onnx: tokens[, lengths] -> images).
 // Inputs are fed by the graphs' own input names, in the order the exporter declares them.
-import { readFileSync, writeFileSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
 import { seededFloats } from '../lib/addon';
-import { sectionArgs } from '../lib/child';
-import { errorText, toRow, type CaseSpec, type Op, type Plan, type SectionOutput } from '../lib/schema';
-import { timeLoop } from '../lib/timing';
+import { errorText, type CaseSpec, type Op } from '../lib/schema';
+import { serveWorker, type RuntimeWorker } from '../lib/worker';
 
 async function session(path: string, threads: number): Promise<ort.InferenceSession> {
   // Same parallelism as libtorch's intra-op pool; one graph at a time, like the other runtimes.
@@ -54,47 +52,32 @@ function bodyFor(
   throw new Error('onnxruntime-node runs inference only (no training graph is exported)');
 }
 
-async function main(): Promise<void> {
-  const args = sectionArgs(process.argv);
-  const plan = JSON.parse(readFileSync(args.plan, 'utf8')) as Plan;
-  const out: SectionOutput = {
-    runtime: 'onnxruntime-node',
-    versions: { 'onnxruntime-node': ort.env.versions.node ?? 'unknown', node: process.version },
-    threads: plan.threads,
-    rows: [],
-    errors: [],
-  };
+function worker(): RuntimeWorker {
+  const threads = Number(process.env.OMP_NUM_THREADS ?? '2');
   const sessions = new Map<string, [ort.InferenceSession, ort.InferenceSession]>();
-  for (const c of plan.cases) {
-    for (const op of c.ops) {
-      try {
-        if (c.model.onnxEncode === null || c.model.onnxDecode === null) {
-          throw new Error(`no ONNX export for ${c.model.config} (the exporter's --onnx did not write it)`);
-        }
-        let pair = sessions.get(c.model.config);
-        if (pair === undefined) {
-          pair = [await session(c.model.onnxEncode, plan.threads), await session(c.model.onnxDecode, plan.threads)];
-          sessions.set(c.model.config, pair);
-        }
-        const stats = await timeLoop(c.loop, bodyFor(pair[0], pair[1], c, op, plan.seed));
-        const row = toRow('onnxruntime-node', c, op, stats);
-        out.rows.push(row);
-        console.log(`${c.model.config} b${c.batch} ${op}: ${row.medianMs.toFixed(1)} ms, ${row.imagesPerSec.toFixed(2)} img/s`);
-      } catch (e) {
-        out.errors.push({ runtime: 'onnxruntime-node', config: c.model.config, batch: c.batch, op, error: errorText(e) });
-        console.error(`${c.model.config} b${c.batch} ${op}: ${errorText(e)}`);
+  return {
+    info: () => ({ versions: { 'onnxruntime-node': ort.env.versions.node ?? 'unknown', node: process.version }, threads }),
+    async prepare(c, op) {
+      if (c.model.onnxEncode === null || c.model.onnxDecode === null) {
+        throw new Error(`no ONNX export for ${c.model.config} (the exporter's --onnx did not write it)`);
       }
-      writeFileSync(args.out, JSON.stringify(out, null, 2));
-    }
-  }
-  for (const [e, d] of sessions.values()) {
-    await e.release();
-    await d.release();
-  }
-  writeFileSync(args.out, JSON.stringify(out, null, 2));
+      let pair = sessions.get(c.model.config);
+      if (pair === undefined) {
+        pair = [await session(c.model.onnxEncode, threads), await session(c.model.onnxDecode, threads)];
+        sessions.set(c.model.config, pair);
+      }
+      return { body: bodyFor(pair[0], pair[1], c, op, 0), done: () => undefined };
+    },
+    async close() {
+      for (const [e, d] of sessions.values()) {
+        await e.release();
+        await d.release();
+      }
+    },
+  };
 }
 
-main().catch((e: unknown) => {
+serveWorker(worker()).catch((e: unknown) => {
   console.error(errorText(e));
   process.exitCode = 1;
 });

@@ -1,16 +1,16 @@
-"""Section child: Python PyTorch 2.11 on the same export the addon runs, in one of two modes.
+"""Runtime worker (the protocol of bench/lib/worker.ts: JSON commands on stdin, one JSON reply per
+command on file descriptor 3): Python PyTorch 2.11 on the same export the addon runs, in one of two modes.
 
   --mode torchscript  torch.jit.load(<pt>), the very file Node loads
   --mode eager        dove.model.Dove rebuilt from the file's dove.json config with the file's weights
 
-Same protocol as bench/lib/timing.ts (warm-up, then timed calls until min count and min seconds, at most
-max count; median) and same work per op as bench/peers/node-addon.ts: encode(images, K=maxTokens),
-decode(tokens, lengths=K), both in a row, and one AdamW training step. Reads --plan, writes --out.
+Same timed loop as bench/lib/worker.ts (timed calls until min count and min seconds, at most max count)
+and same work per op as bench/peers/node-addon.ts: encode(images, K=maxTokens), decode(tokens,
+lengths=K), both in a row, and one AdamW training step.
 """
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 
@@ -20,9 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from torch_models import load_export  # noqa: E402
 
 
-def time_loop(loop, body):
-    for _ in range(loop["warmup"]):
-        body()
+def timed_samples(loop, body):
     samples = []
     start = time.perf_counter()
     while len(samples) < loop["maxIterations"] and (
@@ -31,13 +29,7 @@ def time_loop(loop, body):
         t0 = time.perf_counter()
         body()
         samples.append((time.perf_counter() - t0) * 1000.0)
-    return {
-        "iterations": len(samples),
-        "medianMs": statistics.median(samples),
-        "meanMs": statistics.fmean(samples),
-        "minMs": min(samples),
-        "maxMs": max(samples),
-    }
+    return samples
 
 
 def settle(t, device):
@@ -95,53 +87,56 @@ def make_body(model, case, op, seed, device):
 def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--mode", choices=["eager", "torchscript"], required=True)
-    p.add_argument("--plan", required=True)
-    p.add_argument("--out", required=True)
     args = p.parse_args()
-    with open(args.plan, encoding="utf-8") as f:
-        plan = json.load(f)
-    runtime = "python-eager" if args.mode == "eager" else "python-torchscript"
-    torch.set_num_threads(plan["threads"])
-    device = torch.device(plan.get("device") or "cpu")
-    torch.manual_seed(plan["seed"])
-    out = {
-        "runtime": runtime,
-        "versions": {"torch": torch.__version__, "python": sys.version.split()[0]},
-        "threads": torch.get_num_threads(),
-        "device": str(device),
-        "rows": [],
-        "errors": [],
-    }
+    threads = int(os.environ.get("OMP_NUM_THREADS", "2"))
+    torch.set_num_threads(threads)
+    device = torch.device(os.environ.get("DOVE_BENCH_DEVICE", "cpu"))
+    torch.manual_seed(0)
+    replies = os.fdopen(3, "w", encoding="utf-8")
     models = {}
+    prepared = None
 
-    def flush():
-        with open(args.out, "w", encoding="utf-8") as f:
-            json.dump(out, f, indent=2)
+    def reply(value):
+        replies.write(json.dumps(value) + "\n")
+        replies.flush()
 
-    for case in plan["cases"]:
-        pt = case["model"]["pt"]
-        for op in case["ops"]:
-            try:
+    def release():
+        nonlocal prepared
+        if prepared is not None:
+            prepared[1]()
+        prepared = None
+
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        command = json.loads(line)
+        cmd = command["cmd"]
+        if cmd == "exit":
+            break
+        try:
+            if cmd == "info":
+                reply({"versions": {"torch": torch.__version__, "python": sys.version.split()[0]},
+                       "threads": torch.get_num_threads()})
+            elif cmd == "prepare":
+                release()
+                case = command["case"]
+                pt = case["model"]["pt"]
                 if pt not in models:
                     models[pt] = load_export(pt, args.mode)[0].to(device)
-                body, done = make_body(models[pt], case, op, plan["seed"], device)
-                try:
-                    stats = time_loop(case["loop"], body)
-                finally:
-                    done()
-                per_sec = 1000.0 / stats["medianMs"]
-                row = dict(stats, runtime=runtime, config=case["model"]["config"], batch=case["batch"], op=op,
-                           imagesPerSec=case["batch"] * per_sec, stepsPerSec=per_sec if op == "train" else None)
-                out["rows"].append(row)
-                print(f"{row['config']} b{row['batch']} {op}: {row['medianMs']:.1f} ms, "
-                      f"{row['imagesPerSec']:.2f} img/s", flush=True)
-            except Exception as e:  # a failing row is reported, the rest still runs
-                out["errors"].append({"runtime": runtime, "config": case["model"]["config"],
-                                      "batch": case["batch"], "op": op, "error": f"{type(e).__name__}: {e}"})
-                print(f"{case['model']['config']} b{case['batch']} {op}: {type(e).__name__}: {e}", file=sys.stderr,
-                      flush=True)
-            flush()
-    flush()
+                prepared = make_body(models[pt], case, command["op"], 0, device)
+                for _ in range(case["loop"]["warmup"]):
+                    prepared[0]()
+                reply({})
+            elif cmd == "measure":
+                if prepared is None:
+                    raise RuntimeError("measure before prepare")
+                reply({"samplesMs": timed_samples(command["loop"], prepared[0])})
+            else:
+                release()
+                reply({})
+        except Exception as e:  # a failing command is reported; the worker stays up for the next one
+            reply({"error": f"{type(e).__name__}: {e}"})
+    release()
 
 
 if __name__ == "__main__":

@@ -56,7 +56,7 @@ async function main(): Promise<void> {
   }
   const elapsed = (performance.now() - start) / 1000;
   await pending?.catch(() => undefined);
-  process.stdout.write(`${JSON.stringify({ side: 'node', model: tokenizer.model.meta.configName, batch, images: done, seconds: Number(elapsed.toFixed(3)), images_per_s: Number((done / elapsed).toFixed(3)), threads: getNumThreads() })}\n`);
+  process.stdout.write(`${JSON.stringify({ side: 'node', model: tokenizer.model.meta.configName, batch, images: done, seconds: Number(elapsed.toFixed(3)), images_per_s: Number((done / elapsed).toFixed(3)), threads: getNumThreads(), path: tokenizer.model.compiled !== null ? 'AOTInductor package' : 'TorchScript' })}\n`);
   tokenizer.dispose();
 }
 

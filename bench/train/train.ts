@@ -1,7 +1,9 @@
 // bench/train: training steps/s on CPU, Node (the C++ engine alone, and the whole Trainer with its
 // sharp data pipeline) against a plain PyTorch loop on the same export, batch and hyper-parameters.
-//   node dist/bench/train/train.js [--configs tiny,official-14m] [--batch 4,1 (per config)] [--steps 10] [--threads 2]
-// Prints a Markdown table and writes bench/results/train-<date>.json.
+//   node dist/bench/train/train.js [--configs tiny,official-14m] [--batch 4,1 (per config)] [--steps 10] [--threads 2] [--rounds 3]
+// The three run in rounds (python, engine, Trainer, then the reverse order, ...; `steps` timed steps
+// each), so their ratios are taken within a round. Prints a Markdown table and writes
+// bench/results/train-<date>.json (medians over rounds, and every round's steps/s).
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -90,34 +92,59 @@ async function python(model: string, batch: number, warmup: number, steps: numbe
   return JSON.parse(stdout.trim().split('\n').pop()!) as Speed;
 }
 
+function medianSpeed(speeds: Speed[]): Speed {
+  const mid = (v: number[]): number => {
+    const x = [...v].sort((a, b) => a - b);
+    const m = Math.floor(x.length / 2);
+    return x.length % 2 === 1 ? x[m]! : (x[m - 1]! + x[m]!) / 2;
+  };
+  return { stepsPerSecond: mid(speeds.map((x) => x.stepsPerSecond)), cpuSecondsPerStep: mid(speeds.map((x) => x.cpuSecondsPerStep)) };
+}
+
+/** "1.05× (0.98–1.12)": median and min–max of per-round ratios a/b of steps/s. */
+function roundRatio(a: Speed[], b: Speed[]): string {
+  const r = a.map((x, i) => x.stepsPerSecond / b[i]!.stepsPerSecond).sort((x, y) => x - y);
+  const m = Math.floor(r.length / 2);
+  const med = r.length % 2 === 1 ? r[m]! : (r[m - 1]! + r[m]!) / 2;
+  return `${med.toFixed(2)}× (${r[0]!.toFixed(2)}–${r[r.length - 1]!.toFixed(2)})`;
+}
+
 async function main(): Promise<void> {
   const configs = arg('--configs', 'tiny,official-14m').split(',');
   const batches = arg('--batch', '4').split(',').map(Number);
   const steps = Number(arg('--steps', '10'));
   const threads = Number(arg('--threads', '2'));
+  const rounds = Number(arg('--rounds', '3'));
+  if (!Number.isInteger(rounds) || rounds < 1 || rounds > 100) throw new Error(`Expected integer between 1 and 100 for --rounds but received ${arg('--rounds', '3')}`);
   const warmup = 3;
-  const rows: { config: string; batch: number; python: Speed; engine: Speed; trainer: Speed }[] = [];
+  type Rounds = { python: Speed[]; engine: Speed[]; trainer: Speed[] };
+  const rows: { config: string; batch: number; python: Speed; engine: Speed; trainer: Speed; rounds: Rounds }[] = [];
   for (const [ci, config] of configs.entries()) {
     const batch = batches[Math.min(ci, batches.length - 1)]!;
     const model = MODELS[config];
     if (model === undefined || !existsSync(model)) throw new Error(`No export for ${config} (${String(model)}); run scripts/setup`);
-    // Python first, then Node, each alone on the machine.
-    const py = await python(model, batch, warmup, steps, threads);
-    const engine = await nodeEngine(model, batch, warmup, steps, threads);
-    const trainer = await nodeTrainer(model, batch, warmup, steps, threads);
-    rows.push({ config, batch, python: py, engine, trainer });
-    process.stderr.write(`[bench/train] ${config}: ${JSON.stringify({ python: py, engine, trainer })}\n`);
+    const per: Rounds = { python: [], engine: [], trainer: [] };
+    const sides: [keyof Rounds, () => Promise<Speed>][] = [
+      ['python', () => python(model, batch, warmup, steps, threads)],
+      ['engine', () => nodeEngine(model, batch, warmup, steps, threads)],
+      ['trainer', () => nodeTrainer(model, batch, warmup, steps, threads)],
+    ];
+    for (let r = 0; r < rounds; r++) {
+      for (const [name, run] of r % 2 === 0 ? sides : [...sides].reverse()) per[name].push(await run());
+      process.stderr.write(`[bench/train] ${config} round ${r + 1}/${rounds}: ${JSON.stringify({ python: per.python.at(-1), engine: per.engine.at(-1), trainer: per.trainer.at(-1) })}\n`);
+    }
+    rows.push({ config, batch, python: medianSpeed(per.python), engine: medianSpeed(per.engine), trainer: medianSpeed(per.trainer), rounds: per });
   }
   const cell = (s: Speed): string => `${s.stepsPerSecond.toFixed(3)} (${s.cpuSecondsPerStep.toFixed(2)} cpu-s)`;
   const table = [
-    `| config | batch | PyTorch loop: steps/s (CPU s/step) | Node engine | Node Trainer incl. data | engine / python (CPU s/step) |`,
-    '|---|---|---|---|---|---|',
-    ...rows.map((r) => `| ${r.config} | ${r.batch} | ${cell(r.python)} | ${cell(r.engine)} | ${cell(r.trainer)} | ${(r.python.cpuSecondsPerStep / r.engine.cpuSecondsPerStep).toFixed(2)} |`),
+    `| config | batch | PyTorch loop: steps/s (CPU s/step) | Node engine | Node Trainer incl. data | engine / python | Trainer / python |`,
+    '|---|---|---|---|---|---|---|',
+    ...rows.map((r) => `| ${r.config} | ${r.batch} | ${cell(r.python)} | ${cell(r.engine)} | ${cell(r.trainer)} | ${roundRatio(r.rounds.engine, r.rounds.python)} | ${roundRatio(r.rounds.trainer, r.rounds.python)} |`),
   ].join('\n');
-  process.stdout.write(`${table}\n\nCPU, ${threads} threads, ${steps} timed steps after ${warmup} warm-up steps, one fixed batch (Trainer: a folder of batch × ${warmup + steps} JPEGs, 300×260, random crops).\n`);
+  process.stdout.write(`${table}\n\nCPU, ${threads} threads, ${rounds} rounds of ${steps} timed steps after ${warmup} warm-up steps each, one fixed batch (Trainer: a folder of batch × ${warmup + steps} JPEGs, 300×260, random crops). Medians over rounds; ratios: median (min–max) of per-round ratios.\n`);
   const out = join(ROOT, 'bench', 'results');
   mkdirSync(out, { recursive: true });
-  writeFileSync(join(out, `train-${new Date().toISOString().slice(0, 10)}.json`), JSON.stringify({ threads, steps, warmup, rows }, null, 2));
+  writeFileSync(join(out, `train-${new Date().toISOString().slice(0, 10)}.json`), JSON.stringify({ threads, steps, warmup, rounds, rows }, null, 2));
 }
 
 main().catch((error: unknown) => {

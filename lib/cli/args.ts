@@ -178,7 +178,8 @@ export async function withUsage(command: string, body: () => Promise<number>): P
 
 /** --trust-model, for every command that loads a model file. */
 export const TRUST_MODEL_HELP = `      --trust-model         load a model whose TorchScript touches files or the process (refused
-                            otherwise: a model file is code; docs/MODEL_FORMAT.md)`;
+                            otherwise: a model file is code; docs/MODEL_FORMAT.md), and run the
+                            compiled package beside it (<model>.aoti.pt2, native code) if it matches`;
 
 /** Options every model-running command shares. */
 export const MODEL_OPTIONS = {

@@ -2,6 +2,7 @@
 
 python -m dove.export --config tiny|official-14m|official-70m|path.json [--vqgan DIR] [--pythia DIR]
     [--checkpoint FILE] [--variant dove|qdove] [--tokenizer FILE] [--seed N] [--onnx PREFIX] [--fit-order DIR]
+    [--compiled]
     -o model.pt
 """
 import argparse
@@ -97,6 +98,23 @@ def save_scripted(model: Dove, path: str, meta: Dict[str, Any], tokenizer_json: 
     return scripted
 
 
+def load_export(pt: str, mode: str) -> Tuple[torch.nn.Module, Dict[str, Any]]:
+    """An export back in Python -> (module, dove.json). mode 'torchscript': the file itself; 'eager':
+    dove.model.Dove rebuilt from its config with the file's weights."""
+    extra = {"dove.json": ""}
+    scripted = torch.jit.load(pt, map_location="cpu", _extra_files=extra)
+    meta = json.loads(extra["dove.json"])
+    if mode == "torchscript":
+        return scripted.eval(), meta
+    model = Dove(meta["config"], meta.get("variant", "dove"))
+    # The archive also stores buffers the eager module keeps out of its state dict (derived tables such
+    # as rotary frequencies); every parameter and persistent buffer must still be present.
+    missing, _ = model.load_state_dict(scripted.state_dict(), strict=False)
+    if missing:
+        raise RuntimeError(f"{pt}: the export lacks {len(missing)} eager entries, e.g. {missing[:3]}")
+    return model.eval(), meta
+
+
 def optimize_for_inference(scripted: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
     """The Python twin of what the Node runtime does at load with `optimize` (native/module_optimize.cpp,
     docs/API.md): conv weights channels_last (CPU), then torch.jit.freeze with every public method
@@ -158,6 +176,7 @@ def export(
     tokenizer: Optional[str] = None,
     onnx: Optional[str] = None,
     fit_order_from: Optional[str] = None,
+    compiled: bool = False,
 ) -> Dict[str, Any]:
     cfg = load_config(config)
     if variant == "qdove" and not tokenizer and pythia:
@@ -178,7 +197,11 @@ def export(
     meta = dove_json(cfg, variant, seed, tok_json)
     if fit_order_from:
         meta["autoencoderFit"] = fit_autoencoder_order(model, cfg, fit_order_from, checkpoint)
-    save_scripted(model, out, meta, tok_json)
+    scripted = save_scripted(model, out, meta, tok_json)
+    if compiled:
+        from .aoti_export import compile_package, package_path
+
+        compile_package(model, scripted, package_path(out))
     if onnx:
         from .onnx_export import export_onnx
 
@@ -199,11 +222,14 @@ def main(argv=None) -> int:
     p.add_argument("--onnx", help="also write <PREFIX>.encode.onnx and <PREFIX>.decode.onnx (fixed budget)")
     p.add_argument("--fit-order", metavar="DIR", help="blocktransform autoencoders: measure the order of the latent's "
                                                        "coefficients on the images in DIR instead of the built-in power law")
+    p.add_argument("--compiled", action="store_true",
+                   help="also write <output minus .pt>.aoti.pt2: encode and decode compiled with AOTInductor for this "
+                        "machine's CPU (minutes; python -m dove.aoti_export compiles an existing .pt)")
     p.add_argument("-o", "--output", required=True, help="output .pt file")
     args = p.parse_args(argv)
     try:
         meta = export(args.config, args.output, args.variant, args.seed, args.vqgan, args.pythia,
-                      args.checkpoint, args.tokenizer, args.onnx, args.fit_order)
+                      args.checkpoint, args.tokenizer, args.onnx, args.fit_order, args.compiled)
     except (ValueError, OSError, RuntimeError) as e:  # ConfigError, PretrainedError are ValueErrors
         print(f"dove.export: error: {e}", file=sys.stderr)
         return 1

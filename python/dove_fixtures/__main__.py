@@ -6,7 +6,7 @@ import time
 
 # Every fixture area, in the order they are written; each is the module dove_fixtures.<area> with a
 # generate(out_dir). A new area is added here.
-AREAS = ("api", "core", "eval", "hardening", "hostile", "model", "optim", "train")
+AREAS = ("api", "compiled", "core", "eval", "hardening", "hostile", "model", "optim", "train")
 
 
 def main() -> None:

@@ -1,0 +1,134 @@
+// The compiled inference path: encode and decode of a DOVE file as AOTInductor models
+// (`python -m dove.export --compiled` writes <model>.aoti.pt2 beside <model>.pt; docs/MODEL_FORMAT.md).
+// A package is used only for the file it was compiled from (same weights hash), on the device and
+// CPU instructions it was compiled for; otherwise the TorchScript methods run, and `note` says why.
+import { existsSync } from 'node:fs';
+import type { NativeCompiledModel, NativeTensor } from '../binding';
+import { DoveError } from './errors';
+import { binding } from './native';
+import { Tensor, tensorFromResult } from './tensor';
+
+export const PACKAGE_FORMAT = 'dove-encoder/aoti';
+export const PACKAGE_VERSION = '1';
+
+/** Where a model's package lives: model.pt -> model.aoti.pt2 (python/dove/aoti_export.py package_path). */
+export function compiledPackagePath(modelPath: string): string {
+  return `${modelPath.endsWith('.pt') ? modelPath.slice(0, -3) : modelPath}.aoti.pt2`;
+}
+
+/** The package's outcome for one loaded model: the compiled pair, or why there is none. */
+export interface CompiledOutcome {
+  compiled: CompiledDove | null;
+  /** 'in use: <path>', or why the TorchScript methods run instead. */
+  note: string;
+}
+
+/** Why a package model's metadata does not fit the loaded file, or null. */
+function mismatch(meta: { [key: string]: string }, model: string, weightsHash: string, maxTokens: number, modelPath: string): string | null {
+  if (meta['dove.format'] !== PACKAGE_FORMAT || meta['dove.format_version'] !== PACKAGE_VERSION) return `its ${model} model is not a ${PACKAGE_FORMAT} v${PACKAGE_VERSION} package`;
+  if (meta['dove.weights_hash'] !== weightsHash) return `compiled from other weights than ${modelPath} (re-export with --compiled, or python -m dove.aoti_export)`;
+  if (Number(meta['dove.max_tokens']) !== maxTokens) return `compiled for ${meta['dove.max_tokens']} tokens, the model has ${maxTokens}`;
+  return null;
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+export class CompiledDove {
+  readonly maxBatch: number;
+
+  private constructor(
+    readonly path: string,
+    private readonly encoder: NativeCompiledModel,
+    private readonly decoder: NativeCompiledModel,
+    readonly maxTokens: number,
+    readonly tokenDim: number,
+  ) {
+    this.maxBatch = Number(encoder.metadata['dove.max_batch']);
+  }
+
+  /**
+   * Opens the package next to `modelPath` if the model is trusted and the package was compiled from
+   * weights with this hash for this device. Never throws for a package that does not fit: the
+   * caller runs TorchScript instead.
+   */
+  static async open(
+    modelPath: string,
+    weightsHash: string | null,
+    device: string,
+    sizes: { maxTokens: number; tokenDim: number },
+    trustModel: boolean,
+  ): Promise<CompiledOutcome> {
+    const path = compiledPackagePath(modelPath);
+    if (!existsSync(path)) return { compiled: null, note: `no compiled package (${path})` };
+    // A package is a shared library whose code runs as it is opened, beyond what the TorchScript
+    // check (UNSAFE_MODEL) can see: an untrusted model's package is not even read.
+    if (!trustModel) return { compiled: null, note: `${path} not used: a compiled package is native code; load with trustModel: true (--trust-model) to run it` };
+    if (device !== 'cpu') return { compiled: null, note: `${path} not used: compiled packages run on the CPU only` };
+    if (weightsHash === null) return { compiled: null, note: `${path} not checked (the weights were not hashed)` };
+    const native = binding();
+    const models = ['encode', 'decode'] as const;
+    const loaded: NativeCompiledModel[] = [];
+    try {
+      // Every model's metadata first: nothing is loaded (a shared library extracted and opened) for a package that does not fit.
+      for (const model of models) {
+        const why = mismatch(await native.compiledMetadata(path, model), model, weightsHash, sizes.maxTokens, modelPath);
+        if (why !== null) return { compiled: null, note: `${path} not used: ${why}` };
+      }
+      for (const model of models) loaded.push(await native.loadCompiled(path, model, device, trustModel));
+    } catch (error) {
+      loaded.forEach((m) => m.dispose());
+      return { compiled: null, note: `${path} not used: ${messageOf(error)}` };
+    }
+    return { compiled: new CompiledDove(path, loaded[0]!, loaded[1]!, sizes.maxTokens, sizes.tokenDim), note: `in use: ${path}` };
+  }
+
+  /** uint8 (B,S,S,3) -> tokens (B,K,D), eos logits (B,K), p(EOS) (B,K) with K = maxTokens. */
+  async encode(pixels: Tensor): Promise<[Tensor, Tensor, Tensor]> {
+    const out = await this.run(this.encoder, [pixels]);
+    if (out.length !== 3) throw new DoveError(`${this.path}: encode returned ${out.length} tensors, expected 3`, 'NOT_DOVE_EXPORT');
+    return out as [Tensor, Tensor, Tensor];
+  }
+
+  /**
+   * Whether decode takes these arguments as the TorchScript method would: float32 tokens (B,K,D)
+   * with 1 <= K <= maxTokens, int64 lengths (B,) between 0 and K, on the CPU. The compiled graph
+   * cannot check values; arguments it does not take go to TorchScript, which raises its own errors.
+   */
+  decodes(tokens: Tensor, lengths: Tensor): boolean {
+    const [b, k, d] = tokens.shape;
+    if (tokens.dtype !== 'float32' || tokens.device !== 'cpu' || tokens.shape.length !== 3 || d !== this.tokenDim) return false;
+    if (!(k! >= 1 && k! <= this.maxTokens && b! >= 1 && b! <= this.maxBatch)) return false;
+    if (lengths.dtype !== 'int64' || lengths.device !== 'cpu' || lengths.shape.length !== 1 || lengths.shape[0] !== b) return false;
+    const kk = BigInt(k!);
+    for (const l of lengths.data() as BigInt64Array) if (l < 0n || l > kk) return false;
+    return true;
+  }
+
+  /** Arguments `decodes` accepted -> uint8 (B,S,S,3). */
+  async decode(tokens: Tensor, lengths: Tensor): Promise<Tensor> {
+    const out = await this.run(this.decoder, [tokens, lengths]);
+    if (out.length !== 1) throw new DoveError(`${this.path}: decode returned ${out.length} tensors, expected 1`, 'NOT_DOVE_EXPORT');
+    return out[0]!;
+  }
+
+  private async run(model: NativeCompiledModel, inputs: Tensor[]): Promise<Tensor[]> {
+    let pending: Promise<NativeTensor[]>;
+    try {
+      pending = model.run(inputs.map((t) => t.native));
+    } catch (error) {
+      throw DoveError.atCallSite(error);
+    }
+    try {
+      return (await pending).map(tensorFromResult);
+    } catch (error) {
+      throw DoveError.atCallSite(error);
+    }
+  }
+
+  dispose(): void {
+    this.encoder.dispose();
+    this.decoder.dispose();
+  }
+}

@@ -1,0 +1,207 @@
+"""AOTInductor packages of encode and decode: a second inference path, compiled ahead of time by
+PyTorch's own compiler (docs/MODEL_FORMAT.md, "Compiled package").
+
+python -m dove.aoti_export model.pt [-o model.aoti.pt2]     (an existing export, e.g. after training)
+python -m dove.export ... --compiled -o model.pt            (at export)
+
+Either writes `<model>.aoti.pt2` next to `<model>.pt`: one PT2 archive
+holding two AOTInductor models, `encode` and `decode`, compiled from the same weights for the CPU it
+runs on, with a dynamic batch. Each model's metadata carries the weights hash of the TorchScript file
+(`weights_hash`), so the runtime uses the package only for the file it was compiled from and runs
+TorchScript otherwise.
+
+- encode: uint8 pixels (B,S,S,3) -> tokens (B,K,D), eos_logits (B,K), eos_probs (B,K), K = maxTokens.
+- decode: tokens float32 (B,K,D), 1 <= K <= maxTokens, lengths int64 (B,) -> uint8 pixels (B,S,S,3).
+  The graph cannot check the lengths (their values), so the caller does: 0 <= length <= K.
+
+DOVE only: a Q-DOVE query changes the sequence length, which the compiled graph fixes.
+"""
+import argparse
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .model import Dove, to_pixels
+
+# Inductor settings of every package. freezing: weights become constants, so convolution and linear
+# weights are prepacked for oneDNN once at compile time instead of reordered on every call. tiny,
+# without vs with (bench/compiled/compare.py, 2 threads, 4 alternating rounds, on the 2-core VM at
+# load ~11, so only the ratios mean much): batch-1 encode 540-655 vs 180-228 ms, decode 894-1024 vs
+# 239-290 ms; batch 16 unchanged (encode 1002-1133 vs 1071-1178 ms). Outputs stay within float32
+# rounding of TorchScript (tokens 8e-7, pixels within one level).
+# cpp.dynamic_threads: the generated kernels ask OpenMP for the thread count at run time, so the
+# package follows setNumThreads like TorchScript does. Without it inductor writes the compiling
+# machine's count into every kernel (`#pragma omp parallel num_threads(2)` here).
+# link_libtorch False: the shared library in the package names no libtorch library. By default it
+# would name libtorch.so (which pulls in libtorch_cuda.so, and which the runtime's platform package
+# does not ship: docs/PACKAGING.md); the runtime finds libtorch's C shim (aoti_torch_*) and c10 in
+# the process instead (native/compiled_model.cpp makes the loaded libtorch_cpu.so / libc10.so global).
+INDUCTOR_OPTIONS: Dict[str, Any] = {"freezing": True, "cpp.dynamic_threads": True, "aot_inductor.link_libtorch": False}
+PACKAGE_FORMAT = "dove-encoder/aoti"
+PACKAGE_VERSION = 1
+# The largest batch a compiled model accepts; larger batches run through TorchScript.
+MAX_BATCH = 1024
+
+
+def package_path(model_path: str) -> str:
+    """Where the runtime looks for a model's package: model.pt -> model.aoti.pt2."""
+    stem = model_path[:-3] if model_path.endswith(".pt") else model_path
+    return f"{stem}.aoti.pt2"
+
+
+_DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64", torch.float16: "float16",
+                torch.bfloat16: "bfloat16", torch.int32: "int32", torch.int64: "int64", torch.uint8: "uint8",
+                torch.bool: "bool", torch.int8: "int8", torch.int16: "int16"}
+
+
+def weights_hash(module: nn.Module) -> str:
+    """SHA-256 over every parameter and buffer, by name in sorted order: for each, the UTF-8 line
+    `name NUL dtype NUL d0,d1,... NUL`, then the contiguous little-endian bytes. The runtime computes the
+    same over the loaded TorchScript module (native/module_wrap.cpp, weightsHash) before optimising it."""
+    entries: Dict[str, torch.Tensor] = dict(module.named_parameters())
+    entries.update(dict(module.named_buffers()))
+    h = hashlib.sha256()
+    for name in sorted(entries):
+        t = entries[name].detach().cpu().contiguous()
+        if t.dtype not in _DTYPE_NAMES:
+            raise ValueError(f"weights_hash: {name} has dtype {t.dtype}, which the runtime does not hash")
+        shape = ",".join(str(int(s)) for s in t.shape)
+        h.update(f"{name}\0{_DTYPE_NAMES[t.dtype]}\0{shape}\0".encode("utf-8"))
+        h.update(t.reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
+
+
+class EncodePixels(nn.Module):
+    """encode_pixels' computation for all maxTokens slots; the runtime slices the budget and picks
+    lengths with the TorchScript file's select_lengths."""
+
+    def __init__(self, model: Dove):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        tokens, eos_logits = self.model.encode(images, self.model.max_tokens)
+        return tokens, eos_logits, torch.sigmoid(eos_logits)
+
+
+class DecodePixels(nn.Module):
+    """decode_pixels without the argument checks (the runtime makes them before calling it)."""
+
+    def __init__(self, model: Dove):
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        m = self.model
+        # Zero slots up to maxTokens, as decode pads. Unconditionally: `if k < maxTokens` would need a
+        # concrete slot count, and a zero block of maxTokens - k slots made export specialise on that
+        # size being 0 or 1 (the compiled graph then read wrong strides for other sizes).
+        padded = F.pad(tokens, [0, 0, 0, m.max_tokens - tokens.shape[1]])
+        return to_pixels(m.vqgan.decode(m._latents_from_tokens(padded, lengths)).clamp(0.0, 1.0))
+
+
+def _exported(model: Dove) -> Dict[str, Tuple[nn.Module, Tuple[torch.Tensor, ...], Any, str]]:
+    s, k, d = model.image_size, model.max_tokens, model.token_dim
+    # Example inputs of batch 2 (export specialises sizes 0 and 1; every size is read from the model)
+    # and a slot count below the maximum, so the zero padding is not empty in the traced example.
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    pixels = torch.zeros(2, s, s, 3, dtype=torch.uint8)
+    example_slots = max(1, k - 1)
+    tokens = torch.zeros(2, example_slots, d)
+    lengths = torch.full([2], example_slots, dtype=torch.int64)
+    token_dims = {0: batch, 1: torch.export.Dim("slots", min=1, max=k)} if k > 1 else {0: batch}
+    # `dove.inputs` in each model's metadata: what the runtime checks before a call (the compiled
+    # code reads its inputs as contiguous buffers of these sizes). "b" is the batch, 1..MAX_BATCH.
+    return {
+        "encode": (EncodePixels(model), (pixels,), ({0: batch},), f"uint8[b,{s},{s},3]"),
+        "decode": (DecodePixels(model), (tokens, lengths), (token_dims, {0: batch}),
+                   f"float32[b,{'1..' if k > 1 else ''}{k},{d}] int64[b]"),
+    }
+
+
+def compile_package(model: Dove, scripted: torch.jit.ScriptModule, out: str,
+                    inductor_options: Optional[Dict[str, Any]] = None) -> Dict[str, str]:
+    """Compiles encode and decode for this machine's CPU into `out` (a .pt2); -> the shared metadata.
+    `inductor_options` adds torch._inductor.config entries to INDUCTOR_OPTIONS (for experiments)."""
+    if model.is_qdove:
+        raise ValueError("compiled packages cover DOVE only (a Q-DOVE query changes the compiled sequence length)")
+    from torch._inductor import aot_compile
+    from torch._inductor.cpu_vec_isa import pick_vec_isa
+    from torch._inductor.package import package_aoti
+
+    model = model.eval()
+    meta = {
+        "dove.format": PACKAGE_FORMAT,
+        "dove.format_version": str(PACKAGE_VERSION),
+        "dove.weights_hash": weights_hash(scripted),
+        "dove.torch": torch.__version__.split("+")[0],
+        "dove.device": "cpu",
+        "dove.cpu_isa": str(pick_vec_isa()),
+        "dove.max_batch": str(MAX_BATCH),
+        "dove.max_tokens": str(model.max_tokens),
+    }
+    files: Dict[str, Any] = {}
+    work = tempfile.mkdtemp(prefix="dove-aoti-")
+    try:
+        for name, (module, args, dynamic, inputs) in _exported(model).items():
+            with torch.no_grad():
+                ep = torch.export.export(module, args, dynamic_shapes=dynamic)
+                files[name] = aot_compile(ep.module(), args, options={
+                    **INDUCTOR_OPTIONS,
+                    **(inductor_options or {}),
+                    "aot_inductor.package": True,
+                    "aot_inductor.output_path": os.path.join(work, name),
+                    "aot_inductor.metadata": dict(meta, **{"dove.method": name, "dove.inputs": inputs}),
+                })
+        # Written under its final name in a temporary folder (the archive's entries are prefixed with
+        # the file's name), then moved into place: a reader never sees half a package.
+        target = os.path.abspath(out)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        staging = tempfile.mkdtemp(prefix=".dove-aoti-", dir=os.path.dirname(target))
+        try:
+            tmp = os.path.join(staging, os.path.basename(target))
+            package_aoti(tmp, files)
+            os.replace(tmp, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return meta
+
+
+def compile_export(pt: str, out: Optional[str] = None) -> Dict[str, str]:
+    """Compiles the package of an existing export (e.g. one the Node Trainer wrote)."""
+    from .export import load_export
+
+    scripted, _ = load_export(pt, "torchscript")
+    model, _ = load_export(pt, "eager")
+    assert isinstance(model, Dove)
+    return compile_package(model, scripted, out or package_path(pt))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m dove.aoti_export", description=__doc__.split("\n\n")[0])
+    p.add_argument("model", help="a DOVE export (.pt)")
+    p.add_argument("-o", "--output", help="package path (default: <model minus .pt>.aoti.pt2, where the runtime looks)")
+    args = p.parse_args(argv)
+    start = time.time()
+    try:
+        meta = compile_export(args.model, args.output)
+    except (ValueError, OSError, RuntimeError) as e:
+        print(f"dove.aoti_export: error: {e}", file=sys.stderr)
+        return 1
+    print(f"dove.aoti_export: wrote {args.output or package_path(args.model)} (encode, decode; {meta['dove.cpu_isa']}; "
+          f"weights {meta['dove.weights_hash'][:12]}) in {time.time() - start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""Compiled-package fixtures (test/api/compiled.test.ts, test/native/compiled.test.ts), in
+test/fixtures/generated/compiled/:
+
+- micro.pt + micro.aoti.pt2: a seeded DOVE export of `micro` (tiny's architecture, scaled down so
+  compiling takes minutes, not tens of them) and its AOTInductor package, compiled here once
+  (scripts/setup regenerates fixtures only when python/dove changes).
+- other-weights.pt + other-weights.aoti.pt2: the same architecture with other weights, beside a copy of
+  micro's package: a package that does not match its model (the runtime must not use it).
+- wrong-device.aoti.pt2 / wrong-isa.aoti.pt2: micro's package with its metadata saying cuda / an
+  instruction set no CPU has (the loader must refuse them).
+- compiled.json: what each file is, and the sizes.
+
+When the package cannot be compiled (a model change torch.export cannot trace), compiled.json records
+the error instead, and the tests fail with it rather than skip.
+"""
+import json
+import os
+import shutil
+import traceback
+import zipfile
+from typing import Any, Dict
+
+import torch
+
+from dove.config import autoencoder_type, clone, load_config
+from dove.export import build_model, dove_json
+
+
+def micro_config() -> Dict[str, Any]:
+    """tiny, scaled down: 16 px, 16 tokens of 16 floats, an autoencoder of 8-16 channels, 1+1 layers."""
+    cfg = clone(load_config("tiny"))
+    cfg["name"] = "micro"
+    cfg["imageSize"] = 16
+    cfg["maxTokens"] = 16
+    cfg["tokenDim"] = 16
+    if autoencoder_type(cfg) == "blocktransform":
+        # one latent channel per token slot, as tiny has
+        cfg["vqgan"].update(latent_channels=cfg["maxTokens"], refine_channels=[8, 16])
+    else:
+        cfg["vqgan"].update(block_out_channels=[8, 16, 16], latent_channels=4, norm_num_groups=4)
+    cfg["transformer"].update(hidden_size=32, num_attention_heads=2, intermediate_size=64,
+                              generator_layers=1, decoder_layers=1)
+    return cfg
+
+
+def _save(model: torch.nn.Module, meta: Dict[str, Any], path: str) -> torch.jit.ScriptModule:
+    scripted = torch.jit.script(model)
+    torch.jit.save(scripted, path, _extra_files={"dove.json": json.dumps(meta, indent=2)})
+    return scripted
+
+
+def _rewrite_metadata(src: str, dst: str, changes: Dict[str, str]) -> None:
+    """A copy of package `src` whose models' metadata carry `changes` (the compiled code is unchanged)."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename.endswith("_metadata.json"):
+                meta = json.loads(data)
+                meta.update(changes)
+                data = json.dumps(meta).encode("utf-8")
+            zout.writestr(item, data)
+
+
+def generate(out_dir: str) -> None:
+    from dove.aoti_export import compile_package, package_path
+
+    out = os.path.join(out_dir, "compiled")
+    os.makedirs(out, exist_ok=True)
+    cfg = micro_config()
+    info: Dict[str, Any] = {"config": cfg, "files": {}, "error": None}
+    model, cfg, _ = build_model(cfg, "dove", seed=3)
+    micro_pt = os.path.join(out, "micro.pt")
+    scripted = _save(model, dove_json(cfg, "dove", 3, None), micro_pt)
+    info["files"]["micro.pt"] = "seeded micro DOVE export"
+    try:
+        meta = compile_package(model, scripted, package_path(micro_pt))
+    except Exception:  # recorded for the tests to report; the other fixtures still get written
+        info["error"] = traceback.format_exc(limit=8)
+    else:
+        info["files"]["micro.aoti.pt2"] = "its compiled package"
+        info["metadata"] = meta
+        other, _, _ = build_model(cfg, "dove", seed=4)
+        other_pt = os.path.join(out, "other-weights.pt")
+        _save(other, dove_json(cfg, "dove", 4, None), other_pt)
+        shutil.copyfile(package_path(micro_pt), package_path(other_pt))
+        info["files"]["other-weights.pt"] = "same architecture, other weights, beside a copy of micro's package"
+        _rewrite_metadata(package_path(micro_pt), os.path.join(out, "wrong-device.aoti.pt2"), {"dove.device": "cuda"})
+        info["files"]["wrong-device.aoti.pt2"] = "micro's package, metadata dove.device = cuda"
+        _rewrite_metadata(package_path(micro_pt), os.path.join(out, "wrong-isa.aoti.pt2"), {"dove.cpu_isa": "avx512 no_such_isa"})
+        info["files"]["wrong-isa.aoti.pt2"] = "micro's package, metadata naming an unknown instruction set"
+    with open(os.path.join(out, "compiled.json"), "w", encoding="utf-8") as f:
+        json.dump(info, f, indent=2)

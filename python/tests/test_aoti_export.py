@@ -1,0 +1,60 @@
+"""The compiled-package exporter (dove/aoti_export.py) without compiling (that takes minutes; the
+compiled fixture, python/dove_fixtures/compiled.py, and test/compiled cover the packages): the weights
+hash, and torch.export of the encode / decode graphs for every slot count and batch, which a model
+change with data-dependent Python control flow would break."""
+import pytest
+import torch
+
+from dove.aoti_export import DecodePixels, EncodePixels, _exported, package_path, weights_hash
+from dove.config import load_config
+from dove.model import Dove
+from dove_testutil import perturb_
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    model = Dove(load_config("tiny"), "dove").eval()
+    perturb_(model, 1)
+    return model
+
+
+def test_weights_hash_follows_the_weights_not_the_object(tiny, tmp_path):
+    scripted = torch.jit.script(tiny)
+    path = tmp_path / "m.pt"
+    torch.jit.save(scripted, str(path))
+    h = weights_hash(scripted)
+    assert len(h) == 64 and h == weights_hash(torch.jit.load(str(path))), "the file hashes as the module it was saved from"
+    reloaded = torch.jit.load(str(path))
+    with torch.no_grad():
+        reloaded.eos_head.bias.add_(1e-3)
+    assert weights_hash(reloaded) != h, "any change of any weight changes the hash"
+
+
+def test_package_path_sits_beside_the_model():
+    assert package_path("/a/b/model.pt") == "/a/b/model.aoti.pt2"
+    assert package_path("model") == "model.aoti.pt2"
+
+
+def test_encode_and_decode_export_with_dynamic_batch_and_slots(tiny):
+    """The exported graphs (as AOTInductor compiles them) equal the model for batches and slot counts
+    other than the traced example's, including a full set of slots (no padding)."""
+    k, d, s = tiny.max_tokens, tiny.token_dim, tiny.image_size
+    graphs = {}
+    with torch.no_grad():
+        for name, (module, args, dynamic, inputs) in _exported(tiny).items():
+            graphs[name] = torch.export.export(module, args, dynamic_shapes=dynamic).module()
+            assert inputs.startswith("uint8[b," if name == "encode" else "float32[b,1..")
+        gen = torch.Generator().manual_seed(5)
+        for b in (1, 3):
+            pixels = torch.randint(0, 256, (b, s, s, 3), dtype=torch.uint8, generator=gen)
+            for got, want in zip(graphs["encode"](pixels), EncodePixels(tiny)(pixels)):
+                assert torch.allclose(got, want, atol=1e-5), "encode"
+            for slots in (1, k - 1, k):
+                tokens = torch.randn(b, slots, d, generator=gen)
+                lengths = torch.randint(0, slots + 1, (b,), generator=gen)
+                got = graphs["decode"](tokens, lengths)
+                want = DecodePixels(tiny)(tokens, lengths)
+                assert got.shape == (b, s, s, 3) and got.dtype == torch.uint8
+                assert (got.int() - want.int()).abs().max() <= 1, f"decode b={b} slots={slots}"
+                assert torch.equal(want, tiny.decode_pixels(tokens, lengths)), "DecodePixels is decode_pixels"

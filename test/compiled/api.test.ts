@@ -1,0 +1,178 @@
+// The compiled inference path through the public API: the Tokenizer and Reconstructor use the
+// AOTInductor package beside a model when it was compiled from that model's weights, give the
+// TorchScript results within float32 rounding, and fall back to TorchScript otherwise.
+// Fixtures: python/dove_fixtures/compiled.py (test/fixtures/generated/compiled).
+import test from 'ava';
+import { copyFileSync, existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { DoveError } from '../../lib/errors';
+import { Reconstructor } from '../../lib/reconstructor';
+import { Tensor } from '../../lib/tensor';
+import { Tokenizer, type ResolvedTokenizeOptions, type TokenBatch } from '../../lib/tokenizer';
+import { FIXTURES, tempDir } from '../api/helpers';
+import { maxAbsDiff } from '../native/helpers';
+
+const DIR = join(FIXTURES, 'compiled');
+const MICRO = join(DIR, 'micro.pt');
+
+function checkFixtures(): void {
+  const file = join(DIR, 'compiled.json');
+  if (!existsSync(file)) throw new Error(`${file} is missing: run scripts/setup (its fixture step compiles the package)`);
+  const error = (JSON.parse(readFileSync(file, 'utf8')) as { error: string | null }).error;
+  if (error !== null) throw new Error(`the fixture step could not compile the micro package:\n${error}`);
+}
+
+/** Seeded model-sized pixels for `count` images. */
+function pixels(size: number, count: number): Uint8Array {
+  let s = 12345;
+  return Uint8Array.from({ length: count * size * size * 3 }, () => {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+    return s >>> 24;
+  });
+}
+
+/** A threshold in the widest gap between the model's own EOS probabilities, so lengths cannot flip on rounding. */
+function safeThreshold(batch: TokenBatch): number {
+  const p = [...(batch.eosProbabilities.data() as Float32Array)].sort((a, b) => a - b);
+  let best = 0;
+  let at = 0.5;
+  for (let i = Math.floor(p.length / 2); i + 1 < p.length; i++) {
+    if (p[i + 1]! - p[i]! > best) {
+      best = p[i + 1]! - p[i]!;
+      at = (p[i + 1]! + p[i]!) / 2;
+    }
+  }
+  return at;
+}
+
+// One model loaded both ways for the tests below (a load costs seconds: weights hashed, package opened).
+let compiled: Tokenizer;
+let scripted: Tokenizer;
+test.before(async () => {
+  checkFixtures();
+  compiled = await Tokenizer.load(MICRO, { trustModel: true });
+  scripted = await Tokenizer.load(MICRO, { compiled: false, trustModel: true });
+});
+test.after.always(() => {
+  compiled?.dispose();
+  scripted?.dispose();
+});
+
+test.serial('the package beside a model compiled from its weights is used; TorchScript only when asked', async (t) => {
+  t.not(compiled.model.compiled, null, compiled.model.compiledNote);
+  t.regex(compiled.model.compiledNote, /^in use: .*micro\.aoti\.pt2$/);
+  t.is(scripted.model.compiled, null);
+  t.regex(scripted.model.compiledNote, /compiled: false/);
+  await t.throwsAsync(Tokenizer.load(MICRO, { compiled: 'yes' as never }), { instanceOf: DoveError, message: /Expected boolean for compiled/ });
+});
+
+test.serial('an untrusted model runs TorchScript: its package (native code) is not opened', async (t) => {
+  const untrusted = await Tokenizer.load(MICRO);
+  try {
+    t.is(untrusted.model.compiled, null);
+    t.regex(untrusted.model.compiledNote, /micro\.aoti\.pt2 not used: a compiled package is native code; load with trustModel: true/);
+    t.is(untrusted.model.module.weightsHash, null, 'the weights are not even hashed for a package that will not be opened');
+  } finally {
+    untrusted.dispose();
+  }
+});
+
+test.serial('tokenize and reconstruct through the package equal TorchScript within float32 rounding', async (t) => {
+  const encodes: number[] = [];
+  const decodes: number[] = [];
+  const c = compiled.model.compiled!;
+  // Count the calls that reach the compiled models, so the test fails if everything silently ran TorchScript.
+  const encode = c.encode.bind(c);
+  const decode = c.decode.bind(c);
+  c.encode = async (px: Tensor) => (encodes.push(px.shape[0]!), encode(px));
+  c.decode = async (tk: Tensor, l: Tensor) => (decodes.push(tk.shape[1]!), decode(tk, l));
+  try {
+    const size = compiled.imageSize;
+    const k = compiled.maxTokens;
+    const px = pixels(size, 3);
+    const base: ResolvedTokenizeOptions = { mode: 'fixed', budget: k, threshold: 0.5, queries: undefined };
+    const probe = await scripted.tokenizePixels(px, 3, base);
+    const threshold = safeThreshold(probe);
+    probe.dispose();
+    const budget = Math.max(1, Math.floor(k / 3));
+    for (const options of [
+      { ...base, mode: 'auto', threshold },
+      { ...base, mode: 'fixed', budget, threshold },
+      { ...base, mode: 'capped', budget, threshold },
+    ] as ResolvedTokenizeOptions[]) {
+      const a = await compiled.tokenizePixels(px, 3, options);
+      const b = await scripted.tokenizePixels(px, 3, options);
+      const what = `${options.mode} ${options.budget}`;
+      t.deepEqual(a.tokens.shape, b.tokens.shape, what);
+      t.true(maxAbsDiff(a.tokens.data() as Float32Array, b.tokens.data() as Float32Array) < 1e-4, `${what}: tokens`);
+      t.true(maxAbsDiff(a.eosProbabilities.data() as Float32Array, b.eosProbabilities.data() as Float32Array) < 1e-5, `${what}: p(EOS)`);
+      t.deepEqual(a.lengthsArray, b.lengthsArray, `${what}: lengths`);
+      const ra = await new Reconstructor(compiled.model).reconstruct(a);
+      const rb = await new Reconstructor(scripted.model).reconstruct(b);
+      for (let i = 0; i < ra.length; i++) t.true(maxAbsDiff(ra[i]!.data, rb[i]!.data) <= 1, `${what}: image ${i} within one level`);
+      a.dispose();
+      b.dispose();
+    }
+    t.deepEqual(encodes, [3, 3, 3]);
+    t.deepEqual(decodes, [k, budget, budget], 'the decoder took full and shorter slot counts');
+  } finally {
+    c.encode = encode;
+    c.decode = decode;
+  }
+});
+
+test.serial('arguments the compiled decoder cannot check go to TorchScript and fail the same way', async (t) => {
+  const k = compiled.maxTokens;
+  const d = compiled.tokenDim;
+  const tokens = Tensor.fromArray(new Float32Array(2 * k * d), [2, k, d]);
+  for (const bad of [[1n, BigInt(k + 1)], [-1n, 1n]]) {
+    const lengths = Tensor.fromArray(new BigInt64Array(bad), [2], 'int64');
+    t.false(compiled.model.compiled!.decodes(tokens, lengths));
+    // DoveModel level: the Reconstructor refuses such lengths itself before either path runs (below).
+    const a = await t.throwsAsync(compiled.model.decodePixels(tokens, lengths), { instanceOf: DoveError });
+    const b = await t.throwsAsync(scripted.model.decodePixels(tokens, lengths), { instanceOf: DoveError });
+    t.is(a?.code, b?.code);
+    t.is(a?.message, b?.message);
+    t.regex(a?.message ?? '', /Expected lengths between 0 and/);
+    const viaApi = await t.throwsAsync(new Reconstructor(compiled.model).decode(tokens, lengths), { instanceOf: DoveError });
+    t.is(viaApi?.code, 'SHAPE_MISMATCH');
+    t.regex(viaApi?.message ?? '', /decode: length -?\d+ for image \d, expected 0\.\./);
+  }
+  // float64 tokens (DoveModel level; the Reconstructor takes float32 only): TorchScript converts them;
+  // the compiled graph takes float32 only, so they go there.
+  const wide = Tensor.fromArray(new Float64Array(2 * k * d), [2, k, d], 'float64');
+  const lengths = Tensor.fromArray(new BigInt64Array([1n, 2n]), [2], 'int64');
+  t.false(compiled.model.compiled!.decodes(wide, lengths));
+  const out = await compiled.model.decodePixels(wide, lengths);
+  t.deepEqual(out.shape, [2, compiled.imageSize, compiled.imageSize, 3]);
+  out.dispose();
+});
+
+test.serial('a package compiled from other weights, or for another device, is not used', async (t) => {
+  const other = await Tokenizer.load(join(DIR, 'other-weights.pt'), { trustModel: true });
+  try {
+    t.is(other.model.compiled, null);
+    t.regex(other.model.compiledNote, /compiled from other weights/);
+    const out = await other.tokenizePixels(pixels(other.imageSize, 1), 1, { mode: 'auto', budget: other.maxTokens, threshold: 0.5, queries: undefined });
+    t.is(out.size, 1, 'TorchScript still serves the model');
+    out.dispose();
+  } finally {
+    other.dispose();
+  }
+  const { dir, cleanup } = tempDir('compiled');
+  try {
+    copyFileSync(MICRO, join(dir, 'm.pt'));
+    copyFileSync(join(DIR, 'wrong-device.aoti.pt2'), join(dir, 'm.aoti.pt2'));
+    const m = await Tokenizer.load(join(dir, 'm.pt'), { trustModel: true });
+    t.is(m.model.compiled, null);
+    t.regex(m.model.compiledNote, /not used: .*compiled for cuda/);
+    m.dispose();
+    copyFileSync(MICRO, join(dir, 'alone.pt'));
+    const alone = await Tokenizer.load(join(dir, 'alone.pt'), { trustModel: true });
+    t.is(alone.model.compiled, null);
+    t.regex(alone.model.compiledNote, /^no compiled package/);
+    alone.dispose();
+  } finally {
+    cleanup();
+  }
+});

@@ -1,0 +1,154 @@
+// AOTInductor packages through the binding (native/compiled_model.cpp): loading, the weights hash
+// that ties a package to its TorchScript file, the input checks the compiled code does not make,
+// and the packages the loader must refuse. Fixtures: python/dove_fixtures/compiled.py.
+import test from 'ava';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { NativeCompiledModel } from '../../binding';
+import { DoveError } from '../../lib/errors';
+import { loadModule } from '../../lib/module';
+import { binding } from '../../lib/native';
+import { Tensor } from '../../lib/tensor';
+import { maxAbsDiff, ROOT } from '../native/helpers';
+
+const DIR = join(ROOT, 'test', 'fixtures', 'generated', 'compiled');
+const INFO = join(DIR, 'compiled.json');
+const MICRO = join(DIR, 'micro.pt');
+const PACKAGE = join(DIR, 'micro.aoti.pt2');
+
+interface CompiledInfo {
+  config: { imageSize: number; maxTokens: number; tokenDim: number };
+  error: string | null;
+}
+
+function info(): CompiledInfo {
+  if (!existsSync(INFO)) throw new Error(`${INFO} is missing: run scripts/setup (its fixture step compiles the package)`);
+  const i = JSON.parse(readFileSync(INFO, 'utf8')) as CompiledInfo;
+  if (i.error !== null) throw new Error(`the fixture step could not compile the micro package:\n${i.error}`);
+  return i;
+}
+
+/** `call` may throw at once (argument checks on the JS thread) or reject later; both count. */
+async function rejects(t: import('ava').ExecutionContext, call: () => Promise<unknown>, code: string, pattern: RegExp): Promise<void> {
+  const error = await t.throwsAsync(Promise.resolve().then(call), { instanceOf: DoveError });
+  t.is(error?.code, code, error?.message);
+  t.regex(error?.message ?? '', pattern);
+}
+
+test('a package carries the weights hash the runtime computes from its TorchScript file', async (t) => {
+  info();
+  const hashed = await loadModule(MICRO, { hashWeights: true, optimize: true });
+  const plain = await loadModule(MICRO);
+  try {
+    t.regex(hashed.weightsHash ?? '', /^[0-9a-f]{64}$/);
+    t.is(plain.weightsHash, null, 'not computed unless asked for');
+    const meta = await binding().compiledMetadata(PACKAGE, 'encode');
+    t.is(meta['dove.weights_hash'], hashed.weightsHash!, 'Python (exporter) and C++ (loader) hash the same bytes');
+    t.is((await binding().compiledMetadata(PACKAGE, 'decode'))['dove.weights_hash'], hashed.weightsHash!);
+    const other = await loadModule(join(DIR, 'other-weights.pt'), { hashWeights: true });
+    t.not(other.weightsHash, hashed.weightsHash, 'other weights, other hash');
+    other.dispose();
+  } finally {
+    hashed.dispose();
+    plain.dispose();
+  }
+});
+
+test('compiled encode and decode run and equal the TorchScript methods within float32 rounding', async (t) => {
+  const { config } = info();
+  const s = config.imageSize;
+  const k = config.maxTokens;
+  const enc = await binding().loadCompiled(PACKAGE, 'encode', 'cpu', true);
+  const dec = await binding().loadCompiled(PACKAGE, 'decode', 'cpu', true);
+  const module = await loadModule(MICRO);
+  try {
+    t.is(enc.model, 'encode');
+    t.is(enc.device, 'cpu');
+    t.is(enc.metadata['dove.method'], 'encode');
+    const pixels = Tensor.fromArray(Uint8Array.from({ length: 3 * s * s * 3 }, (_, i) => (i * 131) % 256), [3, s, s, 3], 'uint8');
+    const [tokens, logits, probs] = (await enc.run([pixels.native])).map((h) => Tensor.fromNative(h));
+    t.deepEqual(tokens!.shape, [3, k, config.tokenDim]);
+    t.deepEqual(probs!.shape, [3, k]);
+    const [refTokens, refLogits] = (await module.run('encode', [pixels, k])) as Tensor[];
+    const diff = (a: Tensor, b: Tensor): number => maxAbsDiff(a.data() as ArrayLike<number>, b.data() as ArrayLike<number>);
+    t.true(diff(tokens!, refTokens!) < 1e-4, `tokens differ by ${diff(tokens!, refTokens!)}`);
+    t.true(diff(logits!, refLogits!) < 1e-4, `eos logits differ by ${diff(logits!, refLogits!)}`);
+    const sigmoid = (logits!.data() as Float32Array).map((v) => 1 / (1 + Math.exp(-v)));
+    t.true(diff(probs!, Tensor.fromArray(sigmoid, [3, k])) < 1e-6, 'p(EOS) = sigmoid(logits)');
+    // Fewer slots than the maximum, and lengths at both ends of their range.
+    const slots = Math.max(1, k - 3);
+    const short = Tensor.fromArray((tokens!.data() as Float32Array).slice(0, 3 * slots * config.tokenDim), [3, slots, config.tokenDim]);
+    const lengths = Tensor.fromArray(new BigInt64Array([0n, 1n, BigInt(slots)]), [3], 'int64');
+    const [pixelsOut] = (await dec.run([short.native, lengths.native])).map((h) => Tensor.fromNative(h));
+    const ref = (await module.run('decode_pixels', [short, lengths])) as Tensor;
+    t.deepEqual(pixelsOut!.shape, [3, s, s, 3]);
+    t.is(pixelsOut!.dtype, 'uint8');
+    t.true(diff(pixelsOut!, ref) <= 1, 'uint8 pixels within one level (rounding)');
+  } finally {
+    enc.dispose();
+    dec.dispose();
+    module.dispose();
+  }
+});
+
+test('calls the compiled code cannot take are refused before they run', async (t) => {
+  const { config } = info();
+  const s = config.imageSize;
+  const k = config.maxTokens;
+  const d = config.tokenDim;
+  const enc = await binding().loadCompiled(PACKAGE, 'encode', 'cpu', true);
+  const dec = await binding().loadCompiled(PACKAGE, 'decode', 'cpu', true);
+  const b = binding();
+  try {
+    const px = b.tensorFromArray(new Uint8Array(2 * s * s * 3), [2, s, s, 3], 'uint8');
+    await rejects(t, () => enc.run([px, px]), 'INVALID_ARGUMENT', /takes 1 input tensor\(s\) but received 2/);
+    await rejects(t, () => enc.run([b.tensorFromArray(new Float32Array(2 * s * s * 3), [2, s, s, 3], 'float32')]), 'DTYPE_MISMATCH', /Expected uint8\[B,/);
+    await rejects(t, () => enc.run([b.tensorFromArray(new Uint8Array(2 * s * s * 4), [2, s, s, 4], 'uint8')]), 'SHAPE_MISMATCH', /received shape \[2, 16, 16, 4\]|received shape/);
+    await rejects(t, () => enc.run([b.tensorFromArray(new Uint8Array(0), [0, s, s, 3], 'uint8')]), 'SHAPE_MISMATCH', /B/);
+    const tokens = b.tensorFromArray(new Float32Array(2 * k * d), [2, k, d], 'float32');
+    await rejects(t, () => dec.run([tokens, b.tensorFromArray(new BigInt64Array(3), [3], 'int64')]), 'SHAPE_MISMATCH', /B the same in every input/);
+    await rejects(t, () => dec.run([b.tensorFromArray(new Float32Array(2 * (k + 1) * d), [2, k + 1, d], 'float32'), b.tensorFromArray(new BigInt64Array(2), [2], 'int64')]), 'SHAPE_MISMATCH', /1\.\.\d+/);
+    await rejects(t, () => dec.run([tokens, b.tensorFromArray(new Int32Array(2), [2], 'int32')]), 'DTYPE_MISMATCH', /int64\[B\]/);
+    await rejects(t, () => enc.run(['pixels' as never]), 'INVALID_ARGUMENT', /Expected a Tensor for input/);
+    // A non-contiguous input is copied, not read with the wrong strides.
+    const wide = Tensor.fromArray(Uint8Array.from({ length: 4 * s * s * 3 }, (_, i) => i % 251), [4, s, s, 3], 'uint8');
+    const direct = (await enc.run([b.tensorContiguous(b.tensorSlice0(wide.native, 1, 3))])).map((h) => Tensor.fromNative(h));
+    t.true(direct.length === 3);
+  } finally {
+    enc.dispose();
+    dec.dispose();
+  }
+});
+
+test('packages for another device, another CPU, or no package at all are refused with their reason', async (t) => {
+  info();
+  const b = binding();
+  await rejects(t, () => b.loadCompiled(join(DIR, 'wrong-device.aoti.pt2'), 'encode', 'cpu', true), 'DEVICE_UNAVAILABLE', /compiled for cuda/);
+  await rejects(t, () => b.loadCompiled(join(DIR, 'wrong-isa.aoti.pt2'), 'encode', 'cpu', true), 'DEVICE_UNAVAILABLE', /no_such_isa/);
+  await rejects(t, () => b.loadCompiled(join(DIR, 'absent.aoti.pt2'), 'encode', 'cpu', true), 'FILE_NOT_FOUND', /does not exist/);
+  await rejects(t, () => b.loadCompiled(MICRO, 'encode', 'cpu', true), 'NOT_DOVE_EXPORT', /no compiled model 'encode'/);
+  await rejects(t, () => b.loadCompiled(PACKAGE, 'forward', 'cpu', true), 'NOT_DOVE_EXPORT', /no compiled model 'forward'/);
+  await rejects(t, () => b.compiledMetadata(MICRO, 'encode'), 'NOT_DOVE_EXPORT', /not an AOTInductor package/);
+  // The shared library inside runs when it is loaded: refused before anything is extracted unless trusted.
+  const unsafe = t.throws<DoveError>(() => b.loadCompiled(PACKAGE, 'encode', 'cpu', false), { instanceOf: DoveError, message: /compiled package: a shared library.*trustModel: true/ });
+  t.is(unsafe?.code, 'UNSAFE_MODEL');
+  t.throws(() => b.loadCompiled(PACKAGE, '', 'cpu', true), { instanceOf: DoveError, message: /non-empty model/ });
+  t.throws(() => b.loadCompiled(PACKAGE, 'encode', 'tpu', true), { instanceOf: DoveError });
+});
+
+test('a disposed compiled model rejects DISPOSED, also for calls queued before dispose', async (t) => {
+  const { config } = info();
+  const s = config.imageSize;
+  const enc: NativeCompiledModel = await binding().loadCompiled(PACKAGE, 'encode', 'cpu', true);
+  const px = binding().tensorFromArray(new Uint8Array(s * s * 3), [1, s, s, 3], 'uint8');
+  const calls = [enc.run([px]), enc.run([px]), enc.run([px])];
+  enc.dispose();
+  t.true(enc.disposed);
+  const settled = await Promise.allSettled(calls);
+  for (const r of settled) {
+    if (r.status === 'rejected') t.is((r.reason as DoveError).code, 'DISPOSED');
+  }
+  t.true(settled.some((r) => r.status === 'rejected'), 'queued calls after dispose reject');
+  await rejects(t, () => enc.run([px]), 'DISPOSED', /after dispose/);
+  enc.dispose();
+});
