@@ -54,5 +54,18 @@ dove_check_abi_baseline() {
 $newer
 pin these in native/glibc_baseline.h"
 }
+# dove_recipe FILE FIELD: one value of a training recipe (models/recipe.json), FIELD a dotted path
+# ("stages.0.name"); objects print as JSON.
+dove_recipe() { node -e 'const r = require(require("path").resolve(process.argv[1])); const v = process.argv[2].split(".").reduce((o, k) => o[k], r); console.log(typeof v === "object" ? JSON.stringify(v) : v)' "$1" "$2"; }
+# dove_seeded_start RECIPE DATA OUT: the seeded export a recipe's training starts from (its config,
+# seed and, when fitOrder is set, the coefficient order fitted on the recipe's images in DATA).
+dove_seeded_start() {
+  local config seed out fit=()
+  config=$(dove_recipe "$1" config) && seed=$(dove_recipe "$1" seed) || return 1
+  out=$(realpath -m "$3")
+  [ "$(dove_recipe "$1" fitOrder)" = "true" ] && fit=(--fit-order "$(realpath -m "$2/$(dove_recipe "$1" images)")")
+  (cd "$DOVE_ROOT/python" && "$(dove_py)" -m dove.export --config "$config" --seed "$seed" "${fit[@]}" -o "$out")
+}
+
 log() { printf '[dove] %s\n' "$*" >&2; }
 die() { printf '[dove] error: %s\n' "$*" >&2; exit 1; }
