@@ -11,7 +11,7 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { Trainer, type StepEvent } from '../../lib/trainer';
-import { binding as native } from '../../lib/native';
+import { binding as native } from '../../lib/core/native';
 import { pythonPath } from '../lib/paths';
 
 const execFileP = promisify(execFile);

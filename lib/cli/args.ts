@@ -1,8 +1,8 @@
 // Small strict argument parser for the dove subcommands: declared options only, typed values,
 // range checks with messages of the form "Expected integer between 1 and 64 for --lengths but received 0".
-import { appendAll } from '../arrays';
-import { DoveError } from '../errors';
-import { integerInRange } from '../validate';
+import { appendAll } from '../base/arrays';
+import { DoveError } from '../base/errors';
+import { integerInRange } from '../base/validate';
 
 /** A usage mistake: printed without a stack, exit code 2. A DoveError (INVALID_ARGUMENT) like every other refusal. */
 export class UsageError extends DoveError {

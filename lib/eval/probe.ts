@@ -7,11 +7,11 @@ import { createReadStream, promises as fs } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { LinearProbeEpoch, LinearProbeResult } from '../../binding';
-import { DoveError } from '../errors';
-import { loadBatch, type ImageInput, type RawPixels } from '../images';
-import type { Tokenizer } from '../tokenizer';
+import { DoveError } from '../base/errors';
+import { loadBatch, type ImageInput, type RawPixels } from '../io/images';
+import type { Tokenizer } from '../model/tokenizer';
 import type { DatasetSplit, LabelledDataset } from './cifar';
-import { binding as getBinding } from '../native';
+import { binding as getBinding } from '../core/native';
 import { toCsv, writeReport } from './report';
 
 export type ProbeFeatureKind = 'tokens' | 'pixels';

@@ -2,8 +2,8 @@
 // settings (gaussian_weights=True, sigma 1.5, truncate 3.5 -> 11 taps, population covariance,
 // K1 0.01, K2 0.03, scipy 'reflect' borders, per-channel mean over the image cropped by the
 // filter radius, then the mean over channels). Separable filtering on Float64Arrays: O(HW·11) per map.
-import { DoveError } from '../errors';
-import { psnr } from '../images';
+import { DoveError } from '../base/errors';
+import { psnr } from '../io/images';
 import { lengthDirs, pairByName, readRgb, readRgbAt, type LengthDir, type Pairing } from './folders';
 
 export const SSIM_SIGMA = 1.5;
@@ -65,7 +65,7 @@ function checkImages(a: Uint8Array, b: Uint8Array, width: number, height: number
   }
 }
 
-// One PSNR for the whole package: lib/images.ts (reconstruct-batch uses it too).
+// One PSNR for the whole package: lib/io/images.ts (reconstruct-batch uses it too).
 export { psnr };
 
 /** Mean SSIM of two interleaved uint8 images (H×W×channels), averaged over channels. */

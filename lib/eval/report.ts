@@ -1,9 +1,9 @@
 // Text tables for the terminal and CSV files for evaluation results.
-import { maxOf } from '../arrays';
+import { maxOf } from '../base/arrays';
 import { promises as fs } from 'node:fs';
 import { dirname } from 'node:path';
-import { formatCsv } from '../csv';
-import { fsError, writeFileAtomic } from '../files';
+import { formatCsv } from '../base/csv';
+import { fsError, writeFileAtomic } from '../base/files';
 
 export type Cell = string | number;
 

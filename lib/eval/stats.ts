@@ -1,13 +1,13 @@
 // Token-length statistics: how many tokens the EOS head spends per image over a folder, from a model
 // run or from the lengths.csv that `dove reconstruct-batch` writes.
-import { maxOf, minOf } from '../arrays';
+import { maxOf, minOf } from '../base/arrays';
 import { promises as fs } from 'node:fs';
-import { parseCsv } from '../csv';
-import { DoveError } from '../errors';
-import { decodeFsBytes, displayPath, fsError, fsPath } from '../files';
-import { preview } from '../json';
-import type { Tokenizer } from '../tokenizer';
-import { listImageFiles } from '../files';
+import { parseCsv } from '../base/csv';
+import { DoveError } from '../base/errors';
+import { decodeFsBytes, displayPath, fsError, fsPath } from '../base/files';
+import { preview } from '../base/json';
+import type { Tokenizer } from '../model/tokenizer';
+import { listImageFiles } from '../base/files';
 
 export interface LengthStats {
   count: number;
@@ -69,7 +69,7 @@ export async function readLengthsCsv(file: string): Promise<ImageLength[]> {
   return parseLengthsCsv(decodeFsBytes(bytes), file);
 }
 
-/** The rows of lengths.csv text (image names may hold escaped bytes, lib/files.ts). */
+/** The rows of lengths.csv text (image names may hold escaped bytes, lib/base/files.ts). */
 export function parseLengthsCsv(text: string, file = 'lengths.csv'): ImageLength[] {
   const { records } = parseCsv(text);
   const header = records[0] ?? [];

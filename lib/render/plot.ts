@@ -1,8 +1,8 @@
 // Small charts for evaluation reports: SVG drawn here, rasterised to PNG by sharp (librsvg).
 // Line charts (metric vs token count, log2 x axis for power-of-two budgets) and histograms.
-import { maxOf, minOf } from '../arrays';
+import { maxOf, minOf } from '../base/arrays';
 import sharp from 'sharp';
-import { DoveError } from '../errors';
+import { DoveError } from '../base/errors';
 import { escapeXml } from './xml';
 
 export interface Point {

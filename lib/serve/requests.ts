@@ -2,10 +2,10 @@
 // (resolveTokenizeOptions, Reconstructor.checkTokens); this file only turns HTTP text into typed
 // values and refuses what cannot be one, with the same "Expected … but received …" wording.
 import type { FastifyRequest } from 'fastify';
-import { DoveError } from '../errors';
-import type { ResizeFit } from '../images';
-import { parseSafetensors } from '../safetensors';
-import type { ImageTokens, LengthMode } from '../tokenizer';
+import { DoveError } from '../base/errors';
+import type { ResizeFit } from '../io/images';
+import { parseSafetensors } from '../io/safetensors';
+import type { ImageTokens, LengthMode } from '../model/tokenizer';
 import { httpError } from './http-errors';
 
 export const TOKENS_SAFETENSORS = 'application/x-safetensors';

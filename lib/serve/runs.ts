@@ -4,7 +4,7 @@
 // folder's real path, so neither `..`, an encoded slash nor a symlink can leave it.
 import { promises as fs, realpathSync, statSync } from 'node:fs';
 import { basename, isAbsolute, join, relative, resolve, sep } from 'node:path';
-import { DoveError } from '../errors';
+import { DoveError } from '../base/errors';
 import { listCheckpoints } from '../trainer/checkpoint';
 import { httpError } from './http-errors';
 import type { LogChunk, RunFile, RunSummary } from './wire';

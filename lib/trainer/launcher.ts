@@ -4,7 +4,7 @@
 // launcher reports which rank failed and how.
 import { fork, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
-import { DoveError } from '../errors';
+import { DoveError } from '../base/errors';
 
 export interface LaunchOptions {
   /** Module run by each worker (the CLI entry point). */

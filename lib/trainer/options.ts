@@ -1,8 +1,7 @@
 // Trainer options: defaults from the design doc (section 4) and strict validation.
-import { DoveError } from '../errors';
-import { booleanOption } from '../module';
+import { DoveError } from '../base/errors';
 import { DEFAULT_AUGMENT, type AugmentOptions } from './data';
-import { integerInRange } from '../validate';
+import { booleanOption, integerInRange } from '../base/validate';
 
 export interface DistributedOptions {
   rank: number;

@@ -1,8 +1,8 @@
 import test from 'ava';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BpeTokenizer } from '../../lib/bpe';
-import { DoveError } from '../../lib/errors';
+import { BpeTokenizer } from '../../lib/model/bpe';
+import { DoveError } from '../../lib/base/errors';
 import { API_FIXTURES } from './helpers';
 
 const reference = JSON.parse(readFileSync(join(API_FIXTURES, 'bpe_reference.json'), 'utf8')) as { [name: string]: [string, number[]][] };

@@ -17,8 +17,8 @@ import { cpSync, createReadStream, existsSync, mkdirSync, mkdtempSync, readdirSy
 import { homedir, tmpdir } from 'node:os';
 import { basename, delimiter, dirname, join, resolve } from 'node:path';
 import sharp from 'sharp';
-import { CUDA_LIBRARY_FILE } from '../../lib/cuda-libtorch';
-import { libtorchCandidates } from '../../lib/libtorch-preload';
+import { CUDA_LIBRARY_FILE } from '../../lib/core/cuda-libtorch';
+import { libtorchCandidates } from '../../lib/core/libtorch-preload';
 
 const ROOT = resolve(__dirname, '..', '..', '..');
 const PKG = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { name: string; version: string };

@@ -2,9 +2,9 @@
 // python/dove_fixtures/train.py, temp folders, and weight comparison through the raw binding.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { DoveModel } from '../../lib/model-file';
-import { Tensor } from '../../lib/tensor';
-import { binding as native } from '../../lib/native';
+import { DoveModel } from '../../lib/model/model-file';
+import { Tensor } from '../../lib/core/tensor';
+import { binding as native } from '../../lib/core/native';
 import { FIXTURES, tempDir as supportTempDir } from '../support';
 
 export { CLI, ROOT } from '../support';

@@ -4,7 +4,7 @@ import { ProgressBar } from '../progress';
 import { describeDataset, readDataset, type CifarLabel, type DatasetFormat } from '../../eval/cifar';
 import { disposeProbe, probeCsv, probeFeatures, trainProbe, type ProbeFeatureKind } from '../../eval/probe';
 import { formatTable, writeReport } from '../../eval/report';
-import { Tokenizer } from '../../tokenizer';
+import { Tokenizer } from '../../model/tokenizer';
 
 const SPECS = {
   'data-root': { type: 'string' },

@@ -2,14 +2,14 @@ import { promises as fs } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { Command } from '../command';
 import { asUsage, getFlag, getNumber, getString, MODEL_OPTIONS, MODEL_OPTIONS_HELP, parseArgs, UsageError, withUsage } from '../args';
-import { appendAll, maxOf, minOf } from '../../arrays';
-import { DoveError } from '../../errors';
+import { appendAll, maxOf, minOf } from '../../base/arrays';
+import { DoveError } from '../../base/errors';
 import { writeReport } from '../../eval/report';
-import { displayPath, fsError, fsPath, listImageFiles } from '../../files';
-import { loadBatchSettled, type ResizeFit } from '../../images';
-import { writeSafetensors } from '../../safetensors';
-import { Tensor } from '../../tensor';
-import { Tokenizer, TokenBatch, resolveTokenizeOptions, type LengthMode } from '../../tokenizer';
+import { displayPath, fsError, fsPath, listImageFiles } from '../../base/files';
+import { loadBatchSettled, type ResizeFit } from '../../io/images';
+import { writeSafetensors } from '../../io/safetensors';
+import { Tensor } from '../../core/tensor';
+import { Tokenizer, TokenBatch, resolveTokenizeOptions, type LengthMode } from '../../model/tokenizer';
 
 const SPECS = {
   ...MODEL_OPTIONS,

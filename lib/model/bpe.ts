@@ -2,9 +2,9 @@
 // family: optional NFC/NFD/NFKC/NFKD normalizer, ByteLevel pre-tokenizer with the GPT-2 regex, BPE
 // merges, added (special) tokens matched before everything else, and an optional TemplateProcessing
 // post-processor. Q-DOVE uses it to turn query text into ids exactly as Python's `tokenizers` does.
-import { appendAll } from './arrays';
-import { DoveError } from './errors';
-import { parseJson, preview } from './json';
+import { appendAll } from '../base/arrays';
+import { DoveError } from '../base/errors';
+import { parseJson, preview } from '../base/json';
 
 // The GPT-2 pre-tokenisation pattern (contractions, letters, numbers, other, whitespace runs).
 const GPT2_PATTERN = /'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+/gu;

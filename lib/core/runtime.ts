@@ -1,9 +1,9 @@
 // Process-wide runtime settings and facts of the native addon and its libtorch.
-import type { NativeVersions } from '../binding';
+import type { NativeVersions } from '../../binding';
 import { loadCudaLibtorch } from './cuda-libtorch';
-import { DoveError } from './errors';
+import { DoveError } from '../base/errors';
 import { binding } from './native';
-import { integerInRange } from './validate';
+import { integerInRange } from '../base/validate';
 
 export type { NativeVersions as Versions };
 
