@@ -3,6 +3,7 @@
 // K1 0.01, K2 0.03, scipy 'reflect' borders, per-channel mean over the image cropped by the
 // filter radius, then the mean over channels). Separable filtering on Float64Arrays: O(HW·11) per map.
 import { DoveError } from '../base/errors';
+import { integerAtLeast } from '../base/validate';
 import { psnr } from '../io/images';
 import { lengthDirs, pairByName, readRgb, readRgbAt, type LengthDir, type Pairing } from './folders';
 
@@ -56,9 +57,8 @@ function gaussianFilter(src: Float64Array, w: number, h: number, tmp: Float64Arr
 }
 
 function checkImages(a: Uint8Array, b: Uint8Array, width: number, height: number, channels: number): void {
-  if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) {
-    throw new DoveError(`Expected positive integer width and height but received ${width}x${height}`, 'INVALID_ARGUMENT');
-  }
+  integerAtLeast(width, 'width', 1);
+  integerAtLeast(height, 'height', 1);
   const n = width * height * channels;
   if (a.length !== n || b.length !== n) {
     throw new DoveError(`Expected two images of ${n} bytes (${width}x${height}x${channels}) but received ${a.length} and ${b.length}`, 'SHAPE_MISMATCH');

@@ -4,6 +4,7 @@ import { maxOf, minOf } from '../base/arrays';
 import { promises as fs } from 'node:fs';
 import { parseCsv } from '../base/csv';
 import { DoveError } from '../base/errors';
+import { integerAtLeast } from '../base/validate';
 import { decodeFsBytes, displayPath, fsError, fsPath } from '../base/files';
 import { preview } from '../base/json';
 import type { Tokenizer } from '../model/tokenizer';
@@ -33,7 +34,7 @@ export function median(values: readonly number[]): number {
 
 export function lengthStats(lengths: readonly number[], maxTokens: number): LengthStats {
   if (lengths.length === 0) throw new DoveError('Expected at least one length but received none', 'INVALID_ARGUMENT');
-  if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new DoveError(`Expected positive integer for maxTokens but received ${maxTokens}`, 'INVALID_ARGUMENT');
+  integerAtLeast(maxTokens, 'maxTokens', 1);
   const bad = lengths.find((l) => !Number.isInteger(l) || l < 1 || l > maxTokens);
   if (bad !== undefined) throw new DoveError(`Expected lengths between 1 and ${maxTokens} but found ${bad}`, 'INVALID_ARGUMENT');
   const n = lengths.length;

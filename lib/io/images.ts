@@ -6,7 +6,7 @@ import type { OutputInfo, Sharp, SharpOptions } from 'sharp';
 import { DoveError } from '../base/errors';
 import { displayPath } from '../base/files';
 import { readImageFile } from './image-file';
-import { integerInRange } from '../base/validate';
+import { integerAtLeast, integerInRange } from '../base/validate';
 
 /** Raw interleaved pixels (e.g. from a canvas or another decoder). 1 = grey, 2 = grey+alpha, 3 = RGB, 4 = RGBA. */
 export interface RawPixels {
@@ -69,10 +69,7 @@ function validateOptions(options: ImageOptions): Required<ImageOptions> {
   if (!FITS.includes(fit)) {
     throw new DoveError(`Expected one of ${FITS.join(', ')} for fit but received ${String(fit)}`, 'INVALID_ARGUMENT');
   }
-  const maxInputPixels = options.maxInputPixels ?? DEFAULT_MAX_INPUT_PIXELS;
-  if (!Number.isInteger(maxInputPixels) || maxInputPixels < 1) {
-    throw new DoveError(`Expected positive integer for maxInputPixels but received ${String(maxInputPixels)}`, 'INVALID_ARGUMENT');
-  }
+  const maxInputPixels = integerAtLeast(options.maxInputPixels ?? DEFAULT_MAX_INPUT_PIXELS, 'maxInputPixels', 1);
   return { size, fit, maxInputPixels, background: options.background ?? { r: 0, g: 0, b: 0 } };
 }
 
