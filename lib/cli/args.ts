@@ -153,6 +153,16 @@ export function checkIntRange(values: readonly number[], flag: string, min: numb
   });
 }
 
+/** `<real-dir> <fake-dir>`, or `<real-dir>` alone with --per-length <root> (`dove fid`, `dove quality`). */
+export function realAndFakeDirs(args: ParsedArgs): { realDir: string; fakeDir: string; root: undefined } | { realDir: string; fakeDir: undefined; root: string } {
+  const root = getString(args, 'per-length');
+  const [realDir, fakeDir] = args.positionals;
+  if (root === undefined && args.positionals.length === 2) return { realDir: realDir!, fakeDir: fakeDir!, root };
+  if (root !== undefined && args.positionals.length === 1) return { realDir: realDir!, fakeDir: undefined, root };
+  const count = args.positionals.length;
+  throw new UsageError(root === undefined ? `Expected <real-dir> <fake-dir> but received ${count} folder(s)` : `Expected only <real-dir> with --per-length but received ${count} folder(s)`);
+}
+
 /** Runs a library check; its INVALID_ARGUMENT becomes a UsageError (exit 2, with a --help hint). */
 export function asUsage(check: () => void): void {
   try {
