@@ -16,7 +16,6 @@ export { readSafetensors, writeSafetensors, parseSafetensors, serializeSafetenso
 export { FidFeatureExtractor, fidStatistics, frechetDistance, fidFromFeatures, folderFid, perLengthFid, disposeStatistics, FID_SETUP_HELP, type FidStatistics, type LengthFid } from './eval/fid';
 export { ssim, folderQuality, perLengthQuality, type PairQuality, type QualitySummary, type LengthQuality } from './eval/quality';
 export { readDataset, describeDataset, type LabelledDataset, type DatasetSplit, type DatasetFormat, type DatasetOptions } from './eval/cifar';
-export { readPickle } from './eval/pickle';
 export { probeFeatures, trainProbe, probeCsv, type ProbeFeatures, type ProbeFeatureOptions, type ProbeTrainOptions } from './eval/probe';
 export { lengthStats, folderLengths, readLengthsCsv, type LengthStats } from './eval/stats';
 export { lineChartPng, histogramPng, type Series, type LineChartOptions, type HistogramOptions } from './render/plot';
