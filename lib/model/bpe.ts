@@ -6,6 +6,7 @@
 // thread, where a pattern that backtracks without end cannot be stopped). Whatever the library still
 // refuses, or fails on, becomes an INVALID_ARGUMENT DoveError.
 import { Tokenizer } from '@huggingface/tokenizers';
+import { appendAll } from '../base/arrays';
 import { DoveError } from '../base/errors';
 import { parseJson, preview } from '../base/json';
 
@@ -38,7 +39,7 @@ function holdsRegex(value: unknown): boolean {
     const v = stack.pop();
     if (typeof v !== 'object' || v === null) continue;
     if (!Array.isArray(v) && Object.hasOwn(v, 'Regex')) return true;
-    stack.push(...Object.values(v));
+    appendAll(stack, Object.values(v));
   }
   return false;
 }
