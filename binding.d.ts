@@ -50,7 +50,7 @@ declare const nativeTensorBrand: unique symbol;
 
 /**
  * An opaque handle on a libtorch tensor (a napi External: no properties, no prototype). The
- * `tensor*` functions of the binding read and convert it; lib/tensor.ts's Tensor wraps it. A
+ * `tensor*` functions of the binding read and convert it; lib/core/tensor.ts's Tensor wraps it. A
  * handle, not a class instance, because making one costs a third of what an instance did and a
  * result handle is made on every call that returns a tensor (docs/NATIVE.md, "Tensor handles").
  */
@@ -229,7 +229,7 @@ export interface NativeVersions {
   addon: string;
   libtorch: string;
   napi: number;
-  /** True once libtorch's CUDA libraries are loaded (lib/cuda-libtorch.ts loads them on demand). */
+  /** True once libtorch's CUDA libraries are loaded (lib/core/cuda-libtorch.ts loads them on demand). */
   cuda: boolean;
   cudaVersion: string | null;
   libtorchPath: string;
@@ -275,10 +275,10 @@ export interface LinearProbeResult {
 }
 
 export interface NativeBinding {
-  /** Called once by lib/errors.ts so native failures are real DoveError instances. */
+  /** Called once by lib/base/errors.ts so native failures are real DoveError instances. */
   setErrorClass(ctor: new (message: string, code: NativeErrorCode) => Error): void;
   /**
-   * Called once by lib/native.ts with Node's `markAsUntransferable`: `tensorFromArray` pins each
+   * Called once by lib/core/native.ts with Node's `markAsUntransferable`: `tensorFromArray` pins each
    * ArrayBuffer it wraps with it, so a transfer list naming the buffer copies it instead of
    * detaching it from under a tensor (docs/NATIVE.md, "JS-backed memory").
    */

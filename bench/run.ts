@@ -3,7 +3,7 @@
 //                          [--configs tiny,official-70m] [--batches 1,16] [--threads 2] [--device cuda:0]
 //                          [--omp-wait passive|active|default] [--runtimes python-eager,node-addon,...]
 // Writes bench/results/<date>.json and .md (bench/README.md explains how to read them).
-import { appendAll } from '../lib/arrays';
+import { appendAll } from '../lib/base/arrays';
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';

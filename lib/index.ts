@@ -1,22 +1,21 @@
 // Public API of dove-encoder. Each area adds its exports here.
-export { DoveError, isDoveError, type DoveErrorCode } from './errors';
+export { DoveError, isDoveError, type DoveErrorCode } from './base/errors';
 // Native core: tensors over JS memory, TorchScript modules run off the JS thread, runtime settings.
-export { Tensor, DTYPES, type DType, type NativeTypedArray, type TypedArrayOf, type ToOptions } from './tensor';
-export { ScriptModule, loadModule, type Module, type Value, type LoadModuleOptions } from './module';
-export { devices, hasDevice, setNumThreads, getNumThreads, manualSeed, versions, buildInfo, type Versions } from './runtime';
+export { Tensor, DTYPES, type DType, type NativeTypedArray, type TypedArrayOf, type ToOptions } from './core/tensor';
+export { ScriptModule, loadModule, type Module, type Value, type LoadModuleOptions } from './core/module';
+export { devices, hasDevice, setNumThreads, getNumThreads, manualSeed, versions, buildInfo, type Versions } from './core/runtime';
 // Tokenizer / Reconstructor API (images, model file, BPE, safetensors).
-export { Tokenizer, TokenBatch, type ImageTokens, type TokenizeOptions, type LengthMode } from './tokenizer';
-export { Reconstructor, RgbImage, type SweepResult, type SweepOptions } from './reconstructor';
-export { DoveModel, defaultModelPath, type DoveMeta, type LoadOptions } from './model-file';
-export { CompiledDove, compiledPackagePath, type CompiledOutcome } from './compiled';
-export { loadImage, loadBatch, loadBatchSettled, psnr, type ImageInput, type RawPixels, type ResizeFit, type ImageOptions } from './images';
-export { BpeTokenizer } from './bpe';
-export { readSafetensors, writeSafetensors, parseSafetensors, serializeSafetensors, type SafetensorsFile, type SafetensorsTensor } from './safetensors';
+export { Tokenizer, TokenBatch, type ImageTokens, type TokenizeOptions, type LengthMode } from './model/tokenizer';
+export { Reconstructor, RgbImage, type SweepResult, type SweepOptions } from './model/reconstructor';
+export { DoveModel, defaultModelPath, type DoveMeta, type LoadOptions } from './model/model-file';
+export { CompiledDove, compiledPackagePath, type CompiledOutcome } from './model/compiled';
+export { loadImage, loadBatch, loadBatchSettled, psnr, type ImageInput, type RawPixels, type ResizeFit, type ImageOptions } from './io/images';
+export { BpeTokenizer } from './model/bpe';
+export { readSafetensors, writeSafetensors, parseSafetensors, serializeSafetensors, type SafetensorsFile, type SafetensorsTensor } from './io/safetensors';
 // Evaluation: FID, PSNR/SSIM, linear probing, token-length statistics (docs/EVALUATION.md).
 export { FidFeatureExtractor, fidStatistics, frechetDistance, fidFromFeatures, folderFid, perLengthFid, disposeStatistics, FID_SETUP_HELP, type FidStatistics, type LengthFid } from './eval/fid';
 export { ssim, folderQuality, perLengthQuality, type PairQuality, type QualitySummary, type LengthQuality } from './eval/quality';
 export { readDataset, describeDataset, type LabelledDataset, type DatasetSplit, type DatasetFormat, type DatasetOptions } from './eval/cifar';
-export { readPickle } from './eval/pickle';
 export { probeFeatures, trainProbe, probeCsv, type ProbeFeatures, type ProbeFeatureOptions, type ProbeTrainOptions } from './eval/probe';
 export { lengthStats, folderLengths, readLengthsCsv, type LengthStats } from './eval/stats';
 export { lineChartPng, histogramPng, type Series, type LineChartOptions, type HistogramOptions } from './render/plot';

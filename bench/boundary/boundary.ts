@@ -2,10 +2,10 @@
 // pipelined run, synchronous runSync) and the cost of
 // moving a 256 MiB tensor in and out. bench/boundary/run.sh runs this and boundary.py on the same
 // file and libtorch and prints one table. Prints one JSON line on stdout.
-import { loadModule } from '../../lib/module';
-import { binding } from '../../lib/native';
-import { getNumThreads, setNumThreads, versions } from '../../lib/runtime';
-import { Tensor } from '../../lib/tensor';
+import { loadModule } from '../../lib/core/module';
+import { binding } from '../../lib/core/native';
+import { getNumThreads, setNumThreads, versions } from '../../lib/core/runtime';
+import { Tensor } from '../../lib/core/tensor';
 
 interface Args {
   model: string;

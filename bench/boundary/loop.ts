@@ -1,9 +1,9 @@
 // A bare call loop for bench/boundary/instructions.sh: `calls` calls of one no-op form, nothing else,
 // so that the instruction count of two runs with different `calls` differs only by the calls.
 // Usage: node dist/bench/boundary/loop.js --model core.pt --form runSync|public|nothing --calls N
-import { loadModule } from '../../lib/module';
-import { setNumThreads } from '../../lib/runtime';
-import { Tensor } from '../../lib/tensor';
+import { loadModule } from '../../lib/core/module';
+import { setNumThreads } from '../../lib/core/runtime';
+import { Tensor } from '../../lib/core/tensor';
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);

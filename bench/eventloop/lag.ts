@@ -6,8 +6,8 @@
 //   plan: { model, concurrent, rounds, threads }
 import { readFileSync, writeFileSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { maxOf } from '../../lib/arrays';
-import { Tokenizer } from '../../lib/tokenizer';
+import { maxOf } from '../../lib/base/arrays';
+import { Tokenizer } from '../../lib/model/tokenizer';
 import { loadBinding } from '../lib/addon';
 import { sectionArgs } from '../lib/child';
 import { seededPngs } from '../lib/images';

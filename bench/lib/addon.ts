@@ -1,11 +1,11 @@
 // Loads the raw native binding the benchmark measures (build/Release/dove.node, or DOVE_ADDON) and
 // small helpers over it. The benchmark talks to binding.d.ts directly, the layer every API sits on.
-// lib/native.ts loads it (DOVE_ADDON, e.g. a sanitizer build, else node-gyp-build's pick: the local
+// lib/core/native.ts loads it (DOVE_ADDON, e.g. a sanitizer build, else node-gyp-build's pick: the local
 // build), after the CUDA stand-ins; a CUDA device needs libtorch's CUDA libraries loaded first
-// (lib/cuda-libtorch.ts).
+// (lib/core/cuda-libtorch.ts).
 import type { IValue, NativeBinding, NativeTensor } from '../../binding';
-import { requireCudaFor } from '../../lib/cuda-libtorch';
-import { binding } from '../../lib/native';
+import { requireCudaFor } from '../../lib/core/cuda-libtorch';
+import { binding } from '../../lib/core/native';
 
 /** The binding, with libtorch's CUDA libraries loaded when `device` is a CUDA device. */
 export function loadBinding(device = 'cpu'): NativeBinding {

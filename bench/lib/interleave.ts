@@ -4,7 +4,7 @@
 // does during a round lands on all runtimes of that round, so a ratio taken within a round compares
 // work done in the same minutes; the report gives the median of the per-round ratios and their spread.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { appendAll } from '../../lib/arrays';
+import { appendAll } from '../../lib/base/arrays';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { errorText, toRow, type CaseSpec, type ModelFiles, type Op, type RowError, type Runtime, type ThroughputRow } from './schema';

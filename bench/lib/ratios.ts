@@ -2,7 +2,7 @@
 // in the same minutes, so peer ms / Node ms of round i is a fair comparison even on a busy machine.
 // A row reports the median of its per-round ratios and their spread (min-max); a spread that
 // crosses a target leaves the row "not resolved" for that target.
-import { maxOf, minOf } from '../../lib/arrays';
+import { maxOf, minOf } from '../../lib/base/arrays';
 import type { BenchResult } from './result';
 import type { Op, Runtime, ThroughputRow } from './schema';
 

@@ -1,7 +1,7 @@
 // Markdown rendering of a BenchResult: one throughput table per model (runtimes side by side, FLOPs
 // per image, share of the measured GEMM peak, ratios), then the area benchmarks, memory, event loop
 // and the targets with a verdict each.
-import { appendAll } from '../../lib/arrays';
+import { appendAll } from '../../lib/base/arrays';
 import { findRow, formatRatio, nodeRuntime, ratioStat, verdict } from './ratios';
 import type { BenchResult, GemmPeak } from './result';
 import type { Op, Runtime } from './schema';

@@ -1,6 +1,6 @@
 // RSS sampling for bench/memory: one sample every `every` calls, growth judged after warm-up only
 // (allocator pools, libtorch's caches and V8's heap sizing all settle during the first calls).
-import { maxOf } from '../../lib/arrays';
+import { maxOf } from '../../lib/base/arrays';
 import type { MemoryResult, MemorySample } from './schema';
 
 const MiB = 2 ** 20;

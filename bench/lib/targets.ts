@@ -2,7 +2,7 @@
 // per-round ratios (bench/lib/ratios.ts): a row meets a target when its whole spread over rounds is at
 // or above it, misses when the whole spread is below, and is "not resolved" when the spread crosses it.
 // Each missed or unresolved target gets a first explanation drawn from the numbers.
-import { maxOf } from '../../lib/arrays';
+import { maxOf } from '../../lib/base/arrays';
 import { findRow, nodeRuntime, ratioStat, verdict, type RatioStat, type Verdict } from './ratios';
 import { fmt, imagesPerSec, share } from './report';
 import type { BenchResult, TargetCheck } from './result';

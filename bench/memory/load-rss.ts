@@ -5,7 +5,7 @@
 // checkout's dist/lib/index.js or an installed node_modules/dove-encoder compares the two).
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { CUDA_LIBRARY_FILE } from '../../lib/cuda-libtorch';
+import { CUDA_LIBRARY_FILE } from '../../lib/core/cuda-libtorch';
 
 interface Dove {
   Tokenizer: { load(): Promise<{ dispose(): void }> };

@@ -4,7 +4,7 @@
 //   node dist/bench/memory/tokenize-rss.js --plan plan.json --out out.json
 //   plan: { model, calls, every, warmup, threads }
 import { readFileSync, writeFileSync } from 'node:fs';
-import { Tokenizer } from '../../lib/tokenizer';
+import { Tokenizer } from '../../lib/model/tokenizer';
 import { loadBinding } from '../lib/addon';
 import { sectionArgs } from '../lib/child';
 import { seededPngs } from '../lib/images';

@@ -4,10 +4,10 @@
 // Prints one JSON line like bench_python.py.
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadBatch } from '../../lib/images';
-import { Reconstructor } from '../../lib/reconstructor';
-import { getNumThreads, setNumThreads } from '../../lib/runtime';
-import { Tokenizer } from '../../lib/tokenizer';
+import { loadBatch } from '../../lib/io/images';
+import { Reconstructor } from '../../lib/model/reconstructor';
+import { getNumThreads, setNumThreads } from '../../lib/core/runtime';
+import { Tokenizer } from '../../lib/model/tokenizer';
 
 function arg(name: string, fallback?: string): string {
   const i = process.argv.indexOf(`--${name}`);

@@ -15,7 +15,7 @@ from PIL import Image, ImageOps
 
 
 def load(path: str, size: int) -> np.ndarray:
-    # The same policy as lib/images.ts: EXIF rotate, RGB, short side to `size`, centre crop.
+    # The same policy as lib/io/images.ts: EXIF rotate, RGB, short side to `size`, centre crop.
     with Image.open(path) as im:
         im = ImageOps.exif_transpose(im).convert("RGB")
         w, h = im.size

@@ -7,15 +7,15 @@
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { Trainer, type StepEvent } from '../../lib/trainer';
-import { binding as native } from '../../lib/native';
-import { pythonPath } from '../lib/paths';
+import { binding as native } from '../../lib/core/native';
+import { pythonPath, repoRoot, resultsDir } from '../lib/paths';
 
 const execFileP = promisify(execFile);
-const ROOT = resolve(__dirname, '..', '..', '..');
+const ROOT = repoRoot();
 const MODELS: { [name: string]: string } = {
   tiny: join(ROOT, 'test', 'fixtures', 'generated', 'tiny-dove.pt'),
   'official-14m': join(ROOT, 'test', 'fixtures', 'generated', 'official-14m.pt'),
@@ -142,7 +142,7 @@ async function main(): Promise<void> {
     ...rows.map((r) => `| ${r.config} | ${r.batch} | ${cell(r.python)} | ${cell(r.engine)} | ${cell(r.trainer)} | ${roundRatio(r.rounds.engine, r.rounds.python)} | ${roundRatio(r.rounds.trainer, r.rounds.python)} |`),
   ].join('\n');
   process.stdout.write(`${table}\n\nCPU, ${threads} threads, ${rounds} rounds of ${steps} timed steps after ${warmup} warm-up steps each, one fixed batch (Trainer: a folder of batch × ${warmup + steps} JPEGs, 300×260, random crops). Medians over rounds; ratios: median (min–max) of per-round ratios.\n`);
-  const out = join(ROOT, 'bench', 'results');
+  const out = resultsDir();
   mkdirSync(out, { recursive: true });
   writeFileSync(join(out, `train-${new Date().toISOString().slice(0, 10)}.json`), JSON.stringify({ threads, steps, warmup, rounds, rows }, null, 2));
 }

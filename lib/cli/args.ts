@@ -1,8 +1,8 @@
 // Small strict argument parser for the dove subcommands: declared options only, typed values,
 // range checks with messages of the form "Expected integer between 1 and 64 for --lengths but received 0".
-import { appendAll } from '../arrays';
-import { DoveError } from '../errors';
-import { integerInRange } from '../validate';
+import { appendAll } from '../base/arrays';
+import { DoveError } from '../base/errors';
+import { integerInRange } from '../base/validate';
 
 /** A usage mistake: printed without a stack, exit code 2. A DoveError (INVALID_ARGUMENT) like every other refusal. */
 export class UsageError extends DoveError {
@@ -151,6 +151,16 @@ export function checkIntRange(values: readonly number[], flag: string, min: numb
   asUsage(() => {
     for (const v of values) integerInRange(v, flag, min, max);
   });
+}
+
+/** `<real-dir> <fake-dir>`, or `<real-dir>` alone with --per-length <root> (`dove fid`, `dove quality`). */
+export function realAndFakeDirs(args: ParsedArgs): { realDir: string; fakeDir: string; root: undefined } | { realDir: string; fakeDir: undefined; root: string } {
+  const root = getString(args, 'per-length');
+  const [realDir, fakeDir] = args.positionals;
+  if (root === undefined && args.positionals.length === 2) return { realDir: realDir!, fakeDir: fakeDir!, root };
+  if (root !== undefined && args.positionals.length === 1) return { realDir: realDir!, fakeDir: undefined, root };
+  const count = args.positionals.length;
+  throw new UsageError(root === undefined ? `Expected <real-dir> <fake-dir> but received ${count} folder(s)` : `Expected only <real-dir> with --per-length but received ${count} folder(s)`);
 }
 
 /** Runs a library check; its INVALID_ARGUMENT becomes a UsageError (exit 2, with a --help hint). */

@@ -7,9 +7,9 @@
 // Every missing or malformed file fails with a DoveError naming the file and what was expected.
 import { promises as fs } from 'node:fs';
 import { basename, join } from 'node:path';
-import { DoveError } from '../errors';
-import { decodeFsBytes, displayPath, fsPath, listImageFiles } from '../files';
-import { preview } from '../json';
+import { DoveError } from '../base/errors';
+import { decodeFsBytes, displayPath, fsPath, listImageFiles } from '../base/files';
+import { preview } from '../base/json';
 import { NdArray, PyDict, readPickle, type PyValue } from './pickle';
 
 export type DatasetFormat = 'cifar-python' | 'cifar-binary' | 'folder';
@@ -246,7 +246,7 @@ async function listDirs(dir: string): Promise<string[]> {
   const entries = await fs.readdir(fsPath(dir), { withFileTypes: true, encoding: 'buffer' }).catch((error: NodeJS.ErrnoException) => {
     throw new DoveError(`${displayPath(dir)}: cannot list (${error.code ?? String(error)}); expected a folder with one sub-folder per class`, error.code === 'ENOENT' ? 'FILE_NOT_FOUND' : 'IO_ERROR');
   });
-  // Class names keep their bytes (lib/files.ts), like the image names inside them.
+  // Class names keep their bytes (lib/base/files.ts), like the image names inside them.
   return entries.filter((e) => e.isDirectory()).map((e) => decodeFsBytes(e.name)).filter((n) => !n.startsWith('.')).sort();
 }
 

@@ -4,10 +4,10 @@
 // as uint8; the network resizes them to 299 bilinearly, as pytorch-fid does.
 import { existsSync } from 'node:fs';
 import type { NativeModule, NativeTensor } from '../../binding';
-import { DoveError } from '../errors';
-import { binding as getBinding } from '../native';
-import { listImageFiles } from '../files';
-import { parseJson, preview } from '../json';
+import { DoveError } from '../base/errors';
+import { binding as getBinding } from '../core/native';
+import { listImageFiles } from '../base/files';
+import { parseJson, preview } from '../base/json';
 import { lengthDirs, readRgb, readRgbAt, type LengthDir, type RgbPixels } from './folders';
 
 export const FID_FORMAT = 'dove-encoder/fid-inception';

@@ -3,10 +3,10 @@
 import { promises as fs } from 'node:fs';
 import { basename, extname, join } from 'node:path';
 import sharp from 'sharp';
-import { DoveError } from '../errors';
-import { displayPath, listImageFiles } from '../files';
-import { readImageFile } from '../image-file';
-import { DEFAULT_MAX_INPUT_PIXELS, loadImage, type ResizeFit } from '../images';
+import { DoveError } from '../base/errors';
+import { displayPath, listImageFiles } from '../base/files';
+import { readImageFile } from '../io/image-file';
+import { DEFAULT_MAX_INPUT_PIXELS, loadImage, type ResizeFit } from '../io/images';
 
 /** Interleaved RGB uint8 pixels at the image's own size. */
 export interface RgbPixels {
@@ -36,7 +36,7 @@ export function outputNames(names: readonly string[]): string[] {
 
 /**
  * Decodes an image as sRGB RGB at its own size (EXIF orientation applied, alpha flattened on black).
- * The file is read with the same header checks as the Tokenizer's inputs (lib/image-file.ts).
+ * The file is read with the same header checks as the Tokenizer's inputs (lib/io/image-file.ts).
  */
 export async function readRgb(file: string, maxInputPixels = DEFAULT_MAX_INPUT_PIXELS): Promise<RgbPixels> {
   const { bytes, release } = await readImageFile(file, maxInputPixels);

@@ -3,7 +3,7 @@
 // opcodes) or Python 3 (bytes via _codecs.encode, numpy via numpy._core). Nothing is ever executed:
 // the only callables understood are the three constructors those files use; anything else is an error
 // naming the file, the offset and what was expected.
-import { DoveError } from '../errors';
+import { DoveError } from '../base/errors';
 
 export class PyTuple {
   constructor(readonly items: PyValue[]) {}

@@ -7,11 +7,12 @@ import { createReadStream, promises as fs } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { LinearProbeEpoch, LinearProbeResult } from '../../binding';
-import { DoveError } from '../errors';
-import { loadBatch, type ImageInput, type RawPixels } from '../images';
-import type { Tokenizer } from '../tokenizer';
+import { DoveError } from '../base/errors';
+import { integerInRange } from '../base/validate';
+import { loadBatch, type ImageInput, type RawPixels } from '../io/images';
+import type { Tokenizer } from '../model/tokenizer';
 import type { DatasetSplit, LabelledDataset } from './cifar';
-import { binding as getBinding } from '../native';
+import { binding as getBinding } from '../core/native';
 import { toCsv, writeReport } from './report';
 
 export type ProbeFeatureKind = 'tokens' | 'pixels';
@@ -185,9 +186,7 @@ export async function probeFeatures(dataset: LabelledDataset, options: ProbeFeat
     if (tokenizer === undefined) throw new DoveError('Token features need a model (tokenizer)', 'INVALID_ARGUMENT');
     const auto = options.auto === true;
     const numTokens = options.numTokens ?? tokenizer.maxTokens;
-    if (!auto && (!Number.isInteger(numTokens) || numTokens < 1 || numTokens > tokenizer.maxTokens)) {
-      throw new DoveError(`Expected integer between 1 and ${tokenizer.maxTokens} for numTokens but received ${numTokens}`, 'INVALID_ARGUMENT');
-    }
+    if (!auto) integerInRange(numTokens, 'numTokens', 1, tokenizer.maxTokens);
     settings = { kind: 'tokens', model: await sha256File(tokenizer.model.path), auto, numTokens: auto ? null : numTokens, threshold: options.threshold ?? null };
     description = auto ? `DOVE tokens, EOS length, mean-pooled (${tokenizer.tokenDim}-d)` : `DOVE tokens, ${numTokens} fixed, flattened (${numTokens * tokenizer.tokenDim}-d)`;
   } else if (options.kind === 'pixels') {
@@ -239,9 +238,7 @@ export interface ProbeTrainOptions {
 export async function trainProbe(features: ProbeFeatures, dataset: LabelledDataset, options: ProbeTrainOptions): Promise<LinearProbeResult> {
   let maxLabel = 0;
   for (const labels of [dataset.train.labels, dataset.test.labels]) for (const l of labels) maxLabel = Math.max(maxLabel, l);
-  if (!Number.isInteger(options.numClasses) || options.numClasses < 2 || options.numClasses <= maxLabel) {
-    throw new DoveError(`Expected integer between ${Math.max(2, maxLabel + 1)} and 1000000 for numClasses (the data has labels up to ${maxLabel}) but received ${options.numClasses}`, 'INVALID_ARGUMENT');
-  }
+  integerInRange(options.numClasses, `numClasses (the data has labels up to ${maxLabel})`, Math.max(2, maxLabel + 1), 1000000);
   const binding = getBinding();
   const tensors = [
     binding.tensorFromArray(features.train, [dataset.train.count, features.dim], 'float32'),

@@ -2,8 +2,9 @@
 // settings (gaussian_weights=True, sigma 1.5, truncate 3.5 -> 11 taps, population covariance,
 // K1 0.01, K2 0.03, scipy 'reflect' borders, per-channel mean over the image cropped by the
 // filter radius, then the mean over channels). Separable filtering on Float64Arrays: O(HW·11) per map.
-import { DoveError } from '../errors';
-import { psnr } from '../images';
+import { DoveError } from '../base/errors';
+import { integerAtLeast } from '../base/validate';
+import { psnr } from '../io/images';
 import { lengthDirs, pairByName, readRgb, readRgbAt, type LengthDir, type Pairing } from './folders';
 
 export const SSIM_SIGMA = 1.5;
@@ -56,16 +57,15 @@ function gaussianFilter(src: Float64Array, w: number, h: number, tmp: Float64Arr
 }
 
 function checkImages(a: Uint8Array, b: Uint8Array, width: number, height: number, channels: number): void {
-  if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) {
-    throw new DoveError(`Expected positive integer width and height but received ${width}x${height}`, 'INVALID_ARGUMENT');
-  }
+  integerAtLeast(width, 'width', 1);
+  integerAtLeast(height, 'height', 1);
   const n = width * height * channels;
   if (a.length !== n || b.length !== n) {
     throw new DoveError(`Expected two images of ${n} bytes (${width}x${height}x${channels}) but received ${a.length} and ${b.length}`, 'SHAPE_MISMATCH');
   }
 }
 
-// One PSNR for the whole package: lib/images.ts (reconstruct-batch uses it too).
+// One PSNR for the whole package: lib/io/images.ts (reconstruct-batch uses it too).
 export { psnr };
 
 /** Mean SSIM of two interleaved uint8 images (H×W×channels), averaged over channels. */

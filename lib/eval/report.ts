@@ -1,9 +1,10 @@
 // Text tables for the terminal and CSV files for evaluation results.
-import { maxOf } from '../arrays';
+import { maxOf } from '../base/arrays';
 import { promises as fs } from 'node:fs';
 import { dirname } from 'node:path';
-import { formatCsv } from '../csv';
-import { fsError, writeFileAtomic } from '../files';
+import { formatCsv } from '../base/csv';
+import { fsError, writeFileAtomic } from '../base/files';
+import { lineChartPng } from '../render/plot';
 
 export type Cell = string | number;
 
@@ -43,4 +44,24 @@ export async function writeReport(path: string, content: string | Buffer): Promi
     throw fsError(dirname(path), error, 'create folder');
   }
   await writeFileAtomic(path, content);
+}
+
+/**
+ * A per-length metric (`dove fid` / `dove quality --per-length`) as a line over the fixed lengths, with
+ * the EOS-chosen `auto` result as a reference line; null when no fixed length was measured.
+ */
+export async function lengthCurvePng<T extends { label: string; tokens: number }>(
+  results: readonly T[],
+  value: (result: T) => number,
+  chart: { name: string; title: string; yLabel: string; digits: number; unit?: string },
+): Promise<Buffer | null> {
+  const fixed = results.filter((r) => Number.isFinite(r.tokens));
+  if (fixed.length === 0) return null;
+  const auto = results.find((r) => r.label === 'auto');
+  return lineChartPng([{ name: chart.name, points: fixed.map((r) => ({ x: r.tokens, y: value(r) })) }], {
+    title: chart.title,
+    xLabel: 'tokens',
+    yLabel: chart.yLabel,
+    references: auto ? [{ y: value(auto), label: `auto (EOS): ${formatNumber(value(auto), chart.digits)}${chart.unit ?? ''}` }] : [],
+  });
 }

@@ -1,13 +1,14 @@
 // Token-length statistics: how many tokens the EOS head spends per image over a folder, from a model
 // run or from the lengths.csv that `dove reconstruct-batch` writes.
-import { maxOf, minOf } from '../arrays';
+import { maxOf, minOf } from '../base/arrays';
 import { promises as fs } from 'node:fs';
-import { parseCsv } from '../csv';
-import { DoveError } from '../errors';
-import { decodeFsBytes, displayPath, fsError, fsPath } from '../files';
-import { preview } from '../json';
-import type { Tokenizer } from '../tokenizer';
-import { listImageFiles } from '../files';
+import { parseCsv } from '../base/csv';
+import { DoveError } from '../base/errors';
+import { integerAtLeast } from '../base/validate';
+import { decodeFsBytes, displayPath, fsError, fsPath } from '../base/files';
+import { preview } from '../base/json';
+import type { Tokenizer } from '../model/tokenizer';
+import { listImageFiles } from '../base/files';
 
 export interface LengthStats {
   count: number;
@@ -33,7 +34,7 @@ export function median(values: readonly number[]): number {
 
 export function lengthStats(lengths: readonly number[], maxTokens: number): LengthStats {
   if (lengths.length === 0) throw new DoveError('Expected at least one length but received none', 'INVALID_ARGUMENT');
-  if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new DoveError(`Expected positive integer for maxTokens but received ${maxTokens}`, 'INVALID_ARGUMENT');
+  integerAtLeast(maxTokens, 'maxTokens', 1);
   const bad = lengths.find((l) => !Number.isInteger(l) || l < 1 || l > maxTokens);
   if (bad !== undefined) throw new DoveError(`Expected lengths between 1 and ${maxTokens} but found ${bad}`, 'INVALID_ARGUMENT');
   const n = lengths.length;
@@ -69,7 +70,7 @@ export async function readLengthsCsv(file: string): Promise<ImageLength[]> {
   return parseLengthsCsv(decodeFsBytes(bytes), file);
 }
 
-/** The rows of lengths.csv text (image names may hold escaped bytes, lib/files.ts). */
+/** The rows of lengths.csv text (image names may hold escaped bytes, lib/base/files.ts). */
 export function parseLengthsCsv(text: string, file = 'lengths.csv'): ImageLength[] {
   const { records } = parseCsv(text);
   const header = records[0] ?? [];

@@ -2,8 +2,8 @@
 // the tokens. Keep an n×n thumbnail (area average down, n = floor(sqrt(floats / 3))), rebuild S×S with
 // bicubic interpolation (Keys, a = -0.5, edges clamped), round to uint8. Same arithmetic as the
 // project's shared reference tool (thumbnail-baseline.js), checked against it in test/eval.
-import { DoveError } from '../errors';
-import { psnr } from '../images';
+import { DoveError } from '../base/errors';
+import { psnr } from '../io/images';
 
 /** Side of the thumbnail that stores `floats` numbers of an S×S RGB image. */
 export function thumbnailSide(floats: number, size: number): number {

@@ -1,8 +1,9 @@
 // Small charts for evaluation reports: SVG drawn here, rasterised to PNG by sharp (librsvg).
 // Line charts (metric vs token count, log2 x axis for power-of-two budgets) and histograms.
-import { maxOf, minOf } from '../arrays';
+import { maxOf, minOf } from '../base/arrays';
 import sharp from 'sharp';
-import { DoveError } from '../errors';
+import { DoveError } from '../base/errors';
+import { integerInRange } from '../base/validate';
 import { escapeXml } from './xml';
 
 export interface Point {
@@ -72,9 +73,8 @@ export function niceTicks(lo: number, hi: number, count = 5): number[] {
 }
 
 function checkSize(width: number, height: number): void {
-  for (const [name, v] of [['width', width], ['height', height]] as const) {
-    if (!Number.isInteger(v) || v < 200 || v > 4000) throw new DoveError(`Expected integer between 200 and 4000 for ${name} but received ${v}`, 'INVALID_ARGUMENT');
-  }
+  integerInRange(width, 'width', 200, 4000);
+  integerInRange(height, 'height', 200, 4000);
 }
 
 function frame(width: number, height: number, title: string, xLabel: string, yLabel: string, body: string[]): string {

@@ -3,7 +3,7 @@
 // waiting job that can share the next forward (same kind, same key, up to maxBatchRows rows) goes
 // into it together. No timer holds a job back to wait for company: under light load a request runs
 // alone at once, under heavy load batches fill by themselves (dynamic batching without a window).
-import { DoveError } from '../errors';
+import { DoveError } from '../base/errors';
 
 /** One kind of batched work: many inputs in, one output per input, in order. */
 export interface BatchKind<I, O> {

@@ -1,7 +1,7 @@
 // Every failure leaves the server as JSON `{ code, message }` with a status that fits the code. The
 // message is the DoveError's (what the caller did wrong); a 500 carries only its first line, so no
 // stack trace or libtorch frame dump ever reaches a client.
-import { DoveError } from '../errors';
+import { DoveError } from '../base/errors';
 import { QueueError } from './batch-queue';
 
 /** Codes only the server raises (the library's codes keep their meaning). */

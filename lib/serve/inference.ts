@@ -3,14 +3,14 @@
 // forward; the Reconstructor pads them to the longest) and the explorer's sweep (one encode, then
 // every length 1…maxTokens decoded in chunks that queue like any other request).
 import sharp from 'sharp';
-import { appendAll } from '../arrays';
+import { appendAll } from '../base/arrays';
 import { composeGrid } from '../render/grid';
-import { DoveError } from '../errors';
-import { defaultLengths } from '../model-file';
+import { DoveError } from '../base/errors';
+import { defaultLengths } from '../model/model-file';
 import { ssim, SSIM_WINDOW } from '../eval/quality';
-import { psnr } from '../images';
-import type { Reconstructor, RgbImage } from '../reconstructor';
-import { resolveTokenizeOptions, type ImageTokens, type LengthMode, type Tokenizer } from '../tokenizer';
+import { psnr } from '../io/images';
+import type { Reconstructor, RgbImage } from '../model/reconstructor';
+import { resolveTokenizeOptions, type ImageTokens, type LengthMode, type Tokenizer } from '../model/tokenizer';
 import type { BatchKind, BatchQueue } from './batch-queue';
 import type { ExploreReply } from './wire';
 

@@ -2,10 +2,11 @@
 // (resolveTokenizeOptions, Reconstructor.checkTokens); this file only turns HTTP text into typed
 // values and refuses what cannot be one, with the same "Expected … but received …" wording.
 import type { FastifyRequest } from 'fastify';
-import { DoveError } from '../errors';
-import type { ResizeFit } from '../images';
-import { parseSafetensors } from '../safetensors';
-import type { ImageTokens, LengthMode } from '../tokenizer';
+import { DoveError } from '../base/errors';
+import { integerInRange } from '../base/validate';
+import type { ResizeFit } from '../io/images';
+import { parseSafetensors } from '../io/safetensors';
+import type { ImageTokens, LengthMode } from '../model/tokenizer';
 import { httpError } from './http-errors';
 
 export const TOKENS_SAFETENSORS = 'application/x-safetensors';
@@ -144,9 +145,6 @@ export function tokensBody(request: FastifyRequest, dim: number): ImageTokens {
   checkFinite(tokens);
   const asked = numberParam(params, 'length') ?? stated;
   const available = tokens.length / dim;
-  if (asked !== undefined && (!Number.isInteger(asked) || asked < 1 || asked > available)) {
-    throw new DoveError(`Expected integer between 1 and ${available} for length but received ${asked}`, 'INVALID_ARGUMENT');
-  }
-  const length = asked ?? available;
+  const length = asked === undefined ? available : integerInRange(asked, 'length', 1, available);
   return { length, dim, tokens: tokens.subarray(0, length * dim), eosProbabilities: new Float32Array(0) };
 }

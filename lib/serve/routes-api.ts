@@ -3,8 +3,8 @@
 import { basename } from 'node:path';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import Negotiator from 'negotiator';
-import { loadImage } from '../images';
-import { serializeSafetensors } from '../safetensors';
+import { loadImage } from '../io/images';
+import { serializeSafetensors } from '../io/safetensors';
 import { httpError } from './http-errors';
 import type { EncodedImage, InferenceService } from './inference';
 import type { ExploreReply, ModelInfo } from './wire';

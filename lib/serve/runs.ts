@@ -4,7 +4,8 @@
 // folder's real path, so neither `..`, an encoded slash nor a symlink can leave it.
 import { promises as fs, realpathSync, statSync } from 'node:fs';
 import { basename, isAbsolute, join, relative, resolve, sep } from 'node:path';
-import { DoveError } from '../errors';
+import { DoveError } from '../base/errors';
+import { integerAtLeast } from '../base/validate';
 import { listCheckpoints } from '../trainer/checkpoint';
 import { httpError } from './http-errors';
 import type { LogChunk, RunFile, RunSummary } from './wire';
@@ -97,7 +98,7 @@ async function lastRecordType(path: string, size: number): Promise<string | unde
 
 /** Complete lines of log.jsonl from `offset` (at most LOG_CHUNK_BYTES); a half-written last line waits for the next poll. */
 export async function readLog(run: RunFolder, offset: number): Promise<LogChunk> {
-  if (!Number.isSafeInteger(offset) || offset < 0) throw new DoveError(`Expected integer >= 0 for offset but received ${offset}`, 'INVALID_ARGUMENT');
+  integerAtLeast(offset, 'offset', 0);
   const path = join(run.root, 'log.jsonl');
   let handle;
   try {

@@ -3,8 +3,8 @@
 // queue length, time). Errors leave as JSON { code, message } (http-errors.ts).
 import fastify, { type FastifyInstance } from 'fastify';
 import multipart from '@fastify/multipart';
-import { Reconstructor } from '../reconstructor';
-import type { Tokenizer } from '../tokenizer';
+import { Reconstructor } from '../model/reconstructor';
+import type { Tokenizer } from '../model/tokenizer';
 import { BatchQueue } from './batch-queue';
 import { errorReply, httpError } from './http-errors';
 import { InferenceService } from './inference';
@@ -14,7 +14,7 @@ import { registerRunRoutes } from './routes-runs';
 import { registerWebRoutes } from './routes-web';
 import { openRunFolders } from './runs';
 import { loadWebAssets } from './web-assets';
-import { integerInRange } from '../validate';
+import { integerInRange } from '../base/validate';
 
 export interface DoveServerOptions {
   /** The loaded model; the server does not dispose it. */

@@ -2,7 +2,7 @@
 // small files, served by name from a fixed list, so no request path ever reaches the file system.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { DoveError } from '../errors';
+import { DoveError } from '../base/errors';
 
 export interface WebAsset {
   type: string;

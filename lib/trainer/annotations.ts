@@ -2,9 +2,9 @@
 // {image_id, question, answer | null, bounding_box: [[x, y, w, h], ...]} (pixels in the original image).
 // Everything is checked before training starts; a bad entry is reported with its index and field.
 import { promises as fs } from 'node:fs';
-import { DoveError } from '../errors';
-import { displayPath, fsError, fsPath } from '../files';
-import { parseJson, preview } from '../json';
+import { DoveError } from '../base/errors';
+import { displayPath, fsError, fsPath } from '../base/files';
+import { parseJson, preview } from '../base/json';
 
 export type Box = [number, number, number, number];
 

@@ -4,9 +4,9 @@
 // one either complete or absent (stale partial folders are removed on the next start).
 import { promises as fs, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { DoveError } from '../errors';
-import { displayPath, fsError, fsPath, syncDir, writeFileAtomic } from '../files';
-import { parseJson, preview } from '../json';
+import { DoveError } from '../base/errors';
+import { displayPath, fsError, fsPath, syncDir, writeFileAtomic } from '../base/files';
+import { parseJson, preview } from '../base/json';
 
 export const STATE_FORMAT = 'dove-encoder/trainer-state';
 export const STATE_VERSION = 1;
@@ -41,7 +41,7 @@ export async function fsyncFile(path: string): Promise<void> {
   }
 }
 
-/** Directory fsync makes a rename durable (lib/files.ts). */
+/** Directory fsync makes a rename durable (lib/base/files.ts). */
 export const fsyncDir = syncDir;
 
 export async function writeFileDurable(path: string, text: string): Promise<void> {

@@ -3,9 +3,9 @@
 // (B, S, S, 3) uint8 batch, prepared ahead while the current step runs.
 import { join, parse as parsePath, relative } from 'node:path';
 import sharp from 'sharp';
-import { DoveError } from '../errors';
-import { IMAGE_EXTENSIONS, listImageFiles } from '../files';
-import { readImageFile } from '../image-file';
+import { DoveError } from '../base/errors';
+import { IMAGE_EXTENSIONS, listImageFiles } from '../base/files';
+import { readImageFile } from '../io/image-file';
 import { boxMask, type Annotation } from './annotations';
 import { epochPermutation, hash32, Rng } from './rng';
 

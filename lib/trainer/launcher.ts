@@ -4,7 +4,8 @@
 // launcher reports which rank failed and how.
 import { fork, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
-import { DoveError } from '../errors';
+import { DoveError } from '../base/errors';
+import { integerAtLeast, integerInRange } from '../base/validate';
 
 export interface LaunchOptions {
   /** Module run by each worker (the CLI entry point). */
@@ -45,13 +46,9 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
 
 /** Runs the workers; resolves when all have exited (after a failure: when the rest were stopped). */
 export async function launchWorkers(options: LaunchOptions): Promise<LaunchResult> {
-  const nnodes = options.nnodes ?? 1;
-  const nodeRank = options.nodeRank ?? 0;
-  const n = options.nprocPerNode;
-  if (!Number.isInteger(n) || n < 1) throw new DoveError(`Expected integer >= 1 for nprocPerNode but received ${n}`, 'INVALID_ARGUMENT');
-  if (!Number.isInteger(nodeRank) || nodeRank < 0 || nodeRank >= nnodes) {
-    throw new DoveError(`Expected integer between 0 and ${nnodes - 1} for nodeRank but received ${nodeRank}`, 'INVALID_ARGUMENT');
-  }
+  const nnodes = integerAtLeast(options.nnodes ?? 1, 'nnodes', 1);
+  const nodeRank = integerInRange(options.nodeRank ?? 0, 'nodeRank', 0, nnodes - 1);
+  const n = integerAtLeast(options.nprocPerNode, 'nprocPerNode', 1);
   const masterAddr = options.masterAddr ?? '127.0.0.1';
   let masterPort = options.masterPort ?? 0;
   if (masterPort === 0) {

@@ -1,8 +1,7 @@
 // Trainer options: defaults from the design doc (section 4) and strict validation.
-import { DoveError } from '../errors';
-import { booleanOption } from '../module';
+import { DoveError } from '../base/errors';
 import { DEFAULT_AUGMENT, type AugmentOptions } from './data';
-import { integerInRange } from '../validate';
+import { booleanOption, integerInRange, numberInRange } from '../base/validate';
 
 export interface DistributedOptions {
   rank: number;
@@ -100,11 +99,7 @@ function int(name: string, value: number | undefined, fallback: number, min: num
 }
 
 function num(name: string, value: number | undefined, fallback: number, min: number, max: number, openMin = false): number {
-  const v = value ?? fallback;
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max || (openMin && v === min)) {
-    throw new DoveError(`Expected number ${openMin ? '>' : '>='} ${min} and <= ${max} for ${name} but received ${String(value)}`, 'INVALID_ARGUMENT');
-  }
-  return v;
+  return numberInRange(value ?? fallback, name, min, max, openMin);
 }
 
 function str(name: string, value: unknown): string {
@@ -118,9 +113,7 @@ export function distributedFromEnv(env: NodeJS.ProcessEnv = process.env): Requir
   if (env.WORLD_SIZE === undefined) return null;
   const read = (key: string, min: number, max: number): number => {
     const raw = env[key];
-    const v = raw !== undefined && /^\d+$/.test(raw) ? Number(raw) : NaN;
-    if (!Number.isInteger(v) || v < min || v > max) throw new DoveError(`Expected integer between ${min} and ${max} in environment ${key} but received ${String(raw)}`, 'INVALID_ARGUMENT');
-    return v;
+    return integerInRange(raw !== undefined && /^\d+$/.test(raw) ? Number(raw) : raw, `environment variable ${key}`, min, max);
   };
   const worldSize = read('WORLD_SIZE', 1, 65536);
   if (worldSize === 1) return null;

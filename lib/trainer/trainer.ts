@@ -4,17 +4,17 @@
 import { EventEmitter } from 'node:events';
 import { promises as fs } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { DoveError } from '../errors';
-import { appendFileChecked, writeFileAtomic } from '../files';
-import { DoveModel } from '../model-file';
+import { DoveError } from '../base/errors';
+import { appendFileChecked, writeFileAtomic } from '../base/files';
+import { DoveModel } from '../model/model-file';
 import { loadAnnotations } from './annotations';
 import {
   checkpointStopFromEnv, commitCheckpoint, fsyncFile, pruneCheckpoints, readState, resolveCheckpoint, STATE_FORMAT, STATE_VERSION, stopIfRequested,
   writeFileDurable, type TrainerState,
 } from './checkpoint';
 import { BatchLoader, buildSamples, loadCrop, type Batch, type Sample } from './data';
-import { requireCudaFor } from '../cuda-libtorch';
-import { binding } from '../native';
+import { requireCudaFor } from '../core/cuda-libtorch';
+import { binding } from '../core/native';
 import { resolveOptions, type ResolvedOptions, type TrainerOptions } from './options';
 import { lossCurvePng, reconstructionGridPng, type SampleReconstruction } from './plots';
 import { Rng } from './rng';
@@ -129,7 +129,7 @@ export class Trainer extends EventEmitter {
   private async run(): Promise<DoneEvent> {
     const o = this.options;
     const b = binding();
-    // First: libtorch decides once per process whether CUDA exists (lib/cuda-libtorch.ts).
+    // First: libtorch decides once per process whether CUDA exists (lib/core/cuda-libtorch.ts).
     requireCudaFor(o.device);
     if (o.threads !== undefined) b.setNumThreads(o.threads);
     const isMain = this.rank === 0;

@@ -1,8 +1,8 @@
 import test from 'ava';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BpeTokenizer } from '../../lib/bpe';
-import { DoveError } from '../../lib/errors';
+import { BpeTokenizer } from '../../lib/model/bpe';
+import { DoveError } from '../../lib/base/errors';
 import { API_FIXTURES } from './helpers';
 
 const reference = JSON.parse(readFileSync(join(API_FIXTURES, 'bpe_reference.json'), 'utf8')) as { [name: string]: [string, number[]][] };
@@ -25,9 +25,21 @@ test('special tokens and vocabulary lookups', (t) => {
 });
 
 test('unsupported or broken tokenizer files are DoveErrors', (t) => {
-  t.throws(() => BpeTokenizer.fromJson('{not json'), { instanceOf: DoveError, message: /not valid JSON/ });
-  t.throws(() => BpeTokenizer.fromJson(JSON.stringify({ model: { type: 'WordPiece', vocab: {} } })), { instanceOf: DoveError, message: /unsupported model type WordPiece/ });
-  const neox = JSON.parse(readFileSync(join(API_FIXTURES, 'bpe_neox.json'), 'utf8')) as { normalizer: unknown };
-  neox.normalizer = { type: 'Lowercase' };
-  t.throws(() => BpeTokenizer.fromJson(JSON.stringify(neox)), { instanceOf: DoveError, message: /unsupported normalizer Lowercase/ });
+  const error = { instanceOf: DoveError, code: 'INVALID_ARGUMENT' } as const;
+  t.throws(() => BpeTokenizer.fromJson('{not json'), { ...error, message: /not valid JSON/ });
+  t.throws(() => BpeTokenizer.fromJson(JSON.stringify({ model: { type: 'WordPiece', vocab: {} } })), { ...error, message: /unsupported model type "WordPiece"/ });
+  const neox = JSON.parse(readFileSync(join(API_FIXTURES, 'bpe_neox.json'), 'utf8')) as Record<string, unknown>;
+  const variant = (change: Record<string, unknown>): string => JSON.stringify({ ...neox, ...change });
+  t.throws(() => BpeTokenizer.fromJson(variant({ normalizer: { type: 'NoSuchNormalizer' } })), { ...error, message: /Unknown Normalizer type: NoSuchNormalizer/ });
+  t.throws(() => BpeTokenizer.fromJson(variant({ post_processor: { type: 'TemplateProcessing', single: 5 } })), { ...error, message: /unsupported or invalid/ });
+  t.throws(() => BpeTokenizer.fromJson(variant({ added_tokens: [{ id: -1, content: 'x' }] })), { ...error, message: /added_tokens\[0\]/ });
+  // A pattern from the file would run on the JS thread, where one that backtracks without end cannot be stopped.
+  const split = { type: 'Split', pattern: { Regex: '(a+)+$' }, behavior: 'Isolated', invert: false };
+  t.throws(() => BpeTokenizer.fromJson(variant({ pre_tokenizer: { type: 'Sequence', pretokenizers: [split] } })), { ...error, message: /unsupported regular expression/ });
+});
+
+test('a symbol with no id (unk_token outside the vocabulary) is a DoveError at encode', (t) => {
+  const tok = BpeTokenizer.fromJson(JSON.stringify({ model: { type: 'BPE', vocab: { a: 0, b: 1, ab: 2 }, merges: ['a b'], unk_token: '<unk>' } }));
+  t.deepEqual(tok.encode('abab'), [2, 2]);
+  t.throws(() => tok.encode('abc'), { instanceOf: DoveError, code: 'INVALID_ARGUMENT', message: /has no id/ });
 });

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { checkIntRange, getFlag, getIntList, getNumber, getString, parseArgs, UsageError } from '../../lib/cli/args';
-import { defaultLengths } from '../../lib/model-file';
+import { defaultLengths } from '../../lib/model/model-file';
 import { formatDuration, ProgressBar } from '../../lib/cli/progress';
 
 const SPECS = {

@@ -4,8 +4,8 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { gridCellRect, GRID_GAP, GRID_LABEL_HEIGHT } from '../../lib/render/grid';
-import { readSafetensors } from '../../lib/safetensors';
-import { Tokenizer } from '../../lib/tokenizer';
+import { readSafetensors } from '../../lib/io/safetensors';
+import { Tokenizer } from '../../lib/model/tokenizer';
 import { bombPng, maxAbsDiff, pngOf, pythonPath, runCli, tempDir, TINY_CONFIG, TINY_DOVE, TINY_QDOVE } from './helpers';
 
 test('dove reconstruct writes a grid: input, one column per length, EOS choice', async (t) => {

@@ -1,9 +1,9 @@
 // Shared models are reference counted: a Tokenizer and a Reconstructor over one DoveModel each hold
 // it, and the module is freed by the last release, never under the other user.
 import test from 'ava';
-import { DoveModel } from '../../lib/model-file';
-import { Reconstructor } from '../../lib/reconstructor';
-import { Tokenizer } from '../../lib/tokenizer';
+import { DoveModel } from '../../lib/model/model-file';
+import { Reconstructor } from '../../lib/model/reconstructor';
+import { Tokenizer } from '../../lib/model/tokenizer';
 import { fixtureExists, pngOf, TINY_DOVE } from './helpers';
 
 const ready = fixtureExists(TINY_DOVE);

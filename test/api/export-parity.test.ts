@@ -3,9 +3,9 @@
 import test from 'ava';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ScriptModule, type Value } from '../../lib/module';
-import { readSafetensors, type SafetensorsTensor } from '../../lib/safetensors';
-import { Tensor, type DType } from '../../lib/tensor';
+import { ScriptModule, type Value } from '../../lib/core/module';
+import { readSafetensors, type SafetensorsTensor } from '../../lib/io/safetensors';
+import { Tensor, type DType } from '../../lib/core/tensor';
 import { FIXTURES } from './helpers';
 
 interface ParityCall {

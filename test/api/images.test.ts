@@ -3,8 +3,8 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { DoveError } from '../../lib/errors';
-import { loadBatch, loadBatchSettled, loadImage, psnr } from '../../lib/images';
+import { DoveError } from '../../lib/base/errors';
+import { loadBatch, loadBatchSettled, loadImage, psnr } from '../../lib/io/images';
 import { bombPng, maxAbsDiff, pngOf, tempDir, testPattern } from './helpers';
 
 const SIZE = 16;

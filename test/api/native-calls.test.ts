@@ -6,11 +6,11 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { NativeBinding, NativeModule } from '../../binding';
 import reconstructCommand from '../../lib/cli/commands/reconstruct';
-import { loadImage } from '../../lib/images';
-import { DoveModel } from '../../lib/model-file';
-import { binding } from '../../lib/native';
-import { Reconstructor } from '../../lib/reconstructor';
-import { Tensor } from '../../lib/tensor';
+import { loadImage } from '../../lib/io/images';
+import { DoveModel } from '../../lib/model/model-file';
+import { binding } from '../../lib/core/native';
+import { Reconstructor } from '../../lib/model/reconstructor';
+import { Tensor } from '../../lib/core/tensor';
 import { fixtureExists, pngOf, tempDir, TINY_DOVE } from './helpers';
 
 /** Counts calls into the binding (and into modules it returns) while `body` runs, by name. */

@@ -4,12 +4,12 @@
 import test from 'ava';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DoveError } from '../../lib/errors';
-import { DoveModel, type LoadOptions } from '../../lib/model-file';
-import { binding } from '../../lib/native';
-import { readSafetensors, type SafetensorsTensor } from '../../lib/safetensors';
-import { Tensor, type DType } from '../../lib/tensor';
-import { Tokenizer } from '../../lib/tokenizer';
+import { DoveError } from '../../lib/base/errors';
+import { DoveModel, type LoadOptions } from '../../lib/model/model-file';
+import { binding } from '../../lib/core/native';
+import { readSafetensors, type SafetensorsTensor } from '../../lib/io/safetensors';
+import { Tensor, type DType } from '../../lib/core/tensor';
+import { Tokenizer } from '../../lib/model/tokenizer';
 import { Trainer } from '../../lib/trainer';
 import { FIXTURES, pngOf, tempDir, TINY_DOVE } from './helpers';
 

@@ -2,8 +2,8 @@ import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DoveError } from '../../lib/errors';
-import { parseSafetensors, readSafetensors, writeSafetensors } from '../../lib/safetensors';
+import { DoveError } from '../../lib/base/errors';
+import { parseSafetensors, readSafetensors, writeSafetensors } from '../../lib/io/safetensors';
 import { API_FIXTURES, pythonPath, tempDir } from './helpers';
 
 test('reads a file written by Python safetensors', async (t) => {

@@ -1,11 +1,11 @@
 import test from 'ava';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { DoveError } from '../../lib/errors';
-import { loadImage } from '../../lib/images';
-import { DoveModel } from '../../lib/model-file';
-import { Reconstructor } from '../../lib/reconstructor';
-import { Tokenizer, TokenBatch } from '../../lib/tokenizer';
+import { DoveError } from '../../lib/base/errors';
+import { loadImage } from '../../lib/io/images';
+import { DoveModel } from '../../lib/model/model-file';
+import { Reconstructor } from '../../lib/model/reconstructor';
+import { Tokenizer, TokenBatch } from '../../lib/model/tokenizer';
 import { API_FIXTURES, maxAbsDiff, pngOf, tempDir, testPattern, TINY_CONFIG, TINY_DOVE, TINY_QDOVE } from './helpers';
 
 let tokenizer: Tokenizer;

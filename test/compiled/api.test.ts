@@ -5,10 +5,10 @@
 import test from 'ava';
 import { copyFileSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DoveError } from '../../lib/errors';
-import { Reconstructor } from '../../lib/reconstructor';
-import { Tensor } from '../../lib/tensor';
-import { Tokenizer, type ResolvedTokenizeOptions, type TokenBatch } from '../../lib/tokenizer';
+import { DoveError } from '../../lib/base/errors';
+import { Reconstructor } from '../../lib/model/reconstructor';
+import { Tensor } from '../../lib/core/tensor';
+import { Tokenizer, type ResolvedTokenizeOptions, type TokenBatch } from '../../lib/model/tokenizer';
 import { FIXTURES, tempDir } from '../api/helpers';
 import { maxAbsDiff } from '../native/helpers';
 

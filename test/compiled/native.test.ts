@@ -5,10 +5,10 @@ import test from 'ava';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { NativeCompiledModel } from '../../binding';
-import { DoveError } from '../../lib/errors';
-import { loadModule } from '../../lib/module';
-import { binding } from '../../lib/native';
-import { Tensor } from '../../lib/tensor';
+import { DoveError } from '../../lib/base/errors';
+import { loadModule } from '../../lib/core/module';
+import { binding } from '../../lib/core/native';
+import { Tensor } from '../../lib/core/tensor';
 import { maxAbsDiff, ROOT } from '../native/helpers';
 
 const DIR = join(ROOT, 'test', 'fixtures', 'generated', 'compiled');

@@ -6,11 +6,11 @@ import test from 'ava';
 import { promises as fs } from 'node:fs';
 import { join, resolve } from 'node:path';
 import sharp from 'sharp';
-import { DoveError } from '../../lib/errors';
-import { psnr } from '../../lib/images';
-import { Reconstructor } from '../../lib/reconstructor';
-import { hasDevice } from '../../lib/runtime';
-import { Tokenizer, type ImageTokens } from '../../lib/tokenizer';
+import { DoveError } from '../../lib/base/errors';
+import { psnr } from '../../lib/io/images';
+import { Reconstructor } from '../../lib/model/reconstructor';
+import { hasDevice } from '../../lib/core/runtime';
+import { Tokenizer, type ImageTokens } from '../../lib/model/tokenizer';
 import { Trainer } from '../../lib/trainer';
 import { fixturesReady, MINI, tempDir } from '../trainer/helpers';
 

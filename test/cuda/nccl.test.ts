@@ -5,9 +5,9 @@
 // rank is what a single-GPU machine can check.
 import test from 'ava';
 import { createServer } from 'node:net';
-import { DoveError } from '../../lib/errors';
-import { hasDevice, versions } from '../../lib/runtime';
-import { binding as native } from '../../lib/native';
+import { DoveError } from '../../lib/base/errors';
+import { hasDevice, versions } from '../../lib/core/runtime';
+import { binding as native } from '../../lib/core/native';
 import { fixturesReady, MINI } from '../trainer/helpers';
 
 const CUDA = 'cuda:0';

@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { FidFeatureExtractor, fidFromFeatures, fidStatistics, frechetDistance, disposeStatistics, folderFid } from '../../lib/eval/fid';
 import { readRgb } from '../../lib/eval/folders';
-import { binding as getBinding } from '../../lib/native';
-import { loadImage } from '../../lib/images';
+import { binding as getBinding } from '../../lib/core/native';
+import { loadImage } from '../../lib/io/images';
 import { dove, EVAL, normal, rng, tempDir } from './fixtures';
 
 interface FrechetCase {

@@ -2,9 +2,9 @@ import test from 'ava';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { readDataset } from '../../lib/eval/cifar';
-import { binding as getBinding } from '../../lib/native';
+import { binding as getBinding } from '../../lib/core/native';
 import { probeCsv, probeFeatures, trainProbe } from '../../lib/eval/probe';
-import { Tokenizer } from '../../lib/tokenizer';
+import { Tokenizer } from '../../lib/model/tokenizer';
 import { dove, EVAL, ROOT, tempDir } from './fixtures';
 
 const C = join(EVAL, 'cifar');

@@ -5,7 +5,7 @@ import sharp from 'sharp';
 import { histogramBins, histogramPng, lineChartPng, niceTicks } from '../../lib/render/plot';
 import { formatTable, toCsv } from '../../lib/eval/report';
 import { folderLengths, lengthStats, median, readLengthsCsv } from '../../lib/eval/stats';
-import { Tokenizer } from '../../lib/tokenizer';
+import { Tokenizer } from '../../lib/model/tokenizer';
 import { dove, EVAL, ROOT, tempDir } from './fixtures';
 
 test('length statistics: mean, median, std, compression against the maximum', (t) => {

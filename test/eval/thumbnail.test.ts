@@ -1,7 +1,7 @@
 import test from 'ava';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { DoveError } from '../../lib/errors';
+import { DoveError } from '../../lib/base/errors';
 import { thumbnailPsnr, thumbnailReconstruction, thumbnailSide } from '../../lib/eval/thumbnail';
 import { ROOT } from '../support';
 
@@ -62,7 +62,7 @@ const shared = existsSync(SHARED_TOOL);
   for (const seed of [1, 2, 3]) {
     const px = pattern(64, seed);
     for (const floats of [32, 64, 128, 256, 512, 1024, 2048, 4096]) {
-      // Equal up to the order of a float64 sum (lib/images.ts psnr sums the squared error its own way).
+      // Equal up to the order of a float64 sum (lib/io/images.ts psnr sums the squared error its own way).
       const ours = thumbnailPsnr(px, 64, floats);
       const theirs = reference.thumbnailPsnr(px, 64, floats);
       t.true(Math.abs(ours - theirs) < 1e-9, `seed ${seed}, ${floats} floats: ${ours} vs ${theirs}`);

@@ -3,10 +3,10 @@
 // RangeError: Maximum call stack size exceeded, an Error without a code, a slow input) is a finding:
 // fast-check shrinks it and the runner reports the smallest input it found, base64, with the seed.
 import fc from 'fast-check';
-import { isDoveError } from '../../lib/errors';
+import { isDoveError } from '../../lib/base/errors';
 import type { FuzzTarget } from './targets';
 
-/** Every code a DoveError may carry (binding.d.ts NativeErrorCode and lib/errors.ts). */
+/** Every code a DoveError may carry (binding.d.ts NativeErrorCode and lib/base/errors.ts). */
 export const DOCUMENTED_CODES: ReadonlySet<string> = new Set([
   'INVALID_ARGUMENT', 'DTYPE_MISMATCH', 'SHAPE_MISMATCH', 'FILE_NOT_FOUND', 'NOT_TORCHSCRIPT', 'NOT_DOVE_EXPORT', 'FORMAT_VERSION',
   'METHOD_NOT_FOUND', 'DEVICE_UNAVAILABLE', 'DISPOSED', 'BUSY', 'TORCH_ERROR', 'IO_ERROR', 'DISTRIBUTED_ERROR', 'INTERNAL',

@@ -1,7 +1,7 @@
 // Targets that break the fuzz property on purpose, one way each (fuzz.test.ts checks that the harness
 // reports every one). Loaded by child.ts through its `module` argument, never by the real runs.
 import fc from 'fast-check';
-import { DoveError } from '../../lib/errors';
+import { DoveError } from '../../lib/base/errors';
 import type { FuzzTarget } from './targets';
 
 const bytes = (): fc.Arbitrary<Uint8Array> => fc.uint8Array({ maxLength: 64 });

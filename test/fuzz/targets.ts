@@ -5,18 +5,18 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type fc from 'fast-check';
-import { BpeTokenizer } from '../../lib/bpe';
+import { BpeTokenizer } from '../../lib/model/bpe';
 import { parseArgs } from '../../lib/cli/args';
 import type { Command } from '../../lib/cli/command';
 import { commandLoaders } from '../../lib/cli/commands/index';
 import { parseBatchCsv } from '../../lib/cli/commands/reconstruct-batch';
-import { formatCsv, parseCsv } from '../../lib/csv';
-import { isDoveError } from '../../lib/errors';
+import { formatCsv, parseCsv } from '../../lib/base/csv';
+import { isDoveError } from '../../lib/base/errors';
 import { parsePythonBatch, parsePythonClassNames } from '../../lib/eval/cifar';
 import { readPickle } from '../../lib/eval/pickle';
 import { parseLengthsCsv } from '../../lib/eval/stats';
-import { parseDoveMeta } from '../../lib/model-file';
-import { parseSafetensors, serializeSafetensors } from '../../lib/safetensors';
+import { parseDoveMeta } from '../../lib/model/model-file';
+import { parseSafetensors, serializeSafetensors } from '../../lib/io/safetensors';
 import { parseAnnotationsText } from '../../lib/trainer/annotations';
 import { parseState } from '../../lib/trainer/checkpoint';
 import { inputs, textOf } from './mutate';
@@ -90,7 +90,7 @@ export const TARGETS: readonly FuzzTarget[] = [
   },
   {
     name: 'safetensors',
-    covers: 'lib/safetensors.ts parseSafetensors (and serialize -> parse round trip of what it accepts)',
+    covers: 'lib/io/safetensors.ts parseSafetensors (and serialize -> parse round trip of what it accepts)',
     arbitrary: (seeds) => inputs(seeds, { text: true }),
     run(input) {
       const file = parseSafetensors(input, 'fuzz.safetensors');
@@ -104,7 +104,7 @@ export const TARGETS: readonly FuzzTarget[] = [
   },
   {
     name: 'dove-json',
-    covers: 'lib/model-file.ts parseDoveMeta (dove.json of every export)',
+    covers: 'lib/model/model-file.ts parseDoveMeta (dove.json of every export)',
     arbitrary: (seeds) => inputs(seeds, { text: true }),
     run(input) {
       const meta = parseDoveMeta('fuzz.pt', textOf(input));
@@ -123,7 +123,7 @@ export const TARGETS: readonly FuzzTarget[] = [
   },
   {
     name: 'csv',
-    covers: 'lib/csv.ts parseCsv/formatCsv round trip, lib/eval/stats.ts parseLengthsCsv, reconstruct-batch parseBatchCsv',
+    covers: 'lib/base/csv.ts parseCsv/formatCsv round trip, lib/eval/stats.ts parseLengthsCsv, reconstruct-batch parseBatchCsv',
     arbitrary: (seeds) => inputs(seeds, { text: true }),
     run(input) {
       const text = textOf(input);
@@ -140,7 +140,7 @@ export const TARGETS: readonly FuzzTarget[] = [
   },
   {
     name: 'bpe',
-    covers: 'lib/bpe.ts BpeTokenizer.fromJson (tokenizer.json) and encode',
+    covers: 'lib/model/bpe.ts BpeTokenizer.fromJson (tokenizer.json) and encode',
     arbitrary: (seeds) => inputs(seeds, { text: true }),
     run(input) {
       const text = textOf(input);

@@ -3,7 +3,7 @@
 import test from 'ava';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { maxOf, minOf } from '../../lib/arrays';
+import { maxOf, minOf } from '../../lib/base/arrays';
 import { ROOT } from './helpers';
 
 const N = 200_000;

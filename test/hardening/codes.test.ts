@@ -5,11 +5,11 @@ import test from 'ava';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DoveError } from '../../lib/errors';
+import { DoveError } from '../../lib/base/errors';
 import { readDataset } from '../../lib/eval/cifar';
-import { Reconstructor } from '../../lib/reconstructor';
-import { parseSafetensors } from '../../lib/safetensors';
-import { Tokenizer } from '../../lib/tokenizer';
+import { Reconstructor } from '../../lib/model/reconstructor';
+import { parseSafetensors } from '../../lib/io/safetensors';
+import { Tokenizer } from '../../lib/model/tokenizer';
 import { loadAnnotations } from '../../lib/trainer/annotations';
 import { readState } from '../../lib/trainer/checkpoint';
 import { pngOf, tempDir, TINY_DOVE } from '../api/helpers';
@@ -18,11 +18,11 @@ import { HARDENING_FIXTURES, mountTinyFs, ROOT, runDove, runSnippet } from './he
 test('row 12: SharedArrayBuffer views: tensors refuse them with INVALID_ARGUMENT, parsers and images read them', async (t) => {
   // In a child: before the fix the native side could be handed shared memory.
   const r = await runSnippet(`
-    const { Tensor } = require('./dist/lib/tensor');
-    const { parseSafetensors, serializeSafetensors } = require('./dist/lib/safetensors');
+    const { Tensor } = require('./dist/lib/core/tensor');
+    const { parseSafetensors, serializeSafetensors } = require('./dist/lib/io/safetensors');
     const { readPickle } = require('./dist/lib/eval/pickle');
-    const { loadImage, psnr } = require('./dist/lib/images');
-    const { Tokenizer } = require('./dist/lib/tokenizer');
+    const { loadImage, psnr } = require('./dist/lib/io/images');
+    const { Tokenizer } = require('./dist/lib/model/tokenizer');
     const shared = (n) => new Uint8Array(new SharedArrayBuffer(n));
     const outcome = async (f) => { try { await f(); return 'ok'; } catch (e) { return e && e.name === 'DoveError' ? e.code : 'NOT A DOVEERROR: ' + (e && e.constructor && e.constructor.name) + ' ' + (e && e.message); } };
     (async () => {

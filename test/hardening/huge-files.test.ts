@@ -27,7 +27,7 @@ function pngHead(width: number, height: number): Buffer {
 /** Decodes `paths` with the Tokenizer's image loader (4 at a time) in a child; prints codes. */
 function loadInChild(paths: string[]): string {
   return `
-    const { loadBatchSettled } = require('./dist/lib/images');
+    const { loadBatchSettled } = require('./dist/lib/io/images');
     loadBatchSettled(${JSON.stringify(paths)}, { size: 64 }).then(({ failures }) => {
       process.stdout.write(JSON.stringify(failures.map((f) => f.error.code)));
     }, (e) => { process.stdout.write('THREW ' + e); });

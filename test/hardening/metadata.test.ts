@@ -3,9 +3,9 @@
 import test from 'ava';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DoveError } from '../../lib/errors';
-import { DoveModel } from '../../lib/model-file';
-import { readSafetensors } from '../../lib/safetensors';
+import { DoveError } from '../../lib/base/errors';
+import { DoveModel } from '../../lib/model/model-file';
+import { readSafetensors } from '../../lib/io/safetensors';
 import { pngOf, tempDir, TINY_DOVE, TINY_QDOVE } from '../api/helpers';
 import { runDove, withDoveJson } from './helpers';
 

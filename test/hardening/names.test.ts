@@ -5,9 +5,9 @@ import test from 'ava';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DoveError } from '../../lib/errors';
-import { readSafetensors } from '../../lib/safetensors';
-import { Tokenizer } from '../../lib/tokenizer';
+import { DoveError } from '../../lib/base/errors';
+import { readSafetensors } from '../../lib/io/safetensors';
+import { Tokenizer } from '../../lib/model/tokenizer';
 import { pngOf, tempDir, TINY_DOVE } from '../api/helpers';
 import { CLI, runDove, writeFileBytesName } from './helpers';
 

@@ -22,7 +22,7 @@ async function collidingFolder(prefix: string): Promise<{ dir: string; input: st
   return { dir, input, cleanup };
 }
 
-/** The rows of a CSV file as Python's csv module reads them (an oracle independent of lib/csv.ts). */
+/** The rows of a CSV file as Python's csv module reads them (an oracle independent of lib/base/csv.ts). */
 function readCsv(path: string): string[][] {
   const py = 'import csv, json, sys; print(json.dumps(list(csv.reader(open(sys.argv[1], newline="", encoding="utf-8")))))';
   return JSON.parse(execFileSync(pythonPath(), ['-c', py, path], { encoding: 'utf8' })) as string[][];

@@ -1,7 +1,7 @@
 // lib/ in layers: every import of every lib/ file goes to its own layer or one below, by the table
 // in docs/ARCHITECTURE.md ("Layers of lib/"), the one copy of the layer map.
 import test from 'ava';
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { ROOT } from '../support';
 
@@ -71,6 +71,13 @@ test('every lib/ file has a layer and imports only from its own layer or lower o
     }
   }
   t.deepEqual(upward, []);
+});
+
+test('every path the table names is in lib/, and every folder of lib/ is in the table', (t) => {
+  const named = layers.flatMap((l) => l.paths);
+  t.deepEqual(named.filter((p) => !existsSync(join(LIB, p))), [], 'rows naming what lib/ does not have');
+  const folders = readdirSync(LIB, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => `${e.name}/`);
+  t.deepEqual(folders.filter((f) => !named.includes(f)), [], 'folders of lib/ without a row of their own');
 });
 
 test('the import reader sees every form of import, so the check cannot pass by missing one', (t) => {

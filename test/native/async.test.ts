@@ -1,8 +1,8 @@
 // Work runs off the JS thread: timers keep firing during a long forward, and many concurrent calls
 // on one module all resolve with their own results.
 import test from 'ava';
-import { loadModule } from '../../lib/module';
-import { Tensor } from '../../lib/tensor';
+import { loadModule } from '../../lib/core/module';
+import { Tensor } from '../../lib/core/tensor';
 import { CORE_MODEL, parityMeta, slowCallLasting } from './helpers';
 
 test('a long forward lets JS timers fire while it runs', async (t) => {

@@ -7,10 +7,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { NativeBinding } from '../../binding';
-import { DoveError } from '../../lib/errors';
-import { loadModule } from '../../lib/module';
-import { binding } from '../../lib/native';
-import { Tensor } from '../../lib/tensor';
+import { DoveError } from '../../lib/base/errors';
+import { loadModule } from '../../lib/core/module';
+import { binding } from '../../lib/core/native';
+import { Tensor } from '../../lib/core/tensor';
 import { CORE_MODEL, ROOT } from './helpers';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -177,8 +177,8 @@ test('scalar arguments: the same values and errors from run and runSync', async 
 test('tensors cross on worker threads too, alongside the main thread', async (t) => {
   const script = `
     const { parentPort, workerData } = require('node:worker_threads');
-    const { loadModule } = require(workerData.root + '/dist/lib/module');
-    const { Tensor } = require(workerData.root + '/dist/lib/tensor');
+    const { loadModule } = require(workerData.root + '/dist/lib/core/module');
+    const { Tensor } = require(workerData.root + '/dist/lib/core/tensor');
     (async () => {
       const module = await loadModule(workerData.model);
       const x = Tensor.fromArray(new Float32Array([1, 2, 3]));

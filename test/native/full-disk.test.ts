@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { defaultModelPath } from '../../lib/model-file';
+import { defaultModelPath } from '../../lib/model/model-file';
 import { CORE_MODEL, describeExit, ROOT, runChild } from './helpers';
 
 const TRAIN = join(ROOT, 'test', 'fixtures', 'generated', 'train');

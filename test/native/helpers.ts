@@ -102,7 +102,7 @@ export function runChild(
   const script = `
 const LIB_DIR = ${JSON.stringify(libDir)};
 const lib = require(${JSON.stringify(join(libDir, 'index.js'))});
-const binding = () => require(${JSON.stringify(join(libDir, 'native.js'))}).binding();
+const binding = () => require(${JSON.stringify(join(libDir, 'core', 'native.js'))}).binding();
 const report = (value) => process.stdout.write('RESULT ' + JSON.stringify(value) + '\\n');
 const codeOf = (fn) => { try { fn(); return 'no error'; } catch (e) { return e instanceof lib.DoveError ? e.code : 'plain ' + (e && e.name); } };
 const codeOfAsync = async (promise) => { try { await promise; return 'no error'; } catch (e) { return e instanceof lib.DoveError ? e.code : 'plain ' + (e && e.name); } };

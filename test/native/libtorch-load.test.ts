@@ -8,9 +8,9 @@ import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
-import { CUDA_LIBRARY_FILE } from '../../lib/cuda-libtorch';
-import { readElfDynamic } from '../../lib/elf';
-import { LIBTORCH_VERSION, STAND_IN_FOLDER, libtorchBuild, runpathLibtorch } from '../../lib/libtorch-preload';
+import { CUDA_LIBRARY_FILE } from '../../lib/core/cuda-libtorch';
+import { readElfDynamic } from '../../lib/core/elf';
+import { LIBTORCH_VERSION, STAND_IN_FOLDER, libtorchBuild, runpathLibtorch } from '../../lib/core/libtorch-preload';
 import { ROOT } from './helpers';
 
 const ADDON = process.env.DOVE_ADDON ?? join(ROOT, 'build', 'Release', 'dove.node');
@@ -31,8 +31,8 @@ function probe(body: string): Promise<Probe> {
     script,
     `const fs = require('node:fs');
 const dove = require(${JSON.stringify(join(ROOT, 'dist', 'lib', 'index.js'))});
-const cuda = require(${JSON.stringify(join(ROOT, 'dist', 'lib', 'cuda-libtorch.js'))});
-const native = require(${JSON.stringify(join(ROOT, 'dist', 'lib', 'native.js'))});
+const cuda = require(${JSON.stringify(join(ROOT, 'dist', 'lib', 'core', 'cuda-libtorch.js'))});
+const native = require(${JSON.stringify(join(ROOT, 'dist', 'lib', 'core', 'native.js'))});
 const maps = () => [...new Set(fs.readFileSync('/proc/self/maps', 'utf8').split('\\n').map((l) => l.split(/\\s+/)[5]).filter((p) => p && p.startsWith('/')))];
 (async () => { const out = await (async () => { ${body} })(); console.log(JSON.stringify(out)); })()
   .catch((e) => { console.error(e); process.exit(1); });

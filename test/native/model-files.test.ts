@@ -6,8 +6,8 @@ import test from 'ava';
 import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { binding } from '../../lib/native';
-import { defaultModelPath } from '../../lib/model-file';
+import { binding } from '../../lib/core/native';
+import { defaultModelPath } from '../../lib/model/model-file';
 import { describeExit, HOSTILE, ROOT, runChild } from './helpers';
 
 const GENERATED = join(ROOT, 'test', 'fixtures', 'generated');

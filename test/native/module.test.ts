@@ -3,10 +3,10 @@ import test from 'ava';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DoveError } from '../../lib/errors';
-import { loadModule, ScriptModule } from '../../lib/module';
-import { devices } from '../../lib/runtime';
-import { Tensor } from '../../lib/tensor';
+import { DoveError } from '../../lib/base/errors';
+import { loadModule, ScriptModule } from '../../lib/core/module';
+import { devices } from '../../lib/core/runtime';
+import { Tensor } from '../../lib/core/tensor';
 import { CORE, CORE_MODEL, maxAbsDiff, parityMeta, readF32 } from './helpers';
 
 test('a scripted module loads with its methods and extra files', async (t) => {

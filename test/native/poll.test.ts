@@ -6,13 +6,13 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { DoveError } from '../../lib/errors';
-import { loadModule } from '../../lib/module';
-import { Tensor } from '../../lib/tensor';
+import { DoveError } from '../../lib/base/errors';
+import { loadModule } from '../../lib/core/module';
+import { Tensor } from '../../lib/core/tensor';
 import { CORE_MODEL, ROOT, SLOWDOWN, parityMeta, slowCallLasting } from './helpers';
 
-const MODULE_JS = JSON.stringify(join(ROOT, 'dist', 'lib', 'module.js'));
-const TENSOR_JS = JSON.stringify(join(ROOT, 'dist', 'lib', 'tensor.js'));
+const MODULE_JS = JSON.stringify(join(ROOT, 'dist', 'lib', 'core', 'module.js'));
+const TENSOR_JS = JSON.stringify(join(ROOT, 'dist', 'lib', 'core', 'tensor.js'));
 
 test('thousands of sequential awaits resolve in call order with their own results', async (t) => {
   const module = await loadModule(CORE_MODEL);

@@ -4,9 +4,9 @@
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { DoveError } from '../../lib/errors';
-import { loadModule } from '../../lib/module';
-import { Tensor } from '../../lib/tensor';
+import { DoveError } from '../../lib/base/errors';
+import { loadModule } from '../../lib/core/module';
+import { Tensor } from '../../lib/core/tensor';
 import { CORE_MODEL, ROOT, SLOWDOWN, parityMeta } from './helpers';
 
 function codeOf(call: () => unknown): string | undefined {
@@ -104,8 +104,8 @@ test('runSync is BUSY while async calls on the module are queued or running', as
 // A child process that must end by itself; returns how long it took after its last line of output.
 function runChild(t: { log: (...values: unknown[]) => void }, body: string): { status: number | null; signal: string | null; tailMs: number; stdout: string; stderr: string } {
   const script = `
-    const { loadModule } = require(${JSON.stringify(join(ROOT, 'dist', 'lib', 'module.js'))});
-    const { Tensor } = require(${JSON.stringify(join(ROOT, 'dist', 'lib', 'tensor.js'))});
+    const { loadModule } = require(${JSON.stringify(join(ROOT, 'dist', 'lib', 'core', 'module.js'))});
+    const { Tensor } = require(${JSON.stringify(join(ROOT, 'dist', 'lib', 'core', 'tensor.js'))});
     const model = ${JSON.stringify(CORE_MODEL)};
     (async () => { ${body} })().catch((e) => { console.error(e); process.exitCode = 1; });
   `;

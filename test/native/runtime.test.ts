@@ -5,10 +5,10 @@ import { execFileSync } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DoveError } from '../../lib/errors';
-import { loadModule } from '../../lib/module';
-import { buildInfo, devices, getNumThreads, manualSeed, setNumThreads, versions } from '../../lib/runtime';
-import { Tensor } from '../../lib/tensor';
+import { DoveError } from '../../lib/base/errors';
+import { loadModule } from '../../lib/core/module';
+import { buildInfo, devices, getNumThreads, manualSeed, setNumThreads, versions } from '../../lib/core/runtime';
+import { Tensor } from '../../lib/core/tensor';
 import { CORE_MODEL, maxAbsDiff, parityMeta, ROOT } from './helpers';
 
 test('devices lists cpu first, then cuda:N', (t) => {
@@ -67,7 +67,7 @@ test('without a built addon the loader says what it looked for and how to fix it
     cpSync(join(ROOT, 'dist', 'lib'), join(dir, 'dist', 'lib'), { recursive: true });
     writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'dove-encoder', version: '0.0.0' }));
     cpSync(join(ROOT, 'node_modules', 'node-gyp-build'), join(dir, 'node_modules', 'node-gyp-build'), { recursive: true });
-    const script = "try { require('./dist/lib/native').binding(); } catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message, dove: e.constructor.name })); }";
+    const script = "try { require('./dist/lib/core/native').binding(); } catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message, dove: e.constructor.name })); }";
     const out = JSON.parse(execFileSync(process.execPath, ['-e', script], { cwd: dir, encoding: 'utf8', env: { ...process.env, DOVE_ADDON: '' } })) as { code: string; message: string; dove: string };
     t.is(out.dove, 'DoveError');
     t.is(out.code, 'ADDON_LOAD_FAILED');

@@ -1,9 +1,9 @@
 // Tensors cross the boundary without copies, validate their input, and fail with DoveError codes.
 import test from 'ava';
-import { DoveError } from '../../lib/errors';
-import { loadModule } from '../../lib/module';
-import { devices } from '../../lib/runtime';
-import { Tensor } from '../../lib/tensor';
+import { DoveError } from '../../lib/base/errors';
+import { loadModule } from '../../lib/core/module';
+import { devices } from '../../lib/core/runtime';
+import { Tensor } from '../../lib/core/tensor';
 import { CORE_MODEL } from './helpers';
 
 test('a Float32Array-backed tensor shares memory in both directions', async (t) => {

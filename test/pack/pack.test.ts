@@ -15,12 +15,12 @@ import { execFile, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { cpSync, createReadStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
-import { basename, delimiter, dirname, join, resolve } from 'node:path';
+import { basename, delimiter, dirname, join } from 'node:path';
 import sharp from 'sharp';
-import { CUDA_LIBRARY_FILE } from '../../lib/cuda-libtorch';
-import { libtorchCandidates } from '../../lib/libtorch-preload';
+import { CUDA_LIBRARY_FILE } from '../../lib/core/cuda-libtorch';
+import { libtorchCandidates } from '../../lib/core/libtorch-preload';
+import { ROOT } from '../support';
 
-const ROOT = resolve(__dirname, '..', '..', '..');
 const PKG = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { name: string; version: string };
 const PLATFORM = `${process.platform}-${process.arch}`;
 const PLATFORM_PKG = JSON.parse(readFileSync(join(ROOT, 'npm', `libtorch-${PLATFORM}`, 'package.json'), 'utf8')) as { name: string; version: string };

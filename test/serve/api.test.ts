@@ -3,8 +3,8 @@
 import test from 'ava';
 import { readFileSync } from 'node:fs';
 import sharp from 'sharp';
-import { parseSafetensors } from '../../lib/safetensors';
-import { Reconstructor } from '../../lib/reconstructor';
+import { parseSafetensors } from '../../lib/io/safetensors';
+import { Reconstructor } from '../../lib/model/reconstructor';
 import { bombPng, fixtureExists, maxAbsDiff, pngOf, TINY_DOVE, TINY_QDOVE } from '../api/helpers';
 import { rawRequest, SAMPLE_JPG, startServer, type Running } from './helpers';
 

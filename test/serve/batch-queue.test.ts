@@ -1,7 +1,7 @@
 // The batching queue on its own: jobs that wait together run together (same kind and key, up to
 // the row limit), the queue refuses past its limit, times out, and drains on close.
 import test from 'ava';
-import { isDoveError } from '../../lib/errors';
+import { isDoveError } from '../../lib/base/errors';
 import { BatchQueue, QueueError, type BatchKind } from '../../lib/serve/batch-queue';
 
 /** A kind that records each batch it ran and answers after `ms` with input × 10. */

@@ -6,8 +6,8 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import sharp from 'sharp';
-import { defaultModelPath } from '../../lib/model-file';
-import { readSafetensors } from '../../lib/safetensors';
+import { defaultModelPath } from '../../lib/model/model-file';
+import { readSafetensors } from '../../lib/io/safetensors';
 import { fixtureExists, maxAbsDiff, pngOf, tempDir, TINY_QDOVE } from '../api/helpers';
 import { chromiumPath, SAMPLE_JPG, startServer, startTraining, TRAIN_IMAGES, TRAIN_MINI, waitFor, type Running } from './helpers';
 

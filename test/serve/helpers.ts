@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { DoveServer, type DoveServerOptions } from '../../lib/serve/server';
-import { Tokenizer } from '../../lib/tokenizer';
+import { Tokenizer } from '../../lib/model/tokenizer';
 import { LOOPBACK } from '../../bench/serve/load';
 import { CLI, ROOT } from '../api/helpers';
 

@@ -7,9 +7,9 @@ import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { Trainer } from '../../lib/trainer';
-import { DoveError } from '../../lib/errors';
+import { DoveError } from '../../lib/base/errors';
 import { checkpointName, checkpointStopFromEnv, listCheckpoints, readState, STOP_IN_CHECKPOINT_ENV } from '../../lib/trainer/checkpoint';
-import { binding as native } from '../../lib/native';
+import { binding as native } from '../../lib/core/native';
 import { fixturesReady, IMAGES, MINI, tempDir } from './helpers';
 
 interface KilledRun {

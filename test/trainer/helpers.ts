@@ -2,12 +2,12 @@
 // python/dove_fixtures/train.py, temp folders, and weight comparison through the raw binding.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { DoveModel } from '../../lib/model-file';
-import { Tensor } from '../../lib/tensor';
-import { binding as native } from '../../lib/native';
-import { FIXTURES, tempDir as supportTempDir } from '../support';
+import { DoveModel } from '../../lib/model/model-file';
+import { Tensor } from '../../lib/core/tensor';
+import { binding as native } from '../../lib/core/native';
+import { FIXTURES } from '../support';
 
-export { CLI, ROOT } from '../support';
+export { CLI, ROOT, tempDir } from '../support';
 export const TRAIN_FIXTURES = join(FIXTURES, 'train');
 export const MINI = join(TRAIN_FIXTURES, 'train-mini.pt');
 export const MINI_DET = join(TRAIN_FIXTURES, 'train-mini-det.pt');
@@ -17,10 +17,6 @@ export const ANNOTATIONS = join(TRAIN_FIXTURES, 'annotations.json');
 
 export function fixturesReady(): boolean {
   return existsSync(MINI) && existsSync(IMAGES);
-}
-
-export function tempDir(prefix: string): { dir: string; cleanup: () => void } {
-  return supportTempDir(`train-${prefix}`);
 }
 
 /** Largest absolute difference between same-named parameters of two saved modules. */

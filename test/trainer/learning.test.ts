@@ -4,7 +4,7 @@ import test from 'ava';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { Tokenizer } from '../../lib/tokenizer';
+import { Tokenizer } from '../../lib/model/tokenizer';
 import { Trainer, type TrainerEvent } from '../../lib/trainer';
 import { fixturesReady, MINI, reconstructionMse, tempDir } from './helpers';
 

@@ -11,8 +11,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pythonPath } from '../../bench/lib/paths';
 import type { TrainEngineOptions } from '../../binding';
-import { readSafetensors, type SafetensorsFile } from '../../lib/safetensors';
-import { binding as native } from '../../lib/native';
+import { readSafetensors, type SafetensorsFile } from '../../lib/io/safetensors';
+import { binding as native } from '../../lib/core/native';
 import { maxAbsDiff } from '../native/helpers';
 import { ROOT, tempDir } from './helpers';
 

@@ -35,7 +35,7 @@ test('collectives whose tensors differ between ranks reject with DISTRIBUTED_ERR
   const masterPort = port();
   const rank = (r: number): Promise<Exit> => {
     const script = `
-const b = require(${JSON.stringify(join(ROOT, 'dist', 'lib', 'native.js'))}).binding();
+const b = require(${JSON.stringify(join(ROOT, 'dist', 'lib', 'core', 'native.js'))}).binding();
 const report = (v) => process.stdout.write('RESULT ' + JSON.stringify(v) + '\\n');
 const attempt = async (p) => { try { await p; return 'ok'; } catch (e) { return e.code + ': ' + e.message; } };
 (async () => {

@@ -1,4 +1,4 @@
-import { maxOf } from '../../arrays';
+import { maxOf } from '../../base/arrays';
 import type { Command } from '../command';
 import { getFlag, parseArgs, UsageError, withUsage } from '../args';
 
@@ -70,9 +70,9 @@ async function run(argv: string[]): Promise<number> {
   const report: Report = { ok: false, node: process.version, platform: `${process.platform}-${process.arch}` };
   try {
     // Loaded here, not at the top: a broken addon must still give a report, not a crash.
-    const native = await import('../../native');
-    const runtime = await import('../../runtime');
-    const { loadCudaLibtorch } = await import('../../cuda-libtorch');
+    const native = await import('../../core/native');
+    const runtime = await import('../../core/runtime');
+    const { loadCudaLibtorch } = await import('../../core/cuda-libtorch');
     const load = native.addonLoad();
     // Before anything else reads libtorch's CUDA support (it is settled once per process).
     const cuda = loadCudaLibtorch();

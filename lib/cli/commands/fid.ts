@@ -1,10 +1,9 @@
 import { join } from 'node:path';
 import type { Command } from '../command';
-import { getFlag, getNumber, getString, parseArgs, UsageError, withUsage } from '../args';
+import { getFlag, getNumber, getString, parseArgs, realAndFakeDirs, withUsage } from '../args';
 import { ProgressBar } from '../progress';
 import { FID_SETUP_HELP, FidFeatureExtractor, folderFid, perLengthFid } from '../../eval/fid';
-import { lineChartPng } from '../../render/plot';
-import { formatNumber, formatTable, toCsv, writeReport } from '../../eval/report';
+import { formatNumber, formatTable, lengthCurvePng, toCsv, writeReport } from '../../eval/report';
 
 const SPECS = {
   features: { type: 'string' },
@@ -49,15 +48,7 @@ Examples:
 
 async function run(argv: string[]): Promise<number> {
   const args = parseArgs(argv, SPECS);
-  const root = getString(args, 'per-length');
-  const expected = root === undefined ? 2 : 1;
-  if (args.positionals.length !== expected) {
-    throw new UsageError(
-      root === undefined
-        ? `Expected <real-dir> <fake-dir> but received ${args.positionals.length} folder(s)`
-        : `Expected only <real-dir> with --per-length but received ${args.positionals.length} folder(s)`,
-    );
-  }
+  const { realDir, fakeDir, root } = realAndFakeDirs(args);
   const featuresPath = getString(args, 'features') ?? process.env.DOVE_FID_FEATURES;
   if (featuresPath === undefined || featuresPath === '') {
     process.stderr.write(`dove fid: no FID feature extractor given (--features).\n${FID_SETUP_HELP}\n`);
@@ -67,10 +58,9 @@ async function run(argv: string[]): Promise<number> {
   const quiet = args.options.get('quiet') === true;
   const batchSize = getNumber(args, 'batch-size') ?? 16;
   try {
-    const realDir = args.positionals[0]!;
     if (root === undefined) {
       const bar = new ProgressBar(1, { label: 'fid', silent: quiet });
-      const result = await folderFid(extractor, realDir, args.positionals[1]!, { batchSize });
+      const result = await folderFid(extractor, realDir, fakeDir, { batchSize });
       bar.tick();
       bar.finish();
       process.stdout.write(`FID ${formatNumber(result.fid, 4)} (${result.realCount} real, ${result.fakeCount} generated images)\n`);
@@ -87,19 +77,10 @@ async function run(argv: string[]): Promise<number> {
     process.stdout.write(formatTable(headers, rows) + '\n');
     const csvPath = getString(args, 'csv') ?? join(root, 'fid.csv');
     await writeReport(csvPath, toCsv(headers, rows));
-    const fixed = results.filter((r) => Number.isFinite(r.tokens));
-    const auto = results.find((r) => r.label === 'auto');
     const plotPath = getString(args, 'plot') ?? join(root, 'fid.png');
-    if (fixed.length > 0) {
-      await writeReport(
-        plotPath,
-        await lineChartPng([{ name: 'FID', points: fixed.map((r) => ({ x: r.tokens, y: r.fid })) }], {
-          title: 'FID vs number of tokens',
-          xLabel: 'tokens',
-          yLabel: 'FID (lower is better)',
-          references: auto ? [{ y: auto.fid, label: `auto (EOS): ${formatNumber(auto.fid, 2)}` }] : [],
-        }),
-      );
+    const plot = await lengthCurvePng(results, (r) => r.fid, { name: 'FID', title: 'FID vs number of tokens', yLabel: 'FID (lower is better)', digits: 2 });
+    if (plot !== null) {
+      await writeReport(plotPath, plot);
       process.stdout.write(`wrote ${csvPath} and ${plotPath}\n`);
     } else {
       process.stdout.write(`wrote ${csvPath}\n`);

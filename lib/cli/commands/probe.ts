@@ -1,10 +1,10 @@
 import type { Command } from '../command';
-import { getFlag, getNumber, getString, parseArgs, UsageError, withUsage } from '../args';
+import { checkIntRange, getFlag, getNumber, getString, parseArgs, UsageError, withUsage } from '../args';
 import { ProgressBar } from '../progress';
 import { describeDataset, readDataset, type CifarLabel, type DatasetFormat } from '../../eval/cifar';
 import { disposeProbe, probeCsv, probeFeatures, trainProbe, type ProbeFeatureKind } from '../../eval/probe';
 import { formatTable, writeReport } from '../../eval/report';
-import { Tokenizer } from '../../tokenizer';
+import { Tokenizer } from '../../model/tokenizer';
 
 const SPECS = {
   'data-root': { type: 'string' },
@@ -108,9 +108,7 @@ async function run(argv: string[]): Promise<number> {
 
   const tokenizer = kind === 'tokens' ? await Tokenizer.load(getString(args, 'model'), { device: getString(args, 'device'), trustModel: getFlag(args, 'trust-model') }) : undefined;
   try {
-    if (tokenizer !== undefined && numTokensFlag !== undefined && numTokensFlag > tokenizer.maxTokens) {
-      throw new UsageError(`Expected integer between 1 and ${tokenizer.maxTokens} for --num-tokens but received ${numTokensFlag}`);
-    }
+    if (tokenizer !== undefined && numTokensFlag !== undefined) checkIntRange([numTokensFlag], '--num-tokens', 1, tokenizer.maxTokens);
     const total = dataset.train.count + dataset.test.count;
     const bar = new ProgressBar(total, { label: 'probe features', silent: quiet });
     let reported = 0;

@@ -1,9 +1,8 @@
 import { join } from 'node:path';
 import type { Command } from '../command';
-import { getString, parseArgs, UsageError, withUsage } from '../args';
-import { lineChartPng } from '../../render/plot';
+import { getString, parseArgs, realAndFakeDirs, withUsage } from '../args';
 import { folderQuality, perLengthQuality, type FolderQuality } from '../../eval/quality';
-import { formatNumber, formatTable, toCsv, writeReport } from '../../eval/report';
+import { formatNumber, formatTable, lengthCurvePng, toCsv, writeReport } from '../../eval/report';
 
 const SPECS = {
   'per-length': { type: 'string' },
@@ -43,20 +42,10 @@ function warnUnpaired(q: FolderQuality, fakeDir: string): void {
 
 async function run(argv: string[]): Promise<number> {
   const args = parseArgs(argv, SPECS);
-  const root = getString(args, 'per-length');
   const quiet = args.options.get('quiet') === true;
-  const expected = root === undefined ? 2 : 1;
-  if (args.positionals.length !== expected) {
-    throw new UsageError(
-      root === undefined
-        ? `Expected <real-dir> <fake-dir> but received ${args.positionals.length} folder(s)`
-        : `Expected only <real-dir> with --per-length but received ${args.positionals.length} folder(s)`,
-    );
-  }
-  const realDir = args.positionals[0]!;
+  const { realDir, fakeDir, root } = realAndFakeDirs(args);
   const perImageHeaders = ['tokens', 'image', 'psnr', 'ssim'];
   if (root === undefined) {
-    const fakeDir = args.positionals[1]!;
     const q = await folderQuality(realDir, fakeDir);
     warnUnpaired(q, fakeDir);
     if (!quiet) process.stdout.write(formatTable(['image', 'psnr', 'ssim'], q.images.map((i) => [i.name, i.psnr, i.ssim])) + '\n\n');
@@ -80,29 +69,13 @@ async function run(argv: string[]): Promise<number> {
   process.stdout.write(formatTable(['tokens', 'images', 'psnr_db', 'ssim'], rows) + '\n');
   const csvPath = getString(args, 'csv') ?? join(root, 'quality.csv');
   await writeReport(csvPath, toCsv(perImageHeaders, results.flatMap((r) => r.result.images.map((i) => [r.label, i.name, i.psnr, i.ssim]))));
-  const fixed = results.filter((r) => Number.isFinite(r.tokens));
-  const auto = results.find((r) => r.label === 'auto');
   const base = getString(args, 'plot') ?? join(root, 'quality.png');
-  if (fixed.length > 0) {
+  const psnrPng = await lengthCurvePng(results, (r) => r.result.summary.psnr, { name: 'PSNR', title: 'Reconstruction PSNR vs number of tokens', yLabel: 'PSNR (dB, higher is better)', digits: 2, unit: ' dB' });
+  const ssimPng = await lengthCurvePng(results, (r) => r.result.summary.ssim, { name: 'SSIM', title: 'Reconstruction SSIM vs number of tokens', yLabel: 'SSIM (higher is better)', digits: 3 });
+  if (psnrPng !== null && ssimPng !== null) {
     const ssimPlot = base.replace(/(\.png)?$/i, '-ssim.png');
-    await writeReport(
-      base,
-      await lineChartPng([{ name: 'PSNR', points: fixed.map((r) => ({ x: r.tokens, y: r.result.summary.psnr })) }], {
-        title: 'Reconstruction PSNR vs number of tokens',
-        xLabel: 'tokens',
-        yLabel: 'PSNR (dB, higher is better)',
-        references: auto ? [{ y: auto.result.summary.psnr, label: `auto (EOS): ${formatNumber(auto.result.summary.psnr, 2)} dB` }] : [],
-      }),
-    );
-    await writeReport(
-      ssimPlot,
-      await lineChartPng([{ name: 'SSIM', points: fixed.map((r) => ({ x: r.tokens, y: r.result.summary.ssim })) }], {
-        title: 'Reconstruction SSIM vs number of tokens',
-        xLabel: 'tokens',
-        yLabel: 'SSIM (higher is better)',
-        references: auto ? [{ y: auto.result.summary.ssim, label: `auto (EOS): ${formatNumber(auto.result.summary.ssim, 3)}` }] : [],
-      }),
-    );
+    await writeReport(base, psnrPng);
+    await writeReport(ssimPlot, ssimPng);
     process.stdout.write(`wrote ${csvPath}, ${base} and ${ssimPlot}\n`);
   } else {
     process.stdout.write(`wrote ${csvPath}\n`);

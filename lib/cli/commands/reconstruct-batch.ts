@@ -3,15 +3,15 @@ import { basename, join } from 'node:path';
 import type { Command } from '../command';
 import { asUsage, checkIntRange, getFlag, getIntList, getNumber, getString, MODEL_OPTIONS, MODEL_OPTIONS_HELP, parseArgs, UsageError, withUsage } from '../args';
 import { ProgressBar } from '../progress';
-import { formatCsv, parseCsv } from '../../csv';
-import { DoveError } from '../../errors';
+import { formatCsv, parseCsv } from '../../base/csv';
+import { DoveError } from '../../base/errors';
 import { outputNames } from '../../eval/folders';
-import { appendFileChecked, decodeFsBytes, displayPath, fsError, fsPath, listImageFiles, writeFileAtomic } from '../../files';
-import { loadBatchSettled, psnr, type ResizeFit } from '../../images';
-import { parseJson, preview } from '../../json';
-import { defaultLengths } from '../../model-file';
-import { Reconstructor, RgbImage } from '../../reconstructor';
-import { resolveTokenizeOptions } from '../../tokenizer';
+import { appendFileChecked, decodeFsBytes, displayPath, fsError, fsPath, listImageFiles, writeFileAtomic } from '../../base/files';
+import { loadBatchSettled, psnr, type ResizeFit } from '../../io/images';
+import { parseJson, preview } from '../../base/json';
+import { defaultLengths } from '../../model/model-file';
+import { Reconstructor, RgbImage } from '../../model/reconstructor';
+import { resolveTokenizeOptions } from '../../model/tokenizer';
 
 const SPECS = {
   ...MODEL_OPTIONS,
@@ -50,7 +50,7 @@ Examples:
 `;
 
 interface Entry {
-  /** Path of the input (escaped bytes allowed, lib/files.ts). */
+  /** Path of the input (escaped bytes allowed, lib/base/files.ts). */
   path: string;
   /** Its file name, the key of its lengths.csv row. */
   file: string;

@@ -2,10 +2,10 @@ import type { Command } from '../command';
 import { asUsage, checkIntRange, getFlag, getIntList, getNumber, getString, MODEL_OPTIONS, MODEL_OPTIONS_HELP, parseArgs, UsageError, withUsage } from '../args';
 import { composeGrid } from '../../render/grid';
 import { writeReport } from '../../eval/report';
-import { formatFromPath } from '../../images';
-import { defaultLengths } from '../../model-file';
-import { Reconstructor } from '../../reconstructor';
-import type { ResizeFit } from '../../images';
+import { formatFromPath } from '../../io/images';
+import { defaultLengths } from '../../model/model-file';
+import { Reconstructor } from '../../model/reconstructor';
+import type { ResizeFit } from '../../io/images';
 
 const SPECS = {
   ...MODEL_OPTIONS,

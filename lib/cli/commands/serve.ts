@@ -1,7 +1,7 @@
 import type { Command } from '../command';
 import { getFlag, getNumber, getString, parseArgs, UsageError, withUsage } from '../args';
 import { DoveServer, SERVE_DEFAULTS } from '../../serve/server';
-import { Tokenizer } from '../../tokenizer';
+import { Tokenizer } from '../../model/tokenizer';
 
 const SPECS = {
   model: { type: 'string', alias: 'm' },

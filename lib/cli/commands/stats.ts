@@ -6,7 +6,7 @@ import { ProgressBar } from '../progress';
 import { histogramPng } from '../../render/plot';
 import { formatNumber, toCsv, writeReport } from '../../eval/report';
 import { folderLengths, lengthStats, readLengthsCsv, type ImageLength } from '../../eval/stats';
-import { Tokenizer } from '../../tokenizer';
+import { Tokenizer } from '../../model/tokenizer';
 
 const SPECS = {
   model: { type: 'string', alias: 'm' },

@@ -1,15 +1,15 @@
 import { promises as fs } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { Command } from '../command';
-import { asUsage, getFlag, getNumber, getString, MODEL_OPTIONS, MODEL_OPTIONS_HELP, parseArgs, UsageError, withUsage } from '../args';
-import { appendAll, maxOf, minOf } from '../../arrays';
-import { DoveError } from '../../errors';
+import { asUsage, checkIntRange, getFlag, getNumber, getString, MODEL_OPTIONS, MODEL_OPTIONS_HELP, parseArgs, UsageError, withUsage } from '../args';
+import { appendAll, maxOf, minOf } from '../../base/arrays';
+import { DoveError } from '../../base/errors';
 import { writeReport } from '../../eval/report';
-import { displayPath, fsError, fsPath, listImageFiles } from '../../files';
-import { loadBatchSettled, type ResizeFit } from '../../images';
-import { writeSafetensors } from '../../safetensors';
-import { Tensor } from '../../tensor';
-import { Tokenizer, TokenBatch, resolveTokenizeOptions, type LengthMode } from '../../tokenizer';
+import { displayPath, fsError, fsPath, listImageFiles } from '../../base/files';
+import { loadBatchSettled, type ResizeFit } from '../../io/images';
+import { writeSafetensors } from '../../io/safetensors';
+import { Tensor } from '../../core/tensor';
+import { Tokenizer, TokenBatch, resolveTokenizeOptions, type LengthMode } from '../../model/tokenizer';
 
 const SPECS = {
   ...MODEL_OPTIONS,
@@ -94,9 +94,7 @@ async function run(argv: string[]): Promise<number> {
     const model = tokenizer.model;
     try {
       const maxTokens = getNumber(args, 'max-tokens');
-      if (maxTokens !== undefined && (maxTokens < 1 || maxTokens > model.maxTokens)) {
-        throw new UsageError(`Expected integer between 1 and ${model.maxTokens} for --max-tokens but received ${maxTokens}`);
-      }
+      if (maxTokens !== undefined) checkIntRange([maxTokens], '--max-tokens', 1, model.maxTokens);
       const question = getString(args, 'question');
       if (question !== undefined) asUsage(() => model.requireQDove('--question'));
       const opts = resolveTokenizeOptions(model, 1, { mode: getString(args, 'mode') as LengthMode | undefined, maxTokens, threshold: getNumber(args, 'threshold') });

@@ -1,7 +1,7 @@
 import type { Command } from '../command';
 import { getFlag, getNumber, getString, parseArgs, UsageError, withUsage } from '../args';
 import { formatDuration } from '../progress';
-import { defaultModelPath } from '../../model-file';
+import { defaultModelPath } from '../../model/model-file';
 import { launchWorkers } from '../../trainer/launcher';
 import { Trainer, type StepEvent } from '../../trainer/trainer';
 import { FLIP_ONLY, type AugmentOptions } from '../../trainer/data';

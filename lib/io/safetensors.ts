@@ -2,9 +2,9 @@
 // 8-byte little-endian header length, a JSON header {name: {dtype, shape, data_offsets}, __metadata__},
 // then the raw little-endian tensor bytes. Files written here load with Python's `safetensors`.
 import { promises as fs } from 'node:fs';
-import { DoveError } from './errors';
-import { displayPath, fsError, fsPath, writeFileAtomic } from './files';
-import { parseJson, preview } from './json';
+import { DoveError } from '../base/errors';
+import { displayPath, fsError, fsPath, writeFileAtomic } from '../base/files';
+import { parseJson, preview } from '../base/json';
 
 export type SafetensorsDType = 'F32' | 'F64' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 

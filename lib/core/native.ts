@@ -1,14 +1,14 @@
 // The one loader of the native addon. node-gyp-build picks build/Release (a local build) or a
 // matching prebuilds/<platform>-<arch>/ addon. A local build finds libtorch through its RUNPATH; a
-// prebuilt addon gets its libtorch loaded first (lib/libtorch-preload.ts: the platform package,
+// prebuilt addon gets its libtorch loaded first (lib/core/libtorch-preload.ts: the platform package,
 // LIBTORCH, the setup's cache). When loading fails, the error says what was looked for, what was
 // found and the command that fixes it.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { markAsUntransferable } from 'node:worker_threads';
-import type { NativeBinding } from '../binding';
+import type { NativeBinding } from '../../binding';
 import { readElfDynamic } from './elf';
-import { DoveError } from './errors';
+import { DoveError } from '../base/errors';
 import {
   LIBTORCH_PACKAGE,
   LIBTORCH_VERSION,
@@ -40,7 +40,7 @@ export interface AddonLoad {
 let loadRecord: AddonLoad | undefined;
 let cached: NativeBinding | undefined;
 
-/** The package root (the folder holding package.json), from lib/ or dist/lib/. */
+/** The package root (the folder holding package.json), from lib/core/ or dist/lib/core/. */
 export function packageRoot(): string {
   let dir = __dirname;
   for (;;) {
@@ -53,7 +53,7 @@ export function packageRoot(): string {
       }
     }
     const parent = dirname(dir);
-    if (parent === dir) return join(__dirname, '..', '..');
+    if (parent === dir) return join(__dirname, '..', '..', '..');
     dir = parent;
   }
 }

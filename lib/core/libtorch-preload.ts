@@ -13,7 +13,7 @@
 // libtorch_cpu.so from the PyPI wheel also names the CUDA runtime (libcudart.so.13, libcupti.so.13)
 // although only its GPU profiler calls it. Before libtorch_cpu.so, the CUDA stand-ins (native/stubs;
 // a cuda-stubs/ folder beside a built addon and in the platform package's lib/) are loaded under
-// those names, so a CPU process maps no CUDA library; lib/cuda-libtorch.ts loads the real ones when
+// those names, so a CPU process maps no CUDA library; lib/core/cuda-libtorch.ts loads the real ones when
 // a CUDA device is asked for.
 //
 // process.dlopen is Node's only dlopen; on a library that is not an addon it throws "did not

@@ -15,6 +15,23 @@ export function integerInRange(value: unknown, name: string, min: number, max: n
   return value;
 }
 
+/** `value` when it is an integer >= min (no upper bound but the safe-integer range). */
+export function integerAtLeast(value: unknown, name: string, min: number): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
+    throw new DoveError(`Expected integer >= ${min} for ${name} but received ${String(value)}`, 'INVALID_ARGUMENT');
+  }
+  return value;
+}
+
+/** `value` when it is a finite number in min..max (min itself excluded when `minExclusive`). */
+export function numberInRange(value: unknown, name: string, min: number, max: number, minExclusive = false): number {
+  if (typeof value !== 'number' || !(minExclusive ? value > min : value >= min) || !(value <= max)) {
+    const range = minExclusive ? `> ${min} and <= ${max}` : `between ${min} and ${max}`;
+    throw new DoveError(`Expected number ${range} for ${name} but received ${String(value)}`, 'INVALID_ARGUMENT');
+  }
+  return value;
+}
+
 /** `value` when it is a number strictly between lo and hi. */
 export function numberBetweenExclusive(value: unknown, name: string, lo: number, hi: number): number {
   if (typeof value !== 'number' || !(value > lo && value < hi)) {

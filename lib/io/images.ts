@@ -3,10 +3,10 @@
 // the model (encode_pixels takes uint8 NHWC), so no per-pixel work is done in JS.
 import sharp from 'sharp';
 import type { OutputInfo, Sharp, SharpOptions } from 'sharp';
-import { DoveError } from './errors';
-import { displayPath } from './files';
+import { DoveError } from '../base/errors';
+import { displayPath } from '../base/files';
 import { readImageFile } from './image-file';
-import { integerInRange } from './validate';
+import { integerAtLeast, integerInRange } from '../base/validate';
 
 /** Raw interleaved pixels (e.g. from a canvas or another decoder). 1 = grey, 2 = grey+alpha, 3 = RGB, 4 = RGBA. */
 export interface RawPixels {
@@ -69,10 +69,7 @@ function validateOptions(options: ImageOptions): Required<ImageOptions> {
   if (!FITS.includes(fit)) {
     throw new DoveError(`Expected one of ${FITS.join(', ')} for fit but received ${String(fit)}`, 'INVALID_ARGUMENT');
   }
-  const maxInputPixels = options.maxInputPixels ?? DEFAULT_MAX_INPUT_PIXELS;
-  if (!Number.isInteger(maxInputPixels) || maxInputPixels < 1) {
-    throw new DoveError(`Expected positive integer for maxInputPixels but received ${String(maxInputPixels)}`, 'INVALID_ARGUMENT');
-  }
+  const maxInputPixels = integerAtLeast(options.maxInputPixels ?? DEFAULT_MAX_INPUT_PIXELS, 'maxInputPixels', 1);
   return { size, fit, maxInputPixels, background: options.background ?? { r: 0, g: 0, b: 0 } };
 }
 
@@ -84,7 +81,7 @@ interface OpenedInput {
 
 const NOTHING_TO_RELEASE = (): void => undefined;
 
-/** Opens a sharp pipeline for one input; files are read here (header checked first, lib/image-file.ts). */
+/** Opens a sharp pipeline for one input; files are read here (header checked first, lib/io/image-file.ts). */
 async function openPipeline(input: ImageInput, name: string, maxInputPixels: number): Promise<OpenedInput> {
   const common: SharpOptions = { limitInputPixels: maxInputPixels, failOn: 'error', autoOrient: true, sequentialRead: true };
   if (typeof input === 'string') {
@@ -240,7 +237,7 @@ export function formatFromPath(path: string): EncodeFormat {
   throw new DoveError(`Expected a .png, .jpg, .jpeg or .webp output path but received ${path}`, 'INVALID_ARGUMENT');
 }
 
-export { IMAGE_EXTENSIONS } from './files';
+export { IMAGE_EXTENSIONS } from '../base/files';
 
 /** PSNR in dB between two same-sized uint8 images (data range 255; Infinity when identical). */
 export function psnr(a: Uint8Array, b: Uint8Array): number {

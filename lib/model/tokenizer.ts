@@ -1,11 +1,11 @@
 // Tokenizer: images in (paths, Buffers, sharp pipelines, raw pixels), variable-length DOVE tokens out.
 // Pixels travel as one uint8 (B,H,W,3) buffer straight into the model's encode_pixels (normalised
 // there); results are views over the tensors libtorch returned, never copies.
-import { DoveError } from './errors';
-import { integerInRange, numberBetweenExclusive } from './validate';
-import { describeInput, loadBatch, type ImageInput, type ResizeFit } from './images';
+import { DoveError } from '../base/errors';
+import { integerInRange, numberBetweenExclusive } from '../base/validate';
+import { describeInput, loadBatch, type ImageInput, type ResizeFit } from '../io/images';
 import { checkTokenTensors, DoveModel, type LoadOptions } from './model-file';
-import { Tensor } from './tensor';
+import { Tensor } from '../core/tensor';
 
 export type LengthMode = 'auto' | 'fixed' | 'capped';
 

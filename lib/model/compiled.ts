@@ -3,10 +3,10 @@
 // A package is used only for the file it was compiled from (same weights hash), on the device and
 // CPU instructions it was compiled for; otherwise the TorchScript methods run, and `note` says why.
 import { existsSync } from 'node:fs';
-import type { NativeCompiledModel, NativeTensor } from '../binding';
-import { DoveError } from './errors';
-import { binding } from './native';
-import { Tensor, tensorFromResult } from './tensor';
+import type { NativeCompiledModel, NativeTensor } from '../../binding';
+import { DoveError } from '../base/errors';
+import { binding } from '../core/native';
+import { Tensor, tensorFromResult } from '../core/tensor';
 
 export const PACKAGE_FORMAT = 'dove-encoder/aoti';
 export const PACKAGE_VERSION = '1';

@@ -1,6 +1,6 @@
 // DoveError: the one error class of dove-encoder. The native addon receives this class once
-// (lib/native.ts calls setErrorClass), so libtorch failures arrive as real DoveError instances.
-import type { NativeErrorCode } from '../binding';
+// (lib/core/native.ts calls setErrorClass), so libtorch failures arrive as real DoveError instances.
+import type { NativeErrorCode } from '../../binding';
 
 /**
  * Stable error codes. The native ones are listed in binding.d.ts (NativeErrorCode); the others

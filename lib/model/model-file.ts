@@ -1,16 +1,17 @@
 // A loaded DOVE model file (docs/MODEL_FORMAT.md): the TorchScript module, its parsed dove.json,
 // the Q-DOVE query tokenizer, and typed wrappers over the pixel-level methods the API uses.
-import { maxOf } from './arrays';
 import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { join } from 'node:path';
+import { maxOf } from '../base/arrays';
+import { DoveError } from '../base/errors';
+import { displayPath } from '../base/files';
+import { parseJson, preview } from '../base/json';
+import { booleanOption, integerInRange } from '../base/validate';
+import { loadModule, type Module } from '../core/module';
+import { packageRoot } from '../core/native';
+import { Tensor, type TensorInfo } from '../core/tensor';
 import { BpeTokenizer } from './bpe';
 import { CompiledDove, compiledPackagePath } from './compiled';
-import { DoveError } from './errors';
-import { displayPath } from './files';
-import { parseJson, preview } from './json';
-import { booleanOption, loadModule, type Module } from './module';
-import { Tensor, type TensorInfo } from './tensor';
-import { integerInRange } from './validate';
 
 export const FORMAT_VERSION = 1;
 
@@ -63,17 +64,14 @@ export interface LoadOptions {
 
 /** The embedded default model shipped in the package (models/dove-tiny.pt). */
 export function defaultModelPath(): string {
-  // dist/lib/model-file.js -> package root; also works from lib/ under ts-node style runners.
-  const fromDist = resolve(__dirname, '..', '..', 'models', 'dove-tiny.pt');
-  const fromSrc = resolve(__dirname, '..', 'models', 'dove-tiny.pt');
-  return existsSync(fromDist) || !existsSync(fromSrc) ? fromDist : fromSrc;
+  return join(packageRoot(), 'models', 'dove-tiny.pt');
 }
 
 function notDove(path: string, what: string): DoveError {
   return new DoveError(`${displayPath(path)}: not a DOVE export (${what}); export one with \`python -m dove.export\` (docs/MODEL_FORMAT.md)`, 'NOT_DOVE_EXPORT');
 }
 
-/** Ranges dove.json's numbers must lie in (imageSize: what lib/images.ts decodes to). */
+/** Ranges dove.json's numbers must lie in (imageSize: what lib/io/images.ts decodes to). */
 const META_RANGES = {
   imageSize: [1, 8192],
   maxTokens: [1, 65536],

@@ -1,9 +1,9 @@
 // Public Tensor: a typed handle on a native (libtorch) tensor. Memory is shared, not copied:
 // fromArray wraps the typed array's own memory and data() returns a view of the tensor's memory.
-import type { DType, NativeTensor, NativeTypedArray, TensorInfo } from '../binding';
+import type { DType, NativeTensor, NativeTypedArray, TensorInfo } from '../../binding';
 import { requireCudaFor } from './cuda-libtorch';
 import { binding } from './native';
-import { DoveError } from './errors';
+import { DoveError } from '../base/errors';
 
 export type { DType, NativeTypedArray, TensorInfo };
 

@@ -1,13 +1,13 @@
 // Reconstructor: DOVE tokens back to images. A TokenBatch goes to the model as-is (its tensors, no
 // copy); single results are wrapped by pointer. `sweep` reconstructs one image at several lengths
 // from a single encode (the generator is causal, so a prefix of K-slot tokens is the L-token code).
-import { maxOf } from './arrays';
-import { DoveError } from './errors';
-import { writeFileAtomic } from './files';
-import { encodeRgb, formatFromPath, loadImage, type ImageInput } from './images';
+import { maxOf } from '../base/arrays';
+import { DoveError } from '../base/errors';
+import { writeFileAtomic } from '../base/files';
+import { encodeRgb, formatFromPath, loadImage, type ImageInput } from '../io/images';
 import { checkTokenTensors, DoveModel, type LoadOptions } from './model-file';
-import { Tensor } from './tensor';
-import { integerInRange } from './validate';
+import { Tensor } from '../core/tensor';
+import { integerInRange } from '../base/validate';
 import { resolveTokenizeOptions, TokenBatch, type ImageTokens, type TokenizeOptions } from './tokenizer';
 
 /** A reconstructed (or model-sized input) image: raw sRGB RGB bytes plus encoders. */

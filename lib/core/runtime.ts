@@ -1,9 +1,8 @@
 // Process-wide runtime settings and facts of the native addon and its libtorch.
-import type { NativeVersions } from '../binding';
+import type { NativeVersions } from '../../binding';
 import { loadCudaLibtorch } from './cuda-libtorch';
-import { DoveError } from './errors';
 import { binding } from './native';
-import { integerInRange } from './validate';
+import { integerAtLeast, integerInRange } from '../base/validate';
 
 export type { NativeVersions as Versions };
 
@@ -30,10 +29,7 @@ export function getNumThreads(): number {
 
 /** Seeds libtorch's CPU and CUDA generators (dropout, randn inside TorchScript). */
 export function manualSeed(seed: number): void {
-  if (!Number.isSafeInteger(seed) || seed < 0) {
-    throw new DoveError(`Expected non-negative safe integer for seed but received ${String(seed)}`, 'INVALID_ARGUMENT');
-  }
-  binding().manualSeed(seed);
+  binding().manualSeed(integerAtLeast(seed, 'seed', 0));
 }
 
 export function versions(): NativeVersions {

@@ -2,11 +2,11 @@
 // (or, for tiny methods, synchronously with runSync).
 // Values cross as Tensor (no copy), number, bigint, boolean, string, null, arrays (List or Tuple,
 // as the method's schema says) and string-keyed objects (Dict[str, T]).
-import type { IValue, NativeModule, NativeTensor } from '../binding';
+import type { IValue, NativeModule, NativeTensor } from '../../binding';
 import { requireCudaFor } from './cuda-libtorch';
-import { DoveError } from './errors';
+import { DoveError } from '../base/errors';
 import { binding } from './native';
-import { booleanOption } from './validate';
+import { booleanOption } from '../base/validate';
 import { Tensor, tensorFromResult } from './tensor';
 
 export type Value = Tensor | number | bigint | boolean | string | null | readonly Value[] | { readonly [key: string]: Value };
@@ -28,8 +28,6 @@ export interface LoadModuleOptions {
    */
   trustModel?: boolean;
 }
-
-export { booleanOption };
 
 // These run on every call, so the common cases come first and allocate nothing beyond the result:
 // where an argument sits ("argument 0 of noop") is spelled out only for an error or a container.

@@ -3,14 +3,14 @@
 // is asked for (a device option, `--device cuda`, devices()), this loads libc10_cuda.so and
 // libtorch_cuda.so of the same libtorch build; their static initialisers register libtorch's CUDA
 // kernels, allocator and hooks. The real CUDA runtime libraries behind the stand-ins (see
-// lib/libtorch-preload.ts) are loaded first, from libtorch_cuda.so's own RUNPATH.
+// lib/core/libtorch-preload.ts) are loaded first, from libtorch_cuda.so's own RUNPATH.
 //
 // Where libtorch_cuda.so is looked for: beside the loaded libtorch_cpu.so (a torch wheel or a
 // CUDA libtorch), then LIBTORCH and the setup's cache. It must be libtorch 2.11.0 from the same
 // PyTorch commit and CUDA version as the libtorch_cpu.so already loaded.
 import { existsSync, realpathSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { DoveError } from './errors';
+import { DoveError } from '../base/errors';
 import { readElfDynamic } from './elf';
 import { LIBTORCH_VERSION, libtorchCandidates, loadGlobal, type LibtorchBuild, type LibtorchCandidate } from './libtorch-preload';
 import { addonLoad, binding, packageRoot } from './native';

@@ -10,8 +10,8 @@
 import { constants, promises as fs } from 'node:fs';
 import { imageSize } from 'image-size';
 import sharp from 'sharp';
-import { DoveError } from './errors';
-import { displayPath, fsError, fsPath } from './files';
+import { DoveError } from '../base/errors';
+import { displayPath, fsError, fsPath } from '../base/files';
 
 /** Bytes of a file read before anything else: enough for every header sharp needs in practice. */
 export const HEAD_BYTES = 64 * 1024;
@@ -130,7 +130,7 @@ function claimedSize(head: Buffer): HeadVerdict | undefined {
 
 /**
  * Reads an image file after checking its header (see above). `path` may hold escaped bytes
- * (lib/files.ts). Errors name the file: FILE_NOT_FOUND, INVALID_IMAGE (not a regular file, empty,
+ * (lib/base/files.ts). Errors name the file: FILE_NOT_FOUND, INVALID_IMAGE (not a regular file, empty,
  * not an image in any format sharp reads), IMAGE_TOO_LARGE, IO_ERROR, INVALID_ARGUMENT (a name
  * mangled by UTF-8 decoding).
  */
