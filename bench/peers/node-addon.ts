@@ -152,7 +152,7 @@ function aotiPath(pt: string): string {
 function worker(runtime: 'node-addon' | 'node-aoti'): RuntimeWorker {
   const device = process.env.DOVE_BENCH_DEVICE ?? 'cpu';
   const binding = loadBinding(device);
-  const threads = Number(process.env.DOVE_BENCH_THREADS ?? '2');
+  const threads = Number(process.env.OMP_NUM_THREADS ?? '2');
   binding.setNumThreads(threads);
   binding.manualSeed(0);
   // Inference rows run the module the Tokenizer / Reconstructor load (optimize: true, docs/API.md;

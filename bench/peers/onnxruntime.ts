@@ -53,7 +53,7 @@ function bodyFor(
 }
 
 function worker(): RuntimeWorker {
-  const threads = Number(process.env.DOVE_BENCH_THREADS ?? '2');
+  const threads = Number(process.env.OMP_NUM_THREADS ?? '2');
   const sessions = new Map<string, [ort.InferenceSession, ort.InferenceSession]>();
   return {
     info: () => ({ versions: { 'onnxruntime-node': ort.env.versions.node ?? 'unknown', node: process.version }, threads }),

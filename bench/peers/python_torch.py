@@ -88,7 +88,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--mode", choices=["eager", "torchscript"], required=True)
     args = p.parse_args()
-    threads = int(os.environ.get("DOVE_BENCH_THREADS", "2"))
+    threads = int(os.environ.get("OMP_NUM_THREADS", "2"))
     torch.set_num_threads(threads)
     device = torch.device(os.environ.get("DOVE_BENCH_DEVICE", "cpu"))
     torch.manual_seed(0)
