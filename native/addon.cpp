@@ -1,15 +1,8 @@
-// Addon entry point: builds the exports object from every source file's self-registered init and
+// Addon entry point: builds the exports object from each source file's init, listed here, and
 // owns the per-env state (napi instance data).
 #include "common.h"
 
 namespace dove {
-
-std::vector<ExportInit>& exportInits() {
-  // Function-local static: registrars in other translation units run during static
-  // initialisation in unspecified order, so the list must exist before the first of them.
-  static std::vector<ExportInit> inits;
-  return inits;
-}
 
 AddonState& addonState(Napi::Env env) {
   AddonState* state = env.GetInstanceData<AddonState>();
@@ -29,7 +22,11 @@ namespace {
 
 Napi::Object InitDove(Napi::Env env, Napi::Object exports) {
   dove::addonState(env);
-  for (dove::ExportInit init : dove::exportInits()) init(env, exports);
+  for (auto init : {dove::initErrors, dove::initTensors, dove::initRuntime, dove::initModules, dove::initCompiled,
+                    dove::initTrainEngine, dove::initProcessGroups, dove::initModelInspect, dove::initEvalFid,
+                    dove::initEvalProbe}) {
+    init(env, exports);
+  }
   return exports;
 }
 

@@ -1,5 +1,5 @@
 // Shared declarations of the native addon: error translation, tensor/module wrapping, IValue
-// conversion, the promise worker and the self-registration of each source file's exports.
+// conversion, the promise worker, argument checks, the native object base and each file's init.
 // Implementations live in error_*.cpp, tensor_*.cpp, module_*.cpp, ivalue_*.cpp.
 #pragma once
 
@@ -8,11 +8,13 @@
 #include <torch/torch.h>
 
 #include <atomic>
+#include <cmath>
 #include <exception>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -238,12 +240,100 @@ class PromiseWorker : public Napi::AsyncWorker {
 };
 
 // ---------------------------------------------------------------------------------------------
-// Self-registration: each source file adds its exports with a static Registrar, so files can be
-// added without touching a central list.
-using ExportInit = void (*)(Napi::Env env, Napi::Object exports);
-std::vector<ExportInit>& exportInits();
-struct Registrar {
-  explicit Registrar(ExportInit init) { exportInits().push_back(init); }
+// Arguments. Each check on a value from JS throws DoveException INVALID_ARGUMENT with the message
+// lib/ uses too: "Expected integer between 1 and 256 for maxTokens but received 0".
+inline std::string numberText(double d) {
+  std::ostringstream out;
+  if (std::trunc(d) == d && std::fabs(d) < 1e16) out << static_cast<int64_t>(d);
+  else out << d;
+  return out.str();
+}
+inline double numberIn(Napi::Value v, const char* name, double lo, double hi, bool integer = false) {
+  const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : std::nan("");
+  DOVE_CHECK(d >= lo && d <= hi && (!integer || std::trunc(d) == d), "INVALID_ARGUMENT",
+             std::string("Expected ") + (integer ? "integer" : "number") + " between " + numberText(lo) + " and " +
+                 numberText(hi) + " for " + name + " but received " + v.ToString().Utf8Value());
+  return d;
+}
+inline int64_t integerIn(Napi::Value v, const char* name, double lo, double hi) {
+  return static_cast<int64_t>(numberIn(v, name, lo, hi, true));
+}
+inline bool booleanArg(Napi::Value v, const char* name) {
+  DOVE_CHECK(v.IsBoolean(), "INVALID_ARGUMENT", std::string("Expected boolean for ") + name + " but received " + v.ToString().Utf8Value());
+  return v.As<Napi::Boolean>().Value();
+}
+// An optional argument: absent, undefined and null all leave the default.
+inline bool given(Napi::Value v) { return !v.IsUndefined() && !v.IsNull(); }
+inline std::string stringArg(Napi::Value v, const std::string& expected, bool allowEmpty = false) {
+  DOVE_CHECK(v.IsString() && (allowEmpty || !v.As<Napi::String>().Utf8Value().empty()), "INVALID_ARGUMENT",
+             "Expected " + expected + " but received " + v.ToString().Utf8Value());
+  return v.As<Napi::String>().Utf8Value();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Native objects. Every object JS holds beyond a tensor (a module, a compiled model, a train engine,
+// a process group) is a NativeWrap: an ObjectWrap class registered in AddonState::classes under
+// Wrap::kName, which only native code constructs. Its C++ payload reaches the constructor through a
+// slot set around the `new`: a napi External argument would do the same, but Node frees an
+// External's wrapper only when the GC collects it, and each one left at exit is a LeakSanitizer
+// record (asan.md).
+template <typename Wrap, typename Payload>
+class NativeWrap : public Napi::ObjectWrap<Wrap> {
+ public:
+  using Props = std::vector<typename Napi::ObjectWrap<Wrap>::PropertyDescriptor>;
+  static void define(Napi::Env env, const Props& props) {
+    addonState(env).classes[Wrap::kName] = Napi::Persistent(Napi::ObjectWrap<Wrap>::DefineClass(env, Wrap::kName, props));
+  }
+  // JS thread: a new instance built from `payload`.
+  static Napi::Value create(Napi::Env env, Payload& payload) {
+    slot_ = &payload;
+    struct Clear {
+      ~Clear() { slot_ = nullptr; }
+    } clear;  // also when the constructor throws
+    return addonState(env).classes.at(Wrap::kName).New({});
+  }
+  // The instance behind `value`; INVALID_ARGUMENT saying `expected` for anything else.
+  static Wrap& unwrap(Napi::Value value, const char* expected) {
+    DOVE_CHECK(value.IsObject() && value.As<Napi::Object>().InstanceOf(addonState(value.Env()).classes.at(Wrap::kName).Value()),
+               "INVALID_ARGUMENT", std::string("Expected ") + expected);
+    return *Napi::ObjectWrap<Wrap>::Unwrap(value.As<Napi::Object>());
+  }
+
+ protected:
+  explicit NativeWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Wrap>(info), payload_(std::exchange(slot_, nullptr)) {
+    if (payload_ == nullptr) {
+      throw makeError(info.Env(), "INVALID_ARGUMENT", std::string(Wrap::kName) + " cannot be constructed from JS");
+    }
+  }
+  // Valid during the derived constructor only.
+  Payload& payload() const { return *payload_; }
+
+ private:
+  static inline thread_local Payload* slot_ = nullptr;
+  Payload* payload_;
 };
+
+// ---------------------------------------------------------------------------------------------
+// Registration: addon.cpp calls each file's init, in one explicit list. exportFunctions runs every
+// function it exports under guard(), so their bodies throw C++ exceptions freely.
+using Exported = std::pair<const char*, Napi::Function::Callback>;
+inline void exportFunctions(Napi::Env env, Napi::Object exports, std::initializer_list<Exported> functions) {
+  for (const auto& [name, callback] : functions) {
+    auto guarded = [](const Napi::CallbackInfo& info) -> Napi::Value {
+      return guard(info.Env(), [&] { return reinterpret_cast<Napi::Function::Callback>(info.Data())(info); });
+    };
+    exports.Set(name, Napi::Function::New(env, guarded, name, reinterpret_cast<void*>(callback)));
+  }
+}
+void initErrors(Napi::Env env, Napi::Object exports);        // error_translate.cpp
+void initTensors(Napi::Env env, Napi::Object exports);       // tensor_wrap.cpp
+void initRuntime(Napi::Env env, Napi::Object exports);       // runtime.cpp
+void initModules(Napi::Env env, Napi::Object exports);       // module_wrap.cpp
+void initCompiled(Napi::Env env, Napi::Object exports);      // compiled_model.cpp
+void initTrainEngine(Napi::Env env, Napi::Object exports);   // train_engine.cpp
+void initProcessGroups(Napi::Env env, Napi::Object exports); // dist_gloo.cpp
+void initModelInspect(Napi::Env env, Napi::Object exports);  // model_inspect.cpp
+void initEvalFid(Napi::Env env, Napi::Object exports);       // eval_fid.cpp
+void initEvalProbe(Napi::Env env, Napi::Object exports);     // eval_probe.cpp
 
 }  // namespace dove

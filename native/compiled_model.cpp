@@ -209,10 +209,11 @@ CompiledPtr loadOnWorker(const std::string& path, const std::string& model, cons
   return h;
 }
 
-class CompiledWrap : public Napi::ObjectWrap<CompiledWrap> {
+class CompiledWrap : public NativeWrap<CompiledWrap, CompiledPtr> {
  public:
-  static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "NativeCompiledModel", {
+  static constexpr const char* kName = "NativeCompiledModel";
+  static void define(Napi::Env env) {
+    NativeWrap::define(env, {
         InstanceAccessor<&CompiledWrap::Path>("path"),
         InstanceAccessor<&CompiledWrap::Model>("model"),
         InstanceAccessor<&CompiledWrap::Device>("device"),
@@ -223,15 +224,8 @@ class CompiledWrap : public Napi::ObjectWrap<CompiledWrap> {
     });
   }
 
-  // LoadCompiled's settle hands the handle over through this slot (as ModuleWrap does).
-  static thread_local CompiledPtr* constructing;
-
-  explicit CompiledWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<CompiledWrap>(info) {
-    CompiledPtr* slot = std::exchange(constructing, nullptr);
-    if (slot == nullptr) {
-      throw makeError(info.Env(), "INVALID_ARGUMENT", "NativeCompiledModel cannot be constructed from JS; use loadCompiled");
-    }
-    handle_ = *slot;
+  explicit CompiledWrap(const Napi::CallbackInfo& info) : NativeWrap(info) {
+    handle_ = payload();
     Napi::Env env = info.Env();
     Napi::Object meta = Napi::Object::New(env);
     for (const auto& [key, value] : handle_->metadata) meta.Set(key, Napi::String::New(env, value));
@@ -304,63 +298,47 @@ class CompiledWrap : public Napi::ObjectWrap<CompiledWrap> {
   int64_t nbytes_ = 0;
 };
 
-thread_local CompiledPtr* CompiledWrap::constructing = nullptr;
-
 std::string stringArg(const Napi::CallbackInfo& info, std::size_t i, const char* what, const char* call) {
-  DOVE_CHECK(info.Length() > i && info[i].IsString() && !info[i].As<Napi::String>().Utf8Value().empty(), "INVALID_ARGUMENT",
-             std::string("Expected a non-empty ") + what + " string for " + call);
-  return info[i].As<Napi::String>().Utf8Value();
+  return dove::stringArg(info[i], std::string("a non-empty ") + what + " string for " + call);
 }
 
 Napi::Value CompiledMetadata(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return guard(env, [&]() -> Napi::Value {
-    const char* call = "compiledMetadata(path, model)";
-    const std::string path = stringArg(info, 0, "path", call);
-    const std::string model = stringArg(info, 1, "model", call);
-    using Map = std::unordered_map<std::string, std::string>;
-    return PromiseWorker<Map>::Start(
-        env, "dove.compiledMetadata", [path, model]() { return readMetadata(path, model); },
-        [](Napi::Env env, Map& metadata) -> Napi::Value {
-          Napi::Object out = Napi::Object::New(env);
-          for (const auto& [key, value] : metadata) out.Set(key, Napi::String::New(env, value));
-          return out;
-        });
-  });
+  const char* call = "compiledMetadata(path, model)";
+  const std::string path = stringArg(info, 0, "path", call);
+  const std::string model = stringArg(info, 1, "model", call);
+  using Map = std::unordered_map<std::string, std::string>;
+  return PromiseWorker<Map>::Start(
+      env, "dove.compiledMetadata", [path, model]() { return readMetadata(path, model); },
+      [](Napi::Env env, Map& metadata) -> Napi::Value {
+        Napi::Object out = Napi::Object::New(env);
+        for (const auto& [key, value] : metadata) out.Set(key, Napi::String::New(env, value));
+        return out;
+      });
 }
 
 Napi::Value LoadCompiled(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return guard(env, [&]() -> Napi::Value {
-    const char* call = "loadCompiled(path, model, device, trustModel)";
-    const std::string path = stringArg(info, 0, "path", call);
-    const std::string model = stringArg(info, 1, "model", call);
-    const c10::Device device = parseDevice(stringArg(info, 2, "device", call));
-    DOVE_CHECK(info.Length() > 3 && info[3].IsBoolean(), "INVALID_ARGUMENT", std::string("Expected boolean trustModel for ") + call);
-    // Loading extracts the package's shared library and dlopen()s it: its code runs with the
-    // process's rights, beyond anything model_inspect.h checks in a TorchScript file.
-    DOVE_CHECK(info[3].As<Napi::Boolean>().Value(), "UNSAFE_MODEL",
-               "'" + path + "' is a compiled package: a shared library that runs when it is loaded; load it only with "
-               "trustModel: true (API) or --trust-model (CLI), and only if you trust it");
-    return PromiseWorker<CompiledPtr>::Start(
-        env, "dove.loadCompiled", [path, model, device]() { return loadOnWorker(path, model, device); },
-        [](Napi::Env env, CompiledPtr& handle) -> Napi::Value {
-          CompiledWrap::constructing = &handle;
-          struct Clear {
-            ~Clear() { CompiledWrap::constructing = nullptr; }
-          } clear;
-          return addonState(env).classes.at("NativeCompiledModel").New({});
-        });
-  });
+  const char* call = "loadCompiled(path, model, device, trustModel)";
+  const std::string path = stringArg(info, 0, "path", call);
+  const std::string model = stringArg(info, 1, "model", call);
+  const c10::Device device = parseDevice(stringArg(info, 2, "device", call));
+  DOVE_CHECK(info.Length() > 3 && info[3].IsBoolean(), "INVALID_ARGUMENT", std::string("Expected boolean trustModel for ") + call);
+  // Loading extracts the package's shared library and dlopen()s it: its code runs with the
+  // process's rights, beyond anything model_inspect.h checks in a TorchScript file.
+  DOVE_CHECK(info[3].As<Napi::Boolean>().Value(), "UNSAFE_MODEL",
+             "'" + path + "' is a compiled package: a shared library that runs when it is loaded; load it only with "
+             "trustModel: true (API) or --trust-model (CLI), and only if you trust it");
+  return PromiseWorker<CompiledPtr>::Start(
+      env, "dove.loadCompiled", [path, model, device]() { return loadOnWorker(path, model, device); },
+      [](Napi::Env env, CompiledPtr& handle) { return CompiledWrap::create(env, handle); });
 }
-
-void init(Napi::Env env, Napi::Object exports) {
-  addonState(env).classes["NativeCompiledModel"] = Napi::Persistent(CompiledWrap::Define(env));
-  exports.Set("compiledMetadata", Napi::Function::New(env, CompiledMetadata, "compiledMetadata"));
-  exports.Set("loadCompiled", Napi::Function::New(env, LoadCompiled, "loadCompiled"));
-}
-
-const Registrar registrar(init);
 
 }  // namespace
+
+void initCompiled(Napi::Env env, Napi::Object exports) {
+  CompiledWrap::define(env);
+  exportFunctions(env, exports, {{"compiledMetadata", CompiledMetadata}, {"loadCompiled", LoadCompiled}});
+}
+
 }  // namespace dove

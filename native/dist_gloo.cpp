@@ -17,10 +17,6 @@
 namespace dove {
 namespace {
 
-// Tags the External that carries the handle, so a foreign External can never be mistaken for one.
-const napi_type_tag kGroupTag = {0x8d1f2c3b4a5e6f70ULL, 0x1a2b3c4d5e6f7081ULL};
-const char* kHandleKey = "__doveProcessGroup";
-
 using GroupPtr = std::shared_ptr<ProcessGroupHandle>;
 
 [[noreturn]] void rethrowDistributed(const ProcessGroupHandle& group, const char* op) {
@@ -81,136 +77,137 @@ std::string describeTensor(const at::Tensor& t) {
   return dtypeName(t.scalar_type()) + " " + shape::toString(t.sizes()) + " on " + deviceString(t.device());
 }
 
-int intOption(Napi::Object options, const char* name, int lo, int hi) {
-  Napi::Value v = options.Get(name);
-  if (!v.IsNumber()) fail("INVALID_ARGUMENT", std::string("Expected integer for ") + name + " but received " + v.ToString().Utf8Value());
-  double d = v.As<Napi::Number>().DoubleValue();
-  if (!std::isfinite(d) || std::floor(d) != d || d < lo || d > hi) {
-    std::ostringstream out;
-    out << "Expected integer between " << lo << " and " << hi << " for " << name << " but received " << d;
-    fail("INVALID_ARGUMENT", out.str());
+// Holds the group's mutex for a collective on a worker thread (collectives on one group must be
+// issued in the same order on every rank), and closes the group on the way out when dispose() came
+// while the collective held it.
+struct GroupLock {
+  ProcessGroupHandle& group;
+  std::lock_guard<std::mutex> lock;
+  explicit GroupLock(ProcessGroupHandle& g) : group(g), lock(g.mutex) {
+    DOVE_CHECK(!group.disposed, "DISPOSED", "process group used after dispose()");
   }
-  return static_cast<int>(d);
+  ~GroupLock() { group.releaseIfDisposed(); }
+};
+
+// A collective as a promise: `body` runs on a worker thread under GroupLock.
+template <typename Body>
+Napi::Value collective(Napi::Env env, const char* name, const GroupPtr& group, Body body,
+                       std::vector<Napi::Value> keepAlive = {}, JsInputs inputs = {}) {
+  return PromiseWorker<bool>::Start(
+      env, name,
+      [group, body]() mutable {
+        GroupLock lock(*group);
+        body(*group);
+        return true;
+      },
+      [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); }, std::move(keepAlive), std::move(inputs));
 }
 
-GroupPtr checkedGroup(const GroupPtr& group) {
-  DOVE_CHECK(!group->disposed, "DISPOSED", "process group used after dispose()");
-  return group;
-}
+// The JS view of a process group. Nothing here waits for the group's mutex: a collective holds it
+// until its peers answer or the timeout passes.
+class GroupWrap : public NativeWrap<GroupWrap, GroupPtr> {
+ public:
+  static constexpr const char* kName = "NativeProcessGroup";
+  static void define(Napi::Env env) {
+    NativeWrap::define(env, {
+        InstanceAccessor<&GroupWrap::Rank>("rank"),
+        InstanceAccessor<&GroupWrap::WorldSize>("worldSize"),
+        InstanceAccessor<&GroupWrap::Backend>("backend"),
+        InstanceMethod<&GroupWrap::AllReduce>("allReduce"),
+        InstanceMethod<&GroupWrap::Broadcast>("broadcast"),
+        InstanceMethod<&GroupWrap::Barrier>("barrier"),
+        InstanceMethod<&GroupWrap::Agree>("agree"),
+        InstanceMethod<&GroupWrap::Dispose>("dispose"),
+    });
+  }
 
-Napi::Object wrapGroup(Napi::Env env, GroupPtr group) {
-  Napi::Object obj = Napi::Object::New(env);
-  auto external = Napi::External<GroupPtr>::New(env, new GroupPtr(group),
-                                                [](Napi::Env, GroupPtr* p) { delete p; });
-  external.TypeTag(&kGroupTag);
-  obj.DefineProperty(Napi::PropertyDescriptor::Value(kHandleKey, external, napi_default));
-  obj.DefineProperty(Napi::PropertyDescriptor::Value("rank", Napi::Number::New(env, group->rank), napi_enumerable));
-  obj.DefineProperty(Napi::PropertyDescriptor::Value("worldSize", Napi::Number::New(env, group->worldSize), napi_enumerable));
-  obj.DefineProperty(Napi::PropertyDescriptor::Value("backend", Napi::String::New(env, group->backendName), napi_enumerable));
+  explicit GroupWrap(const Napi::CallbackInfo& info) : NativeWrap(info), group_(payload()) {}
 
-  obj.Set("allReduce", Napi::Function::New(env, [group](const Napi::CallbackInfo& info) -> Napi::Value {
-    Napi::Env env = info.Env();
-    return guard(env, [&]() -> Napi::Value {
-      checkedGroup(group);
+  const GroupPtr& group() const {
+    DOVE_CHECK(!group_->disposed, "DISPOSED", "process group used after dispose()");
+    return group_;
+  }
+
+ private:
+  Napi::Value Rank(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), group_->rank); }
+  Napi::Value WorldSize(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), group_->worldSize); }
+  Napi::Value Backend(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), group_->backendName); }
+
+  Napi::Value AllReduce(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&]() -> Napi::Value {
+      const GroupPtr& g = group();
       at::Tensor tensor = unwrapTensor(info[0], "tensor");
       std::string op = info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "";
       DOVE_CHECK(op == "sum" || op == "avg", "INVALID_ARGUMENT",
                  "Expected 'sum' or 'avg' for op but received " + info[1].ToString().Utf8Value());
       DOVE_CHECK(tensor.is_contiguous(), "INVALID_ARGUMENT", "allReduce needs a contiguous tensor");
-      return PromiseWorker<bool>::Start(
-          env, "dove.allReduce",
-          [group, tensor, op]() mutable {
-            std::lock_guard<std::mutex> lock(group->mutex);
-            checkedGroup(group);
-            agree(*group, "allReduce", "allReduce " + op + " of " + describeTensor(tensor));
+      return collective(
+          info.Env(), "dove.allReduce", g,
+          [tensor, op](ProcessGroupHandle& group) mutable {
+            agree(group, "allReduce", "allReduce " + op + " of " + describeTensor(tensor));
             std::vector<at::Tensor> tensors{tensor};
             c10d::AllreduceOptions opts;
             opts.reduceOp = c10d::ReduceOp::SUM;  // Gloo has no AVG: divide afterwards.
-            waitWork(*group, group->backend->allreduce(tensors, opts), "allReduce");
-            if (op == "avg") tensor.div_(group->worldSize);
-            return true;
+            waitWork(group, group.backend->allreduce(tensors, opts), "allReduce");
+            if (op == "avg") tensor.div_(group.worldSize);
           },
-          [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); }, {info[0]}, JsInputs::of({tensor}));
+          {info[0]}, JsInputs::of({tensor}));
     });
-  }, "allReduce"));
+  }
 
-  obj.Set("broadcast", Napi::Function::New(env, [group](const Napi::CallbackInfo& info) -> Napi::Value {
-    Napi::Env env = info.Env();
-    return guard(env, [&]() -> Napi::Value {
-      checkedGroup(group);
+  Napi::Value Broadcast(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&]() -> Napi::Value {
+      const GroupPtr& g = group();
       at::Tensor tensor = unwrapTensor(info[0], "tensor");
-      Napi::Value rootValue = info[1];
-      DOVE_CHECK(rootValue.IsNumber(), "INVALID_ARGUMENT", "Expected integer for root but received " + rootValue.ToString().Utf8Value());
-      double r = rootValue.As<Napi::Number>().DoubleValue();
-      DOVE_CHECK(std::floor(r) == r && r >= 0 && r < group->worldSize, "INVALID_ARGUMENT",
-                 "Expected integer between 0 and " + std::to_string(group->worldSize - 1) + " for root but received " + rootValue.ToString().Utf8Value());
-      return PromiseWorker<bool>::Start(
-          env, "dove.broadcast",
-          [group, tensor, r]() {
-            std::lock_guard<std::mutex> lock(group->mutex);
-            checkedGroup(group);
-            agree(*group, "broadcast", "broadcast from rank " + std::to_string(static_cast<int64_t>(r)) + " of " + describeTensor(tensor));
+      const int64_t root = integerIn(info[1], "root", 0, g->worldSize - 1);
+      return collective(
+          info.Env(), "dove.broadcast", g,
+          [tensor, root](ProcessGroupHandle& group) {
+            agree(group, "broadcast", "broadcast from rank " + std::to_string(root) + " of " + describeTensor(tensor));
             std::vector<at::Tensor> tensors{tensor};
             c10d::BroadcastOptions opts;
-            opts.rootRank = static_cast<int64_t>(r);
-            waitWork(*group, group->backend->broadcast(tensors, opts), "broadcast");
-            return true;
+            opts.rootRank = root;
+            waitWork(group, group.backend->broadcast(tensors, opts), "broadcast");
           },
-          [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); }, {info[0]}, JsInputs::of({tensor}));
+          {info[0]}, JsInputs::of({tensor}));
     });
-  }, "broadcast"));
+  }
 
-  obj.Set("barrier", Napi::Function::New(env, [group](const Napi::CallbackInfo& info) -> Napi::Value {
-    Napi::Env env = info.Env();
-    return guard(env, [&]() -> Napi::Value {
-      checkedGroup(group);
-      return PromiseWorker<bool>::Start(
-          env, "dove.barrier",
-          [group]() {
-            std::lock_guard<std::mutex> lock(group->mutex);
-            checkedGroup(group);
-            // A barrier as a one-element all-reduce: Gloo's barrier ignores the timeout of a
-            // peer that died before entering it on some versions; the all-reduce does not.
-            agree(*group, "barrier", "barrier");
-            std::vector<at::Tensor> tensors{torch::zeros({1}, torch::device(group->device))};
-            waitWork(*group, group->backend->allreduce(tensors), "barrier");
-            return true;
-          },
-          [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
+  Napi::Value Barrier(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&]() -> Napi::Value {
+      return collective(info.Env(), "dove.barrier", group(), [](ProcessGroupHandle& group) {
+        // A barrier as a one-element all-reduce: Gloo's barrier ignores the timeout of a
+        // peer that died before entering it on some versions; the all-reduce does not.
+        agree(group, "barrier", "barrier");
+        std::vector<at::Tensor> tensors{torch::zeros({1}, torch::device(group.device))};
+        waitWork(group, group.backend->allreduce(tensors), "barrier");
+      });
     });
-  }, "barrier"));
+  }
 
-  obj.Set("agree", Napi::Function::New(env, [group](const Napi::CallbackInfo& info) -> Napi::Value {
-    Napi::Env env = info.Env();
-    return guard(env, [&]() -> Napi::Value {
-      checkedGroup(group);
+  Napi::Value Agree(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&]() -> Napi::Value {
+      const GroupPtr& g = group();
       DOVE_CHECK(info.Length() >= 2 && info[0].IsString() && info[1].IsString(), "INVALID_ARGUMENT",
                  "Expected (what: string, description: string) for agree");
       const std::string what = info[0].As<Napi::String>().Utf8Value();
       const std::string description = info[1].As<Napi::String>().Utf8Value();
-      return PromiseWorker<bool>::Start(
-          env, "dove.agree",
-          [group, what, description]() {
-            std::lock_guard<std::mutex> lock(group->mutex);
-            checkedGroup(group);
-            agree(*group, what, description);
-            return true;
-          },
-          [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
+      return collective(info.Env(), "dove.agree", g,
+                        [what, description](ProcessGroupHandle& group) { agree(group, what, description); });
     });
-  }, "agree"));
+  }
 
-  obj.Set("dispose", Napi::Function::New(env, [group](const Napi::CallbackInfo& info) -> Napi::Value {
-    std::lock_guard<std::mutex> lock(group->mutex);
-    if (!group->disposed) {
-      group->disposed = true;
-      group->backend.reset();  // joins Gloo's worker threads and closes its sockets
-      group->store.reset();
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    if (!group_->disposed.exchange(true)) {
+      // A collective holding the mutex closes the group itself when it ends (GroupLock).
+      std::unique_lock<std::mutex> lock(group_->mutex, std::try_to_lock);
+      if (lock.owns_lock()) group_->releaseIfDisposed();
     }
     return info.Env().Undefined();
-  }, "dispose"));
-  return obj;
-}
+  }
+
+  GroupPtr group_;
+};
 
 c10::intrusive_ptr<c10d::Store> connectStore(const std::string& addr, int port, int rank, int worldSize,
                                              std::chrono::milliseconds timeout) {
@@ -271,44 +268,34 @@ GroupPtr createGroup(const std::string& backend, int rank, int worldSize, const 
 
 Napi::Value InitProcessGroup(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return guard(env, [&]() -> Napi::Value {
-    DOVE_CHECK(info[0].IsObject(), "INVALID_ARGUMENT", "Expected an options object for initProcessGroup");
-    Napi::Object options = info[0].As<Napi::Object>();
-    int worldSize = intOption(options, "worldSize", 1, 65536);
-    int rank = intOption(options, "rank", 0, worldSize - 1);
-    int port = intOption(options, "masterPort", 1, 65535);
-    int timeoutMs = intOption(options, "timeoutMs", 1, 24 * 3600 * 1000);
-    Napi::Value addrValue = options.Get("masterAddr");
-    DOVE_CHECK(addrValue.IsString() && !addrValue.As<Napi::String>().Utf8Value().empty(), "INVALID_ARGUMENT",
-               "Expected a host name for masterAddr but received " + addrValue.ToString().Utf8Value());
-    std::string addr = addrValue.As<Napi::String>().Utf8Value();
-    Napi::Value backendValue = options.Get("backend");
-    std::string backend = backendValue.IsString() ? backendValue.As<Napi::String>().Utf8Value() : "";
-    DOVE_CHECK(backend == "gloo" || backend == "nccl", "INVALID_ARGUMENT",
-               "Expected 'gloo' or 'nccl' for backend but received " + backendValue.ToString().Utf8Value());
-    // Refused before any rendezvous, so no peer waits for a rank that cannot join.
-    if (backend == "nccl") checkNcclUsable();
-    return PromiseWorker<GroupPtr>::Start(
-        env, "dove.initProcessGroup",
-        [=]() { return createGroup(backend, rank, worldSize, addr, port, timeoutMs); },
-        [](Napi::Env env, GroupPtr& group) -> Napi::Value { return wrapGroup(env, group); });
-  });
+  DOVE_CHECK(info[0].IsObject(), "INVALID_ARGUMENT", "Expected an options object for initProcessGroup");
+  Napi::Object options = info[0].As<Napi::Object>();
+  const int worldSize = static_cast<int>(integerIn(options.Get("worldSize"), "worldSize", 1, 65536));
+  const int rank = static_cast<int>(integerIn(options.Get("rank"), "rank", 0, worldSize - 1));
+  const int port = static_cast<int>(integerIn(options.Get("masterPort"), "masterPort", 1, 65535));
+  const int timeoutMs = static_cast<int>(integerIn(options.Get("timeoutMs"), "timeoutMs", 1, 24 * 3600 * 1000));
+  const std::string addr = stringArg(options.Get("masterAddr"), "a host name for masterAddr");
+  Napi::Value backendValue = options.Get("backend");
+  std::string backend = backendValue.IsString() ? backendValue.As<Napi::String>().Utf8Value() : "";
+  DOVE_CHECK(backend == "gloo" || backend == "nccl", "INVALID_ARGUMENT",
+             "Expected 'gloo' or 'nccl' for backend but received " + backendValue.ToString().Utf8Value());
+  // Refused before any rendezvous, so no peer waits for a rank that cannot join.
+  if (backend == "nccl") checkNcclUsable();
+  return PromiseWorker<GroupPtr>::Start(
+      env, "dove.initProcessGroup",
+      [=]() { return createGroup(backend, rank, worldSize, addr, port, timeoutMs); },
+      [](Napi::Env env, GroupPtr& group) { return GroupWrap::create(env, group); });
 }
-
-void Init(Napi::Env env, Napi::Object exports) {
-  exports.Set("initProcessGroup", Napi::Function::New(env, InitProcessGroup, "initProcessGroup"));
-}
-
-Registrar registrar(Init);
 
 }  // namespace
 
+void initProcessGroups(Napi::Env env, Napi::Object exports) {
+  GroupWrap::define(env);
+  exportFunctions(env, exports, {{"initProcessGroup", InitProcessGroup}});
+}
+
 std::shared_ptr<ProcessGroupHandle> unwrapProcessGroup(Napi::Value value) {
-  DOVE_CHECK(value.IsObject(), "INVALID_ARGUMENT", "Expected a process group from initProcessGroup");
-  Napi::Value handle = value.As<Napi::Object>().Get(kHandleKey);
-  DOVE_CHECK(handle.IsExternal() && handle.As<Napi::External<GroupPtr>>().CheckTypeTag(&kGroupTag),
-             "INVALID_ARGUMENT", "Expected a process group from initProcessGroup");
-  return checkedGroup(*handle.As<Napi::External<GroupPtr>>().Data());
+  return GroupWrap::unwrap(value, "a process group from initProcessGroup").group();
 }
 
 void agree(ProcessGroupHandle& group, const std::string& what, const std::string& description) {
@@ -350,8 +337,7 @@ void agree(ProcessGroupHandle& group, const std::string& what, const std::string
 }
 
 void allReduceMeanInPlace(ProcessGroupHandle& group, at::Tensor& flat) {
-  std::lock_guard<std::mutex> lock(group.mutex);
-  DOVE_CHECK(!group.disposed, "DISPOSED", "process group used after dispose()");
+  GroupLock lock(group);
   agree(group, "gradient allReduce", "gradient allReduce of " + describeTensor(flat));
   std::vector<at::Tensor> tensors{flat};
   c10d::AllreduceOptions opts;

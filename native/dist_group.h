@@ -29,7 +29,13 @@ struct ProcessGroupHandle {
   // Collectives on one group must be issued in the same order on every rank; this serialises them
   // within a process (JS may start an allReduce while a training step all-reduces gradients).
   std::mutex mutex;
-  bool disposed = false;
+  // Set by dispose() on the JS thread; whoever holds `mutex` then closes the backend.
+  std::atomic<bool> disposed{false};
+  void releaseIfDisposed() {
+    if (!disposed) return;
+    backend.reset();  // joins Gloo's worker threads and closes its sockets
+    store.reset();
+  }
 };
 
 // Throws DoveException INVALID_ARGUMENT (not a process group) / DISPOSED.

@@ -125,19 +125,15 @@ void rethrowAsDoveError(Napi::Env env) {
 
 namespace {
 
-void init(Napi::Env env, Napi::Object exports) {
-  exports.Set("setErrorClass", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
-    Napi::Env env = info.Env();
-    return guard(env, [&]() -> Napi::Value {
-      DOVE_CHECK(info.Length() == 1 && info[0].IsFunction(), "INVALID_ARGUMENT",
-                 "setErrorClass expects a constructor function (message, code) => Error");
-      addonState(env).errorClass = Napi::Persistent(info[0].As<Napi::Function>());
-      return env.Undefined();
-    });
-  }, "setErrorClass"));
+Napi::Value SetErrorClass(const Napi::CallbackInfo& info) {
+  DOVE_CHECK(info.Length() == 1 && info[0].IsFunction(), "INVALID_ARGUMENT",
+             "setErrorClass expects a constructor function (message, code) => Error");
+  addonState(info.Env()).errorClass = Napi::Persistent(info[0].As<Napi::Function>());
+  return info.Env().Undefined();
 }
 
-const Registrar registrar(init);
-
 }  // namespace
+
+void initErrors(Napi::Env env, Napi::Object exports) { exportFunctions(env, exports, {{"setErrorClass", SetErrorClass}}); }
+
 }  // namespace dove

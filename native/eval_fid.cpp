@@ -82,34 +82,32 @@ double frechet(const at::Tensor& mu1In, const at::Tensor& sigma1In, const at::Te
 
 Napi::Value FrechetDistance(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return guard(env, [&]() -> Napi::Value {
-    DOVE_CHECK(info.Length() == 4, "INVALID_ARGUMENT",
-               "Expected 4 arguments (mu1, sigma1, mu2, sigma2) for frechetDistance but received " +
-                   std::to_string(info.Length()));
-    at::Tensor mu1 = unwrapTensor(info[0], "mu1");
-    at::Tensor sigma1 = unwrapTensor(info[1], "sigma1");
-    at::Tensor mu2 = unwrapTensor(info[2], "mu2");
-    at::Tensor sigma2 = unwrapTensor(info[3], "sigma2");
-    requireFloating(mu1, "mu1");
-    requireFloating(sigma1, "sigma1");
-    requireFloating(mu2, "mu2");
-    requireFloating(sigma2, "sigma2");
-    DOVE_CHECK(mu1.dim() == 1 && mu1.size(0) > 0, "SHAPE_MISMATCH",
-               "Expected mu1 of shape (D) but received " + shapeString(mu1));
-    const int64_t d = mu1.size(0);
-    DOVE_CHECK(mu2.dim() == 1 && mu2.size(0) == d, "SHAPE_MISMATCH",
-               "Expected mu2 of shape (" + std::to_string(d) + ") but received " + shapeString(mu2));
-    DOVE_CHECK(sigma1.dim() == 2 && sigma1.size(0) == d && sigma1.size(1) == d, "SHAPE_MISMATCH",
-               "Expected sigma1 of shape (" + std::to_string(d) + ", " + std::to_string(d) + ") but received " +
-                   shapeString(sigma1));
-    DOVE_CHECK(sigma2.dim() == 2 && sigma2.size(0) == d && sigma2.size(1) == d, "SHAPE_MISMATCH",
-               "Expected sigma2 of shape (" + std::to_string(d) + ", " + std::to_string(d) + ") but received " +
-                   shapeString(sigma2));
-    return PromiseWorker<double>::Start(
-        env, "dove.frechetDistance", [=]() { return frechet(mu1, sigma1, mu2, sigma2); },
-        [](Napi::Env env, double& value) -> Napi::Value { return Napi::Number::New(env, value); },
-        {info[0], info[1], info[2], info[3]}, JsInputs::of({mu1, sigma1, mu2, sigma2}));
-  });
+  DOVE_CHECK(info.Length() == 4, "INVALID_ARGUMENT",
+             "Expected 4 arguments (mu1, sigma1, mu2, sigma2) for frechetDistance but received " +
+                 std::to_string(info.Length()));
+  at::Tensor mu1 = unwrapTensor(info[0], "mu1");
+  at::Tensor sigma1 = unwrapTensor(info[1], "sigma1");
+  at::Tensor mu2 = unwrapTensor(info[2], "mu2");
+  at::Tensor sigma2 = unwrapTensor(info[3], "sigma2");
+  requireFloating(mu1, "mu1");
+  requireFloating(sigma1, "sigma1");
+  requireFloating(mu2, "mu2");
+  requireFloating(sigma2, "sigma2");
+  DOVE_CHECK(mu1.dim() == 1 && mu1.size(0) > 0, "SHAPE_MISMATCH",
+             "Expected mu1 of shape (D) but received " + shapeString(mu1));
+  const int64_t d = mu1.size(0);
+  DOVE_CHECK(mu2.dim() == 1 && mu2.size(0) == d, "SHAPE_MISMATCH",
+             "Expected mu2 of shape (" + std::to_string(d) + ") but received " + shapeString(mu2));
+  DOVE_CHECK(sigma1.dim() == 2 && sigma1.size(0) == d && sigma1.size(1) == d, "SHAPE_MISMATCH",
+             "Expected sigma1 of shape (" + std::to_string(d) + ", " + std::to_string(d) + ") but received " +
+                 shapeString(sigma1));
+  DOVE_CHECK(sigma2.dim() == 2 && sigma2.size(0) == d && sigma2.size(1) == d, "SHAPE_MISMATCH",
+             "Expected sigma2 of shape (" + std::to_string(d) + ", " + std::to_string(d) + ") but received " +
+                 shapeString(sigma2));
+  return PromiseWorker<double>::Start(
+      env, "dove.frechetDistance", [=]() { return frechet(mu1, sigma1, mu2, sigma2); },
+      [](Napi::Env env, double& value) -> Napi::Value { return Napi::Number::New(env, value); },
+      {info[0], info[1], info[2], info[3]}, JsInputs::of({mu1, sigma1, mu2, sigma2}));
 }
 
 struct GaussianStats {
@@ -130,25 +128,23 @@ GaussianStats gaussianStats(const at::Tensor& featuresIn) {
 
 Napi::Value GaussianStatistics(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return guard(env, [&]() -> Napi::Value {
-    DOVE_CHECK(info.Length() == 1, "INVALID_ARGUMENT",
-               "Expected 1 argument (features) for gaussianStatistics but received " + std::to_string(info.Length()));
-    at::Tensor features = unwrapTensor(info[0], "features");
-    requireFloating(features, "features");
-    DOVE_CHECK(features.dim() == 2, "SHAPE_MISMATCH",
-               "Expected features of shape (N, D) but received " + shapeString(features));
-    DOVE_CHECK(features.size(0) >= 2, "INVALID_ARGUMENT",
-               "Expected at least 2 feature rows for a covariance but received " + std::to_string(features.size(0)));
-    return PromiseWorker<GaussianStats>::Start(
-        env, "dove.gaussianStatistics", [=]() { return gaussianStats(features); },
-        [](Napi::Env env, GaussianStats& stats) -> Napi::Value {
-          Napi::Object out = Napi::Object::New(env);
-          out.Set("mean", wrapTensor(env, stats.mean));
-          out.Set("covariance", wrapTensor(env, stats.covariance));
-          return out;
-        },
-        {info[0]}, JsInputs::of({features}));
-  });
+  DOVE_CHECK(info.Length() == 1, "INVALID_ARGUMENT",
+             "Expected 1 argument (features) for gaussianStatistics but received " + std::to_string(info.Length()));
+  at::Tensor features = unwrapTensor(info[0], "features");
+  requireFloating(features, "features");
+  DOVE_CHECK(features.dim() == 2, "SHAPE_MISMATCH",
+             "Expected features of shape (N, D) but received " + shapeString(features));
+  DOVE_CHECK(features.size(0) >= 2, "INVALID_ARGUMENT",
+             "Expected at least 2 feature rows for a covariance but received " + std::to_string(features.size(0)));
+  return PromiseWorker<GaussianStats>::Start(
+      env, "dove.gaussianStatistics", [=]() { return gaussianStats(features); },
+      [](Napi::Env env, GaussianStats& stats) -> Napi::Value {
+        Napi::Object out = Napi::Object::New(env);
+        out.Set("mean", wrapTensor(env, stats.mean));
+        out.Set("covariance", wrapTensor(env, stats.covariance));
+        return out;
+      },
+      {info[0]}, JsInputs::of({features}));
 }
 
 // FID straight from two feature sets (rows). With fewer rows than columns (small evaluation sets,
@@ -181,34 +177,29 @@ double frechetFromFeatures(const at::Tensor& f1In, const at::Tensor& f2In) {
 
 Napi::Value FrechetDistanceFromFeatures(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return guard(env, [&]() -> Napi::Value {
-    DOVE_CHECK(info.Length() == 2, "INVALID_ARGUMENT",
-               "Expected 2 arguments (features1, features2) for frechetDistanceFromFeatures but received " +
-                   std::to_string(info.Length()));
-    at::Tensor f1 = unwrapTensor(info[0], "features1");
-    at::Tensor f2 = unwrapTensor(info[1], "features2");
-    requireFloating(f1, "features1");
-    requireFloating(f2, "features2");
-    DOVE_CHECK(f1.dim() == 2 && f1.size(0) >= 2 && f1.size(1) > 0, "SHAPE_MISMATCH",
-               "Expected features1 of shape (N, D) with N >= 2 but received " + shapeString(f1));
-    DOVE_CHECK(f2.dim() == 2 && f2.size(0) >= 2 && f2.size(1) == f1.size(1), "SHAPE_MISMATCH",
-               "Expected features2 of shape (M, " + std::to_string(f1.size(1)) + ") with M >= 2 but received " +
-                   shapeString(f2));
-    return PromiseWorker<double>::Start(
-        env, "dove.frechetDistanceFromFeatures", [=]() { return frechetFromFeatures(f1, f2); },
-        [](Napi::Env env, double& value) -> Napi::Value { return Napi::Number::New(env, value); },
-        {info[0], info[1]}, JsInputs::of({f1, f2}));
-  });
+  DOVE_CHECK(info.Length() == 2, "INVALID_ARGUMENT",
+             "Expected 2 arguments (features1, features2) for frechetDistanceFromFeatures but received " +
+                 std::to_string(info.Length()));
+  at::Tensor f1 = unwrapTensor(info[0], "features1");
+  at::Tensor f2 = unwrapTensor(info[1], "features2");
+  requireFloating(f1, "features1");
+  requireFloating(f2, "features2");
+  DOVE_CHECK(f1.dim() == 2 && f1.size(0) >= 2 && f1.size(1) > 0, "SHAPE_MISMATCH",
+             "Expected features1 of shape (N, D) with N >= 2 but received " + shapeString(f1));
+  DOVE_CHECK(f2.dim() == 2 && f2.size(0) >= 2 && f2.size(1) == f1.size(1), "SHAPE_MISMATCH",
+             "Expected features2 of shape (M, " + std::to_string(f1.size(1)) + ") with M >= 2 but received " +
+                 shapeString(f2));
+  return PromiseWorker<double>::Start(
+      env, "dove.frechetDistanceFromFeatures", [=]() { return frechetFromFeatures(f1, f2); },
+      [](Napi::Env env, double& value) -> Napi::Value { return Napi::Number::New(env, value); },
+      {info[0], info[1]}, JsInputs::of({f1, f2}));
 }
-
-void init(Napi::Env env, Napi::Object exports) {
-  exports.Set("frechetDistance", Napi::Function::New(env, FrechetDistance, "frechetDistance"));
-  exports.Set("gaussianStatistics", Napi::Function::New(env, GaussianStatistics, "gaussianStatistics"));
-  exports.Set("frechetDistanceFromFeatures",
-              Napi::Function::New(env, FrechetDistanceFromFeatures, "frechetDistanceFromFeatures"));
-}
-
-const Registrar registrar(init);
 
 }  // namespace
+
+void initEvalFid(Napi::Env env, Napi::Object exports) {
+  exportFunctions(env, exports, {{"frechetDistance", FrechetDistance}, {"gaussianStatistics", GaussianStatistics},
+                                 {"frechetDistanceFromFeatures", FrechetDistanceFromFeatures}});
+}
+
 }  // namespace dove

@@ -54,20 +54,6 @@ Napi::Object metricsToJs(Napi::Env env, const EpochMetrics& m) {
   return o;
 }
 
-double readNumber(const Napi::Object& options, const char* key, double lo, double hi, bool integer) {
-  Napi::Value v = options.Get(key);
-  std::ostringstream expect;
-  expect << "Expected " << (integer ? "integer" : "number") << " between " << lo << " and " << hi << " for " << key;
-  if (!v.IsNumber()) fail("INVALID_ARGUMENT", expect.str() + " but received " + v.ToString().Utf8Value());
-  const double x = v.As<Napi::Number>().DoubleValue();
-  if (!(x >= lo && x <= hi) || (integer && x != static_cast<double>(static_cast<int64_t>(x)))) {
-    std::ostringstream got;
-    got << x;
-    fail("INVALID_ARGUMENT", expect.str() + " but received " + got.str());
-  }
-  return x;
-}
-
 // Releases the thread-safe callback exactly once, on whichever path the worker leaves by.
 struct CallbackRelease {
   std::optional<Napi::ThreadSafeFunction> fn;
@@ -191,76 +177,68 @@ ProbeResult train(at::Tensor trainX, at::Tensor trainY, at::Tensor testX, at::Te
 
 Napi::Value TrainLinearProbe(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return guard(env, [&]() -> Napi::Value {
-    DOVE_CHECK(info.Length() >= 5, "INVALID_ARGUMENT",
-               "Expected (trainFeatures, trainLabels, testFeatures, testLabels, options[, onEpoch]) but received " +
-                   std::to_string(info.Length()) + " arguments");
-    at::Tensor trainX = unwrapTensor(info[0], "trainFeatures");
-    at::Tensor trainY = unwrapTensor(info[1], "trainLabels");
-    at::Tensor testX = unwrapTensor(info[2], "testFeatures");
-    at::Tensor testY = unwrapTensor(info[3], "testLabels");
-    DOVE_CHECK(info[4].IsObject(), "INVALID_ARGUMENT", "Expected an options object as 5th argument");
-    Napi::Object o = info[4].As<Napi::Object>();
+  DOVE_CHECK(info.Length() >= 5, "INVALID_ARGUMENT",
+             "Expected (trainFeatures, trainLabels, testFeatures, testLabels, options[, onEpoch]) but received " +
+                 std::to_string(info.Length()) + " arguments");
+  at::Tensor trainX = unwrapTensor(info[0], "trainFeatures");
+  at::Tensor trainY = unwrapTensor(info[1], "trainLabels");
+  at::Tensor testX = unwrapTensor(info[2], "testFeatures");
+  at::Tensor testY = unwrapTensor(info[3], "testLabels");
+  DOVE_CHECK(info[4].IsObject(), "INVALID_ARGUMENT", "Expected an options object as 5th argument");
+  Napi::Object o = info[4].As<Napi::Object>();
 
-    DOVE_CHECK(at::isFloatingType(trainX.scalar_type()) && at::isFloatingType(testX.scalar_type()), "DTYPE_MISMATCH",
-               "Expected floating-point features but received " + dtypeName(trainX.scalar_type()) + " and " +
-                   dtypeName(testX.scalar_type()));
-    DOVE_CHECK(trainY.scalar_type() == at::kLong || trainY.scalar_type() == at::kInt, "DTYPE_MISMATCH",
-               "Expected int64 or int32 trainLabels but received " + dtypeName(trainY.scalar_type()));
-    DOVE_CHECK(testY.scalar_type() == at::kLong || testY.scalar_type() == at::kInt, "DTYPE_MISMATCH",
-               "Expected int64 or int32 testLabels but received " + dtypeName(testY.scalar_type()));
-    DOVE_CHECK(trainX.dim() == 2 && trainX.size(0) > 0 && trainX.size(1) > 0, "SHAPE_MISMATCH",
-               "Expected trainFeatures of shape (N, D) with N, D > 0 but received " + shapeString(trainX));
-    DOVE_CHECK(testX.dim() == 2 && testX.size(1) == trainX.size(1), "SHAPE_MISMATCH",
-               "Expected testFeatures of shape (M, " + std::to_string(trainX.size(1)) + ") but received " +
-                   shapeString(testX));
-    DOVE_CHECK(trainY.dim() == 1 && trainY.size(0) == trainX.size(0), "SHAPE_MISMATCH",
-               "Expected trainLabels of shape (" + std::to_string(trainX.size(0)) + ") but received " +
-                   shapeString(trainY));
-    DOVE_CHECK(testY.dim() == 1 && testY.size(0) == testX.size(0), "SHAPE_MISMATCH",
-               "Expected testLabels of shape (" + std::to_string(testX.size(0)) + ") but received " +
-                   shapeString(testY));
+  DOVE_CHECK(at::isFloatingType(trainX.scalar_type()) && at::isFloatingType(testX.scalar_type()), "DTYPE_MISMATCH",
+             "Expected floating-point features but received " + dtypeName(trainX.scalar_type()) + " and " +
+                 dtypeName(testX.scalar_type()));
+  DOVE_CHECK(trainY.scalar_type() == at::kLong || trainY.scalar_type() == at::kInt, "DTYPE_MISMATCH",
+             "Expected int64 or int32 trainLabels but received " + dtypeName(trainY.scalar_type()));
+  DOVE_CHECK(testY.scalar_type() == at::kLong || testY.scalar_type() == at::kInt, "DTYPE_MISMATCH",
+             "Expected int64 or int32 testLabels but received " + dtypeName(testY.scalar_type()));
+  DOVE_CHECK(trainX.dim() == 2 && trainX.size(0) > 0 && trainX.size(1) > 0, "SHAPE_MISMATCH",
+             "Expected trainFeatures of shape (N, D) with N, D > 0 but received " + shapeString(trainX));
+  DOVE_CHECK(testX.dim() == 2 && testX.size(1) == trainX.size(1), "SHAPE_MISMATCH",
+             "Expected testFeatures of shape (M, " + std::to_string(trainX.size(1)) + ") but received " +
+                 shapeString(testX));
+  DOVE_CHECK(trainY.dim() == 1 && trainY.size(0) == trainX.size(0), "SHAPE_MISMATCH",
+             "Expected trainLabels of shape (" + std::to_string(trainX.size(0)) + ") but received " +
+                 shapeString(trainY));
+  DOVE_CHECK(testY.dim() == 1 && testY.size(0) == testX.size(0), "SHAPE_MISMATCH",
+             "Expected testLabels of shape (" + std::to_string(testX.size(0)) + ") but received " +
+                 shapeString(testY));
 
-    ProbeOptions opt;
-    opt.numClasses = static_cast<int64_t>(readNumber(o, "numClasses", 2, 1e6, true));
-    opt.epochs = static_cast<int64_t>(readNumber(o, "epochs", 1, 1e6, true));
-    opt.batchSize = static_cast<int64_t>(readNumber(o, "batchSize", 1, 1e7, true));
-    opt.lr = readNumber(o, "lr", 1e-12, 1e3, false);
-    opt.weightDecay = readNumber(o, "weightDecay", 0, 1e3, false);
-    opt.seed = static_cast<uint64_t>(readNumber(o, "seed", 0, 9007199254740991.0, true));
-    Napi::Value standardize = o.Get("standardize");
-    DOVE_CHECK(standardize.IsBoolean(), "INVALID_ARGUMENT",
-               "Expected boolean for standardize but received " + standardize.ToString().Utf8Value());
-    opt.standardize = standardize.As<Napi::Boolean>().Value();
+  ProbeOptions opt;
+  opt.numClasses = integerIn(o.Get("numClasses"), "numClasses", 2, 1e6);
+  opt.epochs = integerIn(o.Get("epochs"), "epochs", 1, 1e6);
+  opt.batchSize = integerIn(o.Get("batchSize"), "batchSize", 1, 1e7);
+  opt.lr = numberIn(o.Get("lr"), "lr", 1e-12, 1e3);
+  opt.weightDecay = numberIn(o.Get("weightDecay"), "weightDecay", 0, 1e3);
+  opt.seed = static_cast<uint64_t>(integerIn(o.Get("seed"), "seed", 0, 9007199254740991.0));
+  opt.standardize = booleanArg(o.Get("standardize"), "standardize");
 
-    std::optional<Napi::ThreadSafeFunction> onEpoch;
-    if (info.Length() > 5 && !info[5].IsUndefined() && !info[5].IsNull()) {
-      DOVE_CHECK(info[5].IsFunction(), "INVALID_ARGUMENT", "Expected a function for onEpoch");
-      onEpoch = Napi::ThreadSafeFunction::New(env, info[5].As<Napi::Function>(), "dove.probeEpoch", 0, 1);
-    }
-    return PromiseWorker<ProbeResult>::Start(
-        env, "dove.trainLinearProbe",
-        [=]() { return train(trainX, trainY, testX, testY, opt, onEpoch); },
-        [](Napi::Env env, ProbeResult& r) -> Napi::Value {
-          Napi::Object out = Napi::Object::New(env);
-          Napi::Array epochs = Napi::Array::New(env, r.epochs.size());
-          for (size_t i = 0; i < r.epochs.size(); ++i) epochs.Set(static_cast<uint32_t>(i), metricsToJs(env, r.epochs[i]));
-          out.Set("epochs", epochs);
-          out.Set("weight", wrapTensor(env, r.weight));
-          out.Set("bias", wrapTensor(env, r.bias));
-          out.Set("mean", wrapTensor(env, r.mean));
-          out.Set("scale", wrapTensor(env, r.scale));
-          return out;
-        },
-        {info[0], info[1], info[2], info[3]}, JsInputs::of({trainX, trainY, testX, testY}));
-  });
+  std::optional<Napi::ThreadSafeFunction> onEpoch;
+  if (info.Length() > 5 && !info[5].IsUndefined() && !info[5].IsNull()) {
+    DOVE_CHECK(info[5].IsFunction(), "INVALID_ARGUMENT", "Expected a function for onEpoch");
+    onEpoch = Napi::ThreadSafeFunction::New(env, info[5].As<Napi::Function>(), "dove.probeEpoch", 0, 1);
+  }
+  return PromiseWorker<ProbeResult>::Start(
+      env, "dove.trainLinearProbe",
+      [=]() { return train(trainX, trainY, testX, testY, opt, onEpoch); },
+      [](Napi::Env env, ProbeResult& r) -> Napi::Value {
+        Napi::Object out = Napi::Object::New(env);
+        Napi::Array epochs = Napi::Array::New(env, r.epochs.size());
+        for (size_t i = 0; i < r.epochs.size(); ++i) epochs.Set(static_cast<uint32_t>(i), metricsToJs(env, r.epochs[i]));
+        out.Set("epochs", epochs);
+        out.Set("weight", wrapTensor(env, r.weight));
+        out.Set("bias", wrapTensor(env, r.bias));
+        out.Set("mean", wrapTensor(env, r.mean));
+        out.Set("scale", wrapTensor(env, r.scale));
+        return out;
+      },
+      {info[0], info[1], info[2], info[3]}, JsInputs::of({trainX, trainY, testX, testY}));
 }
-
-void init(Napi::Env env, Napi::Object exports) {
-  exports.Set("trainLinearProbe", Napi::Function::New(env, TrainLinearProbe, "trainLinearProbe"));
-}
-
-const Registrar registrar(init);
 
 }  // namespace
+
+void initEvalProbe(Napi::Env env, Napi::Object exports) { exportFunctions(env, exports, {{"trainLinearProbe", TrainLinearProbe}}); }
+
 }  // namespace dove

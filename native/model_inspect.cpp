@@ -473,47 +473,42 @@ namespace {
 // test/native/model-safety.test.ts.
 Napi::Value OperatorAudit(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return guard(env, [&]() -> Napi::Value {
-    auto rules = [&](const auto& list) {
-      Napi::Array out = Napi::Array::New(env);
-      for (const Rule& r : list) {
-        Napi::Object o = Napi::Object::New(env);
-        o.Set("name", r.name);
-        o.Set("why", r.why);
-        out.Set(out.Length(), o);
-      }
-      return out;
-    };
-    Napi::Object out = Napi::Object::New(env);
-    out.Set("unsafeOperators", rules(kUnsafeOperators));
-    out.Set("unsafeNamespaces", rules(kUnsafeNamespaces));
-    out.Set("reviewedSafe", rules(kReviewedSafe));
-    std::map<std::string, std::string> flagged;
-    std::size_t total = 0;
-    for (const auto& op : torch::jit::getAllOperators()) {
-      ++total;
-      const c10::FunctionSchema& schema = op->schema();
-      if (auto why = registryFlag(schema)) flagged.emplace(schema.name(), *why);
-    }
-    Napi::Array registry = Napi::Array::New(env);
-    for (const auto& [name, why] : flagged) {
+  auto rules = [&](const auto& list) {
+    Napi::Array out = Napi::Array::New(env);
+    for (const Rule& r : list) {
       Napi::Object o = Napi::Object::New(env);
-      o.Set("name", name);
-      o.Set("flaggedBy", why);
-      o.Set("unsafe", unsafeRule(name) != nullptr);
-      registry.Set(registry.Length(), o);
+      o.Set("name", r.name);
+      o.Set("why", r.why);
+      out.Set(out.Length(), o);
     }
-    out.Set("registry", registry);
-    out.Set("registrySize", Napi::Number::New(env, static_cast<double>(total)));
-    return Napi::Value(out);
-  });
+    return out;
+  };
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("unsafeOperators", rules(kUnsafeOperators));
+  out.Set("unsafeNamespaces", rules(kUnsafeNamespaces));
+  out.Set("reviewedSafe", rules(kReviewedSafe));
+  std::map<std::string, std::string> flagged;
+  std::size_t total = 0;
+  for (const auto& op : torch::jit::getAllOperators()) {
+    ++total;
+    const c10::FunctionSchema& schema = op->schema();
+    if (auto why = registryFlag(schema)) flagged.emplace(schema.name(), *why);
+  }
+  Napi::Array registry = Napi::Array::New(env);
+  for (const auto& [name, why] : flagged) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("name", name);
+    o.Set("flaggedBy", why);
+    o.Set("unsafe", unsafeRule(name) != nullptr);
+    registry.Set(registry.Length(), o);
+  }
+  out.Set("registry", registry);
+  out.Set("registrySize", Napi::Number::New(env, static_cast<double>(total)));
+  return Napi::Value(out);
 }
-
-void init(Napi::Env env, Napi::Object exports) {
-  exports.Set("operatorAudit", Napi::Function::New(env, OperatorAudit, "operatorAudit"));
-}
-
-const Registrar registrar(init);
 
 }  // namespace
+
+void initModelInspect(Napi::Env env, Napi::Object exports) { exportFunctions(env, exports, {{"operatorAudit", OperatorAudit}}); }
+
 }  // namespace dove

@@ -1,22 +1,7 @@
 // A loaded module's own worker thread. Runs and saves on one module are queued here, run one at a
-// time in call order, and settle their promises on the JS thread.
-//
-// Why not a libuv work item per call: each call then costs a pool-thread wake-up, a uv_async wake
-// of the JS thread and, to keep calls in order without parking pool threads, a JS-side FIFO that
-// queues the next call only after the previous one settled (bench/boundary measured 28-125+ us per
-// no-op call). Here the thread takes the next job itself, spins briefly before parking so a call
-// made right after the previous one settled needs no futex wake, and completed jobs are handed to
-// the JS thread in batches through one thread-safe function.
-//
-// The thread-safe function is itself the expensive part of a short call: uv_async_send, an
-// eventfd wake of the JS thread and a loop turn (25-48 us per sequential no-op `await run()`).
-// So for a short while after each submit the JS thread polls instead (a libuv idle handle keeps the
-// loop turning without blocking; each turn takes finished jobs and settles them, and the awaiting
-// code resumes right after, in the same turn): the thread then skips the thread-safe function.
-// The window ends after DOVE_RUN_POLL_US without a completion, a module whose last call ran
-// longer than that is not polled at all (a long forward does not burn the JS thread's core), and a
-// module whose jobs the poll picked up late (the JS thread lost its core to other processes) is not
-// polled for a while. docs/NATIVE.md has the measurements behind each rule.
+// time in call order, and settle their promises on the JS thread: polled by the JS thread for a
+// short window after each submit, otherwise through one thread-safe function. docs/NATIVE.md
+// ("One module, one call at a time") says why each part is there and what it costs.
 #pragma once
 
 #include <chrono>
@@ -63,7 +48,7 @@ class ModuleExecutor : public std::enable_shared_from_this<ModuleExecutor> {
   // JS thread: shutdown() of every started executor of this thread's env, sharing one deadline.
   // Called from the process 'exit' event (module_wrap.cpp): process.exit() runs static destructors
   // next (libtorch's among them), and a thread still inside a TorchScript call would race them
-  // (AddressSanitizer caught a double free in libtorch's schema registry that way); a call that is
+  // (a double free in libtorch's schema registry under AddressSanitizer); a call that is
   // still running at the deadline makes the process end without them (guardProcessExit). The
   // promises of the dropped jobs are rejected (DISPOSED) without running them.
   static void shutdownAll(std::chrono::steady_clock::time_point deadline);

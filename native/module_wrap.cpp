@@ -41,10 +41,18 @@ c10::IValue invokeLocked(ModuleHandle& h, torch::jit::Function& method, std::vec
 // The JS view of a loaded module. The handle is shared with in-flight jobs, and this object holds a
 // strong reference to itself (ObjectWrap::Ref) while its executor has jobs, so neither goes away
 // mid-run.
-class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
+struct Loaded {
+  std::shared_ptr<ModuleHandle> handle;
+  std::map<std::string, std::string> extraFiles;
+  int64_t nbytes = 0;
+  std::optional<std::string> weightsHash;  // when asked for at load
+};
+
+class ModuleWrap : public NativeWrap<ModuleWrap, Loaded> {
  public:
-  static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "NativeModule", {
+  static constexpr const char* kName = "NativeModule";
+  static void define(Napi::Env env) {
+    NativeWrap::define(env, {
         InstanceAccessor<&ModuleWrap::Path>("path"),
         InstanceAccessor<&ModuleWrap::Device>("device"),
         InstanceAccessor<&ModuleWrap::Disposed>("disposed"),
@@ -64,25 +72,8 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
     });
   }
 
-  struct Loaded {
-    std::shared_ptr<ModuleHandle> handle;
-    std::map<std::string, std::string> extraFiles;
-    int64_t nbytes = 0;
-    std::optional<std::string> weightsHash;  // when asked for at load
-  };
-
-  // LoadModule's settle hands the loaded module to the constructor through this slot, set only
-  // around its constructor call. A napi External argument did the same, but Node frees an
-  // External's wrapper only when the GC collects it: every load whose External was still
-  // uncollected when a worker or the process ended left one LeakSanitizer record (asan.md).
-  static thread_local Loaded* constructing;
-
-  explicit ModuleWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModuleWrap>(info) {
-    Loaded* slot = std::exchange(constructing, nullptr);
-    if (slot == nullptr) {
-      throw makeError(info.Env(), "INVALID_ARGUMENT", "NativeModule cannot be constructed from JS; use loadModule");
-    }
-    Loaded& loaded = *slot;
+  explicit ModuleWrap(const Napi::CallbackInfo& info) : NativeWrap(info) {
+    Loaded& loaded = payload();
     handle_ = loaded.handle;
     nbytes_ = loaded.nbytes;
     weightsHash_ = loaded.weightsHash;
@@ -310,7 +301,7 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
 
   // Atomic (atomic_file.h): a crash or a full disk leaves the old file or the new one. libtorch
   // writes through a sink that never reports a short write, so its zip writer cannot throw from its
-  // destructor (that aborted the process on a full disk).
+  // destructor (which would abort the process on a full disk).
   static void saveAtomically(const torch::jit::Module& module, const std::string& path,
                              const torch::jit::ExtraFilesMap& extra) {
     writeFileAtomically(path, "the module", [&](const ByteSink& sink) { torch::jit::ExportModule(module, sink, extra); });
@@ -326,8 +317,6 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
   std::optional<std::string> weightsHash_;
 };
 
-thread_local ModuleWrap::Loaded* ModuleWrap::constructing = nullptr;
-
 bool isZipFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   char magic[4] = {0, 0, 0, 0};
@@ -335,7 +324,7 @@ bool isZipFile(const std::string& path) {
   return in.gcount() == 4 && magic[0] == 'P' && magic[1] == 'K' && magic[2] == 3 && magic[3] == 4;
 }
 
-ModuleWrap::Loaded loadOnWorker(const std::string& path, c10::Device device, const std::vector<std::string>& names,
+Loaded loadOnWorker(const std::string& path, c10::Device device, const std::vector<std::string>& names,
                                 bool optimize, bool trusted, bool hashWeights) {
   std::error_code ec;
   DOVE_CHECK(fs::exists(path, ec), "FILE_NOT_FOUND", "Model file '" + path + "' does not exist");
@@ -351,7 +340,7 @@ ModuleWrap::Loaded loadOnWorker(const std::string& path, c10::Device device, con
   const auto archive = inspectModelFile(path, trusted);
   torch::jit::ExtraFilesMap extra;
   for (const auto& name : names) extra[name] = "";
-  ModuleWrap::Loaded loaded;
+  Loaded loaded;
   auto handle = std::make_shared<ModuleHandle>();
   try {
     handle->module = torch::jit::load(archive, device, extra);
@@ -383,59 +372,37 @@ ModuleWrap::Loaded loadOnWorker(const std::string& path, c10::Device device, con
 
 Napi::Value LoadModule(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return guard(env, [&]() -> Napi::Value {
-    DOVE_CHECK(info.Length() >= 1 && info[0].IsString(), "INVALID_ARGUMENT",
-               "Expected path string for loadModule(path, device, extraFileNames)");
-    const std::string path = info[0].As<Napi::String>().Utf8Value();
-    std::string deviceSpec = "cpu";
-    if (info.Length() >= 2 && !info[1].IsUndefined() && !info[1].IsNull()) {
-      DOVE_CHECK(info[1].IsString(), "INVALID_ARGUMENT", "Expected device string for loadModule(path, device, extraFileNames)");
-      deviceSpec = info[1].As<Napi::String>().Utf8Value();
+  DOVE_CHECK(info.Length() >= 1 && info[0].IsString(), "INVALID_ARGUMENT",
+             "Expected path string for loadModule(path, device, extraFileNames)");
+  const std::string path = info[0].As<Napi::String>().Utf8Value();
+  const c10::Device device =
+      parseDevice(given(info[1]) ? stringArg(info[1], "a device string for loadModule(path, device, extraFileNames)", true) : "cpu");
+  std::vector<std::string> names;
+  if (given(info[2])) {
+    DOVE_CHECK(info[2].IsArray(), "INVALID_ARGUMENT", "Expected an array of file names for extraFileNames");
+    Napi::Array array = info[2].As<Napi::Array>();
+    for (uint32_t i = 0; i < array.Length(); ++i) {
+      Napi::Value v = array.Get(i);
+      DOVE_CHECK(v.IsString(), "INVALID_ARGUMENT", "Expected string for extraFileNames[" + std::to_string(i) + "]");
+      names.push_back(v.As<Napi::String>().Utf8Value());
     }
-    const c10::Device device = parseDevice(deviceSpec);
-    std::vector<std::string> names;
-    if (info.Length() >= 3 && !info[2].IsUndefined() && !info[2].IsNull()) {
-      DOVE_CHECK(info[2].IsArray(), "INVALID_ARGUMENT", "Expected an array of file names for extraFileNames");
-      Napi::Array array = info[2].As<Napi::Array>();
-      for (uint32_t i = 0; i < array.Length(); ++i) {
-        Napi::Value v = array.Get(i);
-        DOVE_CHECK(v.IsString(), "INVALID_ARGUMENT", "Expected string for extraFileNames[" + std::to_string(i) + "]");
-        names.push_back(v.As<Napi::String>().Utf8Value());
-      }
-    }
-    bool optimize = false;
-    if (info.Length() >= 4 && !info[3].IsUndefined() && !info[3].IsNull()) {
-      DOVE_CHECK(info[3].IsBoolean(), "INVALID_ARGUMENT", "Expected boolean for optimize");
-      optimize = info[3].As<Napi::Boolean>().Value();
-    }
-    bool trusted = false;
-    if (info.Length() >= 5 && !info[4].IsUndefined() && !info[4].IsNull()) {
-      DOVE_CHECK(info[4].IsBoolean(), "INVALID_ARGUMENT", "Expected boolean for trustModel");
-      trusted = info[4].As<Napi::Boolean>().Value();
-    }
-    bool hashWeights = false;
-    if (info.Length() >= 6 && !info[5].IsUndefined() && !info[5].IsNull()) {
-      DOVE_CHECK(info[5].IsBoolean(), "INVALID_ARGUMENT", "Expected boolean for hashWeights");
-      hashWeights = info[5].As<Napi::Boolean>().Value();
-    }
-    return PromiseWorker<ModuleWrap::Loaded>::Start(
-        env, "dove.loadModule",
-        [path, device, names, optimize, trusted, hashWeights]() {
-          return loadOnWorker(path, device, names, optimize, trusted, hashWeights);
-        },
-        [](Napi::Env env, ModuleWrap::Loaded& loaded) -> Napi::Value {
-          ModuleWrap::constructing = &loaded;
-          struct Clear {
-            ~Clear() { ModuleWrap::constructing = nullptr; }
-          } clear;  // also when the constructor throws
-          return addonState(env).classes.at("NativeModule").New({});
-        });
-  });
+  }
+  const bool optimize = given(info[3]) && booleanArg(info[3], "optimize");
+  const bool trusted = given(info[4]) && booleanArg(info[4], "trustModel");
+  const bool hashWeights = given(info[5]) && booleanArg(info[5], "hashWeights");
+  return PromiseWorker<Loaded>::Start(
+      env, "dove.loadModule",
+      [path, device, names, optimize, trusted, hashWeights]() {
+        return loadOnWorker(path, device, names, optimize, trusted, hashWeights);
+      },
+      [](Napi::Env env, Loaded& loaded) { return ModuleWrap::create(env, loaded); });
 }
 
-void init(Napi::Env env, Napi::Object exports) {
-  addonState(env).classes["NativeModule"] = Napi::Persistent(ModuleWrap::Define(env));
-  exports.Set("loadModule", Napi::Function::New(env, LoadModule, "loadModule"));
+}  // namespace
+
+void initModules(Napi::Env env, Napi::Object exports) {
+  ModuleWrap::define(env);
+  exportFunctions(env, exports, {{"loadModule", LoadModule}});
   // process.exit() emits 'exit' and then runs static destructors (libtorch's among them): stop the
   // module threads first, whichever loader loaded the addon (see ModuleExecutor::shutdownAll), and
   // if a call still runs after the wait (one that never returns), end the process without running
@@ -454,15 +421,8 @@ void init(Napi::Env env, Napi::Object exports) {
   }
 }
 
-const Registrar registrar(init);
-
-}  // namespace
-
 std::shared_ptr<ModuleHandle> unwrapModule(Napi::Value value) {
-  Napi::Env env = value.Env();
-  DOVE_CHECK(value.IsObject() && value.As<Napi::Object>().InstanceOf(addonState(env).classes.at("NativeModule").Value()),
-             "INVALID_ARGUMENT", "Expected a module returned by loadModule");
-  return ModuleWrap::Unwrap(value.As<Napi::Object>())->handle();
+  return ModuleWrap::unwrap(value, "a module returned by loadModule").handle();
 }
 
 }  // namespace dove

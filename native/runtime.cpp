@@ -31,15 +31,6 @@ std::atomic<bool> gCudaLoaded{false};
 std::mutex gSeedMutex;
 std::optional<uint64_t> gSeed;
 
-int64_t integerArg(const Napi::CallbackInfo& info, std::size_t i, const char* what, double lo, double hi) {
-  Napi::Value v = info.Length() > i ? info[i] : info.Env().Undefined();
-  const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : std::nan("");
-  DOVE_CHECK(v.IsNumber() && std::trunc(d) == d && d >= lo && d <= hi, "INVALID_ARGUMENT",
-             "Expected integer between " + std::to_string(static_cast<int64_t>(lo)) + " and " +
-                 std::to_string(static_cast<int64_t>(hi)) + " for " + what + " but received " + v.ToString().Utf8Value());
-  return static_cast<int64_t>(d);
-}
-
 std::string libtorchPath() {
   Dl_info info{};
   if (dladdr(reinterpret_cast<void*>(&at::get_num_threads), &info) != 0 && info.dli_fname != nullptr) {
@@ -61,150 +52,124 @@ std::optional<std::string> cudaRuntimeVersion() {
 }
 
 Napi::Value Devices(const Napi::CallbackInfo& info) {
-  return guard(info.Env(), [&] {
-    Napi::Array out = Napi::Array::New(info.Env());
-    out.Set(0u, Napi::String::New(info.Env(), "cpu"));
-    const auto count = gCudaLoaded ? torch::cuda::device_count() : 0;
-    for (int i = 0; i < static_cast<int>(count); ++i) out.Set(static_cast<uint32_t>(i) + 1, Napi::String::New(info.Env(), "cuda:" + std::to_string(i)));
-    return Napi::Value(out);
-  });
+  Napi::Array out = Napi::Array::New(info.Env());
+  out.Set(0u, Napi::String::New(info.Env(), "cpu"));
+  const auto count = gCudaLoaded ? torch::cuda::device_count() : 0;
+  for (int i = 0; i < static_cast<int>(count); ++i) out.Set(static_cast<uint32_t>(i) + 1, Napi::String::New(info.Env(), "cuda:" + std::to_string(i)));
+  return Napi::Value(out);
 }
 
 Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
-  return guard(info.Env(), [&] {
-    const int n = static_cast<int>(integerArg(info, 0, "setNumThreads(n)", 1, 1024));
-    gThreads = n;
-    ++gThreadsGeneration;
-    at::set_num_threads(n);
-    return info.Env().Undefined();
-  });
+  const int n = static_cast<int>(integerIn(info[0], "setNumThreads(n)", 1, 1024));
+  gThreads = n;
+  ++gThreadsGeneration;
+  at::set_num_threads(n);
+  return info.Env().Undefined();
 }
 
 Napi::Value GetNumThreads(const Napi::CallbackInfo& info) {
-  return guard(info.Env(), [&] {
-    const int n = gThreads.load();
-    return Napi::Value(Napi::Number::New(info.Env(), n > 0 ? n : at::get_num_threads()));
-  });
+  const int n = gThreads.load();
+  return Napi::Value(Napi::Number::New(info.Env(), n > 0 ? n : at::get_num_threads()));
 }
 
 Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
-  return guard(info.Env(), [&] {
-    uint64_t seed = 0;
-    if (info.Length() >= 1 && info[0].IsBigInt()) {
-      bool lossless = false;
-      seed = info[0].As<Napi::BigInt>().Uint64Value(&lossless);
-      DOVE_CHECK(lossless, "INVALID_ARGUMENT", "Expected seed between 0 and 2^64-1 for manualSeed(seed)");
-    } else {
-      seed = static_cast<uint64_t>(integerArg(info, 0, "manualSeed(seed)", 0, 9007199254740991.0));
-    }
-    std::lock_guard<std::mutex> lock(gSeedMutex);
-    gSeed = seed;
-    if (gCudaLoaded) {
-      torch::manual_seed(seed);  // also seeds every CUDA device
-    } else {
-      // torch::manual_seed asks libtorch for its accelerator, which settles "no CUDA" for good.
-      auto generator = at::detail::getDefaultCPUGenerator();
-      std::lock_guard<std::mutex> generatorLock(generator.mutex());
-      generator.set_current_seed(seed);
-    }
-    return info.Env().Undefined();
-  });
+  uint64_t seed = 0;
+  if (info.Length() >= 1 && info[0].IsBigInt()) {
+    bool lossless = false;
+    seed = info[0].As<Napi::BigInt>().Uint64Value(&lossless);
+    DOVE_CHECK(lossless, "INVALID_ARGUMENT", "Expected seed between 0 and 2^64-1 for manualSeed(seed)");
+  } else {
+    seed = static_cast<uint64_t>(integerIn(info[0], "manualSeed(seed)", 0, 9007199254740991.0));
+  }
+  std::lock_guard<std::mutex> lock(gSeedMutex);
+  gSeed = seed;
+  if (gCudaLoaded) {
+    torch::manual_seed(seed);  // also seeds every CUDA device
+  } else {
+    // torch::manual_seed asks libtorch for its accelerator, which settles "no CUDA" for good.
+    auto generator = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> generatorLock(generator.mutex());
+    generator.set_current_seed(seed);
+  }
+  return info.Env().Undefined();
 }
 
 Napi::Value Versions(const Napi::CallbackInfo& info) {
-  return guard(info.Env(), [&] {
-    Napi::Env env = info.Env();
-    Napi::Object out = Napi::Object::New(env);
-    out.Set("addon", DOVE_ADDON_VERSION);
-    out.Set("libtorch", TORCH_VERSION);
-    uint32_t napi = 0;
-    napi_get_version(env, &napi);
-    out.Set("napi", Napi::Number::New(env, napi));
-    const auto cuda = cudaRuntimeVersion();
-    out.Set("cuda", Napi::Boolean::New(env, cuda.has_value()));
-    out.Set("cudaVersion", cuda ? Napi::Value(Napi::String::New(env, *cuda)) : env.Null());
-    out.Set("libtorchPath", libtorchPath());
-    out.Set("nccl", Napi::Boolean::New(env, ncclCompiledIn()));
-    return Napi::Value(out);
-  });
+  Napi::Env env = info.Env();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("addon", DOVE_ADDON_VERSION);
+  out.Set("libtorch", TORCH_VERSION);
+  uint32_t napi = 0;
+  napi_get_version(env, &napi);
+  out.Set("napi", Napi::Number::New(env, napi));
+  const auto cuda = cudaRuntimeVersion();
+  out.Set("cuda", Napi::Boolean::New(env, cuda.has_value()));
+  out.Set("cudaVersion", cuda ? Napi::Value(Napi::String::New(env, *cuda)) : env.Null());
+  out.Set("libtorchPath", libtorchPath());
+  out.Set("nccl", Napi::Boolean::New(env, ncclCompiledIn()));
+  return Napi::Value(out);
 }
 
 // Called by lib/cuda-libtorch.ts after it loaded libtorch_cuda.so. True when libtorch's CUDA hooks
 // are the real ones; false when something had looked them up before libtorch_cuda.so was loaded.
 Napi::Value CudaLoaded(const Napi::CallbackInfo& info) {
-  return guard(info.Env(), [&] {
-    const bool registered = at::detail::getCUDAHooks().isBuilt();
-    if (registered && !gCudaLoaded.exchange(true)) {
-      std::lock_guard<std::mutex> lock(gSeedMutex);
-      if (gSeed.has_value()) torch::manual_seed(*gSeed);
-    }
-    return Napi::Value(Napi::Boolean::New(info.Env(), registered));
-  });
+  const bool registered = at::detail::getCUDAHooks().isBuilt();
+  if (registered && !gCudaLoaded.exchange(true)) {
+    std::lock_guard<std::mutex> lock(gSeedMutex);
+    if (gSeed.has_value()) torch::manual_seed(*gSeed);
+  }
+  return Napi::Value(Napi::Boolean::New(info.Env(), registered));
 }
 
 Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
-  return guard(info.Env(), [&] {
-    return Napi::Value(Napi::String::New(info.Env(), at::show_config() + "\n" + at::get_parallel_info()));
-  });
+  return Napi::Value(Napi::String::New(info.Env(), at::show_config() + "\n" + at::get_parallel_info()));
 }
 
 Napi::Value Zeros(const Napi::CallbackInfo& info) {
-  return guard(info.Env(), [&] {
-    const std::vector<int64_t> shape = shapeFromJs(info.Length() > 0 ? info[0] : info.Env().Undefined(), "shape");
-    DOVE_CHECK(info.Length() >= 2 && info[1].IsString(), "INVALID_ARGUMENT", "Expected dtype string for zeros(shape, dtype, device)");
-    const at::ScalarType dtype = parseDtype(info[1].As<Napi::String>().Utf8Value());
-    const std::optional<int64_t> count = shape::elementCount(shape);
-    DOVE_CHECK(count && shape::byteSize(*count, static_cast<int64_t>(c10::elementSize(dtype))), "INVALID_ARGUMENT",
-               "Shape " + shape::toString(shape) + " for zeros(shape, dtype, device) has more bytes than a 64-bit size holds");
-    c10::Device device(c10::kCPU);
-    if (info.Length() >= 3 && !info[2].IsUndefined() && !info[2].IsNull()) {
-      DOVE_CHECK(info[2].IsString(), "INVALID_ARGUMENT", "Expected device string for zeros(shape, dtype, device)");
-      device = parseDevice(info[2].As<Napi::String>().Utf8Value());
-    }
-    return Napi::Value(wrapTensor(info.Env(), torch::zeros(shape, at::TensorOptions().dtype(dtype).device(device))));
-  });
+  const std::vector<int64_t> shape = shapeFromJs(info.Length() > 0 ? info[0] : info.Env().Undefined(), "shape");
+  DOVE_CHECK(info.Length() >= 2 && info[1].IsString(), "INVALID_ARGUMENT", "Expected dtype string for zeros(shape, dtype, device)");
+  const at::ScalarType dtype = parseDtype(info[1].As<Napi::String>().Utf8Value());
+  const std::optional<int64_t> count = shape::elementCount(shape);
+  DOVE_CHECK(count && shape::byteSize(*count, static_cast<int64_t>(c10::elementSize(dtype))), "INVALID_ARGUMENT",
+             "Shape " + shape::toString(shape) + " for zeros(shape, dtype, device) has more bytes than a 64-bit size holds");
+  c10::Device device(c10::kCPU);
+  if (info.Length() >= 3 && !info[2].IsUndefined() && !info[2].IsNull()) {
+    DOVE_CHECK(info[2].IsString(), "INVALID_ARGUMENT", "Expected device string for zeros(shape, dtype, device)");
+    device = parseDevice(info[2].As<Napi::String>().Utf8Value());
+  }
+  return Napi::Value(wrapTensor(info.Env(), torch::zeros(shape, at::TensorOptions().dtype(dtype).device(device))));
 }
 
 Napi::Value Stack(const Napi::CallbackInfo& info) {
-  return guard(info.Env(), [&] {
-    DOVE_CHECK(info.Length() >= 1 && info[0].IsArray() && info[0].As<Napi::Array>().Length() > 0, "INVALID_ARGUMENT",
-               "Expected a non-empty array of tensors for stack(tensors)");
-    Napi::Array array = info[0].As<Napi::Array>();
-    std::vector<at::Tensor> tensors;
-    tensors.reserve(array.Length());
-    for (uint32_t i = 0; i < array.Length(); ++i) {
-      const std::string what = "tensors[" + std::to_string(i) + "]";
-      tensors.push_back(unwrapTensor(array.Get(i), what.c_str()));
-      const at::Tensor& first = tensors.front();
-      const at::Tensor& t = tensors.back();
-      DOVE_CHECK(t.sizes() == first.sizes(), "SHAPE_MISMATCH",
-                 "stack needs tensors of one shape but " + what + " is " + c10::str(t.sizes()) + " and tensors[0] is " +
-                     c10::str(first.sizes()));
-      DOVE_CHECK(t.scalar_type() == first.scalar_type(), "DTYPE_MISMATCH",
-                 "stack needs tensors of one dtype but " + what + " is " + dtypeName(t.scalar_type()) +
-                     " and tensors[0] is " + dtypeName(first.scalar_type()));
-      DOVE_CHECK(t.device() == first.device(), "INVALID_ARGUMENT",
-                 "stack needs tensors on one device but " + what + " is on " + deviceString(t.device()));
-    }
-    return Napi::Value(wrapTensor(info.Env(), torch::stack(tensors)));
-  });
+  DOVE_CHECK(info.Length() >= 1 && info[0].IsArray() && info[0].As<Napi::Array>().Length() > 0, "INVALID_ARGUMENT",
+             "Expected a non-empty array of tensors for stack(tensors)");
+  Napi::Array array = info[0].As<Napi::Array>();
+  std::vector<at::Tensor> tensors;
+  tensors.reserve(array.Length());
+  for (uint32_t i = 0; i < array.Length(); ++i) {
+    const std::string what = "tensors[" + std::to_string(i) + "]";
+    tensors.push_back(unwrapTensor(array.Get(i), what.c_str()));
+    const at::Tensor& first = tensors.front();
+    const at::Tensor& t = tensors.back();
+    DOVE_CHECK(t.sizes() == first.sizes(), "SHAPE_MISMATCH",
+               "stack needs tensors of one shape but " + what + " is " + c10::str(t.sizes()) + " and tensors[0] is " +
+                   c10::str(first.sizes()));
+    DOVE_CHECK(t.scalar_type() == first.scalar_type(), "DTYPE_MISMATCH",
+               "stack needs tensors of one dtype but " + what + " is " + dtypeName(t.scalar_type()) +
+                   " and tensors[0] is " + dtypeName(first.scalar_type()));
+    DOVE_CHECK(t.device() == first.device(), "INVALID_ARGUMENT",
+               "stack needs tensors on one device but " + what + " is on " + deviceString(t.device()));
+  }
+  return Napi::Value(wrapTensor(info.Env(), torch::stack(tensors)));
 }
-
-void init(Napi::Env env, Napi::Object exports) {
-  exports.Set("devices", Napi::Function::New(env, Devices, "devices"));
-  exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads, "setNumThreads"));
-  exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads, "getNumThreads"));
-  exports.Set("manualSeed", Napi::Function::New(env, ManualSeed, "manualSeed"));
-  exports.Set("versions", Napi::Function::New(env, Versions, "versions"));
-  exports.Set("buildInfo", Napi::Function::New(env, BuildInfo, "buildInfo"));
-  exports.Set("cudaLoaded", Napi::Function::New(env, CudaLoaded, "cudaLoaded"));
-  exports.Set("zeros", Napi::Function::New(env, Zeros, "zeros"));
-  exports.Set("stack", Napi::Function::New(env, Stack, "stack"));
-}
-
-const Registrar registrar(init);
 
 }  // namespace
+
+void initRuntime(Napi::Env env, Napi::Object exports) {
+  exportFunctions(env, exports, {{"devices", Devices}, {"setNumThreads", SetNumThreads}, {"getNumThreads", GetNumThreads},
+                                 {"manualSeed", ManualSeed}, {"versions", Versions}, {"buildInfo", BuildInfo},
+                                 {"cudaLoaded", CudaLoaded}, {"zeros", Zeros}, {"stack", Stack}});
+}
 
 bool cudaLibtorchLoaded() { return gCudaLoaded.load(); }
 

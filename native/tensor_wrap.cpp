@@ -38,7 +38,7 @@ struct ReleaseQueue {
   // Any thread. On the JS thread the reference is dropped at once, also during the env's teardown:
   // Node frees no reference an addon made (napi_create_reference) when the env goes, and the
   // teardown finalizes every live tensor, whose storage lets go of its array here. Skipping that
-  // leaked one reference per JS-backed tensor alive at a worker's exit (LeakSanitizer, asan.md).
+  // would leak one reference per JS-backed tensor alive at a worker's exit (LeakSanitizer, asan.md).
   void release(napi_ref ref) {
     std::lock_guard<std::mutex> lock(mutex);
     if (std::this_thread::get_id() == jsThread) {
@@ -408,9 +408,7 @@ struct TensorBox {
 // boxes from any other pointer without dereferencing the other pointer. A value is a tensor only
 // when it is an External whose pointer is the start of a live slot here (and its box was made by
 // the same env): the External of another addon, or any other object, is never read as a TensorBox.
-// It replaced a hash set of live boxes beside a heap allocation per box: with thousands of handles
-// awaiting the GC, the set's inserts, erases and rehashes and the allocator's consolidation cost
-// more than the rest of a no-op call (perf, docs/NATIVE.md). Slabs double in size (1024 slots,
+// Why slabs: docs/NATIVE.md ("recognises its tensors"). Slabs double in size (1024 slots,
 // then 2048, ...), so a lookup scans a few of them without a lock (the table is append-only);
 // taking and returning slots holds a mutex, uncontended unless worker threads make tensors.
 class BoxArena {
@@ -592,17 +590,8 @@ Napi::Value TensorSlice0(TensorBox& box, const Napi::CallbackInfo& info) {
   const at::Tensor& t = box.get();
   DOVE_CHECK(t.dim() >= 1, "SHAPE_MISMATCH", "slice0 needs a tensor with at least one dimension");
   const int64_t size = t.size(0);
-  auto index = [&](std::size_t i, const char* name) {
-    DOVE_CHECK(info.Length() > i && info[i].IsNumber(), "INVALID_ARGUMENT",
-               std::string("Expected integer for ") + name + " of slice0(start, end)");
-    double d = info[i].As<Napi::Number>().DoubleValue();
-    DOVE_CHECK(d >= 0 && d <= static_cast<double>(size) && d == static_cast<double>(static_cast<int64_t>(d)), "INVALID_ARGUMENT",
-               std::string("Expected integer between 0 and ") + std::to_string(size) + " for " + name + " but received " +
-                   info[i].ToString().Utf8Value());
-    return static_cast<int64_t>(d);
-  };
-  const int64_t start = index(1, "start");
-  const int64_t end = index(2, "end");
+  const int64_t start = integerIn(info[1], "start", 0, static_cast<double>(size));
+  const int64_t end = integerIn(info[2], "end", 0, static_cast<double>(size));
   DOVE_CHECK(start <= end, "INVALID_ARGUMENT",
              "Expected start <= end for slice0 but received " + std::to_string(start) + " > " + std::to_string(end));
   return wrapTensor(info.Env(), t.narrow(0, start, end - start));
@@ -613,12 +602,8 @@ Napi::Value TensorExpand0(TensorBox& box, const Napi::CallbackInfo& info) {
   const at::Tensor& t = box.get();
   DOVE_CHECK(t.dim() >= 1 && t.size(0) == 1, "SHAPE_MISMATCH",
              "expand0 needs a tensor whose first dimension is 1 but shape is " + shape::toString(t.sizes()));
-  DOVE_CHECK(info.Length() > 1 && info[1].IsNumber(), "INVALID_ARGUMENT", "Expected integer for n of expand0(n)");
-  const double d = info[1].As<Napi::Number>().DoubleValue();
-  DOVE_CHECK(d >= 1 && d <= 65536 && d == static_cast<double>(static_cast<int64_t>(d)), "INVALID_ARGUMENT",
-             "Expected integer between 1 and 65536 for n but received " + info[1].ToString().Utf8Value());
   std::vector<int64_t> sizes = t.sizes().vec();
-  sizes[0] = static_cast<int64_t>(d);
+  sizes[0] = integerIn(info[1], "n", 1, 65536);
   return wrapTensor(info.Env(), t.expand(sizes));
 }
 
@@ -760,16 +745,14 @@ namespace {
 
 Napi::Value TensorFromArray(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return guard(env, [&]() -> Napi::Value {
-    DOVE_CHECK(info.Length() >= 1 && info[0].IsTypedArray(), "INVALID_ARGUMENT",
-               "Expected a typed array (Float32Array, Float64Array, Int32Array, BigInt64Array, Uint8Array, "
-               "Uint16Array) or Buffer for data but received " +
-                   std::string(info.Length() < 1 ? "nothing" : info[0].IsArray() ? "a plain array" : info[0].ToString().Utf8Value()));
-    const std::vector<int64_t> shape = parseShape(info[1], "shape");
-    DOVE_CHECK(info.Length() >= 3 && info[2].IsString(), "INVALID_ARGUMENT", "Expected dtype string for tensorFromArray");
-    const at::ScalarType dtype = parseDtype(info[2].As<Napi::String>().Utf8Value());
-    return wrapTensor(env, tensorFromTypedArray(env, info[0].As<Napi::TypedArray>(), shape, dtype));
-  });
+  DOVE_CHECK(info.Length() >= 1 && info[0].IsTypedArray(), "INVALID_ARGUMENT",
+             "Expected a typed array (Float32Array, Float64Array, Int32Array, BigInt64Array, Uint8Array, "
+             "Uint16Array) or Buffer for data but received " +
+                 std::string(info.Length() < 1 ? "nothing" : info[0].IsArray() ? "a plain array" : info[0].ToString().Utf8Value()));
+  const std::vector<int64_t> shape = parseShape(info[1], "shape");
+  DOVE_CHECK(info.Length() >= 3 && info[2].IsString(), "INVALID_ARGUMENT", "Expected dtype string for tensorFromArray");
+  const at::ScalarType dtype = parseDtype(info[2].As<Napi::String>().Utf8Value());
+  return wrapTensor(env, tensorFromTypedArray(env, info[0].As<Napi::TypedArray>(), shape, dtype));
 }
 
 Napi::Value IsTensor(const Napi::CallbackInfo& info) {
@@ -795,12 +778,10 @@ Napi::FunctionReference resizableGetterOf(Napi::Env env) {
 
 Napi::Value SetBufferPin(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return guard(env, [&]() -> Napi::Value {
-    DOVE_CHECK(info.Length() == 1 && info[0].IsFunction(), "INVALID_ARGUMENT",
-               "setBufferPin expects a function (arrayBuffer) => void, e.g. worker_threads.markAsUntransferable");
-    addonState(env).bufferPin = Napi::Persistent(info[0].As<Napi::Function>());
-    return env.Undefined();
-  });
+  DOVE_CHECK(info.Length() == 1 && info[0].IsFunction(), "INVALID_ARGUMENT",
+             "setBufferPin expects a function (arrayBuffer) => void, e.g. worker_threads.markAsUntransferable");
+  addonState(env).bufferPin = Napi::Persistent(info[0].As<Napi::Function>());
+  return env.Undefined();
 }
 
 // The boxes behind an array of tensor handles (INVALID_ARGUMENT naming the index of a non-tensor).
@@ -821,40 +802,35 @@ std::vector<TensorBox*> boxesOf(const Napi::CallbackInfo& info, const char* what
 // as tensorData gives it): a model's outputs are checked without a call per property.
 Napi::Value TensorsInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return guard(env, [&]() -> Napi::Value {
-    const std::vector<TensorBox*> boxes = boxesOf(info, "tensorsInfo");
-    DOVE_CHECK(info.Length() >= 2 && info[1].IsArray() && info[1].As<Napi::Array>().Length() == boxes.size(), "INVALID_ARGUMENT",
-               "Expected one boolean per tensor for the data flags of tensorsInfo");
-    Napi::Array flags = info[1].As<Napi::Array>();
-    Napi::Array out = Napi::Array::New(env, boxes.size());
-    for (uint32_t i = 0; i < boxes.size(); i++) {
-      Napi::Object entry = Napi::Object::New(env);
-      entry.Set("dtype", TensorDtype(*boxes[i], info));
-      entry.Set("shape", TensorShape(*boxes[i], info));
-      if (flags.Get(i).ToBoolean().Value()) entry.Set("data", TensorData(*boxes[i], info));
-      out.Set(i, entry);
-    }
-    return out;
-  });
+  const std::vector<TensorBox*> boxes = boxesOf(info, "tensorsInfo");
+  DOVE_CHECK(info.Length() >= 2 && info[1].IsArray() && info[1].As<Napi::Array>().Length() == boxes.size(), "INVALID_ARGUMENT",
+             "Expected one boolean per tensor for the data flags of tensorsInfo");
+  Napi::Array flags = info[1].As<Napi::Array>();
+  Napi::Array out = Napi::Array::New(env, boxes.size());
+  for (uint32_t i = 0; i < boxes.size(); i++) {
+    Napi::Object entry = Napi::Object::New(env);
+    entry.Set("dtype", TensorDtype(*boxes[i], info));
+    entry.Set("shape", TensorShape(*boxes[i], info));
+    if (flags.Get(i).ToBoolean().Value()) entry.Set("data", TensorData(*boxes[i], info));
+    out.Set(i, entry);
+  }
+  return out;
 }
 
 // dispose() of several tensors in one call (each idempotent, as tensorDispose).
 Napi::Value TensorsDispose(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return guard(env, [&]() -> Napi::Value {
-    for (TensorBox* box : boxesOf(info, "tensorsDispose")) box->release();
-    return env.Undefined();
-  });
+  for (TensorBox* box : boxesOf(info, "tensorsDispose")) box->release();
+  return env.Undefined();
 }
 
-void init(Napi::Env env, Napi::Object exports) {
+}  // namespace
+
+void initTensors(Napi::Env env, Napi::Object exports) {
   releaseQueue(env);
   addonState(env).resizableGetter = resizableGetterOf(env);
-  exports.Set("setBufferPin", Napi::Function::New(env, SetBufferPin, "setBufferPin"));
-  exports.Set("tensorFromArray", Napi::Function::New(env, TensorFromArray, "tensorFromArray"));
-  exports.Set("isTensor", Napi::Function::New(env, IsTensor, "isTensor"));
-  exports.Set("tensorsInfo", Napi::Function::New(env, TensorsInfo, "tensorsInfo"));
-  exports.Set("tensorsDispose", Napi::Function::New(env, TensorsDispose, "tensorsDispose"));
+  exportFunctions(env, exports, {{"setBufferPin", SetBufferPin}, {"tensorFromArray", TensorFromArray}, {"isTensor", IsTensor},
+                                 {"tensorsInfo", TensorsInfo}, {"tensorsDispose", TensorsDispose}});
   const std::pair<const char*, Napi::Function::Callback> functions[] = {
       {"tensorShape", tensorFunction<TensorShape>},
       {"tensorStrides", tensorFunction<TensorStrides>},
@@ -879,7 +855,4 @@ void init(Napi::Env env, Napi::Object exports) {
   }
 }
 
-const Registrar registrar(init);
-
-}  // namespace
 }  // namespace dove

@@ -1,7 +1,8 @@
 // createTrainEngine: trains a loaded TorchScript module in place. AdamW over the module's own
 // parameters (grouped by name prefix), warm-up + cosine schedule, gradient accumulation, optional
 // c10d gradient averaging, global-norm clipping, bf16 autocast on CUDA. Every step runs on a worker
-// thread holding the module mutex, so inference calls on the same module never interleave with it.
+// thread holding the module mutex, so inference calls on the same module never interleave with it;
+// the JS thread never takes that mutex (a step or a run may hold it for seconds).
 #include "atomic_file.h"
 #include "common.h"
 #include "dist_group.h"
@@ -45,13 +46,30 @@ struct Engine {
   std::vector<at::Tensor> params;  // trainable parameters, in named_parameters order
   std::vector<double> groupScales;  // lr multiplier per optimizer param group
   std::unique_ptr<torch::optim::AdamW> optimizer;
-  std::shared_ptr<ProcessGroupHandle> group;
-  int64_t step = 0;
+  std::atomic<int64_t> step{0};  // written under the module mutex, read by the JS thread
   int64_t micro = 0;  // micro-batches accumulated towards the next optimizer step
   // Sums over the micro-batches of the forward's scalar entries, kept on the module's device: they
   // are read back once per call, together with the gradient norm (one device sync per step).
   std::map<std::string, at::Tensor> partSums;
-  bool disposed = false;
+  // Set by dispose() on the JS thread. The optimizer state is freed by whoever holds the module
+  // mutex then: dispose() itself when the module is idle, else the step or save that holds it.
+  std::atomic<bool> disposed{false};
+  void releaseIfDisposed() {
+    if (!disposed) return;
+    optimizer.reset();  // frees the Adam moments (2x the parameter memory)
+    params.clear();
+    partSums.clear();
+  }
+};
+// Holds the module mutex for a job on a worker thread, and frees the engine's state on the way out
+// when dispose() came while the job held it.
+struct EngineLock {
+  Engine& e;
+  std::lock_guard<std::mutex> lock;
+  explicit EngineLock(Engine& engine) : e(engine), lock(engine.module->mutex) {
+    DOVE_CHECK(!e.disposed, "DISPOSED", "train engine used after dispose()");
+  }
+  ~EngineLock() { e.releaseIfDisposed(); }
 };
 using EnginePtr = std::shared_ptr<Engine>;
 
@@ -63,51 +81,23 @@ struct StepOutput {
   bool accumulated = false;
 };
 
-double numberOption(Napi::Object o, const char* name, double lo, double hi) {
-  Napi::Value v = o.Get(name);
-  double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
-  if (!(d >= lo && d <= hi)) {
-    std::ostringstream out;
-    out << "Expected number between " << lo << " and " << hi << " for " << name << " but received "
-        << v.ToString().Utf8Value();
-    fail("INVALID_ARGUMENT", out.str());
-  }
-  return d;
-}
-
-int64_t intOption(Napi::Object o, const char* name, double lo, double hi) {
-  double d = numberOption(o, name, lo, hi);
-  if (std::floor(d) != d) {
-    std::ostringstream out;
-    out << "Expected integer between " << lo << " and " << hi << " for " << name << " but received " << d;
-    fail("INVALID_ARGUMENT", out.str());
-  }
-  return static_cast<int64_t>(d);
-}
-
 EngineOptions parseOptions(Napi::Object o) {
   EngineOptions opt;
-  opt.lr = numberOption(o, "lr", 0, 10);
+  opt.lr = numberIn(o.Get("lr"), "lr", 0, 10);
   Napi::Value betas = o.Get("betas");
   DOVE_CHECK(betas.IsArray() && betas.As<Napi::Array>().Length() == 2, "INVALID_ARGUMENT",
              "Expected [beta1, beta2] for betas but received " + betas.ToString().Utf8Value());
-  Napi::Object b = betas.As<Napi::Object>();
-  Napi::Object pair = Napi::Object::New(o.Env());
-  pair.Set("beta1", b.Get(uint32_t(0)));
-  pair.Set("beta2", b.Get(uint32_t(1)));
-  opt.beta1 = numberOption(pair, "beta1", 0, 0.999999);
-  opt.beta2 = numberOption(pair, "beta2", 0, 0.999999);
-  opt.eps = numberOption(o, "eps", 1e-30, 1);
-  opt.weightDecay = numberOption(o, "weightDecay", 0, 10);
-  opt.warmupSteps = intOption(o, "warmupSteps", 0, 1e12);
-  opt.totalSteps = intOption(o, "totalSteps", 1, 1e12);
-  opt.minLrRatio = numberOption(o, "minLrRatio", 0, 1);
-  opt.clipGradNorm = numberOption(o, "clipGradNorm", 0, 1e12);
-  opt.accumulate = intOption(o, "accumulate", 1, 1e6);
-  Napi::Value autocast = o.Get("autocastBf16");
-  DOVE_CHECK(autocast.IsBoolean(), "INVALID_ARGUMENT", "Expected boolean for autocastBf16 but received " + autocast.ToString().Utf8Value());
-  opt.autocastBf16 = autocast.As<Napi::Boolean>().Value();
-  opt.seed = static_cast<uint64_t>(intOption(o, "seed", 0, 9007199254740991.0));
+  opt.beta1 = numberIn(betas.As<Napi::Object>().Get(uint32_t(0)), "beta1", 0, 0.999999);
+  opt.beta2 = numberIn(betas.As<Napi::Object>().Get(uint32_t(1)), "beta2", 0, 0.999999);
+  opt.eps = numberIn(o.Get("eps"), "eps", 1e-30, 1);
+  opt.weightDecay = numberIn(o.Get("weightDecay"), "weightDecay", 0, 10);
+  opt.warmupSteps = integerIn(o.Get("warmupSteps"), "warmupSteps", 0, 1e12);
+  opt.totalSteps = integerIn(o.Get("totalSteps"), "totalSteps", 1, 1e12);
+  opt.minLrRatio = numberIn(o.Get("minLrRatio"), "minLrRatio", 0, 1);
+  opt.clipGradNorm = numberIn(o.Get("clipGradNorm"), "clipGradNorm", 0, 1e12);
+  opt.accumulate = integerIn(o.Get("accumulate"), "accumulate", 1, 1e6);
+  opt.autocastBf16 = booleanArg(o.Get("autocastBf16"), "autocastBf16");
+  opt.seed = static_cast<uint64_t>(integerIn(o.Get("seed"), "seed", 0, 9007199254740991.0));
   Napi::Value groups = o.Get("groups");
   DOVE_CHECK(groups.IsArray(), "INVALID_ARGUMENT", "Expected an array for groups but received " + groups.ToString().Utf8Value());
   Napi::Array arr = groups.As<Napi::Array>();
@@ -124,8 +114,8 @@ EngineOptions parseOptions(Napi::Object o) {
       DOVE_CHECK(pa.Get(j).IsString(), "INVALID_ARGUMENT", "Expected an array of strings for " + where + ".prefixes");
       spec.prefixes.push_back(pa.Get(j).As<Napi::String>().Utf8Value());
     }
-    spec.lrScale = numberOption(go, "lrScale", 0, 1e6);
-    spec.weightDecay = numberOption(go, "weightDecay", 0, 10);
+    spec.lrScale = numberIn(go.Get("lrScale"), "lrScale", 0, 1e6);
+    spec.weightDecay = numberIn(go.Get("weightDecay"), "weightDecay", 0, 10);
     opt.groups.push_back(std::move(spec));
   }
   return opt;
@@ -145,8 +135,8 @@ EnginePtr buildEngine(std::shared_ptr<ModuleHandle> module, EngineOptions option
   engine->module = module;
   engine->options = std::move(options);
   const auto& opt = engine->options;
-  std::lock_guard<std::mutex> lock(module->mutex);
-  DOVE_CHECK(!module->disposed, "DISPOSED", "module used after dispose()");
+  // JS thread, without the module mutex: method lookup and the parameter list only read the
+  // module's type and slots, as a running method does (module_wrap.cpp, Parameters).
   DOVE_CHECK(module->module.find_method("forward").has_value(), "METHOD_NOT_FOUND",
              "the module has no forward method; training needs forward(...) -> Dict[str, Tensor] with 'loss'");
 
@@ -209,8 +199,8 @@ struct AutocastScope {
 };
 
 // AdamW::step()'s update with multi-tensor (_foreach) ops: one launch per operation and parameter
-// group instead of about ten per parameter. On an H200 the tiny model's step was launch-bound (228
-// parameters; Node at 0.62× of Python's foreach AdamW). Same formula, same order and the same state
+// group instead of about ten per parameter: on an H200 the tiny model's step (228 parameters) is
+// launch-bound, and per-parameter updates run at 0.62× of Python's foreach AdamW. Same formula, same order and the same state
 // objects as torch::optim::AdamW, so saved optimizer states load either way; on CPU the _foreach ops
 // loop over the per-tensor kernels and the result is bit-identical.
 void adamwStep(torch::optim::AdamW& optimizer) {
@@ -270,7 +260,7 @@ at::Tensor stackedParts(const Engine& e) {
 
 // Averages gradients (and the logged loss parts) over the process group in one all-reduce, so
 // every rank steps with the gradient of the global batch. The parts stay on the device.
-void averageOverGroup(Engine& e) {
+void averageOverGroup(Engine& e, ProcessGroupHandle& group) {
   std::vector<at::Tensor> flat;
   flat.reserve(e.params.size() + 1);
   for (auto& p : e.params) {
@@ -281,7 +271,7 @@ void averageOverGroup(Engine& e) {
   const at::Tensor parts = stackedParts(e);
   flat.push_back(parts.to(at::kFloat).to(e.params[0].device()));
   at::Tensor buffer = torch::cat(flat);
-  allReduceMeanInPlace(*e.group, buffer);
+  allReduceMeanInPlace(group, buffer);
   int64_t offset = 0;
   for (auto& p : e.params) {
     int64_t n = p.numel();
@@ -293,9 +283,9 @@ void averageOverGroup(Engine& e) {
   for (auto& [name, sum] : e.partSums) sum = tail[i++].to(sum.device());
 }
 
-StepOutput runStep(Engine& e, std::vector<c10::IValue> inputs) {
-  std::lock_guard<std::mutex> lock(e.module->mutex);
-  DOVE_CHECK(!e.disposed, "DISPOSED", "train engine used after dispose()");
+// `group`: the process group set when the step was called (none: no averaging).
+StepOutput runStep(Engine& e, std::vector<c10::IValue> inputs, const std::shared_ptr<ProcessGroupHandle>& group) {
+  EngineLock lock(e);
   DOVE_CHECK(!e.module->disposed, "DISPOSED", "module used after dispose()");
   const auto& opt = e.options;
   torch::jit::Module& module = e.module->module;
@@ -303,9 +293,9 @@ StepOutput runStep(Engine& e, std::vector<c10::IValue> inputs) {
   c10::AutoGradMode gradMode(true);
   module.train(true);
 
-  // The batch arrives in host memory (JS buffers). Moved here, on the worker thread: under CUDA
-  // autocast a CPU input is not autocast-eligible and the first conv failed with "Input type
-  // (float) and bias type (c10::BFloat16) should be the same" (H200, before this move).
+  // The batch arrives in host memory (JS buffers) and moves to the device here, on the worker
+  // thread: under CUDA autocast a CPU input is not autocast-eligible, and the first conv would fail
+  // with "Input type (float) and bias type (c10::BFloat16) should be the same".
   for (auto& value : inputs) {
     if (value.isTensor() && value.toTensor().device() != e.module->device) {
       value = value.toTensor().to(e.module->device, /*non_blocking=*/false);
@@ -356,7 +346,7 @@ StepOutput runStep(Engine& e, std::vector<c10::IValue> inputs) {
     return out;
   }
 
-  if (e.group && e.group->worldSize > 1) averageOverGroup(e);
+  if (group && group->worldSize > 1) averageOverGroup(e, *group);
 
   std::vector<at::Tensor> grads;
   for (auto& p : e.params) {
@@ -387,14 +377,13 @@ StepOutput runStep(Engine& e, std::vector<c10::IValue> inputs) {
 }
 
 void saveState(Engine& e, const std::string& path) {
-  std::lock_guard<std::mutex> lock(e.module->mutex);
-  DOVE_CHECK(!e.disposed, "DISPOSED", "train engine used after dispose()");
+  EngineLock lock(e);
   DOVE_CHECK(e.micro == 0, "INVALID_ARGUMENT",
              "saveState between micro-batches would lose " + std::to_string(e.micro) +
                  " accumulated gradients; save after a full optimizer step");
   torch::serialize::OutputArchive archive;
   e.optimizer->save(archive);
-  archive.write("dove_step", torch::tensor(e.step, torch::kInt64));
+  archive.write("dove_step", torch::tensor(e.step.load(), torch::kInt64));
   archive.write("dove_param_count", torch::tensor(int64_t(e.params.size()), torch::kInt64));
   {
     auto gen = at::detail::getDefaultCPUGenerator();
@@ -407,8 +396,7 @@ void saveState(Engine& e, const std::string& path) {
 }
 
 void loadState(Engine& e, const std::string& path) {
-  std::lock_guard<std::mutex> lock(e.module->mutex);
-  DOVE_CHECK(!e.disposed, "DISPOSED", "train engine used after dispose()");
+  EngineLock lock(e);
   DOVE_CHECK(::access(path.c_str(), R_OK) == 0, "FILE_NOT_FOUND", "optimizer state not found: " + path);
   torch::serialize::InputArchive archive;
   try {
@@ -436,45 +424,50 @@ void loadState(Engine& e, const std::string& path) {
   gen.set_state(rng);
 }
 
-EnginePtr checked(const EnginePtr& e) {
-  DOVE_CHECK(!e->disposed, "DISPOSED", "train engine used after dispose()");
-  return e;
-}
+// The JS view of a train engine: everything here runs on the JS thread and never waits for the
+// module mutex; steps, saves and loads take it on a worker thread.
+class EngineWrap : public NativeWrap<EngineWrap, EnginePtr> {
+ public:
+  static constexpr const char* kName = "NativeTrainEngine";
+  static void define(Napi::Env env) {
+    NativeWrap::define(env, {
+        InstanceAccessor<&EngineWrap::Step>("step"),
+        InstanceMethod<&EngineWrap::TrainStep>("trainStep"),
+        InstanceMethod<&EngineWrap::SaveState>("saveState"),
+        InstanceMethod<&EngineWrap::LoadState>("loadState"),
+        InstanceMethod<&EngineWrap::SetProcessGroup>("setProcessGroup"),
+        InstanceMethod<&EngineWrap::Dispose>("dispose"),
+    });
+  }
 
-std::string pathArg(const Napi::CallbackInfo& info, const char* what) {
-  DOVE_CHECK(info[0].IsString() && !info[0].As<Napi::String>().Utf8Value().empty(), "INVALID_ARGUMENT",
-             std::string("Expected a file path for ") + what + " but received " + info[0].ToString().Utf8Value());
-  return info[0].As<Napi::String>().Utf8Value();
-}
+  // The JS module object stays reachable as long as the engine is, so it cannot be collected (and
+  // its tensors freed) under a running step: createTrainEngine's caller sets it right after.
+  explicit EngineWrap(const Napi::CallbackInfo& info) : NativeWrap(info), engine_(payload()) {}
+  void keep(Napi::Value moduleObject) { module_ = Napi::Persistent(moduleObject.As<Napi::Object>()); }
 
-Napi::Object wrapEngine(Napi::Env env, EnginePtr engine, Napi::Value moduleObject) {
-  Napi::Object obj = Napi::Object::New(env);
-  // The JS module object stays reachable as long as the engine is, so it cannot be collected
-  // (and its tensors freed) under a running step.
-  obj.DefineProperty(Napi::PropertyDescriptor::Value("__module", moduleObject, napi_default));
-  obj.DefineProperty(Napi::PropertyDescriptor::Accessor(
-      env, obj, "step", [engine](const Napi::CallbackInfo& info) -> Napi::Value {
-        std::lock_guard<std::mutex> lock(engine->module->mutex);
-        return Napi::Number::New(info.Env(), double(engine->step));
-      }, napi_enumerable));
+ private:
+  const EnginePtr& engine() const {
+    DOVE_CHECK(!engine_->disposed, "DISPOSED", "train engine used after dispose()");
+    return engine_;
+  }
 
-  obj.Set("trainStep", Napi::Function::New(env, [engine](const Napi::CallbackInfo& info) -> Napi::Value {
+  Napi::Value Step(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(engine_->step.load())); }
+
+  Napi::Value TrainStep(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     return guard(env, [&]() -> Napi::Value {
-      checked(engine);
+      EnginePtr e = engine();
       DOVE_CHECK(info[0].IsArray(), "INVALID_ARGUMENT", "Expected an array of forward arguments for trainStep");
-      std::vector<c10::IValue> inputs;
-      {
-        std::lock_guard<std::mutex> lock(engine->module->mutex);
-        DOVE_CHECK(!engine->module->disposed, "DISPOSED", "module used after dispose()");
-        const auto& schema = engine->module->module.get_method("forward").function().getSchema();
-        inputs = argsForSchema(env, schema, info[0].As<Napi::Array>());
-      }
+      // dispose() runs on this thread and is the only thing that replaces the module: the
+      // schema can be read without the mutex once it has not run.
+      DOVE_CHECK(!e->module->disposed, "DISPOSED", "module used after dispose()");
+      const auto& schema = e->module->module.get_method("forward").function().getSchema();
       // argsForSchema skips `self`; the method call adds it back.
+      std::vector<c10::IValue> inputs = argsForSchema(env, schema, info[0].As<Napi::Array>());
       JsInputs jsInputs;
       for (const c10::IValue& input : inputs) jsInputs.add(input);
       return PromiseWorker<StepOutput>::Start(
-          env, "dove.trainStep", [engine, inputs]() mutable { return runStep(*engine, std::move(inputs)); },
+          env, "dove.trainStep", [e, inputs, group = group_]() mutable { return runStep(*e, std::move(inputs), group); },
           [](Napi::Env env, StepOutput& out) -> Napi::Value {
             Napi::Object result = Napi::Object::New(env);
             Napi::Object parts = Napi::Object::New(env);
@@ -488,71 +481,61 @@ Napi::Object wrapEngine(Napi::Env env, EnginePtr engine, Napi::Value moduleObjec
           },
           {info[0]}, std::move(jsInputs));
     });
-  }, "trainStep"));
+  }
 
-  obj.Set("saveState", Napi::Function::New(env, [engine](const Napi::CallbackInfo& info) -> Napi::Value {
+  template <void (*Job)(Engine&, const std::string&)>
+  Napi::Value StateFile(const Napi::CallbackInfo& info, const char* name, const char* resource) {
     Napi::Env env = info.Env();
     return guard(env, [&]() -> Napi::Value {
-      checked(engine);
-      std::string path = pathArg(info, "saveState");
+      EnginePtr e = engine();
+      const std::string path = stringArg(info[0], std::string("a file path for ") + name);
       return PromiseWorker<bool>::Start(
-          env, "dove.saveState", [engine, path]() { saveState(*engine, path); return true; },
+          env, resource, [e, path]() { Job(*e, path); return true; },
           [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
     });
-  }, "saveState"));
+  }
+  Napi::Value SaveState(const Napi::CallbackInfo& info) { return StateFile<saveState>(info, "saveState", "dove.saveState"); }
+  Napi::Value LoadState(const Napi::CallbackInfo& info) { return StateFile<loadState>(info, "loadState", "dove.loadState"); }
 
-  obj.Set("loadState", Napi::Function::New(env, [engine](const Napi::CallbackInfo& info) -> Napi::Value {
-    Napi::Env env = info.Env();
-    return guard(env, [&]() -> Napi::Value {
-      checked(engine);
-      std::string path = pathArg(info, "loadState");
-      return PromiseWorker<bool>::Start(
-          env, "dove.loadState", [engine, path]() { loadState(*engine, path); return true; },
-          [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
+  // Applies to the steps called from now on; a step already called keeps the group it was called with.
+  Napi::Value SetProcessGroup(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&]() -> Napi::Value {
+      engine();
+      group_ = given(info[0]) ? unwrapProcessGroup(info[0]) : nullptr;
+      return info.Env().Undefined();
     });
-  }, "loadState"));
+  }
 
-  obj.Set("setProcessGroup", Napi::Function::New(env, [engine](const Napi::CallbackInfo& info) -> Napi::Value {
-    Napi::Env env = info.Env();
-    return guard(env, [&]() -> Napi::Value {
-      checked(engine);
-      std::shared_ptr<ProcessGroupHandle> group;
-      if (!info[0].IsNull() && !info[0].IsUndefined()) group = unwrapProcessGroup(info[0]);
-      std::lock_guard<std::mutex> lock(engine->module->mutex);
-      engine->group = group;
-      return env.Undefined();
-    });
-  }, "setProcessGroup"));
-
-  obj.Set("dispose", Napi::Function::New(env, [engine](const Napi::CallbackInfo& info) -> Napi::Value {
-    std::lock_guard<std::mutex> lock(engine->module->mutex);
-    if (!engine->disposed) {
-      engine->disposed = true;
-      engine->optimizer.reset();  // frees the Adam moments (2× the parameter memory)
-      engine->params.clear();
-      engine->group.reset();
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    if (!engine_->disposed.exchange(true)) {
+      group_.reset();
+      // A job holding the mutex frees the state itself when it ends (EngineLock).
+      std::unique_lock<std::mutex> lock(engine_->module->mutex, std::try_to_lock);
+      if (lock.owns_lock()) engine_->releaseIfDisposed();
     }
     return info.Env().Undefined();
-  }, "dispose"));
-  return obj;
-}
+  }
+
+  EnginePtr engine_;
+  std::shared_ptr<ProcessGroupHandle> group_;
+  Napi::ObjectReference module_;
+};
 
 Napi::Value CreateTrainEngine(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return guard(env, [&]() -> Napi::Value {
-    std::shared_ptr<ModuleHandle> module = unwrapModule(info[0]);
-    DOVE_CHECK(info[1].IsObject(), "INVALID_ARGUMENT", "Expected an options object for createTrainEngine");
-    EngineOptions options = parseOptions(info[1].As<Napi::Object>());
-    EnginePtr engine = buildEngine(module, std::move(options));
-    return wrapEngine(env, engine, info[0]);
-  });
+  std::shared_ptr<ModuleHandle> module = unwrapModule(info[0]);
+  DOVE_CHECK(info[1].IsObject(), "INVALID_ARGUMENT", "Expected an options object for createTrainEngine");
+  EnginePtr engine = buildEngine(module, parseOptions(info[1].As<Napi::Object>()));
+  Napi::Value wrapped = EngineWrap::create(env, engine);
+  EngineWrap::Unwrap(wrapped.As<Napi::Object>())->keep(info[0]);
+  return wrapped;
 }
-
-void Init(Napi::Env env, Napi::Object exports) {
-  exports.Set("createTrainEngine", Napi::Function::New(env, CreateTrainEngine, "createTrainEngine"));
-}
-
-Registrar registrar(Init);
 
 }  // namespace
+
+void initTrainEngine(Napi::Env env, Napi::Object exports) {
+  EngineWrap::define(env);
+  exportFunctions(env, exports, {{"createTrainEngine", CreateTrainEngine}});
+}
+
 }  // namespace dove
