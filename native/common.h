@@ -113,7 +113,7 @@ struct AddonState {
   std::map<std::string, Napi::FunctionReference> classes;
   std::shared_ptr<ReleaseQueue> releaseQueue;
   std::thread::id jsThread;
-  // For tensorFromArray (tensor_wrap.cpp): Node's markAsUntransferable, handed over by lib/native.ts
+  // For tensorFromArray (tensor_wrap.cpp): Node's markAsUntransferable, handed over by lib/core/native.ts
   // (setBufferPin), and the ArrayBuffer.prototype.resizable getter, taken at addon init.
   Napi::FunctionReference bufferPin;
   Napi::FunctionReference resizableGetter;

@@ -173,7 +173,7 @@ bool cpuSupports(const std::string& isa) {
 // False: otherwise it names libtorch.so, which pulls in libtorch_cuda.so and which the platform
 // package does not ship); it finds libtorch's C shim (aoti_torch_*) and c10 in the global scope. A
 // local build loads libtorch_cpu.so / libc10.so as the addon's own dependencies, which stay local to
-// it (a prebuilt addon's are global already, lib/libtorch-preload.ts): make them global, once.
+// it (a prebuilt addon's are global already, lib/core/libtorch-preload.ts): make them global, once.
 // RTLD_NOLOAD opens nothing new; the handles are kept, as the libraries stay loaded anyway.
 void exposeLibtorchGlobally() {
   static std::once_flag once;

@@ -2,7 +2,7 @@
 // The addon links only libtorch's CPU libraries, so ProcessGroupNCCL is reached through dove_nccl.so
 // (native/nccl/nccl_backend.cpp), built beside the addon when the build found nccl.h and the CUDA
 // headers (CMakeLists.txt defines DOVE_HAVE_NCCL then), and opened here only after
-// lib/cuda-libtorch.ts has loaded libtorch_cuda.so, whose symbols it needs.
+// lib/core/cuda-libtorch.ts has loaded libtorch_cuda.so, whose symbols it needs.
 #include "dist_group.h"
 
 #include <dlfcn.h>

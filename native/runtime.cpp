@@ -110,7 +110,7 @@ Napi::Value Versions(const Napi::CallbackInfo& info) {
   return Napi::Value(out);
 }
 
-// Called by lib/cuda-libtorch.ts after it loaded libtorch_cuda.so. True when libtorch's CUDA hooks
+// Called by lib/core/cuda-libtorch.ts after it loaded libtorch_cuda.so. True when libtorch's CUDA hooks
 // are the real ones; false when something had looked them up before libtorch_cuda.so was loaded.
 Napi::Value CudaLoaded(const Napi::CallbackInfo& info) {
   const bool registered = at::detail::getCUDAHooks().isBuilt();

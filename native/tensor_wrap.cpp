@@ -119,7 +119,7 @@ std::shared_ptr<ReleaseQueue> releaseQueue(Napi::Env env) {
 // ArrayBuffer (the pages past the new length become inaccessible), and SharedArrayBuffers (shared
 // with other threads, and not ArrayBuffers to Node-API). So:
 // - resizable ArrayBuffers and SharedArrayBuffers are refused when the tensor is made;
-// - the buffer is marked untransferable (lib/native.ts hands Node's markAsUntransferable to the
+// - the buffer is marked untransferable (lib/core/native.ts hands Node's markAsUntransferable to the
 //   addon): a transfer list naming it then copies instead of detaching, so a queued or running call
 //   keeps valid memory;
 // - every use on the JS thread (each tensor* function, each argument of run/runSync/trainStep/
@@ -373,7 +373,7 @@ at::Tensor tensorFromTypedArray(Napi::Env env, Napi::TypedArray array, const std
 // instance of a native class cost a constructor call through V8's API plus a private property (a
 // map transition and a property array) per tensor made; an External is one small object with one
 // finalizer, and reading it back is a pointer load instead of a private-property lookup
-// (docs/NATIVE.md, "Tensor handles"). lib/tensor.ts's Tensor holds the handle and calls the
+// (docs/NATIVE.md, "Tensor handles"). lib/core/tensor.ts's Tensor holds the handle and calls the
 // tensor* functions below.
 
 struct TensorBox {

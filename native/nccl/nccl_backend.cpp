@@ -1,7 +1,7 @@
 // dove_nccl.so: c10d::ProcessGroupNCCL for the addon, built as a library of its own. ProcessGroupNCCL
 // lives in libtorch_cuda.so, and the addon links only libtorch's CPU libraries (a CPU process maps no
 // CUDA library; docs/PACKAGING.md). native/dist_nccl.cpp opens this file with dlopen once
-// lib/cuda-libtorch.ts has loaded libtorch_cuda.so and a 'nccl' group is asked for.
+// lib/core/cuda-libtorch.ts has loaded libtorch_cuda.so and a 'nccl' group is asked for.
 // ProcessGroupNCCL's header needs nccl.h and the CUDA runtime headers, which the torch wheel's own
 // dependencies (nvidia-nccl-cu13, the CUDA runtime wheel) ship under site-packages/nvidia/*/include;
 // CMakeLists.txt builds this file when it finds them.

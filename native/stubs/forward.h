@@ -2,7 +2,7 @@
 // wheel names libcudart.so.13 and libcupti.so.13 as DT_NEEDED, although it only calls them from
 // Kineto's GPU profiler. A CPU process gets these stubs instead (same file name, SONAME and symbol
 // version), so it maps no CUDA library. Every stub function forwards to the real library once one
-// is loaded in the process (lib/cuda.ts loads the real libcudart.so.13 before libtorch_cuda.so when
+// is loaded in the process (lib/core/cuda-libtorch.ts loads the real libcudart.so.13 before libtorch_cuda.so when
 // a CUDA device is asked for); until then it answers like a CUDA runtime on a machine without a
 // driver. The real library is found by file name among the loaded objects, skipping this stub.
 #pragma once

@@ -2,9 +2,9 @@
 // module, calling the train engine of that module (trainStep, step, dispose) returns at once and
 // timers keep firing; the step itself waits for the module on a worker thread.
 import test from 'ava';
-import { loadModule } from '../../lib/module';
-import { binding } from '../../lib/native';
-import { Tensor } from '../../lib/tensor';
+import { loadModule } from '../../lib/core/module';
+import { binding } from '../../lib/core/native';
+import { Tensor } from '../../lib/core/tensor';
 import { CORE_MODEL, parityMeta, sleep, slowCallLasting } from './helpers';
 
 const ENGINE_OPTIONS = {
