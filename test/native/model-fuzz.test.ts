@@ -86,7 +86,13 @@ function intOperands(pickle) {
     else if (op === 0x4a) { if (at + 4 <= pickle.length) found.push({ at, width: 4 }); at += 4; }
     else if (op === 0x8a) at += 1 + pickle[at];
     else if (op === 0x58) { if (at + 4 > pickle.length) break; at += 4 + pickle.readUInt32LE(at); }
-    else if (op === 0x63) { at = pickle.indexOf(10, at) + 1; at = pickle.indexOf(10, at) + 1; if (at === 0) break; }
+    else if (op === 0x63) {
+      // GLOBAL: two newline-terminated names; a mutant may have lost a newline (then the walk ends).
+      const first = pickle.indexOf(10, at);
+      const second = first < 0 ? -1 : pickle.indexOf(10, first + 1);
+      if (second < 0) break;
+      at = second + 1;
+    }
     else at += fixed[op] ?? 0;
   }
   return found;
