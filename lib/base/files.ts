@@ -182,6 +182,15 @@ export async function syncDir(path: string): Promise<void> {
   }
 }
 
+/** The bytes of a file; a failure is fsError's DoveError ("x: cannot <action> (...)"). */
+export async function readFileChecked(path: string, action = 'read'): Promise<Buffer> {
+  try {
+    return await fs.readFile(fsPath(path));
+  } catch (error) {
+    throw fsError(path, error, action);
+  }
+}
+
 /** Appends to a file (progress rows that a crash may cut short); IO_ERROR naming the path on failure. */
 export async function appendFileChecked(path: string, data: string | Uint8Array): Promise<void> {
   try {

@@ -1,14 +1,12 @@
 // Token-length statistics: how many tokens the EOS head spends per image over a folder, from a model
 // run or from the lengths.csv that `dove reconstruct-batch` writes.
 import { maxOf, minOf } from '../base/arrays';
-import { promises as fs } from 'node:fs';
 import { parseCsv } from '../base/csv';
 import { DoveError } from '../base/errors';
 import { integerAtLeast } from '../base/validate';
-import { decodeFsBytes, displayPath, fsError, fsPath } from '../base/files';
+import { decodeFsBytes, displayPath, listImageFiles, readFileChecked } from '../base/files';
 import { preview } from '../base/json';
 import type { Tokenizer } from '../model/tokenizer';
-import { listImageFiles } from '../base/files';
 
 export interface LengthStats {
   count: number;
@@ -61,13 +59,7 @@ export interface ImageLength {
 
 /** Reads `image,eos_length,...` rows of a reconstruct-batch lengths.csv. */
 export async function readLengthsCsv(file: string): Promise<ImageLength[]> {
-  let bytes: Buffer;
-  try {
-    bytes = await fs.readFile(fsPath(file));
-  } catch (error) {
-    throw fsError(file, error, 'read');
-  }
-  return parseLengthsCsv(decodeFsBytes(bytes), file);
+  return parseLengthsCsv(decodeFsBytes(await readFileChecked(file)), file);
 }
 
 /** The rows of lengths.csv text (image names may hold escaped bytes, lib/base/files.ts). */

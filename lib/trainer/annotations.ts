@@ -1,9 +1,8 @@
 // Q-DOVE annotations in the original project's format: a JSON array of
 // {image_id, question, answer | null, bounding_box: [[x, y, w, h], ...]} (pixels in the original image).
 // Everything is checked before training starts; a bad entry is reported with its index and field.
-import { promises as fs } from 'node:fs';
 import { DoveError } from '../base/errors';
-import { displayPath, fsError, fsPath } from '../base/files';
+import { displayPath, readFileChecked } from '../base/files';
 import { parseJson, preview } from '../base/json';
 
 export type Box = [number, number, number, number];
@@ -60,13 +59,7 @@ export function parseAnnotations(file: string, data: unknown): Annotation[] {
 }
 
 export async function loadAnnotations(file: string): Promise<Annotation[]> {
-  let bytes: Buffer;
-  try {
-    bytes = await fs.readFile(fsPath(file));
-  } catch (error) {
-    throw fsError(file, error, 'read annotations');
-  }
-  return parseAnnotationsText(file, bytes.toString('utf8'));
+  return parseAnnotationsText(file, (await readFileChecked(file, 'read annotations')).toString('utf8'));
 }
 
 /** Parses the text of an annotations file (JSON, at most 64 levels deep) and validates it. */

@@ -5,7 +5,7 @@
 import { promises as fs, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { DoveError } from '../base/errors';
-import { displayPath, fsError, fsPath, syncDir, writeFileAtomic } from '../base/files';
+import { displayPath, fsError, readFileChecked, syncDir } from '../base/files';
 import { parseJson, preview } from '../base/json';
 
 export const STATE_FORMAT = 'dove-encoder/trainer-state';
@@ -41,13 +41,6 @@ export async function fsyncFile(path: string): Promise<void> {
   }
 }
 
-/** Directory fsync makes a rename durable (lib/base/files.ts). */
-export const fsyncDir = syncDir;
-
-export async function writeFileDurable(path: string, text: string): Promise<void> {
-  await writeFileAtomic(path, text, { durable: true });
-}
-
 export function checkpointsDir(outDir: string): string {
   return join(outDir, 'checkpoints');
 }
@@ -66,7 +59,7 @@ export async function commitCheckpoint(outDir: string, step: number, writeParts:
   try {
     await fs.mkdir(partial);
     await writeParts(partial);
-    await fsyncDir(partial);
+    await syncDir(partial);
   } catch (error) {
     // A full disk mid-checkpoint: the earlier checkpoints stay, the half-written one goes (it would
     // only hold space the next attempt needs).
@@ -76,7 +69,7 @@ export async function commitCheckpoint(outDir: string, step: number, writeParts:
   // Same step saved twice (stop() right at an epoch end): the newer copy replaces the older one.
   await fs.rm(final, { recursive: true, force: true });
   await fs.rename(partial, final);
-  await fsyncDir(root);
+  await syncDir(root);
   return final;
 }
 
@@ -177,13 +170,7 @@ export async function resolveCheckpoint(path: string): Promise<string> {
 
 export async function readState(dir: string): Promise<TrainerState> {
   const file = join(dir, 'trainer.json');
-  let bytes: Buffer;
-  try {
-    bytes = await fs.readFile(fsPath(file));
-  } catch (error) {
-    throw fsError(file, error, 'read trainer state');
-  }
-  return parseState(file, bytes.toString('utf8'));
+  return parseState(file, (await readFileChecked(file, 'read trainer state')).toString('utf8'));
 }
 
 /**

@@ -10,7 +10,7 @@ import { DoveModel } from '../model/model-file';
 import { loadAnnotations } from './annotations';
 import {
   checkpointStopFromEnv, commitCheckpoint, fsyncFile, pruneCheckpoints, readState, resolveCheckpoint, STATE_FORMAT, STATE_VERSION, stopIfRequested,
-  writeFileDurable, type TrainerState,
+  type TrainerState,
 } from './checkpoint';
 import { BatchLoader, buildSamples, loadCrop, type Batch, type Sample } from './data';
 import { requireCudaFor } from '../core/cuda-libtorch';
@@ -272,7 +272,7 @@ export class Trainer extends EventEmitter {
             stopIfRequested(testStop, engine.step, 'model.pt');
             await engine.saveState(join(dir, 'optimizer.pt'));
             stopIfRequested(testStop, engine.step, 'optimizer.pt');
-            await writeFileDurable(join(dir, 'trainer.json'), JSON.stringify(trainerState, null, 1));
+            await writeFileAtomic(join(dir, 'trainer.json'), JSON.stringify(trainerState, null, 1), { durable: true });
             await fsyncFile(join(dir, 'model.pt'));
             stopIfRequested(testStop, engine.step, 'trainer.json');
           });

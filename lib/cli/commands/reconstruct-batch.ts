@@ -6,7 +6,7 @@ import { ProgressBar } from '../progress';
 import { formatCsv, parseCsv } from '../../base/csv';
 import { DoveError } from '../../base/errors';
 import { outputNames } from '../../eval/folders';
-import { appendFileChecked, decodeFsBytes, displayPath, fsError, fsPath, listImageFiles, writeFileAtomic } from '../../base/files';
+import { appendFileChecked, decodeFsBytes, displayPath, fsError, fsPath, listImageFiles, readFileChecked, writeFileAtomic } from '../../base/files';
 import { loadBatchSettled, psnr, type ResizeFit } from '../../io/images';
 import { parseJson, preview } from '../../base/json';
 import { defaultLengths } from '../../model/model-file';
@@ -112,14 +112,11 @@ export interface CsvState {
  * refused, never overwritten; a row cut short by a crash is dropped (that image is simply redone).
  */
 async function readPreviousCsv(csvPath: string): Promise<CsvState> {
-  let bytes: Buffer;
-  try {
-    bytes = await fs.readFile(fsPath(csvPath));
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { lengths: [], rows: new Map() };
-    throw fsError(csvPath, error, 'read');
-  }
-  return parseBatchCsv(decodeFsBytes(bytes), csvPath);
+  const bytes = await readFileChecked(csvPath).catch((error: unknown) => {
+    if (error instanceof DoveError && error.code === 'FILE_NOT_FOUND') return undefined;
+    throw error;
+  });
+  return bytes === undefined ? { lengths: [], rows: new Map() } : parseBatchCsv(decodeFsBytes(bytes), csvPath);
 }
 
 /** The state held in lengths.csv text (see readPreviousCsv); exported for the CSV fuzzing in test/fuzz. */
@@ -233,15 +230,10 @@ async function run(argv: string[]): Promise<number> {
           bar.log(`dove reconstruct-batch: skipped ${f.error.message}`);
         }
         if (bad.size === 0) return { ok: chunk, pixels };
-        const ok = chunk.filter((_, i) => !bad.has(i));
-        const compact = new Uint8Array(ok.length * frame);
-        let at = 0;
-        chunk.forEach((_, i) => {
-          if (bad.has(i)) return;
-          compact.set(pixels.subarray(i * frame, (i + 1) * frame), at * frame);
-          at++;
-        });
-        return { ok, pixels: compact };
+        const kept = chunk.map((_, i) => i).filter((i) => !bad.has(i));
+        const compact = new Uint8Array(kept.length * frame);
+        kept.forEach((src, j) => compact.set(pixels.subarray(src * frame, (src + 1) * frame), j * frame));
+        return { ok: kept.map((i) => chunk[i]!), pixels: compact };
       };
 
       const chunks: Entry[][] = [];
