@@ -1,9 +1,8 @@
 // Reader and writer for the safetensors format (https://github.com/huggingface/safetensors):
 // 8-byte little-endian header length, a JSON header {name: {dtype, shape, data_offsets}, __metadata__},
 // then the raw little-endian tensor bytes. Files written here load with Python's `safetensors`.
-import { promises as fs } from 'node:fs';
 import { DoveError } from '../base/errors';
-import { displayPath, fsError, fsPath, writeFileAtomic } from '../base/files';
+import { displayPath, readFileChecked, writeFileAtomic } from '../base/files';
 import { parseJson, preview } from '../base/json';
 
 export type SafetensorsDType = 'F32' | 'F64' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
@@ -22,40 +21,16 @@ export interface SafetensorsFile {
   metadata: { [key: string]: string };
 }
 
-const BYTES: Record<SafetensorsDType, number> = { F32: 4, F64: 8, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 };
+type ArrayType = { new (buffer: ArrayBuffer, offset: number, count: number): SafetensorsArray; readonly BYTES_PER_ELEMENT: number };
 
-function arrayFor(dtype: SafetensorsDType, buffer: ArrayBuffer, offset: number, count: number): SafetensorsArray {
-  switch (dtype) {
-    case 'F32':
-      return new Float32Array(buffer, offset, count);
-    case 'F64':
-      return new Float64Array(buffer, offset, count);
-    case 'F16':
-    case 'BF16':
-      return new Uint16Array(buffer, offset, count);
-    case 'I64':
-      return new BigInt64Array(buffer, offset, count);
-    case 'I32':
-      return new Int32Array(buffer, offset, count);
-    case 'I16':
-      return new Int16Array(buffer, offset, count);
-    case 'I8':
-      return new Int8Array(buffer, offset, count);
-    case 'U8':
-    case 'BOOL':
-      return new Uint8Array(buffer, offset, count);
-  }
-}
+/** The array of each dtype; the first match for an array's type is the dtype it is written as. */
+const ARRAYS: Record<SafetensorsDType, ArrayType> = {
+  F32: Float32Array, F64: Float64Array, F16: Uint16Array, BF16: Uint16Array, I64: BigInt64Array,
+  I32: Int32Array, I16: Int16Array, I8: Int8Array, U8: Uint8Array, BOOL: Uint8Array,
+};
 
 function dtypeOf(data: SafetensorsArray): SafetensorsDType {
-  if (data instanceof Float32Array) return 'F32';
-  if (data instanceof Float64Array) return 'F64';
-  if (data instanceof BigInt64Array) return 'I64';
-  if (data instanceof Int32Array) return 'I32';
-  if (data instanceof Int16Array) return 'I16';
-  if (data instanceof Int8Array) return 'I8';
-  if (data instanceof Uint16Array) return 'F16';
-  return 'U8';
+  return (Object.keys(ARRAYS) as SafetensorsDType[]).find((dtype) => data instanceof ARRAYS[dtype]) ?? 'U8';
 }
 
 const HOST_IS_LE = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
@@ -69,7 +44,7 @@ function label(key: string): string {
 }
 
 function isDType(value: unknown): value is SafetensorsDType {
-  return typeof value === 'string' && Object.hasOwn(BYTES, value);
+  return typeof value === 'string' && Object.hasOwn(ARRAYS, value);
 }
 
 function isPlainObject(value: unknown): value is { [key: string]: unknown } {
@@ -142,7 +117,7 @@ export function parseSafetensors(bytes: Uint8Array, name = '<buffer>'): Safetens
     }
     if (!isPlainObject(value)) bad(`${tensor} is ${preview(value)}, expected {dtype, shape, data_offsets}`);
     const entry = value as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-    if (!isDType(entry.dtype)) bad(`${tensor} has dtype ${preview(entry.dtype)}, expected one of ${Object.keys(BYTES).join(', ')}`);
+    if (!isDType(entry.dtype)) bad(`${tensor} has dtype ${preview(entry.dtype)}, expected one of ${Object.keys(ARRAYS).join(', ')}`);
     const dtype = entry.dtype as SafetensorsDType;
     if (!Array.isArray(entry.shape) || !entry.shape.every(isIndex)) bad(`${tensor} has shape ${preview(entry.shape)}, expected a list of non-negative integers`);
     const shape = entry.shape as number[];
@@ -153,14 +128,14 @@ export function parseSafetensors(bytes: Uint8Array, name = '<buffer>'): Safetens
     const [begin, end] = offsets as [number, number];
     if (begin > end || end > dataLen) bad(`${tensor} has data_offsets [${begin}, ${end}] outside the ${dataLen}-byte data section`);
     const count = elementCount(shape, dataLen);
-    if (end - begin !== count * BYTES[dtype]) {
+    if (end - begin !== count * ARRAYS[dtype].BYTES_PER_ELEMENT) {
       bad(`${tensor} offsets [${begin}, ${end}] do not match shape [${shape.join(', ')}] ${dtype}`);
     }
     spans.push({ key, begin, end });
     // Copy so the array is aligned for its element size whatever the header length was.
     const copy = new ArrayBuffer(end - begin);
     new Uint8Array(copy).set(bytes.subarray(dataStart + begin, dataStart + end));
-    tensors.set(key, { dtype, shape: [...shape], data: arrayFor(dtype, copy, 0, count) });
+    tensors.set(key, { dtype, shape: [...shape], data: new ARRAYS[dtype](copy, 0, count) });
   }
   spans.sort((x, y) => x.begin - y.begin || x.end - y.end);
   let covered = 0;
@@ -174,13 +149,7 @@ export function parseSafetensors(bytes: Uint8Array, name = '<buffer>'): Safetens
 }
 
 export async function readSafetensors(path: string): Promise<SafetensorsFile> {
-  let bytes: Buffer;
-  try {
-    bytes = await fs.readFile(fsPath(path));
-  } catch (error) {
-    throw fsError(path, error, 'read');
-  }
-  return parseSafetensors(bytes, displayPath(path));
+  return parseSafetensors(await readFileChecked(path), displayPath(path));
 }
 
 export interface TensorToWrite {
@@ -208,11 +177,11 @@ export function serializeSafetensors(tensors: { [name: string]: TensorToWrite },
       throw new DoveError(`safetensors: tensor ${label(name)} is ${preview(t)}, expected { data: typed array, shape: number[], dtype? }`, 'INVALID_ARGUMENT');
     }
     if (t.dtype !== undefined && !isDType(t.dtype)) {
-      throw new DoveError(`safetensors: tensor ${label(name)} has dtype ${preview(t.dtype)}, expected one of ${Object.keys(BYTES).join(', ')}`, 'INVALID_ARGUMENT');
+      throw new DoveError(`safetensors: tensor ${label(name)} has dtype ${preview(t.dtype)}, expected one of ${Object.keys(ARRAYS).join(', ')}`, 'INVALID_ARGUMENT');
     }
     const dtype = t.dtype ?? dtypeOf(t.data);
     const count = t.shape.every(isIndex) ? elementCount(t.shape, t.data.length) : Number.NaN;
-    if (count !== t.data.length || BYTES[dtype] !== t.data.BYTES_PER_ELEMENT) {
+    if (count !== t.data.length || ARRAYS[dtype].BYTES_PER_ELEMENT !== t.data.BYTES_PER_ELEMENT) {
       throw new DoveError(`safetensors: tensor ${label(name)} has ${t.data.length} ${dtype} elements, which does not match shape [${preview(t.shape).slice(1, -1)}]`, 'SHAPE_MISMATCH');
     }
     header[name] = { dtype, shape: t.shape, data_offsets: [offset, offset + t.data.byteLength] };
