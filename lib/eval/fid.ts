@@ -82,8 +82,7 @@ export class FidFeatureExtractor {
       const input = binding.tensorFromArray(pixels, [end - start, first.height, first.width, 3], 'uint8');
       let result: NativeTensor | undefined;
       try {
-        const value = await this.module.run('features', [input]);
-        result = value as NativeTensor;
+        result = (await this.module.run('features', [input])) as NativeTensor;
         const cpu = binding.tensorContiguous(binding.tensorTo(result, 'cpu', 'float32'));
         const data = binding.tensorData(cpu) as Float32Array;
         if (data.length !== (end - start) * this.featureDim) {
@@ -175,13 +174,17 @@ export interface FolderFid {
   fakeCount: number;
 }
 
+/** The images of a folder, at least the 2 a covariance needs. */
+async function fidImages(dir: string): Promise<string[]> {
+  const files = await listImageFiles(dir);
+  if (files.length < 2) throw new DoveError(`${dir}: FID needs at least 2 images but found ${files.length}`, 'INVALID_ARGUMENT');
+  return files;
+}
+
 /** FID between two folders of images, each image at its own size (pytorch-fid's behaviour). */
 export async function folderFid(extractor: FidFeatureExtractor, realDir: string, fakeDir: string, options: FeatureOptions = {}): Promise<FolderFid> {
-  const reals = await listImageFiles(realDir);
-  const fakes = await listImageFiles(fakeDir);
-  for (const [dir, files] of [[realDir, reals], [fakeDir, fakes]] as const) {
-    if (files.length < 2) throw new DoveError(`${dir}: FID needs at least 2 images but found ${files.length}`, 'INVALID_ARGUMENT');
-  }
+  const reals = await fidImages(realDir);
+  const fakes = await fidImages(fakeDir);
   const fr = await extractor.featuresOfFiles(reals, options);
   const ff = await extractor.featuresOfFiles(fakes, options);
   return { fid: await fidFromFeatures(fr, ff, extractor.featureDim), realCount: reals.length, fakeCount: fakes.length };
@@ -203,13 +206,11 @@ export async function perLengthFid(
   root: string,
   options: FeatureOptions & { onLength?: (r: LengthFid) => void } = {},
 ): Promise<LengthFid[]> {
-  const reals = await listImageFiles(realDir);
-  if (reals.length < 2) throw new DoveError(`${realDir}: FID needs at least 2 images but found ${reals.length}`, 'INVALID_ARGUMENT');
+  const reals = await fidImages(realDir);
   const realFeatures = new Map<string, Float32Array>();
   const out: LengthFid[] = [];
   for (const length of await lengthDirs(root)) {
-    const fakes = await listImageFiles(length.dir);
-    if (fakes.length < 2) throw new DoveError(`${length.dir}: FID needs at least 2 images but found ${fakes.length}`, 'INVALID_ARGUMENT');
+    const fakes = await fidImages(length.dir);
     const first = await readRgb(fakes[0]!);
     const key = `${first.width}x${first.height}`;
     let real = realFeatures.get(key);

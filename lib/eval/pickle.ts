@@ -112,6 +112,8 @@ export function readPickle(buf: Uint8Array, file: string): PyValue {
     if (v === MARK) fail(file, at, 'unexpected MARK');
     return v;
   };
+  /** The top `n` values, in stack order. */
+  const popItems = (n: number, at: number): PyValue[] => Array.from({ length: n }, () => pop(at)).reverse();
   const top = (at: number): PyValue => {
     const v = stack[stack.length - 1];
     if (v === undefined || v === MARK) fail(file, at, 'stack underflow');
@@ -267,6 +269,7 @@ export function readPickle(buf: Uint8Array, file: string): PyValue {
         pos += 8;
         break;
       case 0x55: // SHORT_BINSTRING (Python 2 str): bytes
+      case 0x43: // SHORT_BINBYTES
         stack.push(bytes(u8(at), at));
         break;
       case 0x54: {
@@ -278,9 +281,6 @@ export function readPickle(buf: Uint8Array, file: string): PyValue {
         stack.push(bytes(n, at));
         break;
       }
-      case 0x43: // SHORT_BINBYTES
-        stack.push(bytes(u8(at), at));
-        break;
       case 0x42: // BINBYTES
         stack.push(bytes(u32(at), at));
         break;
@@ -294,23 +294,10 @@ export function readPickle(buf: Uint8Array, file: string): PyValue {
         stack.push(new PyTuple(popMark(at)));
         break;
       case 0x85: // TUPLE1
-        stack.push(new PyTuple([pop(at)]));
+      case 0x86: // TUPLE2
+      case 0x87: // TUPLE3
+        stack.push(new PyTuple(popItems(op - 0x84, at)));
         break;
-      case 0x86: {
-        // TUPLE2
-        const b = pop(at);
-        const a = pop(at);
-        stack.push(new PyTuple([a, b]));
-        break;
-      }
-      case 0x87: {
-        // TUPLE3
-        const c = pop(at);
-        const b = pop(at);
-        const a = pop(at);
-        stack.push(new PyTuple([a, b, c]));
-        break;
-      }
       case 0x4e: // NONE
         stack.push(null);
         break;

@@ -237,8 +237,6 @@ export function formatFromPath(path: string): EncodeFormat {
   throw new DoveError(`Expected a .png, .jpg, .jpeg or .webp output path but received ${path}`, 'INVALID_ARGUMENT');
 }
 
-export { IMAGE_EXTENSIONS } from '../base/files';
-
 /** PSNR in dB between two same-sized uint8 images (data range 255; Infinity when identical). */
 export function psnr(a: Uint8Array, b: Uint8Array): number {
   if (a.length !== b.length || a.length === 0) {
