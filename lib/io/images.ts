@@ -208,6 +208,21 @@ export async function loadBatchSettled(
   return { pixels, failures };
 }
 
+/**
+ * loadBatchSettled without the failed images: the indices of the inputs that loaded and their pixels
+ * packed as (kept, size, size, 3), for commands that report bad images and go on with the rest.
+ */
+export async function loadReadable(inputs: readonly ImageInput[], options: ImageOptions): Promise<{ kept: number[]; pixels: Uint8Array; failures: ImageFailure[] }> {
+  const { pixels, failures } = await loadBatchSettled(inputs, options);
+  const bad = new Set(failures.map((f) => f.index));
+  const kept = inputs.map((_, i) => i).filter((i) => !bad.has(i));
+  if (bad.size === 0) return { kept, pixels, failures };
+  const frame = options.size * options.size * 3;
+  const packed = new Uint8Array(kept.length * frame);
+  kept.forEach((src, j) => packed.set(pixels.subarray(src * frame, (src + 1) * frame), j * frame));
+  return { kept, pixels: packed, failures };
+}
+
 export type EncodeFormat = 'png' | 'jpeg' | 'webp';
 
 /** Encodes size×size×3 RGB pixels. */

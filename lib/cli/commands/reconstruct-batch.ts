@@ -7,7 +7,7 @@ import { formatCsv, parseCsv } from '../../base/csv';
 import { DoveError } from '../../base/errors';
 import { outputNames } from '../../eval/folders';
 import { appendFileChecked, decodeFsBytes, displayPath, fsError, fsPath, listImageFiles, readFileChecked, writeFileAtomic } from '../../base/files';
-import { loadBatchSettled, psnr, type ResizeFit } from '../../io/images';
+import { loadReadable, psnr, type ResizeFit } from '../../io/images';
 import { parseJson, preview } from '../../base/json';
 import { defaultLengths } from '../../model/model-file';
 import { Reconstructor, RgbImage } from '../../model/reconstructor';
@@ -218,22 +218,16 @@ async function run(argv: string[]): Promise<number> {
       if (kept.length > 0) bar.log(`dove reconstruct-batch: keeping the psnr_${kept.join(', psnr_')} column${kept.length > 1 ? 's' : ''} of an earlier run in ${displayPath(csvPath)}`);
       let failed = 0;
       const s = model.imageSize;
-      const frame = s * s * 3;
 
-      // At most 4 images decode at once (loadBatchSettled), whatever the batch size.
+      // At most 4 images decode at once (loadBatchSettled, under loadReadable), whatever the batch size.
       const decodeChunk = async (chunk: Entry[]): Promise<{ ok: Entry[]; pixels: Uint8Array }> => {
-        const { pixels, failures } = await loadBatchSettled(chunk.map((e) => e.path), { size: s, fit, maxInputPixels });
-        const bad = new Set(failures.map((f) => f.index));
+        const { kept, pixels, failures } = await loadReadable(chunk.map((e) => e.path), { size: s, fit, maxInputPixels });
         for (const f of failures) {
           failed++;
           bar.tick(1, 1);
           bar.log(`dove reconstruct-batch: skipped ${f.error.message}`);
         }
-        if (bad.size === 0) return { ok: chunk, pixels };
-        const kept = chunk.map((_, i) => i).filter((i) => !bad.has(i));
-        const compact = new Uint8Array(kept.length * frame);
-        kept.forEach((src, j) => compact.set(pixels.subarray(src * frame, (src + 1) * frame), j * frame));
-        return { ok: kept.map((i) => chunk[i]!), pixels: compact };
+        return { ok: kept.map((i) => chunk[i]!), pixels };
       };
 
       const chunks: Entry[][] = [];

@@ -6,10 +6,9 @@ import { appendAll, maxOf, minOf } from '../../base/arrays';
 import { DoveError } from '../../base/errors';
 import { writeReport } from '../../eval/report';
 import { displayPath, fsError, fsPath, listImageFiles } from '../../base/files';
-import { loadBatchSettled, type ResizeFit } from '../../io/images';
+import { loadReadable, type ResizeFit } from '../../io/images';
 import { writeSafetensors } from '../../io/safetensors';
-import { Tensor } from '../../core/tensor';
-import { Tokenizer, TokenBatch, resolveTokenizeOptions, type LengthMode } from '../../model/tokenizer';
+import { Tokenizer, resolveTokenizeOptions, type LengthMode } from '../../model/tokenizer';
 
 const SPECS = {
   ...MODEL_OPTIONS,
@@ -102,36 +101,20 @@ async function run(argv: string[]): Promise<number> {
       const maxInputPixels = getNumber(args, 'max-input-pixels');
       const batchSize = getNumber(args, 'batch-size') ?? 8;
       const s = model.imageSize;
-      const frame = s * s * 3;
       const rows: Row[] = [];
       let failed = 0;
       for (let i = 0; i < images.length; i += batchSize) {
         const chunk = images.slice(i, i + batchSize);
-        // At most 4 images decode at once (loadBatchSettled), whatever the batch size.
-        const { pixels: all, failures } = await loadBatchSettled(chunk, { size: s, fit, maxInputPixels });
+        // At most 4 images decode at once (loadBatchSettled, under loadReadable), whatever the batch size.
+        const { kept, pixels, failures } = await loadReadable(chunk, { size: s, fit, maxInputPixels });
         for (const f of failures) {
           failed++;
           process.stderr.write(`dove tokenize: skipped ${f.error.message}\n`);
         }
-        const bad = new Set(failures.map((f) => f.index));
-        const ok = chunk.filter((_, j) => !bad.has(j));
+        const ok = kept.map((j) => chunk[j]!);
         if (ok.length === 0) continue;
-        let pixels = all;
-        if (bad.size > 0) {
-          pixels = new Uint8Array(ok.length * frame);
-          let at = 0;
-          chunk.forEach((_, j) => {
-            if (!bad.has(j)) pixels.set(all.subarray(j * frame, (j + 1) * frame), frame * at++);
-          });
-        }
-        const input = Tensor.fromArray(pixels, [ok.length, s, s, 3], 'uint8');
-        let batch: TokenBatch;
-        try {
-          const enc = await model.encodePixels(input, opts.mode, opts.budget, opts.threshold, question === undefined ? undefined : ok.map(() => question));
-          batch = new TokenBatch(enc.tokens, enc.lengths, enc.eosProbabilities);
-        } finally {
-          input.dispose();
-        }
+        const queries = question === undefined ? undefined : ok.map(() => question);
+        const batch = await tokenizer.tokenizePixels(pixels, ok.length, { ...opts, queries });
         // Copy out of the batch tensor: rows outlive it and are re-packed to the final padding.
         batch.items.forEach((item, j) => rows.push({ image: ok[j]!, length: item.length, tokens: Float32Array.from(item.tokens), eos: Float32Array.from(item.eosProbabilities) }));
         batch.dispose();
