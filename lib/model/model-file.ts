@@ -576,6 +576,29 @@ export class DoveModel {
   }
 }
 
+/** What a Tokenizer and a Reconstructor share: a reference to their model, held until dispose(). */
+export abstract class ModelUser {
+  readonly #release: () => void;
+
+  /** Holds a reference to `model` until dispose(): another Tokenizer or Reconstructor sharing it keeps it alive. */
+  constructor(readonly model: DoveModel) {
+    this.#release = model.retain();
+  }
+
+  get imageSize(): number {
+    return this.model.imageSize;
+  }
+
+  /** Releases this object's reference to the model (freed when nothing else holds it). Idempotent. */
+  dispose(): void {
+    this.#release();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
+
 /**
  * The first `count` slots of a CPU tensor (B,K,...) as a contiguous tensor: the same tensor when
  * count = K, else a copy of those slots (the slots of one image are contiguous in both).

@@ -5,7 +5,7 @@ import { maxOf } from '../base/arrays';
 import { DoveError } from '../base/errors';
 import { writeFileAtomic } from '../base/files';
 import { encodeRgb, formatFromPath, loadImage, type ImageInput } from '../io/images';
-import { checkTokenTensors, DoveModel, type LoadOptions } from './model-file';
+import { checkTokenTensors, DoveModel, ModelUser, type LoadOptions } from './model-file';
 import { Tensor } from '../core/tensor';
 import { integerInRange } from '../base/validate';
 import { resolveTokenizeOptions, TokenBatch, type ImageTokens, type TokenizeOptions } from './tokenizer';
@@ -52,20 +52,9 @@ function isImageTokens(value: unknown): value is ImageTokens {
   return typeof value === 'object' && value !== null && (value as ImageTokens).tokens instanceof Float32Array && typeof (value as ImageTokens).length === 'number';
 }
 
-export class Reconstructor {
-  readonly #release: () => void;
-
-  /** Holds a reference to `model` until dispose(): a Tokenizer sharing it keeps it alive. */
-  constructor(readonly model: DoveModel) {
-    this.#release = model.retain();
-  }
-
+export class Reconstructor extends ModelUser {
   static async load(modelPath?: string, options: LoadOptions = {}): Promise<Reconstructor> {
     return DoveModel.loadFor((model) => new Reconstructor(model), modelPath, options);
-  }
-
-  get imageSize(): number {
-    return this.model.imageSize;
   }
 
   /** Tokens of one image -> one image; a TokenBatch or an array -> one image each. */
@@ -147,14 +136,5 @@ export class Reconstructor {
       auto: { length: result.autoLengths[0]!, image: images[lengths.length]! },
       eosProbabilities: result.eosProbabilities!,
     };
-  }
-
-  /** Releases this Reconstructor's reference to the model (freed when nothing else holds it). Idempotent. */
-  dispose(): void {
-    this.#release();
-  }
-
-  [Symbol.dispose](): void {
-    this.dispose();
   }
 }

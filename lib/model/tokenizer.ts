@@ -4,7 +4,7 @@
 import { DoveError } from '../base/errors';
 import { integerInRange, numberBetweenExclusive } from '../base/validate';
 import { describeInput, loadBatch, type ImageInput, type ResizeFit } from '../io/images';
-import { checkTokenTensors, DoveModel, type LoadOptions } from './model-file';
+import { checkTokenTensors, DoveModel, ModelUser, type LoadOptions } from './model-file';
 import { Tensor } from '../core/tensor';
 
 export type LengthMode = 'auto' | 'fixed' | 'capped';
@@ -115,22 +115,12 @@ export function resolveTokenizeOptions(model: DoveModel, count: number, options:
   return { mode, budget, threshold, queries };
 }
 
-export class Tokenizer {
-  readonly #release: () => void;
-
-  /** Holds a reference to `model` until dispose(): a Reconstructor sharing it keeps it alive. */
-  constructor(readonly model: DoveModel) {
-    this.#release = model.retain();
-  }
-
+export class Tokenizer extends ModelUser {
   /** Loads a model file (the embedded default model when no path is given). */
   static async load(modelPath?: string, options: LoadOptions = {}): Promise<Tokenizer> {
     return DoveModel.loadFor((model) => new Tokenizer(model), modelPath, options);
   }
 
-  get imageSize(): number {
-    return this.model.imageSize;
-  }
   get maxTokens(): number {
     return this.model.maxTokens;
   }
@@ -173,14 +163,5 @@ export class Tokenizer {
     } finally {
       tensor.dispose();
     }
-  }
-
-  /** Releases this Tokenizer's reference to the model (freed when nothing else holds it). Idempotent. */
-  dispose(): void {
-    this.#release();
-  }
-
-  [Symbol.dispose](): void {
-    this.dispose();
   }
 }
