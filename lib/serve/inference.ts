@@ -157,13 +157,8 @@ export class InferenceService {
     const frame = s * s * 3;
     const pixels = new Uint8Array(inputs.length * frame);
     inputs.forEach((input, i) => pixels.set(input.pixels, i * frame));
-    const resolved = {
-      mode: key.mode,
-      budget: key.budget,
-      threshold: key.threshold,
-      queries: key.withQuery ? inputs.map((input) => input.query ?? '') : undefined,
-    };
-    const batch = await this.tokenizer.tokenizePixels(pixels, inputs.length, resolved);
+    const queries = key.withQuery ? inputs.map((input) => input.query ?? '') : undefined;
+    const batch = await this.tokenizer.tokenizePixels(pixels, inputs.length, { ...key, queries });
     try {
       const all = batch.tokens.data() as Float32Array;
       const per = batch.slots * batch.dim;
@@ -182,12 +177,7 @@ export class InferenceService {
 
   private async runDecode(jobs: readonly (readonly ImageTokens[])[]): Promise<RgbImage[][]> {
     const images = await this.reconstructor.reconstruct(jobs.flat());
-    const out: RgbImage[][] = [];
     let at = 0;
-    for (const job of jobs) {
-      out.push(images.slice(at, at + job.length));
-      at += job.length;
-    }
-    return out;
+    return jobs.map((job) => images.slice(at, (at += job.length)));
   }
 }
