@@ -40,18 +40,20 @@ export interface AddonLoad {
 let loadRecord: AddonLoad | undefined;
 let cached: NativeBinding | undefined;
 
+/** A JSON file's value, or undefined when it is missing or not JSON. */
+function readJson(file: string): unknown {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
 /** The package root (the folder holding package.json), from lib/core/ or dist/lib/core/. */
 export function packageRoot(): string {
   let dir = __dirname;
   for (;;) {
-    const manifest = join(dir, 'package.json');
-    if (existsSync(manifest)) {
-      try {
-        if ((JSON.parse(readFileSync(manifest, 'utf8')) as { name?: unknown }).name === 'dove-encoder') return dir;
-      } catch {
-        // not ours; keep walking up
-      }
-    }
+    if ((readJson(join(dir, 'package.json')) as { name?: unknown } | undefined)?.name === 'dove-encoder') return dir;
     const parent = dirname(dir);
     if (parent === dir) return join(__dirname, '..', '..', '..');
     dir = parent;
@@ -66,17 +68,10 @@ export interface BuildRecord {
 }
 
 export function buildRecord(root = packageRoot()): BuildRecord | null {
-  const file = join(root, 'build', 'Release', 'dove-build.json');
-  if (!existsSync(file)) return null;
-  try {
-    return JSON.parse(readFileSync(file, 'utf8')) as BuildRecord;
-  } catch {
-    return null;
-  }
+  return (readJson(join(root, 'build', 'Release', 'dove-build.json')) as BuildRecord | undefined) ?? null;
 }
 
 function listNodeFiles(dir: string): string[] {
-  if (!existsSync(dir)) return [];
   try {
     return readdirSync(dir).filter((f) => f.endsWith('.node'));
   } catch {
@@ -85,11 +80,7 @@ function listNodeFiles(dir: string): string[] {
 }
 
 function packageVersion(root: string): string {
-  try {
-    return (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version?: string }).version ?? '?';
-  } catch {
-    return '?';
-  }
+  return (readJson(join(root, 'package.json')) as { version?: string } | undefined)?.version ?? '?';
 }
 
 function describeFailure(root: string, error: unknown): string {
