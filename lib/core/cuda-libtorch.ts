@@ -72,18 +72,10 @@ export function loadCudaLibtorch(): CudaLibtorch {
     if (seen.has(c.dir)) continue;
     seen.add(c.dir);
     const absent = CUDA_LIBS.filter((l) => !existsSync(join(c.dir, l)));
-    if (absent.length > 0) {
-      tried.push(`${c.dir} (from ${c.from}): no ${absent.join(', ')} (a CPU-only libtorch)`);
-      continue;
-    }
-    const why = mismatch(load.libtorch.build, c.build);
-    if (why !== null) {
-      tried.push(`${c.dir} (from ${c.from}): ${why}`);
-      continue;
-    }
-    const runtime = realRuntime(c.dir, load.standIns);
-    if (runtime.missing !== null) {
-      tried.push(`${c.dir} (from ${c.from}): ${runtime.missing}`);
+    const why = absent.length > 0 ? `no ${absent.join(', ')} (a CPU-only libtorch)` : mismatch(load.libtorch.build, c.build);
+    const runtime = why === null ? realRuntime(c.dir, load.standIns) : null;
+    if (runtime === null || runtime.missing !== null) {
+      tried.push(`${c.dir} (from ${c.from}): ${why ?? runtime!.missing}`);
       continue;
     }
     // From here on libraries get loaded and stay: a failure ends the search, since a second
