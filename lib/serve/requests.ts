@@ -8,6 +8,7 @@ import type { ResizeFit } from '../io/images';
 import { parseSafetensors } from '../io/safetensors';
 import type { ImageTokens, LengthMode } from '../model/tokenizer';
 import { httpError } from './http-errors';
+import type { EncodeRequestOptions } from './inference';
 
 export const TOKENS_SAFETENSORS = 'application/x-safetensors';
 export const IMAGE_CONTENT_TYPES = 'image/*, application/octet-stream or multipart/form-data';
@@ -36,11 +37,7 @@ export function numberParam(params: Map<string, string>, name: string): number |
   return Number(raw);
 }
 
-export interface ImageRequestOptions {
-  mode?: LengthMode;
-  maxTokens?: number;
-  threshold?: number;
-  query?: string;
+export interface ImageRequestOptions extends EncodeRequestOptions {
   fit?: ResizeFit;
 }
 

@@ -10,13 +10,7 @@ import type { EncodedImage, InferenceService } from './inference';
 import type { ExploreReply, ModelInfo } from './wire';
 import { EXPLORE_PARAMS, imageBody, imageOptions, TOKENIZE_PARAMS, TOKENS_SAFETENSORS, tokensBody, type ImageRequestOptions } from './requests';
 
-export interface ApiLimits {
-  bodyLimit: number;
-  maxInputPixels: number;
-  maxBatch: number;
-  maxQueue: number;
-  timeoutMs: number;
-}
+export type ApiLimits = ModelInfo['limits'];
 
 const TOKEN_TYPES = ['application/json', 'application/octet-stream', TOKENS_SAFETENSORS] as const;
 

@@ -43,17 +43,13 @@ export const SERVE_DEFAULTS = {
   maxInputPixels: 50_000_000,
 } as const;
 
-function checkInt(name: string, value: number, min: number, max: number): number {
-  return integerInRange(value, name, min, max);
-}
-
 export function resolveLimits(options: Omit<DoveServerOptions, 'tokenizer'>): ApiLimits {
   return {
-    maxBatch: checkInt('maxBatch', options.maxBatch ?? SERVE_DEFAULTS.maxBatch, 1, 1024),
-    maxQueue: checkInt('maxQueue', options.maxQueue ?? SERVE_DEFAULTS.maxQueue, 1, 1_000_000),
-    timeoutMs: checkInt('timeoutMs', options.timeoutMs ?? SERVE_DEFAULTS.timeoutMs, 1, 3_600_000),
-    bodyLimit: checkInt('bodyLimit', options.bodyLimit ?? SERVE_DEFAULTS.bodyLimit, 1, 1 << 30),
-    maxInputPixels: checkInt('maxInputPixels', options.maxInputPixels ?? SERVE_DEFAULTS.maxInputPixels, 1, 0x3fff * 0x3fff),
+    maxBatch: integerInRange(options.maxBatch ?? SERVE_DEFAULTS.maxBatch, 'maxBatch', 1, 1024),
+    maxQueue: integerInRange(options.maxQueue ?? SERVE_DEFAULTS.maxQueue, 'maxQueue', 1, 1_000_000),
+    timeoutMs: integerInRange(options.timeoutMs ?? SERVE_DEFAULTS.timeoutMs, 'timeoutMs', 1, 3_600_000),
+    bodyLimit: integerInRange(options.bodyLimit ?? SERVE_DEFAULTS.bodyLimit, 'bodyLimit', 1, 1 << 30),
+    maxInputPixels: integerInRange(options.maxInputPixels ?? SERVE_DEFAULTS.maxInputPixels, 'maxInputPixels', 1, 0x3fff * 0x3fff),
   };
 }
 
