@@ -77,15 +77,7 @@ export function ssim(a: Uint8Array, b: Uint8Array, width: number, height: number
   const C1 = (0.01 * 255) ** 2;
   const C2 = (0.03 * 255) ** 2;
   const n = width * height;
-  const x = new Float64Array(n);
-  const y = new Float64Array(n);
-  const prod = new Float64Array(n);
-  const tmp = new Float64Array(n);
-  const ux = new Float64Array(n);
-  const uy = new Float64Array(n);
-  const uxx = new Float64Array(n);
-  const uyy = new Float64Array(n);
-  const uxy = new Float64Array(n);
+  const [x, y, prod, tmp, ux, uy, uxx, uyy, uxy] = Array.from({ length: 9 }, () => new Float64Array(n));
   let total = 0;
   for (let c = 0; c < channels; c++) {
     for (let i = 0; i < n; i++) {

@@ -71,10 +71,9 @@ export async function launchWorkers(options: LaunchOptions): Promise<LaunchResul
     stopAll('SIGTERM');
     killTimer ??= setTimeout(() => stopAll('SIGKILL'), grace);
   };
-  // Ctrl-C / SIGTERM to the launcher: workers finish their step and checkpoint (their own handler).
-  const forward = (signal: NodeJS.Signals): void => stopAll(signal);
-  process.on('SIGINT', forward);
-  process.on('SIGTERM', forward);
+  // Ctrl-C / SIGTERM to the launcher is passed on: workers finish their step and checkpoint (their own handler).
+  process.on('SIGINT', stopAll);
+  process.on('SIGTERM', stopAll);
 
   try {
     const exits = Array.from({ length: n }, (_, local) => {
@@ -115,8 +114,8 @@ export async function launchWorkers(options: LaunchOptions): Promise<LaunchResul
     await Promise.all(exits);
   } finally {
     if (killTimer !== undefined) clearTimeout(killTimer);
-    process.off('SIGINT', forward);
-    process.off('SIGTERM', forward);
+    process.off('SIGINT', stopAll);
+    process.off('SIGTERM', stopAll);
   }
   return failure === undefined ? { exitCode } : { exitCode, error: failure };
 }
