@@ -139,14 +139,8 @@ export class ScriptModule {
    * Eval mode (the default after load) runs under InferenceMode; train mode records gradients.
    */
   async run(method: string, args: readonly Value[] = []): Promise<Value> {
-    let pending: Promise<IValue>;
     try {
-      pending = this.#native.run(method, argsToNative(method, args));
-    } catch (error) {
-      throw DoveError.atCallSite(error);
-    }
-    try {
-      return fromNative(await pending);
+      return fromNative(await this.#native.run(method, argsToNative(method, args)));
     } catch (error) {
       throw DoveError.atCallSite(error);
     }

@@ -3,7 +3,7 @@
 // A package is used only for the file it was compiled from (same weights hash), on the device and
 // CPU instructions it was compiled for; otherwise the TorchScript methods run, and `note` says why.
 import { existsSync } from 'node:fs';
-import type { NativeCompiledModel, NativeTensor } from '../../binding';
+import type { NativeCompiledModel } from '../../binding';
 import { DoveError } from '../base/errors';
 import { binding } from '../core/native';
 import { Tensor, tensorFromResult } from '../core/tensor';
@@ -114,14 +114,8 @@ export class CompiledDove {
   }
 
   private async run(model: NativeCompiledModel, inputs: Tensor[]): Promise<Tensor[]> {
-    let pending: Promise<NativeTensor[]>;
     try {
-      pending = model.run(inputs.map((t) => t.native));
-    } catch (error) {
-      throw DoveError.atCallSite(error);
-    }
-    try {
-      return (await pending).map(tensorFromResult);
+      return (await model.run(inputs.map((t) => t.native))).map(tensorFromResult);
     } catch (error) {
       throw DoveError.atCallSite(error);
     }
