@@ -17,9 +17,7 @@ export function csvRow(cells: readonly string[]): string {
 
 /** Records joined by LF, with a final LF. */
 export function formatCsv(rows: readonly (readonly string[])[]): string {
-  let out = '';
-  for (const row of rows) out += `${csvRow(row)}\n`;
-  return out;
+  return rows.map((row) => `${csvRow(row)}\n`).join('');
 }
 
 export interface CsvRecords {

@@ -248,10 +248,7 @@ export async function trainProbe(features: ProbeFeatures, dataset: LabelledDatas
   ] as const;
   try {
     return await binding.trainLinearProbe(
-      tensors[0],
-      tensors[1],
-      tensors[2],
-      tensors[3],
+      ...tensors,
       {
         numClasses: options.numClasses,
         epochs: options.epochs,

@@ -117,25 +117,15 @@ export function stopIfRequested(stop: CheckpointStop | null, step: number, file:
 /** Committed checkpoints, oldest first. */
 export async function listCheckpoints(outDir: string): Promise<string[]> {
   const root = checkpointsDir(outDir);
-  let names: string[];
-  try {
-    names = await fs.readdir(root);
-  } catch {
-    return [];
-  }
+  const names = await fs.readdir(root).catch(() => [] as string[]);
   return names.filter((n) => /^step-\d+$/.test(n)).sort().map((n) => join(root, n));
 }
 
 /** Removes all but the newest `keep` checkpoints and any partial folder left by a crash. */
 export async function pruneCheckpoints(outDir: string, keep: number): Promise<void> {
   const root = checkpointsDir(outDir);
-  let names: string[];
-  try {
-    names = await fs.readdir(root);
-  } catch {
-    return;
-  }
-  for (const n of names) {
+  // No folder yet: nothing to prune.
+  for (const n of await fs.readdir(root).catch(() => [] as string[])) {
     const m = /\.partial-(\d+)$/.exec(n);
     // Our own partial folder may be in flight; others are crash leftovers.
     if (m !== null && Number(m[1]) !== process.pid) await fs.rm(join(root, n), { recursive: true, force: true });

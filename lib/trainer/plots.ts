@@ -26,10 +26,9 @@ export interface SampleReconstruction {
 }
 
 export async function reconstructionGridPng(samples: readonly SampleReconstruction[], size: number): Promise<Buffer> {
-  const columns: GridColumn[] = [];
-  samples.forEach((s, i) => {
-    columns.push({ label: `IN ${i + 1}`, pixels: s.input });
-    columns.push({ label: `L=${s.length}`, pixels: s.output });
-  });
+  const columns = samples.flatMap((s, i): GridColumn[] => [
+    { label: `IN ${i + 1}`, pixels: s.input },
+    { label: `L=${s.length}`, pixels: s.output },
+  ]);
   return composeGrid(columns, { size, minCell: 96 });
 }

@@ -51,9 +51,7 @@ export function epochPermutation(n: number, seed: number, epoch: number): number
   const order = Array.from({ length: n }, (_, i) => i);
   for (let i = n - 1; i > 0; i--) {
     const j = rng.int(i + 1);
-    const t = order[i]!;
-    order[i] = order[j]!;
-    order[j] = t;
+    [order[i], order[j]] = [order[j]!, order[i]!];
   }
   return order;
 }

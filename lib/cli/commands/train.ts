@@ -126,8 +126,7 @@ class StepLine {
     if (!this.tty && !force && now - this.last < 10000) return;
     this.last = now;
     const done = e.epoch * e.stepsPerEpoch + e.stepInEpoch + 1;
-    const total = Math.ceil(e.totalSteps * (e.stepsPerEpoch > 0 ? 1 : 1));
-    const frac = Math.min(1, e.step / Math.max(1, total));
+    const frac = Math.min(1, e.step / Math.max(1, e.totalSteps));
     const width = 20;
     const bar = `${'#'.repeat(Math.round(frac * width))}${'-'.repeat(width - Math.round(frac * width))}`;
     const text = `epoch ${e.epoch + 1} [${bar}] step ${e.step}/${e.totalSteps} loss ${e.loss.toFixed(4)} tokens/image ${Number.isFinite(e.tokensPerImage) ? e.tokensPerImage.toFixed(1) : '-'} ${e.imagesPerSecond.toFixed(1)} images/s ETA ${formatDuration(e.etaSeconds)} (batch ${done})`;
