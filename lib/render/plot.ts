@@ -52,7 +52,6 @@ export interface HistogramOptions {
 const COLOURS = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b'];
 const MARGIN = { left: 72, right: 24, top: 44, bottom: 56 };
 
-
 function fmt(v: number): string {
   if (v === 0) return '0';
   const a = Math.abs(v);
@@ -72,9 +71,11 @@ export function niceTicks(lo: number, hi: number, count = 5): number[] {
   return ticks;
 }
 
-function checkSize(width: number, height: number): void {
-  integerInRange(width, 'width', 200, 4000);
-  integerInRange(height, 'height', 200, 4000);
+/** A chart's size (default 720×440, checked) and the plot area inside its margins. */
+function layout(options: { width?: number; height?: number }): { width: number; height: number; pw: number; ph: number } {
+  const width = integerInRange(options.width ?? 720, 'width', 200, 4000);
+  const height = integerInRange(options.height ?? 440, 'height', 200, 4000);
+  return { width, height, pw: width - MARGIN.left - MARGIN.right, ph: height - MARGIN.top - MARGIN.bottom };
 }
 
 function frame(width: number, height: number, title: string, xLabel: string, yLabel: string, body: string[]): string {
@@ -91,9 +92,7 @@ function frame(width: number, height: number, title: string, xLabel: string, yLa
 }
 
 export function lineChartSvg(series: readonly Series[], options: LineChartOptions): string {
-  const width = options.width ?? 720;
-  const height = options.height ?? 440;
-  checkSize(width, height);
+  const { width, height, pw, ph } = layout(options);
   const logY = options.logY === true;
   const plottable = (p: Point): boolean => Number.isFinite(p.x) && Number.isFinite(p.y) && (!logY || p.y > 0);
   const points = series.flatMap((s) => s.points).filter(plottable);
@@ -115,8 +114,6 @@ export function lineChartSvg(series: readonly Series[], options: LineChartOption
   let y1 = maxOf(ys);
   const pad = y1 > y0 ? (y1 - y0) * 0.08 : Math.max(Math.abs(y0) * 0.1, 1);
   [y0, y1] = [y0 - pad, y1 + pad];
-  const pw = width - MARGIN.left - MARGIN.right;
-  const ph = height - MARGIN.top - MARGIN.bottom;
   const px = (x: number): number => MARGIN.left + ((tx(x) - x0) / (x1 - x0)) * pw;
   // Ticks live in axis space (log10 of the value on a log axis); py places a value.
   const pyAxis = (v: number): number => MARGIN.top + (1 - (v - y0) / (y1 - y0)) * ph;
@@ -174,15 +171,11 @@ export function histogramBins(values: readonly number[], binWidth?: number): His
 }
 
 export function histogramSvg(values: readonly number[], options: HistogramOptions): string {
-  const width = options.width ?? 720;
-  const height = options.height ?? 440;
-  checkSize(width, height);
+  const { width, height, pw, ph } = layout(options);
   const { edges, counts } = histogramBins(values, options.binWidth);
   const x0 = edges[0]!;
   const x1 = edges[edges.length - 1]!;
   const yMax = maxOf(counts) * 1.08;
-  const pw = width - MARGIN.left - MARGIN.right;
-  const ph = height - MARGIN.top - MARGIN.bottom;
   const px = (x: number): number => MARGIN.left + ((x - x0) / (x1 - x0)) * pw;
   const py = (y: number): number => MARGIN.top + (1 - y / yMax) * ph;
   const body: string[] = [];
