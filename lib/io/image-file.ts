@@ -148,12 +148,9 @@ export async function readImageFile(path: string, maxInputPixels: number): Promi
   }
   // Checked before opening: opening a FIFO would wait for a writer, a device could be endless.
   if (!stat.isFile()) throw new DoveError(`${name}: not a regular file (${stat.isDirectory() ? 'a directory' : stat.isFIFO() ? 'a FIFO' : 'a special file'})`, 'INVALID_IMAGE');
-  let handle: fs.FileHandle;
-  try {
-    handle = await fs.open(target, constants.O_RDONLY | constants.O_NONBLOCK);
-  } catch (error) {
+  const handle = await fs.open(target, constants.O_RDONLY | constants.O_NONBLOCK).catch((error: unknown) => {
     throw fsError(path, error, 'read file');
-  }
+  });
   try {
     const opened = await handle.stat();
     if (!opened.isFile()) throw new DoveError(`${name}: not a regular file`, 'INVALID_IMAGE');

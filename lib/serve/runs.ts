@@ -47,12 +47,8 @@ export function findRun(runs: readonly RunFolder[], id: string): RunFolder {
 }
 
 async function fileInfo(path: string, name: string): Promise<RunFile | null> {
-  try {
-    const st = await fs.stat(path);
-    return st.isFile() ? { name, bytes: st.size, modified: st.mtime.toISOString() } : null;
-  } catch {
-    return null;
-  }
+  const st = await fs.stat(path).catch(() => undefined);
+  return st?.isFile() ? { name, bytes: st.size, modified: st.mtime.toISOString() } : null;
 }
 
 export async function summarizeRun(run: RunFolder): Promise<RunSummary> {
@@ -100,12 +96,8 @@ async function lastRecordType(path: string, size: number): Promise<string | unde
 export async function readLog(run: RunFolder, offset: number): Promise<LogChunk> {
   integerAtLeast(offset, 'offset', 0);
   const path = join(run.root, 'log.jsonl');
-  let handle;
-  try {
-    handle = await fs.open(path, 'r');
-  } catch {
-    return { offset: 0, reset: offset > 0, records: [] };
-  }
+  const handle = await fs.open(path, 'r').catch(() => undefined);
+  if (handle === undefined) return { offset: 0, reset: offset > 0, records: [] };
   try {
     const size = (await handle.stat()).size;
     const reset = offset > size;
@@ -140,12 +132,9 @@ export async function resolveRunFile(run: RunFolder, requested: string): Promise
   if (requested.includes('\0') || requested.includes('\\')) throw httpError(`${JSON.stringify(requested)} is not a valid file name`, 'FORBIDDEN');
   const candidate = resolve(run.root, requested);
   if (!inside(run.root, candidate)) throw httpError(`${requested} is outside run ${run.name}`, 'FORBIDDEN');
-  let real: string;
-  try {
-    real = await fs.realpath(candidate);
-  } catch {
+  const real = await fs.realpath(candidate).catch(() => {
     throw httpError(`No file ${requested} in run ${run.name}`, 'NOT_FOUND');
-  }
+  });
   if (!inside(run.root, real)) throw httpError(`${requested} is outside run ${run.name}`, 'FORBIDDEN');
   const st = await fs.stat(real);
   if (!st.isFile()) throw httpError(`No file ${requested} in run ${run.name}`, 'NOT_FOUND');

@@ -137,12 +137,9 @@ export async function pruneCheckpoints(outDir: string, keep: number): Promise<vo
 /** Accepts a checkpoint folder, its trainer.json, or an outDir (its newest checkpoint). */
 export async function resolveCheckpoint(path: string): Promise<string> {
   const abs = resolve(path);
-  let stat;
-  try {
-    stat = await fs.stat(abs);
-  } catch {
+  const stat = await fs.stat(abs).catch(() => {
     throw new DoveError(`checkpoint not found: ${path}`, 'FILE_NOT_FOUND');
-  }
+  });
   if (stat.isFile()) {
     if (basename(abs) !== 'trainer.json') throw new DoveError(`${path}: expected a checkpoint folder or its trainer.json`, 'INVALID_ARGUMENT');
     return dirname(abs);

@@ -59,12 +59,9 @@ interface Entry {
 }
 
 async function listEntries(dir: string): Promise<Entry[]> {
-  let stat;
-  try {
-    stat = await fs.stat(fsPath(dir));
-  } catch (error) {
+  const stat = await fs.stat(fsPath(dir)).catch((error: unknown) => {
     throw fsError(dir, error, 'list folder');
-  }
+  });
   if (!stat.isDirectory()) throw new UsageError(`Expected a directory of images but ${displayPath(dir)} is not a directory`);
   const paths = await listImageFiles(dir, { everyEntry: true });
   const names = outputNames(paths.map((p) => basename(p)));
