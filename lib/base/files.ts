@@ -167,15 +167,20 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, o
   if (options.durable === true) await syncDir(dirname(path));
 }
 
+/** fsync of a file (or folder) by path. */
+export async function fsyncPath(path: string): Promise<void> {
+  const handle = await fs.open(fsPath(path), 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
 /** fsync of a folder makes a rename in it durable; some filesystems refuse it, which is not an error. */
 export async function syncDir(path: string): Promise<void> {
   try {
-    const handle = await fs.open(fsPath(path), 'r');
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
+    await fsyncPath(path);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code !== 'EISDIR' && code !== 'EINVAL' && code !== 'EPERM') throw fsError(path, error, 'sync folder');

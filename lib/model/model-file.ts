@@ -364,12 +364,7 @@ export class DoveModel {
       const px = new Uint8Array(indices.length * frame);
       indices.forEach((src, j) => px.set(all.subarray(src * frame, (src + 1) * frame), j * frame));
       const input = Tensor.fromArray(px, [indices.length, ...pixels.shape.slice(1)], 'uint8');
-      let part: EncodeResult;
-      try {
-        part = await this.runEncode(input, indices.length, mode, budget, threshold, indices.map((i) => queries[i]!));
-      } finally {
-        input.dispose();
-      }
+      const part = await this.runEncode(input, indices.length, mode, budget, threshold, indices.map((i) => queries[i]!)).finally(() => input.dispose());
       const t = part.tokens.data() as Float32Array;
       const p = part.eosProbabilities.data() as Float32Array;
       const l = part.lengths.data() as BigInt64Array;
@@ -379,9 +374,7 @@ export class DoveModel {
         probs.set(p.subarray(j * budget, (j + 1) * budget), dst * budget);
         lengths[dst] = l[j]!;
       });
-      part.tokens.dispose();
-      part.eosProbabilities.dispose();
-      part.lengths.dispose();
+      Tensor.disposeAll([part.tokens, part.eosProbabilities, part.lengths]);
     }
     return {
       tokens: Tensor.fromArray(tokens, [b, budget, this.tokenDim], 'float32'),

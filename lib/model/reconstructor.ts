@@ -99,12 +99,7 @@ export class Reconstructor extends ModelUser {
     }
     const tokens = Tensor.fromArray(data, [items.length, slots, dim], 'float32');
     const lengths = Tensor.fromArray(BigInt64Array.from(items, (t) => BigInt(t.length)), [items.length], 'int64');
-    try {
-      return await this.decode(tokens, lengths);
-    } finally {
-      tokens.dispose();
-      lengths.dispose();
-    }
+    return this.decode(tokens, lengths).finally(() => Tensor.disposeAll([tokens, lengths]));
   }
 
   /** tokens (B,K,D) + lengths (B,) tensors -> images (views over the output tensor's memory). */

@@ -32,15 +32,6 @@ export interface TrainerState {
   savedAt: string;
 }
 
-export async function fsyncFile(path: string): Promise<void> {
-  const handle = await fs.open(path, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
 export function checkpointsDir(outDir: string): string {
   return join(outDir, 'checkpoints');
 }

@@ -5,11 +5,11 @@ import { EventEmitter } from 'node:events';
 import { promises as fs } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { DoveError } from '../base/errors';
-import { appendFileChecked, writeFileAtomic } from '../base/files';
+import { appendFileChecked, fsyncPath, writeFileAtomic } from '../base/files';
 import { DoveModel } from '../model/model-file';
 import { loadAnnotations } from './annotations';
 import {
-  checkpointStopFromEnv, commitCheckpoint, fsyncFile, pruneCheckpoints, readState, resolveCheckpoint, STATE_FORMAT, STATE_VERSION, stopIfRequested,
+  checkpointStopFromEnv, commitCheckpoint, pruneCheckpoints, readState, resolveCheckpoint, STATE_FORMAT, STATE_VERSION, stopIfRequested,
   type TrainerState,
 } from './checkpoint';
 import { BatchLoader, buildSamples, loadCrop, type Batch, type Sample } from './data';
@@ -273,7 +273,7 @@ export class Trainer extends EventEmitter {
             await engine.saveState(join(dir, 'optimizer.pt'));
             stopIfRequested(testStop, engine.step, 'optimizer.pt');
             await writeFileAtomic(join(dir, 'trainer.json'), JSON.stringify(trainerState, null, 1), { durable: true });
-            await fsyncFile(join(dir, 'model.pt'));
+            await fsyncPath(join(dir, 'model.pt'));
             stopIfRequested(testStop, engine.step, 'trainer.json');
           });
           await pruneCheckpoints(o.outDir, o.keepLast);
