@@ -172,23 +172,16 @@ function concatSplits(parts: { data: Uint8Array; labels: Int32Array }[]): Datase
 }
 
 async function readCifarPython(root: string, label: CifarLabel): Promise<LabelledDataset> {
-  if (await exists(join(root, 'batches.meta'))) {
-    // CIFAR-10
-    const meta = join(root, 'batches.meta');
-    const classNames = stringList(await readPickleDict(meta, "the CIFAR-10 meta dict with 'label_names'"), 'label_names', meta);
-    const trainFiles = [1, 2, 3, 4, 5].map((i) => join(root, `data_batch_${i}`));
-    const testFiles = [join(root, 'test_batch')];
-    const train = await readPythonBatches(trainFiles, 'labels', classNames.length);
-    const test = await readPythonBatches(testFiles, 'labels', classNames.length);
-    return { format: 'cifar-python', root, files: [meta, ...trainFiles, ...testFiles], classNames, train, test };
-  }
-  const meta = join(root, 'meta');
-  const key = label === 'fine' ? 'fine_label_names' : 'coarse_label_names';
-  const classNames = stringList(await readPickleDict(meta, `the CIFAR-100 meta dict with '${key}'`), key, meta);
-  const labelKey = `${label}_labels`;
-  const train = await readPythonBatches([join(root, 'train')], labelKey, classNames.length);
-  const test = await readPythonBatches([join(root, 'test')], labelKey, classNames.length);
-  return { format: 'cifar-python', root, files: [meta, join(root, 'train'), join(root, 'test')], classNames, train, test };
+  const cifar10 = await exists(join(root, 'batches.meta'));
+  const meta = join(root, cifar10 ? 'batches.meta' : 'meta');
+  const key = cifar10 ? 'label_names' : `${label}_label_names`;
+  const classNames = stringList(await readPickleDict(meta, `the CIFAR-${cifar10 ? 10 : 100} meta dict with '${key}'`), key, meta);
+  const trainFiles = cifar10 ? [1, 2, 3, 4, 5].map((i) => join(root, `data_batch_${i}`)) : [join(root, 'train')];
+  const testFiles = [join(root, cifar10 ? 'test_batch' : 'test')];
+  const labelKey = cifar10 ? 'labels' : `${label}_labels`;
+  const train = await readPythonBatches(trainFiles, labelKey, classNames.length);
+  const test = await readPythonBatches(testFiles, labelKey, classNames.length);
+  return { format: 'cifar-python', root, files: [meta, ...trainFiles, ...testFiles], classNames, train, test };
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -222,21 +215,16 @@ async function readNames(file: string, fallbackCount: number): Promise<string[]>
 }
 
 async function readCifarBinary(root: string, label: CifarLabel): Promise<LabelledDataset> {
-  if (await exists(join(root, 'data_batch_1.bin'))) {
-    const names = await readNames(join(root, 'batches.meta.txt'), 10);
-    const trainFiles = [1, 2, 3, 4, 5].map((i) => join(root, `data_batch_${i}.bin`));
-    const testFiles = [join(root, 'test_batch.bin')];
-    const train = await readBinaryBatches(trainFiles, 1, 0, names.length);
-    const test = await readBinaryBatches(testFiles, 1, 0, names.length);
-    return { format: 'cifar-binary', root, files: [...trainFiles, ...testFiles], classNames: names, train, test };
-  }
-  const names = await readNames(join(root, label === 'fine' ? 'fine_label_names.txt' : 'coarse_label_names.txt'), label === 'fine' ? 100 : 20);
-  const index = label === 'fine' ? 1 : 0;
-  const trainFile = join(root, 'train.bin');
-  const testFile = join(root, 'test.bin');
-  const train = await readBinaryBatches([trainFile], 2, index, names.length);
-  const test = await readBinaryBatches([testFile], 2, index, names.length);
-  return { format: 'cifar-binary', root, files: [trainFile, testFile], classNames: names, train, test };
+  const cifar10 = await exists(join(root, 'data_batch_1.bin'));
+  const names = await readNames(join(root, cifar10 ? 'batches.meta.txt' : `${label}_label_names.txt`), cifar10 ? 10 : label === 'fine' ? 100 : 20);
+  const trainFiles = cifar10 ? [1, 2, 3, 4, 5].map((i) => join(root, `data_batch_${i}.bin`)) : [join(root, 'train.bin')];
+  const testFiles = [join(root, cifar10 ? 'test_batch.bin' : 'test.bin')];
+  // CIFAR-10 records hold 1 label byte; CIFAR-100 records the coarse, then the fine label.
+  const labelBytes = cifar10 ? 1 : 2;
+  const index = cifar10 || label === 'coarse' ? 0 : 1;
+  const train = await readBinaryBatches(trainFiles, labelBytes, index, names.length);
+  const test = await readBinaryBatches(testFiles, labelBytes, index, names.length);
+  return { format: 'cifar-binary', root, files: [...trainFiles, ...testFiles], classNames: names, train, test };
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -10,8 +10,6 @@ import { listCheckpoints } from '../trainer/checkpoint';
 import { httpError } from './http-errors';
 import type { LogChunk, RunFile, RunSummary } from './wire';
 
-export type { LogChunk, RunFile, RunSummary } from './wire';
-
 export interface RunFolder {
   id: string;
   name: string;
