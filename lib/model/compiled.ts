@@ -31,10 +31,6 @@ function mismatch(meta: { [key: string]: string }, model: string, weightsHash: s
   return null;
 }
 
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
 export class CompiledDove {
   readonly maxBatch: number;
 
@@ -79,7 +75,7 @@ export class CompiledDove {
       for (const model of models) loaded.push(await native.loadCompiled(path, model, device, trustModel));
     } catch (error) {
       loaded.forEach((m) => m.dispose());
-      return { compiled: null, note: `${path} not used: ${messageOf(error)}` };
+      return { compiled: null, note: `${path} not used: ${error instanceof Error ? error.message : String(error)}` };
     }
     return { compiled: new CompiledDove(path, loaded[0]!, loaded[1]!, sizes.maxTokens, sizes.tokenDim), note: `in use: ${path}` };
   }

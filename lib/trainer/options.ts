@@ -61,38 +61,16 @@ export interface TrainerOptions {
   maxInputPixels?: number;
 }
 
-export interface ResolvedOptions {
-  model: string;
-  trustModel: boolean;
-  images: string;
+/** TrainerOptions checked, with the defaults filled in; the options below keep "not given" or change type. */
+export type ResolvedOptions = Required<Omit<TrainerOptions, 'annotations' | 'warmupSteps' | 'bf16' | 'resume' | 'augment' | 'threads' | 'distributed'>> & {
   annotations: string | undefined;
-  recursive: boolean;
-  outDir: string;
-  batchSize: number;
-  epochs: number;
-  maxSteps: number;
-  lr: number;
-  vqganLrScale: number;
-  weightDecay: number;
-  betas: [number, number];
   warmupSteps: number | undefined;
-  minLrRatio: number;
-  clipGradNorm: number;
-  accumulate: number;
   bf16: boolean | undefined;
-  seed: number;
-  device: string;
   resume: string | undefined;
-  checkpointEvery: number;
-  keepLast: number;
-  prefetch: number;
   augment: AugmentOptions | null;
-  sampleImages: number;
-  plots: boolean;
   threads: number | undefined;
   distributed: Required<DistributedOptions> | null;
-  maxInputPixels: number;
-}
+};
 
 function int(name: string, value: number | undefined, fallback: number, min: number, max: number): number {
   return integerInRange(value ?? fallback, name, min, max);

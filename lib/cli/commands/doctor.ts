@@ -1,6 +1,7 @@
 import { maxOf } from '../../base/arrays';
 import type { Command } from '../command';
 import { getFlag, parseArgs, UsageError, withUsage } from '../args';
+import type { Versions } from '../../core/runtime';
 
 const SPECS = {
   json: { type: 'flag' },
@@ -25,16 +26,10 @@ Examples:
   dove doctor --json | jq .devices
 `;
 
-interface Report {
+interface Report extends Partial<Omit<Versions, 'nccl'>> {
   ok: boolean;
   node: string;
   platform: string;
-  addon?: string;
-  libtorch?: string;
-  napi?: number;
-  cuda?: boolean;
-  cudaVersion?: string | null;
-  libtorchPath?: string;
   builtAgainst?: string | null;
   addonFile?: string;
   prebuilt?: boolean;

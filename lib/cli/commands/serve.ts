@@ -79,6 +79,7 @@ async function run(argv: string[]): Promise<number> {
     const port = getNumber(args, 'port') ?? 8080;
     const tokenizer = await Tokenizer.load(getString(args, 'model'), { device: getString(args, 'device') ?? 'cpu', trustModel: getFlag(args, 'trust-model') });
     let server: DoveServer;
+    let url: string;
     try {
       server = await DoveServer.create({
         tokenizer,
@@ -89,14 +90,11 @@ async function run(argv: string[]): Promise<number> {
         bodyLimit: (getNumber(args, 'body-limit-mb') ?? SERVE_DEFAULTS.bodyLimit / 1024 / 1024) * 1024 * 1024,
         maxInputPixels: getNumber(args, 'max-input-pixels'),
       });
+      url = await server.listen(host, port);
     } catch (error) {
       tokenizer.dispose();
       throw error;
     }
-    const url = await server.listen(host, port).catch((error: unknown) => {
-      tokenizer.dispose();
-      throw error;
-    });
     const m = tokenizer.model;
     process.stdout.write(`dove serve: ${url}/ (explorer), ${url}/runs (${runs.length} run${runs.length === 1 ? '' : 's'}), API ${url}/v1/ on ${m.path} (${m.imageSize}px, up to ${m.maxTokens} tokens of ${m.tokenDim})\n`);
     if (host !== '127.0.0.1' && host !== '::1' && host !== 'localhost') {
