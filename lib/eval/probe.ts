@@ -181,6 +181,7 @@ export async function probeFeatures(dataset: LabelledDataset, options: ProbeFeat
   const pixelSize = options.pixelSize ?? 32;
   let settings: Record<string, unknown>;
   let description: string;
+  let extract: (split: DatasetSplit, onProgress: (done: number) => void) => Promise<{ dim: number; data: Float32Array }>;
   if (options.kind === 'tokens') {
     const tokenizer = options.tokenizer;
     if (tokenizer === undefined) throw new DoveError('Token features need a model (tokenizer)', 'INVALID_ARGUMENT');
@@ -189,9 +190,11 @@ export async function probeFeatures(dataset: LabelledDataset, options: ProbeFeat
     if (!auto) integerInRange(numTokens, 'numTokens', 1, tokenizer.maxTokens);
     settings = { kind: 'tokens', model: await sha256File(tokenizer.model.path), auto, numTokens: auto ? null : numTokens, threshold: options.threshold ?? null };
     description = auto ? `DOVE tokens, EOS length, mean-pooled (${tokenizer.tokenDim}-d)` : `DOVE tokens, ${numTokens} fixed, flattened (${numTokens * tokenizer.tokenDim}-d)`;
+    extract = (split, onProgress) => tokenFeatures(tokenizer, split, { numTokens, auto, threshold: options.threshold, batchSize }, onProgress);
   } else if (options.kind === 'pixels') {
     settings = { kind: 'pixels', size: dataset.train.images.kind === 'pixels' ? null : pixelSize };
     description = 'raw pixels';
+    extract = (split, onProgress) => pixelFeatures(split, pixelSize, batchSize, onProgress);
   } else {
     throw new DoveError(`Expected tokens or pixels for features but received ${String(options.kind)}`, 'INVALID_ARGUMENT');
   }
@@ -204,18 +207,8 @@ export async function probeFeatures(dataset: LabelledDataset, options: ProbeFeat
     const hit = await readCache(cacheDir, key, dataset.train.count, dataset.test.count);
     if (hit !== undefined) return { dim: hit.dim, train: hit.train, test: hit.test, cacheFile: hit.file, fromCache: true, description };
   }
-  const extract = async (split: DatasetSplit, name: 'train' | 'test'): Promise<{ dim: number; data: Float32Array }> => {
-    const progress = (done: number): void => options.onProgress?.(name, done, split.count);
-    if (options.kind === 'pixels') return pixelFeatures(split, pixelSize, batchSize, progress);
-    return tokenFeatures(
-      options.tokenizer!,
-      split,
-      { numTokens: options.numTokens ?? options.tokenizer!.maxTokens, auto: options.auto === true, threshold: options.threshold, batchSize },
-      progress,
-    );
-  };
-  const train = await extract(dataset.train, 'train');
-  const test = await extract(dataset.test, 'test');
+  const train = await extract(dataset.train, (done) => options.onProgress?.('train', done, dataset.train.count));
+  const test = await extract(dataset.test, (done) => options.onProgress?.('test', done, dataset.test.count));
   let cacheFile: string | undefined;
   if (cacheDir !== null) {
     cacheFile = await writeCache(cacheDir, { version: CACHE_VERSION, key, dim: train.dim, train: dataset.train.count, test: dataset.test.count, description }, train.data, test.data);
