@@ -226,10 +226,8 @@ export function readPickle(buf: Uint8Array, file: string): PyValue {
         break;
       }
       case 0x71: // BINPUT
-        memo.set(u8(at), top(at));
-        break;
       case 0x72: // LONG_BINPUT
-        memo.set(u32(at), top(at));
+        memo.set(op === 0x71 ? u8(at) : u32(at), top(at));
         break;
       case 0x94: // MEMOIZE
         memo.set(memo.size, top(at));
@@ -248,10 +246,8 @@ export function readPickle(buf: Uint8Array, file: string): PyValue {
         pos += 4;
         break;
       case 0x4b: // BININT1
-        stack.push(u8(at));
-        break;
       case 0x4d: // BININT2
-        stack.push(u16(at));
+        stack.push(op === 0x4b ? u8(at) : u16(at));
         break;
       case 0x8a: {
         // LONG1: little-endian two's complement
@@ -270,7 +266,8 @@ export function readPickle(buf: Uint8Array, file: string): PyValue {
         break;
       case 0x55: // SHORT_BINSTRING (Python 2 str): bytes
       case 0x43: // SHORT_BINBYTES
-        stack.push(bytes(u8(at), at));
+      case 0x42: // BINBYTES
+        stack.push(bytes(op === 0x42 ? u32(at) : u8(at), at));
         break;
       case 0x54: {
         // BINSTRING
@@ -281,14 +278,9 @@ export function readPickle(buf: Uint8Array, file: string): PyValue {
         stack.push(bytes(n, at));
         break;
       }
-      case 0x42: // BINBYTES
-        stack.push(bytes(u32(at), at));
-        break;
       case 0x58: // BINUNICODE
-        stack.push(utf8(bytes(u32(at), at)));
-        break;
       case 0x8c: // SHORT_BINUNICODE
-        stack.push(utf8(bytes(u8(at), at)));
+        stack.push(utf8(bytes(op === 0x58 ? u32(at) : u8(at), at)));
         break;
       case 0x74: // TUPLE
         stack.push(new PyTuple(popMark(at)));
@@ -302,10 +294,8 @@ export function readPickle(buf: Uint8Array, file: string): PyValue {
         stack.push(null);
         break;
       case 0x88: // NEWTRUE
-        stack.push(true);
-        break;
       case 0x89: // NEWFALSE
-        stack.push(false);
+        stack.push(op === 0x88);
         break;
       case 0x63: {
         // GLOBAL "module\nname\n"
