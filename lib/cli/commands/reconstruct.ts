@@ -2,7 +2,6 @@ import type { Command } from '../command';
 import { asUsage, checkIntRange, getFlag, getIntList, getNumber, getString, MODEL_OPTIONS, MODEL_OPTIONS_HELP, parseArgs, UsageError, withUsage } from '../args';
 import { composeGrid } from '../../render/grid';
 import { writeReport } from '../../eval/report';
-import { formatFromPath } from '../../io/images';
 import { defaultLengths } from '../../model/model-file';
 import { Reconstructor } from '../../model/reconstructor';
 import type { ResizeFit } from '../../io/images';
@@ -38,7 +37,7 @@ async function run(argv: string[]): Promise<number> {
     const image = args.positionals[0]!;
     const output = getString(args, 'output');
     if (output === undefined) throw new UsageError('Missing -o/--output <grid.png>');
-    if (formatFromPathSafe(output) !== 'png') throw new UsageError(`Expected a .png path for --output but received ${output}`);
+    if (!output.toLowerCase().endsWith('.png')) throw new UsageError(`Expected a .png path for --output but received ${output}`);
     const question = getString(args, 'question');
     const reconstructor = await Reconstructor.load(getString(args, 'model'), { device: getString(args, 'device') ?? 'cpu', trustModel: getFlag(args, 'trust-model') });
     try {
@@ -67,14 +66,6 @@ async function run(argv: string[]): Promise<number> {
       reconstructor.dispose();
     }
   });
-}
-
-function formatFromPathSafe(path: string): string | undefined {
-  try {
-    return formatFromPath(path);
-  } catch {
-    return undefined;
-  }
 }
 
 const command: Command = { name: 'reconstruct', summary: 'reconstruct one image at several token lengths into a labelled grid PNG', help, specs: SPECS, run };
