@@ -14,7 +14,7 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { basename, dirname, extname, join } from 'node:path';
-import { DoveError, type DoveErrorCode } from './errors';
+import { DoveError } from './errors';
 
 const ESCAPE_BASE = 0xdc00;
 
@@ -102,8 +102,7 @@ export function fsError(path: string, error: unknown, action: string): DoveError
   // Node's text is "ENOSPC: no space left on device, write '/x'": keep the middle.
   const reason = text.replace(/^[A-Z0-9_]+: /, '').replace(/, \w+( '.*)?$/s, '');
   if (errno === 'ENOENT') return new DoveError(`${displayPath(path)}: file not found (cannot ${action})`, 'FILE_NOT_FOUND', { cause: error });
-  const code: DoveErrorCode = 'IO_ERROR';
-  return new DoveError(`${displayPath(path)}: cannot ${action} (${errno === undefined ? reason : `${errno}: ${reason}`})`, code, { cause: error });
+  return new DoveError(`${displayPath(path)}: cannot ${action} (${errno === undefined ? reason : `${errno}: ${reason}`})`, 'IO_ERROR', { cause: error });
 }
 
 /** File extensions treated as images when scanning a folder (what sharp's libvips reads). */

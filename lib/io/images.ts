@@ -230,17 +230,11 @@ export async function encodeRgb(data: Uint8Array, width: number, height: number,
   if (data.length !== width * height * 3) {
     throw new DoveError(`Expected ${width * height * 3} bytes for a ${width}x${height} RGB image but received ${data.length}`, 'SHAPE_MISMATCH');
   }
-  const img = sharp(data, { raw: { width, height, channels: 3 } });
-  switch (format) {
-    case 'png':
-      return img.png().toBuffer();
-    case 'jpeg':
-      return img.jpeg({ quality: quality ?? 90 }).toBuffer();
-    case 'webp':
-      return img.webp({ quality: quality ?? 90 }).toBuffer();
-    default:
-      throw new DoveError(`Expected png, jpeg or webp for format but received ${String(format)}`, 'INVALID_ARGUMENT');
+  if (format !== 'png' && format !== 'jpeg' && format !== 'webp') {
+    throw new DoveError(`Expected png, jpeg or webp for format but received ${String(format)}`, 'INVALID_ARGUMENT');
   }
+  // A PNG is lossless: sharp's png `quality` would turn on palette quantisation.
+  return sharp(data, { raw: { width, height, channels: 3 } }).toFormat(format, format === 'png' ? {} : { quality: quality ?? 90 }).toBuffer();
 }
 
 /** Format from a file extension (.png, .jpg/.jpeg, .webp). */

@@ -325,10 +325,8 @@ export class DoveModel {
     const ids = new BigInt64Array(queries.length * width).fill(BigInt(padId));
     const mask = new BigInt64Array(queries.length * width);
     encoded.forEach((e, i) => {
-      e.forEach((id, j) => {
-        ids[i * width + j] = BigInt(id);
-        mask[i * width + j] = 1n;
-      });
+      ids.set(e.map(BigInt), i * width);
+      mask.fill(1n, i * width, i * width + e.length);
     });
     return { ids: Tensor.fromArray(ids, [queries.length, width], 'int64'), mask: Tensor.fromArray(mask, [queries.length, width], 'int64') };
   }
