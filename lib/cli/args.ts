@@ -191,11 +191,16 @@ export const TRUST_MODEL_HELP = `      --trust-model         load a model whose 
                             otherwise: a model file is code; docs/MODEL_FORMAT.md), and run the
                             compiled package beside it (<model>.aoti.pt2, native code) if it matches`;
 
-/** Options every model-running command shares. */
-export const MODEL_OPTIONS = {
+/** The model file and where it runs: every command that loads a DOVE model. */
+export const MODEL_FILE_OPTIONS = {
   model: { type: 'string', alias: 'm' },
   device: { type: 'string' },
   'trust-model': { type: 'flag' },
+} as const satisfies { [name: string]: OptionSpec };
+
+/** Options every model-running command shares. */
+export const MODEL_OPTIONS = {
+  ...MODEL_FILE_OPTIONS,
   threshold: { type: 'float', min: 0, max: 1 },
   fit: { type: 'string', choices: ['cover', 'contain', 'fill'] },
   'max-input-pixels': { type: 'int', min: 1 },

@@ -3,7 +3,7 @@ import { maxOf } from '../base/arrays';
 import { promises as fs } from 'node:fs';
 import { dirname } from 'node:path';
 import { formatCsv } from '../base/csv';
-import { fsError, writeFileAtomic } from '../base/files';
+import { fsError, fsPath, writeFileAtomic } from '../base/files';
 import { lineChartPng } from '../render/plot';
 
 export type Cell = string | number;
@@ -38,11 +38,9 @@ export function toCsv(headers: readonly string[], rows: readonly (readonly Cell[
 
 /** Writes a file, creating its folder; temp file + rename so readers never see half a report. */
 export async function writeReport(path: string, content: string | Buffer): Promise<void> {
-  try {
-    await fs.mkdir(dirname(path), { recursive: true });
-  } catch (error) {
+  await fs.mkdir(fsPath(dirname(path)), { recursive: true }).catch((error: unknown) => {
     throw fsError(dirname(path), error, 'create folder');
-  }
+  });
   await writeFileAtomic(path, content);
 }
 

@@ -1,5 +1,5 @@
 import type { Command } from '../command';
-import { checkIntRange, getFlag, getNumber, getString, parseArgs, UsageError, withUsage } from '../args';
+import { checkIntRange, getFlag, getNumber, getString, MODEL_FILE_OPTIONS, parseArgs, UsageError, withUsage } from '../args';
 import { ProgressBar } from '../progress';
 import { describeDataset, readDataset, type CifarLabel, type DatasetFormat } from '../../eval/cifar';
 import { disposeProbe, probeCsv, probeFeatures, trainProbe, type ProbeFeatureKind } from '../../eval/probe';
@@ -11,9 +11,7 @@ const SPECS = {
   format: { type: 'string', choices: ['auto', 'cifar-python', 'cifar-binary', 'folder'] },
   label: { type: 'string', choices: ['fine', 'coarse'] },
   features: { type: 'string', choices: ['tokens', 'pixels'] },
-  model: { type: 'string', alias: 'm' },
-  device: { type: 'string' },
-  'trust-model': { type: 'flag' },
+  ...MODEL_FILE_OPTIONS,
   'num-classes': { type: 'int', min: 2, max: 1000000 },
   'num-tokens': { type: 'int', min: 1, max: 4096 },
   auto: { type: 'flag' },

@@ -1,12 +1,10 @@
 import type { Command } from '../command';
-import { getFlag, getNumber, getString, parseArgs, UsageError, withUsage } from '../args';
+import { getFlag, getNumber, getString, MODEL_FILE_OPTIONS, parseArgs, UsageError, withUsage } from '../args';
 import { DoveServer, SERVE_DEFAULTS } from '../../serve/server';
 import { Tokenizer } from '../../model/tokenizer';
 
 const SPECS = {
-  model: { type: 'string', alias: 'm' },
-  device: { type: 'string' },
-  'trust-model': { type: 'flag' },
+  ...MODEL_FILE_OPTIONS,
   host: { type: 'string' },
   port: { type: 'int', min: 0, max: 65535 },
   run: { type: 'string' },

@@ -1,7 +1,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from '../command';
-import { getFlag, getNumber, getString, parseArgs, UsageError, withUsage } from '../args';
+import { getFlag, getNumber, getString, MODEL_FILE_OPTIONS, parseArgs, UsageError, withUsage } from '../args';
 import { ProgressBar } from '../progress';
 import { histogramPng } from '../../render/plot';
 import { formatNumber, toCsv, writeReport } from '../../eval/report';
@@ -9,9 +9,7 @@ import { folderLengths, lengthStats, readLengthsCsv, type ImageLength } from '..
 import { Tokenizer } from '../../model/tokenizer';
 
 const SPECS = {
-  model: { type: 'string', alias: 'm' },
-  device: { type: 'string' },
-  'trust-model': { type: 'flag' },
+  ...MODEL_FILE_OPTIONS,
   threshold: { type: 'float', min: 0, max: 1 },
   'max-tokens': { type: 'int', min: 1, max: 4096 },
   'batch-size': { type: 'int', min: 1, max: 1024 },

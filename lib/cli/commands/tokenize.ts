@@ -1,13 +1,13 @@
 import { promises as fs } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import type { Command } from '../command';
 import { asUsage, checkIntRange, getFlag, getNumber, getString, MODEL_OPTIONS, MODEL_OPTIONS_HELP, parseArgs, UsageError, withUsage } from '../args';
 import { appendAll, maxOf, minOf } from '../../base/arrays';
 import { DoveError } from '../../base/errors';
 import { writeReport } from '../../eval/report';
-import { displayPath, fsError, fsPath, listImageFiles } from '../../base/files';
+import { displayPath, fsPath, listImageFiles } from '../../base/files';
 import { loadReadable, type ResizeFit } from '../../io/images';
-import { writeSafetensors } from '../../io/safetensors';
+import { serializeSafetensors } from '../../io/safetensors';
 import { Tokenizer, resolveTokenizeOptions, type LengthMode } from '../../model/tokenizer';
 
 const SPECS = {
@@ -153,14 +153,11 @@ async function run(argv: string[]): Promise<number> {
         if (output === undefined) process.stdout.write(text);
         else await writeReport(output, text);
       } else {
-        await fs.mkdir(fsPath(dirname(output!)), { recursive: true }).catch((error: unknown) => {
-          throw fsError(dirname(output!), error, 'create folder');
-        });
-        await writeSafetensors(output!, {
+        await writeReport(output!, serializeSafetensors({
           tokens: { data: tokens, shape: [n, k, d] },
           lengths: { data: BigInt64Array.from(rows, (r) => BigInt(r.length)), shape: [n] },
           eos_probabilities: { data: eos, shape: [n, slots] },
-        }, metadata);
+        }, metadata));
       }
       if (output !== undefined) {
         process.stdout.write(`${displayPath(output)}: ${n} images, lengths ${minOf(rows.map((r) => r.length))}..${k} (${opts.mode}), ${d}-dim tokens${failed > 0 ? `, ${failed} failed` : ''}\n`);
