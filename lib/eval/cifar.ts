@@ -47,14 +47,12 @@ const CIFAR_SIDE = 32;
 const CIFAR_PIXELS = CIFAR_SIDE * CIFAR_SIDE * 3;
 
 async function readFileOrFail(file: string, what: string): Promise<Buffer> {
-  try {
-    return await fs.readFile(file);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
+  return fs.readFile(file).catch((error: NodeJS.ErrnoException) => {
+    const code = error.code;
     if (code === 'ENOENT') throw new DoveError(`${file}: file not found (expected ${what})`, 'FILE_NOT_FOUND');
     if (code === 'EISDIR') throw new DoveError(`${file}: is a directory (expected ${what})`, 'INVALID_DATASET');
     throw new DoveError(`${file}: cannot read (${code ?? String(error)}); expected ${what}`, 'IO_ERROR');
-  }
+  });
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -130,13 +130,10 @@ export interface LengthDir {
 
 /** The `reconstruct-batch` layout: ROOT/<len>/ (integers, sorted) then ROOT/auto/ when present. */
 export async function lengthDirs(root: string): Promise<LengthDir[]> {
-  let entries;
-  try {
-    entries = await fs.readdir(root, { withFileTypes: true });
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
+  const entries = await fs.readdir(root, { withFileTypes: true }).catch((error: NodeJS.ErrnoException) => {
+    const code = error.code;
     throw new DoveError(`${root}: ${code === 'ENOENT' ? 'folder not found' : `cannot list (${code ?? String(error)})`}`, code === 'ENOENT' ? 'FILE_NOT_FOUND' : 'IO_ERROR');
-  }
+  });
   const dirs = entries.filter((e) => e.isDirectory());
   const numeric = dirs
     .filter((e) => /^\d+$/.test(e.name))
