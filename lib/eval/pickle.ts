@@ -77,28 +77,17 @@ export function readPickle(buf: Uint8Array, file: string): PyValue {
   const need = (n: number, at: number): void => {
     if (pos + n > buf.length) fail(file, at, `file ends early (needed ${n} more bytes, ${buf.length - pos} left): truncated download?`);
   };
-  const u8 = (at: number): number => {
-    need(1, at);
-    return buf[pos++]!;
-  };
-  const u16 = (at: number): number => {
-    need(2, at);
-    const v = view.getUint16(pos, true);
-    pos += 2;
-    return v;
-  };
-  const u32 = (at: number): number => {
-    need(4, at);
-    const v = view.getUint32(pos, true);
-    pos += 4;
-    return v;
-  };
-  const bytes = (n: number, at: number): Uint8Array => {
+  /** The next `n` bytes, read by `get` at their offset. */
+  const take = <T>(n: number, at: number, get: (offset: number) => T): T => {
     need(n, at);
-    const out = buf.subarray(pos, pos + n);
     pos += n;
-    return out;
+    return get(pos - n);
   };
+  const u8 = (at: number): number => take(1, at, (o) => buf[o]!);
+  const u16 = (at: number): number => take(2, at, (o) => view.getUint16(o, true));
+  const u32 = (at: number): number => take(4, at, (o) => view.getUint32(o, true));
+  const i32 = (at: number): number => take(4, at, (o) => view.getInt32(o, true));
+  const bytes = (n: number, at: number): Uint8Array => take(n, at, (o) => buf.subarray(o, o + n));
   const line = (at: number): string => {
     const end = buf.indexOf(0x0a, pos);
     if (end < 0) fail(file, at, 'expected a newline-terminated name');
@@ -241,9 +230,7 @@ export function readPickle(buf: Uint8Array, file: string): PyValue {
         break;
       }
       case 0x4a: // BININT (signed 32-bit)
-        need(4, at);
-        stack.push(view.getInt32(pos, true));
-        pos += 4;
+        stack.push(i32(at));
         break;
       case 0x4b: // BININT1
       case 0x4d: // BININT2
@@ -260,9 +247,7 @@ export function readPickle(buf: Uint8Array, file: string): PyValue {
         break;
       }
       case 0x47: // BINFLOAT (big-endian double)
-        need(8, at);
-        stack.push(view.getFloat64(pos, false));
-        pos += 8;
+        stack.push(take(8, at, (o) => view.getFloat64(o, false)));
         break;
       case 0x55: // SHORT_BINSTRING (Python 2 str): bytes
       case 0x43: // SHORT_BINBYTES
@@ -271,9 +256,7 @@ export function readPickle(buf: Uint8Array, file: string): PyValue {
         break;
       case 0x54: {
         // BINSTRING
-        need(4, at);
-        const n = view.getInt32(pos, true);
-        pos += 4;
+        const n = i32(at);
         if (n < 0) fail(file, at, 'negative string length');
         stack.push(bytes(n, at));
         break;
