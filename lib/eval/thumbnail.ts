@@ -18,25 +18,19 @@ function areaDown(x: Uint8Array, size: number, n: number): Float64Array {
     for (let ox = 0; ox < n; ox++) {
       const x0 = (ox * size) / n;
       const x1 = ((ox + 1) * size) / n;
-      let r = 0;
-      let g = 0;
-      let b = 0;
+      const sums = [0, 0, 0];
       let weights = 0;
       for (let y = Math.floor(y0); y < Math.ceil(y1); y++) {
         const wy = Math.min(y + 1, y1) - Math.max(y, y0);
         for (let xx = Math.floor(x0); xx < Math.ceil(x1); xx++) {
           const w = wy * (Math.min(xx + 1, x1) - Math.max(xx, x0));
           const i = (y * size + xx) * 3;
-          r += w * x[i]!;
-          g += w * x[i + 1]!;
-          b += w * x[i + 2]!;
+          for (let c = 0; c < 3; c++) sums[c]! += w * x[i + c]!;
           weights += w;
         }
       }
       const o = (oy * n + ox) * 3;
-      out[o] = r / weights;
-      out[o + 1] = g / weights;
-      out[o + 2] = b / weights;
+      for (let c = 0; c < 3; c++) out[o + c] = sums[c]! / weights;
     }
   }
   return out;
