@@ -53,8 +53,7 @@ function sendTokens(reply: FastifyReply, type: string, encoded: EncodedImage, mo
     );
     return reply.type(type).header('content-disposition', 'attachment; filename="tokens.safetensors"').send(bytes);
   }
-  const rows: number[][] = [];
-  for (let i = 0; i < length; i++) rows.push(Array.from(tokens.subarray(i * dim, (i + 1) * dim)));
+  const rows = Array.from({ length }, (_, i) => Array.from(tokens.subarray(i * dim, (i + 1) * dim)));
   return reply.type('application/json').send({ length, dim, slots, eosProbabilities: Array.from(encoded.eosProbabilities), tokens: rows });
 }
 
