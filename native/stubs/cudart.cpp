@@ -10,10 +10,7 @@ constexpr int kErrorInsufficientDriver = 35;  // cudaErrorInsufficientDriver (dr
 
 struct cudaDeviceProp;
 
-DOVE_STUB_API int cudaDeviceSynchronize() {
-  DOVE_FORWARD(kLibrary, cudaDeviceSynchronize);
-  return kErrorInsufficientDriver;
-}
+DOVE_STUB(kLibrary, kErrorInsufficientDriver, cudaDeviceSynchronize, ())
 
 DOVE_STUB_API int cudaDriverGetVersion(int* version) {
   DOVE_FORWARD(kLibrary, cudaDriverGetVersion, version);
@@ -33,10 +30,8 @@ DOVE_STUB_API int cudaGetDeviceCount(int* count) {
   return kErrorInsufficientDriver;
 }
 
-DOVE_STUB_API int cudaGetDeviceProperties(cudaDeviceProp* properties, int device) {
-  DOVE_FORWARD(kLibrary, cudaGetDeviceProperties, properties, device);
-  return kErrorInsufficientDriver;
-}
+DOVE_STUB(kLibrary, kErrorInsufficientDriver, cudaGetDeviceProperties, (cudaDeviceProp* properties, int device), properties,
+          device)
 
 DOVE_STUB_API const char* cudaGetErrorString(int error) {
   DOVE_FORWARD(kLibrary, cudaGetErrorString, error);

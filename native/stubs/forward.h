@@ -65,3 +65,9 @@ Fn real(std::atomic<void*>& slot, const char* fileName, const char* symbol) {
     static std::atomic<void*> slot{nullptr};                                            \
     if (auto realFn = dove_stub::real<decltype(&fn)>(slot, library, #fn)) return realFn(__VA_ARGS__); \
   } while (0)
+// A stub function that only forwards: without the real library it returns `failure`.
+#define DOVE_STUB(library, failure, fn, params, ...) \
+  DOVE_STUB_API int fn params {                      \
+    DOVE_FORWARD(library, fn, __VA_ARGS__);          \
+    return failure;                                  \
+  }
