@@ -284,6 +284,11 @@ class NativeWrap : public Napi::ObjectWrap<Wrap> {
   static void define(Napi::Env env, const Props& props) {
     addonState(env).classes[Wrap::kName] = Napi::Persistent(Napi::ObjectWrap<Wrap>::DefineClass(env, Wrap::kName, props));
   }
+  // An instance method run under guard(), so its body throws C++ exceptions freely.
+  template <Napi::Value (Wrap::*Method)(const Napi::CallbackInfo&)>
+  static typename Napi::ObjectWrap<Wrap>::PropertyDescriptor method(const char* name) {
+    return Napi::ObjectWrap<Wrap>::InstanceMethod(name, &NativeWrap::guarded<Method>);
+  }
   // JS thread: a new instance built from `payload`.
   static Napi::Value create(Napi::Env env, Payload& payload) {
     slot_ = &payload;
@@ -309,6 +314,11 @@ class NativeWrap : public Napi::ObjectWrap<Wrap> {
   Payload& payload() const { return *payload_; }
 
  private:
+  template <Napi::Value (Wrap::*Method)(const Napi::CallbackInfo&)>
+  Napi::Value guarded(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&] { return (static_cast<Wrap*>(this)->*Method)(info); });
+  }
+
   static inline thread_local Payload* slot_ = nullptr;
   Payload* payload_;
 };

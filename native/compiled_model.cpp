@@ -219,8 +219,8 @@ class CompiledWrap : public NativeWrap<CompiledWrap, CompiledPtr> {
         InstanceAccessor<&CompiledWrap::Device>("device"),
         InstanceAccessor<&CompiledWrap::Disposed>("disposed"),
         InstanceAccessor<&CompiledWrap::Metadata>("metadata"),
-        InstanceMethod<&CompiledWrap::Run>("run"),
-        InstanceMethod<&CompiledWrap::Dispose>("dispose"),
+        method<&CompiledWrap::Run>("run"),
+        method<&CompiledWrap::Dispose>("dispose"),
     });
   }
 
@@ -258,28 +258,26 @@ class CompiledWrap : public NativeWrap<CompiledWrap, CompiledPtr> {
 
   Napi::Value Run(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    return guard(env, [&]() -> Napi::Value {
-      DOVE_CHECK(!handle_->disposed, "DISPOSED", handle_->where() + " was used after dispose()");
-      DOVE_CHECK(info.Length() >= 1 && info[0].IsArray(), "INVALID_ARGUMENT", "Expected an array of tensors for run(inputs)");
-      Napi::Array array = info[0].As<Napi::Array>();
-      std::vector<at::Tensor> inputs;
-      for (uint32_t i = 0; i < array.Length(); ++i) inputs.push_back(unwrapTensor(array.Get(i), "input"));
-      CompiledPtr h = handle_;
-      // Checked on the JS thread, so a bad call rejects before it queues behind others.
-      auto checked = std::make_shared<std::vector<at::Tensor>>(checkedInputs(h->inputs, std::move(inputs), h->device, h->where()));
-      return executor_->submit(
-          env,
-          [h, checked]() -> c10::IValue {
-            std::lock_guard<std::mutex> lock(h->mutex);
-            DOVE_CHECK(!h->disposed, "DISPOSED", h->where() + " was disposed before it ran");
-            c10::InferenceMode inference;
-            std::vector<at::Tensor> outputs = h->loader->run(*checked);
-            checked->clear();
-            if (h->disposed) h->loader.reset();  // dispose() during the run could not free it
-            return c10::IValue(c10::List<at::Tensor>(outputs));
-          },
-          [](Napi::Env env, c10::IValue& result) { return fromIValue(env, result); });
-    });
+    DOVE_CHECK(!handle_->disposed, "DISPOSED", handle_->where() + " was used after dispose()");
+    DOVE_CHECK(info.Length() >= 1 && info[0].IsArray(), "INVALID_ARGUMENT", "Expected an array of tensors for run(inputs)");
+    Napi::Array array = info[0].As<Napi::Array>();
+    std::vector<at::Tensor> inputs;
+    for (uint32_t i = 0; i < array.Length(); ++i) inputs.push_back(unwrapTensor(array.Get(i), "input"));
+    CompiledPtr h = handle_;
+    // Checked on the JS thread, so a bad call rejects before it queues behind others.
+    auto checked = std::make_shared<std::vector<at::Tensor>>(checkedInputs(h->inputs, std::move(inputs), h->device, h->where()));
+    return executor_->submit(
+        env,
+        [h, checked]() -> c10::IValue {
+          std::lock_guard<std::mutex> lock(h->mutex);
+          DOVE_CHECK(!h->disposed, "DISPOSED", h->where() + " was disposed before it ran");
+          c10::InferenceMode inference;
+          std::vector<at::Tensor> outputs = h->loader->run(*checked);
+          checked->clear();
+          if (h->disposed) h->loader.reset();  // dispose() during the run could not free it
+          return c10::IValue(c10::List<at::Tensor>(outputs));
+        },
+        [](Napi::Env env, c10::IValue& result) { return fromIValue(env, result); });
   }
 
   Napi::Value Dispose(const Napi::CallbackInfo& info) {

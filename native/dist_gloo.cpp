@@ -10,7 +10,6 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #endif
 
-#include <cmath>
 #include <cstdlib>
 #include <sstream>
 
@@ -113,11 +112,11 @@ class GroupWrap : public NativeWrap<GroupWrap, GroupPtr> {
         InstanceAccessor<&GroupWrap::Rank>("rank"),
         InstanceAccessor<&GroupWrap::WorldSize>("worldSize"),
         InstanceAccessor<&GroupWrap::Backend>("backend"),
-        InstanceMethod<&GroupWrap::AllReduce>("allReduce"),
-        InstanceMethod<&GroupWrap::Broadcast>("broadcast"),
-        InstanceMethod<&GroupWrap::Barrier>("barrier"),
-        InstanceMethod<&GroupWrap::Agree>("agree"),
-        InstanceMethod<&GroupWrap::Dispose>("dispose"),
+        method<&GroupWrap::AllReduce>("allReduce"),
+        method<&GroupWrap::Broadcast>("broadcast"),
+        method<&GroupWrap::Barrier>("barrier"),
+        method<&GroupWrap::Agree>("agree"),
+        method<&GroupWrap::Dispose>("dispose"),
     });
   }
 
@@ -134,67 +133,59 @@ class GroupWrap : public NativeWrap<GroupWrap, GroupPtr> {
   Napi::Value Backend(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), group_->backendName); }
 
   Napi::Value AllReduce(const Napi::CallbackInfo& info) {
-    return guard(info.Env(), [&]() -> Napi::Value {
-      const GroupPtr& g = group();
-      at::Tensor tensor = unwrapTensor(info[0], "tensor");
-      std::string op = info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "";
-      DOVE_CHECK(op == "sum" || op == "avg", "INVALID_ARGUMENT",
-                 "Expected 'sum' or 'avg' for op but received " + info[1].ToString().Utf8Value());
-      DOVE_CHECK(tensor.is_contiguous(), "INVALID_ARGUMENT", "allReduce needs a contiguous tensor");
-      return collective(
-          info.Env(), "dove.allReduce", g,
-          [tensor, op](ProcessGroupHandle& group) mutable {
-            agree(group, "allReduce", "allReduce " + op + " of " + describeTensor(tensor));
-            std::vector<at::Tensor> tensors{tensor};
-            c10d::AllreduceOptions opts;
-            opts.reduceOp = c10d::ReduceOp::SUM;  // Gloo has no AVG: divide afterwards.
-            waitWork(group, group.backend->allreduce(tensors, opts), "allReduce");
-            if (op == "avg") tensor.div_(group.worldSize);
-          },
-          {info[0]}, JsInputs::of({tensor}));
-    });
+    const GroupPtr& g = group();
+    at::Tensor tensor = unwrapTensor(info[0], "tensor");
+    std::string op = info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "";
+    DOVE_CHECK(op == "sum" || op == "avg", "INVALID_ARGUMENT",
+               "Expected 'sum' or 'avg' for op but received " + info[1].ToString().Utf8Value());
+    DOVE_CHECK(tensor.is_contiguous(), "INVALID_ARGUMENT", "allReduce needs a contiguous tensor");
+    return collective(
+        info.Env(), "dove.allReduce", g,
+        [tensor, op](ProcessGroupHandle& group) mutable {
+          agree(group, "allReduce", "allReduce " + op + " of " + describeTensor(tensor));
+          std::vector<at::Tensor> tensors{tensor};
+          c10d::AllreduceOptions opts;
+          opts.reduceOp = c10d::ReduceOp::SUM;  // Gloo has no AVG: divide afterwards.
+          waitWork(group, group.backend->allreduce(tensors, opts), "allReduce");
+          if (op == "avg") tensor.div_(group.worldSize);
+        },
+        {info[0]}, JsInputs::of({tensor}));
   }
 
   Napi::Value Broadcast(const Napi::CallbackInfo& info) {
-    return guard(info.Env(), [&]() -> Napi::Value {
-      const GroupPtr& g = group();
-      at::Tensor tensor = unwrapTensor(info[0], "tensor");
-      const int64_t root = integerIn(info[1], "root", 0, g->worldSize - 1);
-      return collective(
-          info.Env(), "dove.broadcast", g,
-          [tensor, root](ProcessGroupHandle& group) {
-            agree(group, "broadcast", "broadcast from rank " + std::to_string(root) + " of " + describeTensor(tensor));
-            std::vector<at::Tensor> tensors{tensor};
-            c10d::BroadcastOptions opts;
-            opts.rootRank = root;
-            waitWork(group, group.backend->broadcast(tensors, opts), "broadcast");
-          },
-          {info[0]}, JsInputs::of({tensor}));
-    });
+    const GroupPtr& g = group();
+    at::Tensor tensor = unwrapTensor(info[0], "tensor");
+    const int64_t root = integerIn(info[1], "root", 0, g->worldSize - 1);
+    return collective(
+        info.Env(), "dove.broadcast", g,
+        [tensor, root](ProcessGroupHandle& group) {
+          agree(group, "broadcast", "broadcast from rank " + std::to_string(root) + " of " + describeTensor(tensor));
+          std::vector<at::Tensor> tensors{tensor};
+          c10d::BroadcastOptions opts;
+          opts.rootRank = root;
+          waitWork(group, group.backend->broadcast(tensors, opts), "broadcast");
+        },
+        {info[0]}, JsInputs::of({tensor}));
   }
 
   Napi::Value Barrier(const Napi::CallbackInfo& info) {
-    return guard(info.Env(), [&]() -> Napi::Value {
-      return collective(info.Env(), "dove.barrier", group(), [](ProcessGroupHandle& group) {
-        // A barrier as a one-element all-reduce: Gloo's barrier ignores the timeout of a
-        // peer that died before entering it on some versions; the all-reduce does not.
-        agree(group, "barrier", "barrier");
-        std::vector<at::Tensor> tensors{torch::zeros({1}, torch::device(group.device))};
-        waitWork(group, group.backend->allreduce(tensors), "barrier");
-      });
+    return collective(info.Env(), "dove.barrier", group(), [](ProcessGroupHandle& group) {
+      // A barrier as a one-element all-reduce: Gloo's barrier ignores the timeout of a
+      // peer that died before entering it on some versions; the all-reduce does not.
+      agree(group, "barrier", "barrier");
+      std::vector<at::Tensor> tensors{torch::zeros({1}, torch::device(group.device))};
+      waitWork(group, group.backend->allreduce(tensors), "barrier");
     });
   }
 
   Napi::Value Agree(const Napi::CallbackInfo& info) {
-    return guard(info.Env(), [&]() -> Napi::Value {
-      const GroupPtr& g = group();
-      DOVE_CHECK(info.Length() >= 2 && info[0].IsString() && info[1].IsString(), "INVALID_ARGUMENT",
-                 "Expected (what: string, description: string) for agree");
-      const std::string what = info[0].As<Napi::String>().Utf8Value();
-      const std::string description = info[1].As<Napi::String>().Utf8Value();
-      return collective(info.Env(), "dove.agree", g,
-                        [what, description](ProcessGroupHandle& group) { agree(group, what, description); });
-    });
+    const GroupPtr& g = group();
+    DOVE_CHECK(info.Length() >= 2 && info[0].IsString() && info[1].IsString(), "INVALID_ARGUMENT",
+               "Expected (what: string, description: string) for agree");
+    const std::string what = info[0].As<Napi::String>().Utf8Value();
+    const std::string description = info[1].As<Napi::String>().Utf8Value();
+    return collective(info.Env(), "dove.agree", g,
+                      [what, description](ProcessGroupHandle& group) { agree(group, what, description); });
   }
 
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
@@ -232,10 +223,8 @@ GroupPtr createGroup(const std::string& backend, int rank, int worldSize, const 
       auto store = connectStore(addr, port, rank, worldSize, group->timeout);
       group->backend = createNcclBackend(store, rank, worldSize, group->timeout, group->device);
       group->store = store;
-    } catch (const DoveException&) {
-      throw;
     } catch (...) {
-      rethrowDistributed(*group, "rendezvous");
+      rethrowDistributed(*group, "rendezvous");  // a DoveException as it is
     }
     return group;
   }

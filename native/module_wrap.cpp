@@ -60,15 +60,15 @@ class ModuleWrap : public NativeWrap<ModuleWrap, Loaded> {
         InstanceAccessor<&ModuleWrap::Training>("training"),
         InstanceAccessor<&ModuleWrap::Nbytes>("nbytes"),
         InstanceAccessor<&ModuleWrap::WeightsHash>("weightsHash"),
-        InstanceMethod<&ModuleWrap::MethodNames>("methodNames"),
-        InstanceMethod<&ModuleWrap::MethodSchema>("methodSchema"),
-        InstanceMethod<&ModuleWrap::Run>("run"),
-        InstanceMethod<&ModuleWrap::RunSync>("runSync"),
-        InstanceMethod<&ModuleWrap::Train>("train"),
-        InstanceMethod<&ModuleWrap::Parameters>("parameters"),
-        InstanceMethod<&ModuleWrap::NamedParameters>("namedParameters"),
-        InstanceMethod<&ModuleWrap::Save>("save"),
-        InstanceMethod<&ModuleWrap::Dispose>("dispose"),
+        method<&ModuleWrap::MethodNames>("methodNames"),
+        method<&ModuleWrap::MethodSchema>("methodSchema"),
+        method<&ModuleWrap::Run>("run"),
+        method<&ModuleWrap::RunSync>("runSync"),
+        method<&ModuleWrap::Train>("train"),
+        method<&ModuleWrap::Parameters>("parameters"),
+        method<&ModuleWrap::NamedParameters>("namedParameters"),
+        method<&ModuleWrap::Save>("save"),
+        method<&ModuleWrap::Dispose>("dispose"),
     });
   }
 
@@ -117,19 +117,17 @@ class ModuleWrap : public NativeWrap<ModuleWrap, Loaded> {
   Napi::Value Training(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), training_); }
 
   Napi::Value MethodNames(const Napi::CallbackInfo& info) {
-    return guard(info.Env(), [&] {
-      // Method lookup only reads the (immutable) class type: no lock, so it never waits on a run.
-      const auto methods = handle()->module.get_methods();
-      Napi::Array out = Napi::Array::New(info.Env(), methods.size());
-      for (std::size_t i = 0; i < methods.size(); ++i) out.Set(i, Napi::String::New(info.Env(), methods[i].name()));
-      return Napi::Value(out);
-    });
+    // Method lookup only reads the (immutable) class type: no lock, so it never waits on a run.
+    const auto methods = handle()->module.get_methods();
+    Napi::Array out = Napi::Array::New(info.Env(), methods.size());
+    for (std::size_t i = 0; i < methods.size(); ++i) out.Set(i, Napi::String::New(info.Env(), methods[i].name()));
+    return Napi::Value(out);
   }
 
   // The method called `name`. The last one found is kept: a caller looping over runSync asks for
   // the same method each time, and find_method is a scan with string compares plus a Method copy.
   // The cache holds the module object, so dispose() clears it.
-  const torch::jit::Method& method(const std::string& name) {
+  const torch::jit::Method& methodNamed(const std::string& name) {
     const auto& h = handle();
     if (lastMethod_ && lastMethodName_ == name) return *lastMethod_;
     std::optional<torch::jit::Method> found = h->module.find_method(name);
@@ -150,44 +148,40 @@ class ModuleWrap : public NativeWrap<ModuleWrap, Loaded> {
   }
 
   Napi::Value MethodSchema(const Napi::CallbackInfo& info) {
-    return guard(info.Env(), [&] {
-      std::ostringstream out;
-      out << method(methodName(info, "methodSchema(name)")).function().getSchema();
-      return Napi::Value(Napi::String::New(info.Env(), out.str()));
-    });
+    std::ostringstream out;
+    out << methodNamed(methodName(info, "methodSchema(name)")).function().getSchema();
+    return Napi::Value(Napi::String::New(info.Env(), out.str()));
   }
 
   Napi::Value Run(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    return guard(env, [&]() -> Napi::Value {
-      const std::string name = methodName(info, "run(method, args)");
-      DOVE_CHECK(info.Length() >= 2 && info[1].IsArray(), "INVALID_ARGUMENT",
-                 "Expected an array of arguments for run('" + name + "', args)");
-      const torch::jit::Method& m = method(name);
-      // Conversion happens here on the JS thread: JS values cannot be read from the worker.
-      auto args = std::make_shared<std::vector<c10::IValue>>(
-          argsForSchema(env, m.function().getSchema(), info[1].As<Napi::Array>()));
-      std::shared_ptr<ModuleHandle> h = handle();
-      const bool training = training_;  // the mode as of this call, whatever train() does later
-      // The function found above, not a second lookup by name on the worker. It belongs to the
-      // module's compilation unit, which lives until dispose() replaces the module under the
-      // mutex; the job uses it only after seeing, under that mutex, that dispose() has not run.
-      torch::jit::Function* fn = &m.function();
-      JsInputs inputs;
-      for (const c10::IValue& arg : *args) inputs.add(arg);
-      return executor_->submit(
-          env,
-          [h, name, fn, args, training]() -> c10::IValue {
-            std::lock_guard<std::mutex> lock(h->mutex);
-            DOVE_CHECK(!h->disposed, "DISPOSED", "Module '" + h->path + "' was disposed before '" + name + "' ran");
-            c10::IValue result = invokeLocked(*h, *fn, std::move(*args), training);
-            // dispose() during the run could not free the weights; do it now.
-            if (h->disposed) h->module = torch::jit::Module();
-            return result;
-          },
-          [](Napi::Env env, c10::IValue& result) { return fromIValue(env, result); }, std::move(inputs),
-          "run('" + name + "')");
-    });
+    const std::string name = methodName(info, "run(method, args)");
+    DOVE_CHECK(info.Length() >= 2 && info[1].IsArray(), "INVALID_ARGUMENT",
+               "Expected an array of arguments for run('" + name + "', args)");
+    const torch::jit::Method& m = methodNamed(name);
+    // Conversion happens here on the JS thread: JS values cannot be read from the worker.
+    auto args = std::make_shared<std::vector<c10::IValue>>(
+        argsForSchema(env, m.function().getSchema(), info[1].As<Napi::Array>()));
+    std::shared_ptr<ModuleHandle> h = handle();
+    const bool training = training_;  // the mode as of this call, whatever train() does later
+    // The function found above, not a second lookup by name on the worker. It belongs to the
+    // module's compilation unit, which lives until dispose() replaces the module under the
+    // mutex; the job uses it only after seeing, under that mutex, that dispose() has not run.
+    torch::jit::Function* fn = &m.function();
+    JsInputs inputs;
+    for (const c10::IValue& arg : *args) inputs.add(arg);
+    return executor_->submit(
+        env,
+        [h, name, fn, args, training]() -> c10::IValue {
+          std::lock_guard<std::mutex> lock(h->mutex);
+          DOVE_CHECK(!h->disposed, "DISPOSED", "Module '" + h->path + "' was disposed before '" + name + "' ran");
+          c10::IValue result = invokeLocked(*h, *fn, std::move(*args), training);
+          // dispose() during the run could not free the weights; do it now.
+          if (h->disposed) h->module = torch::jit::Module();
+          return result;
+        },
+        [](Napi::Env env, c10::IValue& result) { return fromIValue(env, result); }, std::move(inputs),
+        "run('" + name + "')");
   }
 
   // The same call on the JS thread, for methods so small that the hop to the module's thread and
@@ -195,94 +189,84 @@ class ModuleWrap : public NativeWrap<ModuleWrap, Loaded> {
   // order, and a training step holding the mutex may take seconds, so both are BUSY instead.
   Napi::Value RunSync(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    return guard(env, [&]() -> Napi::Value {
-      const std::string name = methodName(info, "runSync(method, args)");
-      DOVE_CHECK(info.Length() >= 2 && info[1].IsArray(), "INVALID_ARGUMENT",
-                 "Expected an array of arguments for runSync('" + name + "', args)");
-      const torch::jit::Method& m = method(name);
-      std::vector<c10::IValue> args = argsForSchema(env, m.function().getSchema(), info[1].As<Napi::Array>());
-      const std::shared_ptr<ModuleHandle>& h = handle();
-      DOVE_CHECK(executor_->pending() == 0, "BUSY",
-                 "runSync('" + name + "') on module '" + h->path + "' while " + std::to_string(executor_->pending()) +
-                     " async call(s) on it are queued or running; await them before calling runSync");
-      std::unique_lock<std::mutex> lock(h->mutex, std::try_to_lock);
-      DOVE_CHECK(lock.owns_lock(), "BUSY",
-                 "runSync('" + name + "') on module '" + h->path + "' while another native call (e.g. a training step) uses it");
-      applyThreadSettings();
-      c10::IValue result = invokeLocked(*h, m.function(), std::move(args), training_);
-      lock.unlock();
-      return fromIValue(env, result);
-    });
+    const std::string name = methodName(info, "runSync(method, args)");
+    DOVE_CHECK(info.Length() >= 2 && info[1].IsArray(), "INVALID_ARGUMENT",
+               "Expected an array of arguments for runSync('" + name + "', args)");
+    const torch::jit::Method& m = methodNamed(name);
+    std::vector<c10::IValue> args = argsForSchema(env, m.function().getSchema(), info[1].As<Napi::Array>());
+    const std::shared_ptr<ModuleHandle>& h = handle();
+    DOVE_CHECK(executor_->pending() == 0, "BUSY",
+               "runSync('" + name + "') on module '" + h->path + "' while " + std::to_string(executor_->pending()) +
+                   " async call(s) on it are queued or running; await them before calling runSync");
+    std::unique_lock<std::mutex> lock(h->mutex, std::try_to_lock);
+    DOVE_CHECK(lock.owns_lock(), "BUSY",
+               "runSync('" + name + "') on module '" + h->path + "' while another native call (e.g. a training step) uses it");
+    applyThreadSettings();
+    c10::IValue result = invokeLocked(*h, m.function(), std::move(args), training_);
+    lock.unlock();
+    return fromIValue(env, result);
   }
 
   Napi::Value Train(const Napi::CallbackInfo& info) {
-    return guard(info.Env(), [&] {
-      DOVE_CHECK(info.Length() >= 1 && info[0].IsBoolean(), "INVALID_ARGUMENT", "Expected boolean for train(on)");
-      const auto& h = handle();
-      training_ = info[0].As<Napi::Boolean>().Value();
-      // Each run applies the mode it was called with, so this never waits for a running call
-      // (switching under a running method would change dropout halfway through it). When the
-      // module is idle, apply it now so other users of the handle (the train engine) see it.
-      std::unique_lock<std::mutex> lock(h->mutex, std::try_to_lock);
-      if (lock.owns_lock()) h->module.train(training_);
-      return info.Env().Undefined();
-    });
+    DOVE_CHECK(info.Length() >= 1 && info[0].IsBoolean(), "INVALID_ARGUMENT", "Expected boolean for train(on)");
+    const auto& h = handle();
+    training_ = info[0].As<Napi::Boolean>().Value();
+    // Each run applies the mode it was called with, so this never waits for a running call
+    // (switching under a running method would change dropout halfway through it). When the
+    // module is idle, apply it now so other users of the handle (the train engine) see it.
+    std::unique_lock<std::mutex> lock(h->mutex, std::try_to_lock);
+    if (lock.owns_lock()) h->module.train(training_);
+    return info.Env().Undefined();
   }
 
   Napi::Value Parameters(const Napi::CallbackInfo& info) {
-    return guard(info.Env(), [&] {
-      const auto& h = handle();
-      // No lock: listing parameters only reads the module's slots, as a running method does, so
-      // it never waits for a long call.
-      std::vector<at::Tensor> params;
-      for (const at::Tensor& p : h->module.parameters(true)) params.push_back(p);
-      Napi::Array out = Napi::Array::New(info.Env(), params.size());
-      for (std::size_t i = 0; i < params.size(); ++i) out.Set(i, wrapTensor(info.Env(), params[i]));
-      return Napi::Value(out);
-    });
+    const auto& h = handle();
+    // No lock: listing parameters only reads the module's slots, as a running method does, so
+    // it never waits for a long call.
+    std::vector<at::Tensor> params;
+    for (const at::Tensor& p : h->module.parameters(true)) params.push_back(p);
+    Napi::Array out = Napi::Array::New(info.Env(), params.size());
+    for (std::size_t i = 0; i < params.size(); ++i) out.Set(i, wrapTensor(info.Env(), params[i]));
+    return Napi::Value(out);
   }
 
   Napi::Value NamedParameters(const Napi::CallbackInfo& info) {
-    return guard(info.Env(), [&] {
-      const auto& h = handle();
-      std::vector<std::pair<std::string, at::Tensor>> params;
-      for (const auto& p : h->module.named_parameters(true)) params.emplace_back(p.name, p.value);
-      Napi::Object out = Napi::Object::New(info.Env());
-      for (const auto& [name, tensor] : params) out.Set(name, wrapTensor(info.Env(), tensor));
-      return Napi::Value(out);
-    });
+    const auto& h = handle();
+    std::vector<std::pair<std::string, at::Tensor>> params;
+    for (const auto& p : h->module.named_parameters(true)) params.emplace_back(p.name, p.value);
+    Napi::Object out = Napi::Object::New(info.Env());
+    for (const auto& [name, tensor] : params) out.Set(name, wrapTensor(info.Env(), tensor));
+    return Napi::Value(out);
   }
 
   Napi::Value Save(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    return guard(env, [&]() -> Napi::Value {
-      DOVE_CHECK(info.Length() >= 1 && info[0].IsString(), "INVALID_ARGUMENT", "Expected path string for save(path, extraFiles)");
-      const std::string path = info[0].As<Napi::String>().Utf8Value();
-      DOVE_CHECK(!path.empty(), "INVALID_ARGUMENT", "Expected a non-empty path for save(path, extraFiles)");
-      torch::jit::ExtraFilesMap extra;
-      if (info.Length() >= 2 && !info[1].IsUndefined() && !info[1].IsNull()) {
-        DOVE_CHECK(info[1].IsObject() && !info[1].IsArray(), "INVALID_ARGUMENT",
-                   "Expected an object of name -> string for extraFiles of save(path, extraFiles)");
-        Napi::Object files = info[1].As<Napi::Object>();
-        Napi::Array names = files.GetPropertyNames();
-        for (uint32_t i = 0; i < names.Length(); ++i) {
-          const std::string name = names.Get(i).ToString().Utf8Value();
-          Napi::Value content = files.Get(name);
-          DOVE_CHECK(content.IsString(), "INVALID_ARGUMENT", "Expected string content for extraFiles['" + name + "']");
-          extra[name] = content.As<Napi::String>().Utf8Value();
-        }
+    DOVE_CHECK(info.Length() >= 1 && info[0].IsString(), "INVALID_ARGUMENT", "Expected path string for save(path, extraFiles)");
+    const std::string path = info[0].As<Napi::String>().Utf8Value();
+    DOVE_CHECK(!path.empty(), "INVALID_ARGUMENT", "Expected a non-empty path for save(path, extraFiles)");
+    torch::jit::ExtraFilesMap extra;
+    if (info.Length() >= 2 && !info[1].IsUndefined() && !info[1].IsNull()) {
+      DOVE_CHECK(info[1].IsObject() && !info[1].IsArray(), "INVALID_ARGUMENT",
+                 "Expected an object of name -> string for extraFiles of save(path, extraFiles)");
+      Napi::Object files = info[1].As<Napi::Object>();
+      Napi::Array names = files.GetPropertyNames();
+      for (uint32_t i = 0; i < names.Length(); ++i) {
+        const std::string name = names.Get(i).ToString().Utf8Value();
+        Napi::Value content = files.Get(name);
+        DOVE_CHECK(content.IsString(), "INVALID_ARGUMENT", "Expected string content for extraFiles['" + name + "']");
+        extra[name] = content.As<Napi::String>().Utf8Value();
       }
-      std::shared_ptr<ModuleHandle> h = handle();
-      return executor_->submit(
-          env,
-          [h, path, extra]() -> c10::IValue {
-            std::lock_guard<std::mutex> lock(h->mutex);
-            DOVE_CHECK(!h->disposed, "DISPOSED", "Module '" + h->path + "' was disposed before save");
-            saveAtomically(h->module, path, extra);
-            return c10::IValue();
-          },
-          [](Napi::Env env, c10::IValue&) { return env.Undefined(); });
-    });
+    }
+    std::shared_ptr<ModuleHandle> h = handle();
+    return executor_->submit(
+        env,
+        [h, path, extra]() -> c10::IValue {
+          std::lock_guard<std::mutex> lock(h->mutex);
+          DOVE_CHECK(!h->disposed, "DISPOSED", "Module '" + h->path + "' was disposed before save");
+          saveAtomically(h->module, path, extra);
+          return c10::IValue();
+        },
+        [](Napi::Env env, c10::IValue&) { return env.Undefined(); });
   }
 
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
@@ -310,7 +294,7 @@ class ModuleWrap : public NativeWrap<ModuleWrap, Loaded> {
   std::shared_ptr<ModuleHandle> handle_;
   std::shared_ptr<ModuleExecutor> executor_;
   bool training_ = false;  // JS-thread view of the mode; loadOnWorker leaves modules in eval
-  std::optional<torch::jit::Method> lastMethod_;  // see method()
+  std::optional<torch::jit::Method> lastMethod_;  // see methodNamed()
   std::string lastMethodName_;
   Napi::ObjectReference extraFiles_;
   int64_t nbytes_ = 0;

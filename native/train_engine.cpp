@@ -14,7 +14,6 @@
 
 #include <cmath>
 #include <map>
-#include <sstream>
 
 namespace dove {
 namespace {
@@ -432,11 +431,11 @@ class EngineWrap : public NativeWrap<EngineWrap, EnginePtr> {
   static void define(Napi::Env env) {
     NativeWrap::define(env, {
         InstanceAccessor<&EngineWrap::Step>("step"),
-        InstanceMethod<&EngineWrap::TrainStep>("trainStep"),
-        InstanceMethod<&EngineWrap::SaveState>("saveState"),
-        InstanceMethod<&EngineWrap::LoadState>("loadState"),
-        InstanceMethod<&EngineWrap::SetProcessGroup>("setProcessGroup"),
-        InstanceMethod<&EngineWrap::Dispose>("dispose"),
+        method<&EngineWrap::TrainStep>("trainStep"),
+        method<&EngineWrap::SaveState>("saveState"),
+        method<&EngineWrap::LoadState>("loadState"),
+        method<&EngineWrap::SetProcessGroup>("setProcessGroup"),
+        method<&EngineWrap::Dispose>("dispose"),
     });
   }
 
@@ -455,55 +454,49 @@ class EngineWrap : public NativeWrap<EngineWrap, EnginePtr> {
 
   Napi::Value TrainStep(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    return guard(env, [&]() -> Napi::Value {
-      EnginePtr e = engine();
-      DOVE_CHECK(info[0].IsArray(), "INVALID_ARGUMENT", "Expected an array of forward arguments for trainStep");
-      // dispose() runs on this thread and is the only thing that replaces the module: the
-      // schema can be read without the mutex once it has not run.
-      DOVE_CHECK(!e->module->disposed, "DISPOSED", "module used after dispose()");
-      const auto& schema = e->module->module.get_method("forward").function().getSchema();
-      // argsForSchema skips `self`; the method call adds it back.
-      std::vector<c10::IValue> inputs = argsForSchema(env, schema, info[0].As<Napi::Array>());
-      JsInputs jsInputs;
-      for (const c10::IValue& input : inputs) jsInputs.add(input);
-      return PromiseWorker<StepOutput>::Start(
-          env, "dove.trainStep", [e, inputs, group = group_]() mutable { return runStep(*e, std::move(inputs), group); },
-          [](Napi::Env env, StepOutput& out) -> Napi::Value {
-            Napi::Object result = Napi::Object::New(env);
-            Napi::Object parts = Napi::Object::New(env);
-            for (auto& [name, value] : out.parts) parts.Set(name, Napi::Number::New(env, value));
-            result.Set("parts", parts);
-            result.Set("lr", Napi::Number::New(env, out.lr));
-            result.Set("gradNorm", Napi::Number::New(env, out.gradNorm));
-            result.Set("step", Napi::Number::New(env, double(out.step)));
-            result.Set("accumulated", Napi::Boolean::New(env, out.accumulated));
-            return result;
-          },
-          {info[0]}, std::move(jsInputs));
-    });
+    EnginePtr e = engine();
+    DOVE_CHECK(info[0].IsArray(), "INVALID_ARGUMENT", "Expected an array of forward arguments for trainStep");
+    // dispose() runs on this thread and is the only thing that replaces the module: the
+    // schema can be read without the mutex once it has not run.
+    DOVE_CHECK(!e->module->disposed, "DISPOSED", "module used after dispose()");
+    const auto& schema = e->module->module.get_method("forward").function().getSchema();
+    // argsForSchema skips `self`; the method call adds it back.
+    std::vector<c10::IValue> inputs = argsForSchema(env, schema, info[0].As<Napi::Array>());
+    JsInputs jsInputs;
+    for (const c10::IValue& input : inputs) jsInputs.add(input);
+    return PromiseWorker<StepOutput>::Start(
+        env, "dove.trainStep", [e, inputs, group = group_]() mutable { return runStep(*e, std::move(inputs), group); },
+        [](Napi::Env env, StepOutput& out) -> Napi::Value {
+          Napi::Object result = Napi::Object::New(env);
+          Napi::Object parts = Napi::Object::New(env);
+          for (auto& [name, value] : out.parts) parts.Set(name, Napi::Number::New(env, value));
+          result.Set("parts", parts);
+          result.Set("lr", Napi::Number::New(env, out.lr));
+          result.Set("gradNorm", Napi::Number::New(env, out.gradNorm));
+          result.Set("step", Napi::Number::New(env, double(out.step)));
+          result.Set("accumulated", Napi::Boolean::New(env, out.accumulated));
+          return result;
+        },
+        {info[0]}, std::move(jsInputs));
   }
 
   template <void (*Job)(Engine&, const std::string&)>
   Napi::Value StateFile(const Napi::CallbackInfo& info, const char* name, const char* resource) {
     Napi::Env env = info.Env();
-    return guard(env, [&]() -> Napi::Value {
-      EnginePtr e = engine();
-      const std::string path = stringArg(info[0], std::string("a file path for ") + name);
-      return PromiseWorker<bool>::Start(
-          env, resource, [e, path]() { Job(*e, path); return true; },
-          [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
-    });
+    EnginePtr e = engine();
+    const std::string path = stringArg(info[0], std::string("a file path for ") + name);
+    return PromiseWorker<bool>::Start(
+        env, resource, [e, path]() { Job(*e, path); return true; },
+        [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
   }
   Napi::Value SaveState(const Napi::CallbackInfo& info) { return StateFile<saveState>(info, "saveState", "dove.saveState"); }
   Napi::Value LoadState(const Napi::CallbackInfo& info) { return StateFile<loadState>(info, "loadState", "dove.loadState"); }
 
   // Applies to the steps called from now on; a step already called keeps the group it was called with.
   Napi::Value SetProcessGroup(const Napi::CallbackInfo& info) {
-    return guard(info.Env(), [&]() -> Napi::Value {
-      engine();
-      group_ = given(info[0]) ? unwrapProcessGroup(info[0]) : nullptr;
-      return info.Env().Undefined();
-    });
+    engine();
+    group_ = given(info[0]) ? unwrapProcessGroup(info[0]) : nullptr;
+    return info.Env().Undefined();
   }
 
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
