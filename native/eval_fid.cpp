@@ -2,6 +2,7 @@
 // between two Gaussians, both in float64 on the CPU (float32 loses several digits in the trace of a
 // 2048x2048 matrix square root, which is the whole signal FID measures).
 #include "common.h"
+#include "shape_math.h"
 
 #include <c10/core/InferenceMode.h>
 
@@ -15,20 +16,22 @@ at::Tensor asCpuDouble(const at::Tensor& t) {
   return t.to(at::kCPU, at::kDouble).contiguous();
 }
 
-std::string shapeString(const at::Tensor& t) {
-  std::ostringstream out;
-  out << t.sizes();
-  return out.str();
-}
-
 void requireFinite(const at::Tensor& t, const std::string& name) {
   DOVE_CHECK(at::isfinite(t).all().item<bool>(), "INVALID_ARGUMENT",
              "Expected only finite values in " + name + " but it contains NaN or Inf");
 }
 
-void requireFloating(const at::Tensor& t, const std::string& name) {
+// The floating-point tensor argument `name` (DTYPE_MISMATCH for another dtype).
+at::Tensor floatingTensor(Napi::Value value, const char* name) {
+  at::Tensor t = unwrapTensor(value, name);
   DOVE_CHECK(at::isFloatingType(t.scalar_type()), "DTYPE_MISMATCH",
-             "Expected a floating-point tensor for " + name + " but received " + dtypeName(t.scalar_type()));
+             std::string("Expected a floating-point tensor for ") + name + " but received " + dtypeName(t.scalar_type()));
+  return t;
+}
+
+// A squared distance: a negative result within rounding of the traces is an exact zero.
+double clampedFid(double fid, double trace1, double trace2) {
+  return fid < 0 && fid > -1e-9 * std::max(trace1 + trace2, 1.0) ? 0.0 : fid;
 }
 
 // Symmetric square root of a covariance: V diag(sqrt(max(l, 0))) V^T. Covariances estimated from
@@ -74,10 +77,7 @@ double frechet(const at::Tensor& mu1In, const at::Tensor& sigma1In, const at::Te
   const double meanTerm = at::dot(diff, diff).item<double>();
   const double trace1 = sigma1.trace().item<double>();
   const double trace2 = sigma2.trace().item<double>();
-  double fid = meanTerm + trace1 + trace2 - 2.0 * traceCovmean;
-  // A squared distance: a negative result within rounding of the traces is an exact zero.
-  if (fid < 0 && fid > -1e-9 * std::max(trace1 + trace2, 1.0)) fid = 0.0;
-  return fid;
+  return clampedFid(meanTerm + trace1 + trace2 - 2.0 * traceCovmean, trace1, trace2);
 }
 
 Napi::Value FrechetDistance(const Napi::CallbackInfo& info) {
@@ -85,25 +85,21 @@ Napi::Value FrechetDistance(const Napi::CallbackInfo& info) {
   DOVE_CHECK(info.Length() == 4, "INVALID_ARGUMENT",
              "Expected 4 arguments (mu1, sigma1, mu2, sigma2) for frechetDistance but received " +
                  std::to_string(info.Length()));
-  at::Tensor mu1 = unwrapTensor(info[0], "mu1");
-  at::Tensor sigma1 = unwrapTensor(info[1], "sigma1");
-  at::Tensor mu2 = unwrapTensor(info[2], "mu2");
-  at::Tensor sigma2 = unwrapTensor(info[3], "sigma2");
-  requireFloating(mu1, "mu1");
-  requireFloating(sigma1, "sigma1");
-  requireFloating(mu2, "mu2");
-  requireFloating(sigma2, "sigma2");
+  at::Tensor mu1 = floatingTensor(info[0], "mu1");
+  at::Tensor sigma1 = floatingTensor(info[1], "sigma1");
+  at::Tensor mu2 = floatingTensor(info[2], "mu2");
+  at::Tensor sigma2 = floatingTensor(info[3], "sigma2");
   DOVE_CHECK(mu1.dim() == 1 && mu1.size(0) > 0, "SHAPE_MISMATCH",
-             "Expected mu1 of shape (D) but received " + shapeString(mu1));
+             "Expected mu1 of shape (D) but received " + shape::toString(mu1.sizes()));
   const int64_t d = mu1.size(0);
   DOVE_CHECK(mu2.dim() == 1 && mu2.size(0) == d, "SHAPE_MISMATCH",
-             "Expected mu2 of shape (" + std::to_string(d) + ") but received " + shapeString(mu2));
+             "Expected mu2 of shape (" + std::to_string(d) + ") but received " + shape::toString(mu2.sizes()));
   DOVE_CHECK(sigma1.dim() == 2 && sigma1.size(0) == d && sigma1.size(1) == d, "SHAPE_MISMATCH",
              "Expected sigma1 of shape (" + std::to_string(d) + ", " + std::to_string(d) + ") but received " +
-                 shapeString(sigma1));
+                 shape::toString(sigma1.sizes()));
   DOVE_CHECK(sigma2.dim() == 2 && sigma2.size(0) == d && sigma2.size(1) == d, "SHAPE_MISMATCH",
              "Expected sigma2 of shape (" + std::to_string(d) + ", " + std::to_string(d) + ") but received " +
-                 shapeString(sigma2));
+                 shape::toString(sigma2.sizes()));
   return PromiseWorker<double>::Start(
       env, "dove.frechetDistance", [=]() { return frechet(mu1, sigma1, mu2, sigma2); },
       [](Napi::Env env, double& value) -> Napi::Value { return Napi::Number::New(env, value); },
@@ -130,10 +126,9 @@ Napi::Value GaussianStatistics(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   DOVE_CHECK(info.Length() == 1, "INVALID_ARGUMENT",
              "Expected 1 argument (features) for gaussianStatistics but received " + std::to_string(info.Length()));
-  at::Tensor features = unwrapTensor(info[0], "features");
-  requireFloating(features, "features");
+  at::Tensor features = floatingTensor(info[0], "features");
   DOVE_CHECK(features.dim() == 2, "SHAPE_MISMATCH",
-             "Expected features of shape (N, D) but received " + shapeString(features));
+             "Expected features of shape (N, D) but received " + shape::toString(features.sizes()));
   DOVE_CHECK(features.size(0) >= 2, "INVALID_ARGUMENT",
              "Expected at least 2 feature rows for a covariance but received " + std::to_string(features.size(0)));
   return PromiseWorker<GaussianStats>::Start(
@@ -170,9 +165,7 @@ double frechetFromFeatures(const at::Tensor& f1In, const at::Tensor& f2In) {
   auto m = at::matmul(c1, c2.transpose(0, 1)) / std::sqrt(static_cast<double>(n1 - 1) * static_cast<double>(n2 - 1));
   const double traceCovmean = at::linalg_svdvals(m).sum().item<double>();
   auto diff = mu1 - mu2;
-  double fid = at::dot(diff, diff).item<double>() + trace1 + trace2 - 2.0 * traceCovmean;
-  if (fid < 0 && fid > -1e-9 * std::max(trace1 + trace2, 1.0)) fid = 0.0;
-  return fid;
+  return clampedFid(at::dot(diff, diff).item<double>() + trace1 + trace2 - 2.0 * traceCovmean, trace1, trace2);
 }
 
 Napi::Value FrechetDistanceFromFeatures(const Napi::CallbackInfo& info) {
@@ -180,15 +173,13 @@ Napi::Value FrechetDistanceFromFeatures(const Napi::CallbackInfo& info) {
   DOVE_CHECK(info.Length() == 2, "INVALID_ARGUMENT",
              "Expected 2 arguments (features1, features2) for frechetDistanceFromFeatures but received " +
                  std::to_string(info.Length()));
-  at::Tensor f1 = unwrapTensor(info[0], "features1");
-  at::Tensor f2 = unwrapTensor(info[1], "features2");
-  requireFloating(f1, "features1");
-  requireFloating(f2, "features2");
+  at::Tensor f1 = floatingTensor(info[0], "features1");
+  at::Tensor f2 = floatingTensor(info[1], "features2");
   DOVE_CHECK(f1.dim() == 2 && f1.size(0) >= 2 && f1.size(1) > 0, "SHAPE_MISMATCH",
-             "Expected features1 of shape (N, D) with N >= 2 but received " + shapeString(f1));
+             "Expected features1 of shape (N, D) with N >= 2 but received " + shape::toString(f1.sizes()));
   DOVE_CHECK(f2.dim() == 2 && f2.size(0) >= 2 && f2.size(1) == f1.size(1), "SHAPE_MISMATCH",
              "Expected features2 of shape (M, " + std::to_string(f1.size(1)) + ") with M >= 2 but received " +
-                 shapeString(f2));
+                 shape::toString(f2.sizes()));
   return PromiseWorker<double>::Start(
       env, "dove.frechetDistanceFromFeatures", [=]() { return frechetFromFeatures(f1, f2); },
       [](Napi::Env env, double& value) -> Napi::Value { return Napi::Number::New(env, value); },

@@ -2,12 +2,12 @@
 // pixels) with libtorch on a worker thread. Reports per-epoch train loss, train top-1 and test
 // top-1/top-5 through an optional JS callback, so long probes show progress as they go.
 #include "common.h"
+#include "shape_math.h"
 
 #include <atomic>
 #include <future>
 #include <memory>
 #include <optional>
-#include <sstream>
 
 namespace dove {
 namespace {
@@ -37,12 +37,6 @@ struct ProbeResult {
   at::Tensor mean;    // (D) feature mean used for standardisation (zeros when off)
   at::Tensor scale;   // (D) feature 1/std used for standardisation (ones when off)
 };
-
-std::string shapeString(const at::Tensor& t) {
-  std::ostringstream out;
-  out << t.sizes();
-  return out.str();
-}
 
 Napi::Object metricsToJs(Napi::Env env, const EpochMetrics& m) {
   Napi::Object o = Napi::Object::New(env);
@@ -195,16 +189,16 @@ Napi::Value TrainLinearProbe(const Napi::CallbackInfo& info) {
   DOVE_CHECK(testY.scalar_type() == at::kLong || testY.scalar_type() == at::kInt, "DTYPE_MISMATCH",
              "Expected int64 or int32 testLabels but received " + dtypeName(testY.scalar_type()));
   DOVE_CHECK(trainX.dim() == 2 && trainX.size(0) > 0 && trainX.size(1) > 0, "SHAPE_MISMATCH",
-             "Expected trainFeatures of shape (N, D) with N, D > 0 but received " + shapeString(trainX));
+             "Expected trainFeatures of shape (N, D) with N, D > 0 but received " + shape::toString(trainX.sizes()));
   DOVE_CHECK(testX.dim() == 2 && testX.size(1) == trainX.size(1), "SHAPE_MISMATCH",
              "Expected testFeatures of shape (M, " + std::to_string(trainX.size(1)) + ") but received " +
-                 shapeString(testX));
+                 shape::toString(testX.sizes()));
   DOVE_CHECK(trainY.dim() == 1 && trainY.size(0) == trainX.size(0), "SHAPE_MISMATCH",
              "Expected trainLabels of shape (" + std::to_string(trainX.size(0)) + ") but received " +
-                 shapeString(trainY));
+                 shape::toString(trainY.sizes()));
   DOVE_CHECK(testY.dim() == 1 && testY.size(0) == testX.size(0), "SHAPE_MISMATCH",
              "Expected testLabels of shape (" + std::to_string(testX.size(0)) + ") but received " +
-                 shapeString(testY));
+                 shape::toString(testY.sizes()));
 
   ProbeOptions opt;
   opt.numClasses = integerIn(o.Get("numClasses"), "numClasses", 2, 1e6);
