@@ -224,16 +224,12 @@ void scanNode(const torch::jit::Node* node, const std::string& where, std::optio
     }
     return std::nullopt;
   };
-  for (const torch::jit::Value* v : node->inputs()) {
-    if (auto name = nativeClass(v)) {
-      found = Finding{"uses the native class " + *name + " (C++ code outside TorchScript)", where};
-      return;
-    }
-  }
-  for (const torch::jit::Value* v : node->outputs()) {
-    if (auto name = nativeClass(v)) {
-      found = Finding{"uses the native class " + *name + " (C++ code outside TorchScript)", where};
-      return;
+  for (const auto values : {node->inputs(), node->outputs()}) {
+    for (const torch::jit::Value* v : values) {
+      if (auto name = nativeClass(v)) {
+        found = Finding{"uses the native class " + *name + " (C++ code outside TorchScript)", where};
+        return;
+      }
     }
   }
   for (const torch::jit::Block* sub : node->blocks()) scanBlock(sub, where, found);

@@ -12,7 +12,6 @@
 #include <c10/core/ScalarType.h>
 
 #include <cstring>
-#include <map>
 #include <memory>
 #include <vector>
 
@@ -43,9 +42,10 @@ struct Value {
   int64_t bytes = 0;     // tensors: bytes of the storage they view
 };
 
-Ref make(Value::Kind kind) {
+Ref make(Value::Kind kind, int64_t integer = 0) {
   auto v = std::make_shared<Value>();
   v->kind = kind;
+  v->integer = integer;
   return v;
 }
 
@@ -65,18 +65,30 @@ const char* kindName(Value::Kind kind) {
   return "a value";
 }
 
-// The dtypes a storage record may hold: the dense ones TorchScript archives use. Quantized,
-// 8-bit float, bit and unsigned wide types are refused (libtorch would index its tables with any
-// integer it finds here).
+// The dtypes a storage may hold, by their torch.*Storage names: the dense ones TorchScript archives
+// use. Quantized, 8-bit float, bit and unsigned wide types are refused (libtorch would index its
+// tables with any integer it finds in a storage record).
+constexpr std::pair<const char*, at::ScalarType> kStorages[] = {
+    {"ByteStorage", at::kByte},   {"CharStorage", at::kChar},     {"ShortStorage", at::kShort},
+    {"IntStorage", at::kInt},     {"LongStorage", at::kLong},     {"HalfStorage", at::kHalf},
+    {"FloatStorage", at::kFloat}, {"DoubleStorage", at::kDouble}, {"ComplexFloatStorage", at::kComplexFloat},
+    {"ComplexDoubleStorage", at::kComplexDouble}, {"BoolStorage", at::kBool}, {"BFloat16Storage", at::kBFloat16},
+};
+
 std::optional<at::ScalarType> storageDtype(int64_t code) {
-  static const at::ScalarType allowed[] = {
-      at::kByte, at::kChar, at::kShort, at::kInt, at::kLong, at::kHalf, at::kFloat, at::kDouble,
-      at::kComplexFloat, at::kComplexDouble, at::kBool, at::kBFloat16,
-  };
-  for (at::ScalarType t : allowed) {
-    if (static_cast<int64_t>(t) == code) return t;
+  for (const auto& [name, type] : kStorages) {
+    if (static_cast<int64_t>(type) == code) return type;
   }
   return std::nullopt;
+}
+
+bool isDevice(const std::string& text) {
+  try {
+    c10::Device device(text);
+    return true;
+  } catch (const std::exception&) {
+    return false;
+  }
 }
 
 enum class Global {
@@ -196,12 +208,7 @@ class Checker {
       case 'j': memoGet(read<uint32_t>()); break;
       case '(': marks_.push_back(stack_.size()); break;
       case 0x88:
-      case 0x89: {
-        Ref v = make(Value::Kind::Bool);
-        v->integer = op == 0x88;
-        push(v);
-        break;
-      }
+      case 0x89: push(make(Value::Kind::Bool, op == 0x88)); break;
       case 'N': push(make(Value::Kind::None)); break;
       case 'K': pushInt(read<uint8_t>()); break;
       case 'M': pushInt(read<uint16_t>()); break;
@@ -232,31 +239,14 @@ class Checker {
         break;
       }
       case 'l': push(collect(Value::Kind::List, popMark())); break;
-      case 'e': {
-        const std::size_t mark = popMark();
-        if (mark == 0) bad("APPENDS without a list below its MARK");
-        Value& list = *stack_[mark - 1];
-        requireMutable(list, Value::Kind::List, "APPENDS");
-        for (std::size_t i = mark; i < stack_.size(); ++i) adopt(list, stack_[i]);
-        stack_.resize(mark);
-        break;
-      }
+      case 'e': extendBelowMark(Value::Kind::List, "APPENDS"); break;
       case 'd': {
         const std::size_t mark = popMark();
         if ((stack_.size() - mark) % 2 != 0) bad("builds a dict from an odd number of values");
         push(collect(Value::Kind::Dict, mark));
         break;
       }
-      case 'u': {
-        const std::size_t mark = popMark();
-        if (mark == 0) bad("SETITEMS without a dict below its MARK");
-        if ((stack_.size() - mark) % 2 != 0) bad("SETITEMS with an odd number of values");
-        Value& dict = *stack_[mark - 1];
-        requireMutable(dict, Value::Kind::Dict, "SETITEMS");
-        for (std::size_t i = mark; i < stack_.size(); ++i) adopt(dict, stack_[i]);
-        stack_.resize(mark);
-        break;
-      }
+      case 'u': extendBelowMark(Value::Kind::Dict, "SETITEMS"); break;
       case 's': {
         if (stack_.size() < 3) bad("SETITEM with fewer than 3 values on its stack");
         Value& dict = *stack_[stack_.size() - 3];
@@ -279,10 +269,17 @@ class Checker {
     }
   }
 
-  void pushInt(int64_t value) {
-    Ref v = make(Value::Kind::Int);
-    v->integer = value;
-    push(v);
+  void pushInt(int64_t value) { push(make(Value::Kind::Int, value)); }
+  // APPENDS / SETITEMS: the values above the last MARK go into the list / dict below it.
+  void extendBelowMark(Value::Kind kind, const char* op) {
+    const std::size_t mark = popMark();
+    const bool dict = kind == Value::Kind::Dict;
+    if (mark == 0) bad(std::string(op) + " without a " + (dict ? "dict" : "list") + " below its MARK");
+    if (dict && (stack_.size() - mark) % 2 != 0) bad(std::string(op) + " with an odd number of values");
+    Value& container = *stack_[mark - 1];
+    requireMutable(container, kind, op);
+    for (std::size_t i = mark; i < stack_.size(); ++i) adopt(container, stack_[i]);
+    stack_.resize(mark);
   }
   void memoPut(std::size_t id) {
     // libtorch fills a gap up to any id with empty values (a 4-byte id could ask for billions);
@@ -319,14 +316,9 @@ class Checker {
     if (module == "collections" && name == "OrderedDict") return entry(Global::OrderedDict);
     if (module == "torch" && name == "device") return entry(Global::Device);
     if (module == "torch") {
-      static const std::map<std::string, at::ScalarType> storages = {
-          {"ByteStorage", at::kByte},     {"CharStorage", at::kChar},         {"ShortStorage", at::kShort},
-          {"IntStorage", at::kInt},       {"LongStorage", at::kLong},         {"HalfStorage", at::kHalf},
-          {"FloatStorage", at::kFloat},   {"DoubleStorage", at::kDouble},     {"ComplexFloatStorage", at::kComplexFloat},
-          {"ComplexDoubleStorage", at::kComplexDouble}, {"BoolStorage", at::kBool}, {"BFloat16Storage", at::kBFloat16},
-      };
-      auto it = storages.find(name);
-      if (it != storages.end()) return pushInt(static_cast<int64_t>(it->second));
+      for (const auto& [storage, type] : kStorages) {
+        if (name == storage) return pushInt(static_cast<int64_t>(type));
+      }
       bad("uses torch." + name + ", which dove-encoder does not load (quantized, sparse and other special "
           "tensors are not supported)");
     }
@@ -363,12 +355,7 @@ class Checker {
       case Global::Device: {
         Ref arg = pop();
         const Value& s = element(*arg, 0, Value::Kind::String, "torch.device");
-        try {
-          c10::Device device(s.text);
-          (void)device;
-        } catch (const std::exception&) {
-          bad("names device '" + s.text + "', which is not a device");
-        }
+        if (!isDevice(s.text)) bad("names device '" + s.text + "', which is not a device");
         push(make(Value::Kind::Object));
         break;
       }
@@ -418,9 +405,7 @@ class Checker {
     Ref arg = pop();
     const Value& list = element(*arg, 0, Value::Kind::List, what);
     for (const Ref& item : list.items) {
-      if (item->kind != kind && !(kind == Value::Kind::Float && item->kind == Value::Kind::Float)) {
-        bad(std::string(what) + " over a list holding " + kindName(item->kind));
-      }
+      if (item->kind != kind) bad(std::string(what) + " over a list holding " + kindName(item->kind));
     }
     push(arg->items[0]);
   }
@@ -447,12 +432,7 @@ class Checker {
     if (!dtype) bad("has a storage of dtype number " + std::to_string(code) + ", which dove-encoder does not load");
     const std::string& key = element(*arg, 2, Value::Kind::String, "a storage record").text;
     const std::string& device = element(*arg, 3, Value::Kind::String, "a storage record").text;
-    try {
-      c10::Device parsed(device);
-      (void)parsed;
-    } catch (const std::exception&) {
-      bad("has a storage on device '" + device + "', which is not a device");
-    }
+    if (!isDevice(device)) bad("has a storage on device '" + device + "', which is not a device");
     const int64_t numel = element(*arg, 4, Value::Kind::Int, "a storage record").integer;
     const int64_t itemsize = static_cast<int64_t>(c10::elementSize(*dtype));
     const std::optional<int64_t> bytes = shape::byteSize(numel, itemsize);
