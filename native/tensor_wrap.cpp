@@ -181,20 +181,12 @@ Napi::Array toJsArray(Napi::Env env, c10::IntArrayRef values) {
 }
 
 const char* typedArrayName(napi_typedarray_type type) {
-  switch (type) {
-    case napi_int8_array: return "Int8Array";
-    case napi_uint8_array: return "Uint8Array";
-    case napi_uint8_clamped_array: return "Uint8ClampedArray";
-    case napi_int16_array: return "Int16Array";
-    case napi_uint16_array: return "Uint16Array";
-    case napi_int32_array: return "Int32Array";
-    case napi_uint32_array: return "Uint32Array";
-    case napi_float32_array: return "Float32Array";
-    case napi_float64_array: return "Float64Array";
-    case napi_bigint64_array: return "BigInt64Array";
-    case napi_biguint64_array: return "BigUint64Array";
-    default: return "TypedArray";
-  }
+  // In napi_typedarray_type order (napi_int8_array = 0 ... napi_biguint64_array = 10).
+  static constexpr const char* kNames[] = {"Int8Array",    "Uint8Array",   "Uint8ClampedArray", "Int16Array",
+                                           "Uint16Array",  "Int32Array",   "Uint32Array",       "Float32Array",
+                                           "Float64Array", "BigInt64Array", "BigUint64Array"};
+  static_assert(napi_int8_array == 0 && napi_biguint64_array == 10);
+  return static_cast<std::size_t>(type) < std::size(kNames) ? kNames[type] : "TypedArray";
 }
 
 // The typed array that carries each dtype across the boundary.
@@ -214,8 +206,9 @@ napi_typedarray_type arrayTypeFor(at::ScalarType type) {
   }
 }
 
-// Validates `shape` (array of non-negative safe integers) and returns it.
-std::vector<int64_t> parseShape(Napi::Value value, const char* what) {
+}  // namespace
+
+std::vector<int64_t> shapeFromJs(Napi::Value value, const char* what) {
   DOVE_CHECK(value.IsArray(), "INVALID_ARGUMENT",
              std::string("Expected an array of non-negative integers for ") + what);
   Napi::Array array = value.As<Napi::Array>();
@@ -232,6 +225,8 @@ std::vector<int64_t> parseShape(Napi::Value value, const char* what) {
   }
   return shape;
 }
+
+namespace {
 
 struct ExternalTensor {
   at::Tensor tensor;
@@ -271,8 +266,6 @@ Napi::Value typedArrayOver(Napi::Env env, const at::Tensor& tensor, bool* extern
       if (external != nullptr) *external = true;
     } else {
       // Runtimes with a V8 sandbox (Electron) refuse external buffers: copy instead.
-      const napi_extended_error_info* info = nullptr;
-      napi_get_last_error_info(env, &info);
       bool pending = false;
       napi_is_exception_pending(env, &pending);
       if (pending) {
@@ -292,28 +285,27 @@ Napi::Value typedArrayOver(Napi::Env env, const at::Tensor& tensor, bool* extern
 // The ArrayBuffer of a typed array that a tensor may wrap: a plain, attached, fixed-length
 // ArrayBuffer (see "JS-backed memory"). Throws INVALID_ARGUMENT otherwise.
 Napi::ArrayBuffer wrappableBuffer(Napi::Env env, Napi::TypedArray array) {
+  const std::string type = typedArrayName(array.TypedArrayType());
   napi_value value = nullptr;
   NAPI_THROW_IF_FAILED(env, napi_get_typedarray_info(env, array, nullptr, nullptr, nullptr, &value, nullptr), Napi::ArrayBuffer());
   bool plain = false;
   NAPI_THROW_IF_FAILED(env, napi_is_arraybuffer(env, value, &plain), Napi::ArrayBuffer());
   DOVE_CHECK(plain, "INVALID_ARGUMENT",
-             std::string("Expected a typed array over an ArrayBuffer but the ") + typedArrayName(array.TypedArrayType()) +
+             "Expected a typed array over an ArrayBuffer but the " + type +
                  " is over a SharedArrayBuffer (other threads may change it while libtorch reads it); copy it first, "
-                 "e.g. new " + typedArrayName(array.TypedArrayType()) + "(view)");
+                 "e.g. new " + type + "(view)");
   bool detached = false;
   NAPI_THROW_IF_FAILED(env, napi_is_detached_arraybuffer(env, value, &detached), Napi::ArrayBuffer());
   DOVE_CHECK(!detached, "INVALID_ARGUMENT",
-             std::string("Expected a typed array over a live ArrayBuffer but the ") + typedArrayName(array.TypedArrayType()) +
-                 "'s buffer was detached (transferred)");
+             "Expected a typed array over a live ArrayBuffer but the " + type + "'s buffer was detached (transferred)");
   Napi::ArrayBuffer buffer(env, value);
   AddonState& state = addonState(env);
   if (!state.resizableGetter.IsEmpty()) {
     const Napi::Value resizable = state.resizableGetter.Call(buffer, {});
     DOVE_CHECK(!resizable.IsBoolean() || !resizable.As<Napi::Boolean>().Value(), "INVALID_ARGUMENT",
-               std::string("Expected a typed array over a fixed-length ArrayBuffer but the ") +
-                   typedArrayName(array.TypedArrayType()) +
+               "Expected a typed array over a fixed-length ArrayBuffer but the " + type +
                    " is over a resizable one (resize() could take memory away from the tensor); copy it first, e.g. new " +
-                   typedArrayName(array.TypedArrayType()) + "(view)");
+                   type + "(view)");
   }
   return buffer;
 }
@@ -321,18 +313,18 @@ Napi::ArrayBuffer wrappableBuffer(Napi::Env env, Napi::TypedArray array) {
 at::Tensor tensorFromTypedArray(Napi::Env env, Napi::TypedArray array, const std::vector<int64_t>& shape,
                                 at::ScalarType dtype) {
   const napi_typedarray_type expected = arrayTypeFor(dtype);
+  const std::string type = typedArrayName(array.TypedArrayType());
   DOVE_CHECK(array.TypedArrayType() == expected, "DTYPE_MISMATCH",
-             std::string("Expected ") + typedArrayName(expected) + " for dtype " + dtypeName(dtype) +
-                 " but received " + typedArrayName(array.TypedArrayType()));
+             std::string("Expected ") + typedArrayName(expected) + " for dtype " + dtypeName(dtype) + " but received " + type);
   Napi::ArrayBuffer ab = wrappableBuffer(env, array);
   const std::size_t length = array.ElementLength();
   const std::optional<int64_t> numel = shape::elementCount(shape);
   DOVE_CHECK(numel.has_value(), "SHAPE_MISMATCH",
-             "Shape " + shape::toString(shape) + " has more elements than a 64-bit count holds; the " +
-                 typedArrayName(array.TypedArrayType()) + " has " + std::to_string(length));
+             "Shape " + shape::toString(shape) + " has more elements than a 64-bit count holds; the " + type + " has " +
+                 std::to_string(length));
   DOVE_CHECK(static_cast<uint64_t>(*numel) == length, "SHAPE_MISMATCH",
-             "Shape " + shape::toString(shape) + " needs " + std::to_string(*numel) + " elements but the " +
-                 typedArrayName(array.TypedArrayType()) + " has " + std::to_string(length));
+             "Shape " + shape::toString(shape) + " needs " + std::to_string(*numel) + " elements but the " + type + " has " +
+                 std::to_string(length));
   const std::size_t nbytes = array.ByteLength();
   char* base = static_cast<char*>(ab.Data());
   const std::size_t bufferBytes = ab.ByteLength();
@@ -369,12 +361,9 @@ at::Tensor tensorFromTypedArray(Napi::Env env, Napi::TypedArray array, const std
 // ---------------------------------------------------------------------------------------------
 // Tensor handles
 //
-// A NativeTensor is a napi External over a TensorBox: no class, no prototype, no napi_wrap. An
-// instance of a native class cost a constructor call through V8's API plus a private property (a
-// map transition and a property array) per tensor made; an External is one small object with one
-// finalizer, and reading it back is a pointer load instead of a private-property lookup
-// (docs/NATIVE.md, "Tensor handles"). lib/core/tensor.ts's Tensor holds the handle and calls the
-// tensor* functions below.
+// A NativeTensor is a napi External over a TensorBox: no class, no prototype, no napi_wrap, so
+// making one and reading it back cost least (docs/NATIVE.md, "Tensor handles", has the numbers).
+// lib/core/tensor.ts's Tensor holds the handle and calls the tensor* functions below.
 
 struct TensorBox {
   napi_env env = nullptr;  // the env whose JS thread made it (handles never cross envs)
@@ -404,13 +393,11 @@ struct TensorBox {
   }
 };
 
-// Where every TensorBox lives: slots in slabs that are never freed, so the addon can tell its own
-// boxes from any other pointer without dereferencing the other pointer. A value is a tensor only
-// when it is an External whose pointer is the start of a live slot here (and its box was made by
-// the same env): the External of another addon, or any other object, is never read as a TensorBox.
-// Why slabs: docs/NATIVE.md ("recognises its tensors"). Slabs double in size (1024 slots,
-// then 2048, ...), so a lookup scans a few of them without a lock (the table is append-only);
-// taking and returning slots holds a mutex, uncontended unless worker threads make tensors.
+// Where every TensorBox lives: slots in slabs of 1024, 2048, ... that are never freed. A value is a
+// tensor only when it is an External whose pointer is the start of a live slot here, made by the
+// same env (docs/NATIVE.md, "recognises its tensors"). A lookup scans the few slabs without a lock
+// (the table is append-only); taking and returning slots holds a mutex, uncontended unless worker
+// threads make tensors.
 class BoxArena {
  public:
   static BoxArena& instance() {
@@ -711,35 +698,28 @@ c10::Device parseDevice(const std::string& spec) {
   return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
 }
 
+// The dtypes JS names (DType in binding.d.ts).
+constexpr std::pair<const char*, at::ScalarType> kDtypes[] = {
+    {"float32", at::kFloat}, {"float64", at::kDouble}, {"float16", at::kHalf}, {"bfloat16", at::kBFloat16},
+    {"int32", at::kInt},     {"int64", at::kLong},     {"uint8", at::kByte},   {"bool", at::kBool},
+};
+
 std::string dtypeName(at::ScalarType type) {
-  switch (type) {
-    case at::kFloat: return "float32";
-    case at::kDouble: return "float64";
-    case at::kHalf: return "float16";
-    case at::kBFloat16: return "bfloat16";
-    case at::kInt: return "int32";
-    case at::kLong: return "int64";
-    case at::kByte: return "uint8";
-    case at::kBool: return "bool";
-    case at::kChar: return "int8";
-    case at::kShort: return "int16";
-    default: return c10::toString(type);
+  for (const auto& [name, t] : kDtypes) {
+    if (t == type) return name;
   }
+  if (type == at::kChar) return "int8";
+  if (type == at::kShort) return "int16";
+  return c10::toString(type);
 }
 
 at::ScalarType parseDtype(const std::string& name) {
-  static const std::map<std::string, at::ScalarType> types = {
-      {"float32", at::kFloat}, {"float64", at::kDouble}, {"float16", at::kHalf}, {"bfloat16", at::kBFloat16},
-      {"int32", at::kInt},     {"int64", at::kLong},     {"uint8", at::kByte},   {"bool", at::kBool},
-  };
-  auto it = types.find(name);
-  DOVE_CHECK(it != types.end(), "INVALID_ARGUMENT",
-             "Expected dtype float32, float64, float16, bfloat16, int32, int64, uint8 or bool but received '" +
-                 name + "'");
-  return it->second;
+  for (const auto& [n, type] : kDtypes) {
+    if (name == n) return type;
+  }
+  fail("INVALID_ARGUMENT",
+       "Expected dtype float32, float64, float16, bfloat16, int32, int64, uint8 or bool but received '" + name + "'");
 }
-
-std::vector<int64_t> shapeFromJs(Napi::Value value, const char* what) { return parseShape(value, what); }
 
 namespace {
 
@@ -749,7 +729,7 @@ Napi::Value TensorFromArray(const Napi::CallbackInfo& info) {
              "Expected a typed array (Float32Array, Float64Array, Int32Array, BigInt64Array, Uint8Array, "
              "Uint16Array) or Buffer for data but received " +
                  std::string(info.Length() < 1 ? "nothing" : info[0].IsArray() ? "a plain array" : info[0].ToString().Utf8Value()));
-  const std::vector<int64_t> shape = parseShape(info[1], "shape");
+  const std::vector<int64_t> shape = shapeFromJs(info[1], "shape");
   DOVE_CHECK(info.Length() >= 3 && info[2].IsString(), "INVALID_ARGUMENT", "Expected dtype string for tensorFromArray");
   const at::ScalarType dtype = parseDtype(info[2].As<Napi::String>().Utf8Value());
   return wrapTensor(env, tensorFromTypedArray(env, info[0].As<Napi::TypedArray>(), shape, dtype));
