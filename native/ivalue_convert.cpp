@@ -29,6 +29,8 @@ namespace {
 
 constexpr double kMaxSafeInteger = 9007199254740991.0;
 
+bool isSafeInteger(double d) { return std::isfinite(d) && std::trunc(d) == d && std::fabs(d) <= kMaxSafeInteger; }
+
 [[noreturn]] void mismatch(const c10::TypePtr& expected, Napi::Value value, const std::string& where) {
   fail("INVALID_ARGUMENT",
        "Expected " + expected->annotation_str() + " for " + where + " but received " + describeValue(value));
@@ -48,9 +50,7 @@ int64_t toInt(Napi::Value value, const c10::TypePtr& expected, const std::string
   }
   if (!value.IsNumber()) mismatch(expected, value, where);
   double d = value.As<Napi::Number>().DoubleValue();
-  if (!std::isfinite(d) || std::trunc(d) != d || std::fabs(d) > kMaxSafeInteger) {
-    fail("INVALID_ARGUMENT", "Expected integer for " + where + " but received " + describeValue(value));
-  }
+  if (!isSafeInteger(d)) fail("INVALID_ARGUMENT", "Expected integer for " + where + " but received " + describeValue(value));
   return static_cast<int64_t>(d);
 }
 
@@ -61,13 +61,37 @@ c10::IValue inferIValue(Napi::Env env, Napi::Value value, const std::string& whe
   if (value.IsBigInt()) return toInt(value, c10::IntType::get(), where);
   if (value.IsNumber()) {
     double d = value.As<Napi::Number>().DoubleValue();
-    if (std::isfinite(d) && std::trunc(d) == d && std::fabs(d) <= kMaxSafeInteger) return static_cast<int64_t>(d);
+    if (isSafeInteger(d)) return static_cast<int64_t>(d);
     return d;
   }
   if (value.IsString()) return value.As<Napi::String>().Utf8Value();
   if (isTensor(value)) return unwrapTensor(value, where.c_str());
   fail("INVALID_ARGUMENT", "Cannot infer a TorchScript type for " + where + " from " + describeValue(value) +
                                "; declare the parameter type in the scripted method");
+}
+
+// The common cases (a tensor, number or boolean where one is declared) without the path string
+// toIValue takes (an allocation per argument per call); nullopt for anything else, and every error.
+std::optional<c10::IValue> quickIValue(napi_env env, Napi::Value value, c10::TypeKind kind) {
+  switch (kind) {
+    case c10::TypeKind::TensorType:
+      if (const at::Tensor* tensor = wrappedTensor(env, value)) return *tensor;
+      break;
+    case c10::TypeKind::FloatType:
+      if (value.IsNumber()) return value.As<Napi::Number>().DoubleValue();
+      break;
+    case c10::TypeKind::IntType:
+      if (value.IsNumber() && isSafeInteger(value.As<Napi::Number>().DoubleValue())) {
+        return static_cast<int64_t>(value.As<Napi::Number>().DoubleValue());
+      }
+      break;
+    case c10::TypeKind::BoolType:
+      if (value.IsBoolean()) return value.As<Napi::Boolean>().Value();
+      break;
+    default:
+      break;
+  }
+  return std::nullopt;
 }
 
 }  // namespace
@@ -121,12 +145,9 @@ c10::IValue toIValue(Napi::Env env, Napi::Value value, const c10::TypePtr& expec
       c10::impl::GenericList list(element);
       const uint32_t length = array.Length();
       list.reserve(length);
-      const bool tensors = element->kind() == TypeKind::TensorType;
       for (uint32_t i = 0; i < length; ++i) {
         Napi::Value item = array.Get(i);
-        // List[Tensor]: no per-element path string unless the element is wrong.
-        const at::Tensor* tensor = tensors ? wrappedTensor(env, item) : nullptr;
-        if (tensor != nullptr) list.push_back(*tensor);
+        if (auto quick = quickIValue(env, item, element->kind())) list.push_back(std::move(*quick));
         else list.push_back(toIValue(env, item, element, where + "[" + std::to_string(i) + "]"));
       }
       return list;
@@ -257,39 +278,9 @@ std::vector<c10::IValue> argsForSchema(Napi::Env env, const c10::FunctionSchema&
     const auto& arg = declared[i];
     const std::size_t j = i - first;
     Napi::Value value = j < given ? args.Get(static_cast<uint32_t>(j)) : env.Undefined();
-    // The common cases (a tensor, number or boolean where one is declared) without building the
-    // "argument 'x' of m" string toIValue takes, an allocation per argument per call. Anything
-    // else, and every error, goes through toIValue.
-    switch (arg.type()->kind()) {
-      case c10::TypeKind::TensorType:
-        if (const at::Tensor* tensor = wrappedTensor(env, value)) {
-          out.emplace_back(*tensor);
-          continue;
-        }
-        break;
-      case c10::TypeKind::FloatType:
-        if (value.IsNumber()) {
-          out.emplace_back(value.As<Napi::Number>().DoubleValue());
-          continue;
-        }
-        break;
-      case c10::TypeKind::IntType:
-        if (value.IsNumber()) {
-          const double d = value.As<Napi::Number>().DoubleValue();
-          if (std::isfinite(d) && std::trunc(d) == d && std::fabs(d) <= kMaxSafeInteger) {
-            out.emplace_back(static_cast<int64_t>(d));
-            continue;
-          }
-        }
-        break;
-      case c10::TypeKind::BoolType:
-        if (value.IsBoolean()) {
-          out.emplace_back(value.As<Napi::Boolean>().Value());
-          continue;
-        }
-        break;
-      default:
-        break;
+    if (auto quick = quickIValue(env, value, arg.type()->kind())) {
+      out.push_back(std::move(*quick));
+      continue;
     }
     if (value.IsUndefined() && arg.default_value()) {
       out.push_back(*arg.default_value());
