@@ -10,7 +10,6 @@
 #include <chrono>
 #include <vector>
 #include <cstdlib>
-#include <optional>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -74,8 +73,11 @@ namespace {
 
 class JsPoller {
  public:
-  static JsPoller& get(napi_env env);
-  static JsPoller* current();
+  static JsPoller& get(napi_env env) {
+    if (instance == nullptr) instance = new JsPoller(env);
+    return *instance;
+  }
+  static JsPoller* current() { return instance; }
 
   void add(std::shared_ptr<ModuleExecutor> executor) {
     polled_.push_back(std::move(executor));
@@ -147,21 +149,12 @@ class JsPoller {
     delete self;
   }
 
-  static thread_local JsPoller* instance;
+  static inline thread_local JsPoller* instance = nullptr;
   napi_env env_;
   Napi::AsyncContext context_;
   uv_idle_t* idle_ = nullptr;
   std::vector<std::shared_ptr<ModuleExecutor>> polled_;
 };
-
-thread_local JsPoller* JsPoller::instance = nullptr;
-
-JsPoller& JsPoller::get(napi_env env) {
-  if (instance == nullptr) instance = new JsPoller(env);
-  return *instance;
-}
-
-JsPoller* JsPoller::current() { return instance; }
 
 }  // namespace
 
@@ -458,8 +451,6 @@ void ModuleExecutor::close(Napi::Env env) {
   // With jobs in flight the thread drains the queue and exits; the last delivery joins it.
   if (pending_ == 0) finish(false, std::chrono::steady_clock::now() + stopWait());
 }
-
-void ModuleExecutor::shutdown() { shutdown(std::chrono::steady_clock::now() + stopWait()); }
 
 void ModuleExecutor::shutdown(std::chrono::steady_clock::time_point deadline) {
   if (finished_) return;

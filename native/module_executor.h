@@ -26,8 +26,6 @@ class ModuleExecutor : public std::enable_shared_from_this<ModuleExecutor> {
 
   static std::shared_ptr<ModuleExecutor> create(std::string name, Hold hold);
   ~ModuleExecutor();
-  ModuleExecutor(const ModuleExecutor&) = delete;
-  ModuleExecutor& operator=(const ModuleExecutor&) = delete;
 
   // JS thread. Starts the thread on first use; the promise settles on the JS thread, after checking
   // that the JS-backed `inputs` kept their memory (JsInputs), naming the call `what`.
@@ -43,8 +41,7 @@ class ModuleExecutor : public std::enable_shared_from_this<ModuleExecutor> {
   // that never returns) is abandoned: the thread is detached and keeps this executor, its job and
   // the module alive until the call returns, if ever, and touches nothing of the env after that
   // (exit_guard.h). Returns within the wait either way.
-  void shutdown(std::chrono::steady_clock::time_point deadline);
-  void shutdown();
+  void shutdown(std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::now() + stopWait());
   // JS thread: shutdown() of every started executor of this thread's env, sharing one deadline.
   // Called from the process 'exit' event (module_wrap.cpp): process.exit() runs static destructors
   // next (libtorch's among them), and a thread still inside a TorchScript call would race them
