@@ -11,7 +11,6 @@
 #include <chrono>
 #include <memory>
 #include <string>
-#include <vector>
 
 namespace dove {
 

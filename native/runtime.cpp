@@ -8,7 +8,6 @@
 #include <torch/cuda.h>
 #include <torch/version.h>
 
-#include <cmath>
 #include <mutex>
 #include <optional>
 

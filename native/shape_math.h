@@ -8,7 +8,6 @@
 #include <c10/util/ArrayRef.h>
 
 #include <cstdint>
-#include <limits>
 #include <optional>
 #include <string>
 #include <vector>
