@@ -4,6 +4,8 @@
 #include "common.h"
 #include "shape_math.h"
 
+#include <c10/util/ScopeExit.h>
+
 #include <atomic>
 #include <future>
 #include <memory>
@@ -48,14 +50,6 @@ Napi::Object metricsToJs(Napi::Env env, const EpochMetrics& m) {
   return o;
 }
 
-// Releases the thread-safe callback exactly once, on whichever path the worker leaves by.
-struct CallbackRelease {
-  std::optional<Napi::ThreadSafeFunction> fn;
-  ~CallbackRelease() {
-    if (fn) fn->Release();
-  }
-};
-
 // Returns (top1 correct, top5 correct) counts for logits against labels.
 std::pair<int64_t, int64_t> topCorrect(const at::Tensor& logits, const at::Tensor& labels) {
   const int64_t k = std::min<int64_t>(5, logits.size(1));
@@ -68,7 +62,10 @@ std::pair<int64_t, int64_t> topCorrect(const at::Tensor& logits, const at::Tenso
 
 ProbeResult train(at::Tensor trainX, at::Tensor trainY, at::Tensor testX, at::Tensor testY, ProbeOptions opt,
                   std::optional<Napi::ThreadSafeFunction> onEpoch) {
-  CallbackRelease release{onEpoch};
+  // Releases the thread-safe callback exactly once, on whichever path the worker leaves by.
+  const auto release = c10::make_scope_exit([&onEpoch] {
+    if (onEpoch) onEpoch->Release();
+  });
   // The worker may inherit InferenceMode from nowhere, but be explicit: training needs autograd.
   c10::AutoGradMode gradMode(true);
   trainX = trainX.to(at::kCPU, at::kFloat).contiguous();
