@@ -70,16 +70,14 @@ std::vector<InputSpec> parseInputs(const std::string& text, int64_t maxBatch, co
     std::string dim;
     while (std::getline(dims, dim, ',')) {
       const auto range = dim.find("..");
+      spec.batch.push_back(dim == "b");
       if (dim == "b") {
         spec.sizes.emplace_back(1, maxBatch);
-        spec.batch.push_back(true);
       } else if (range != std::string::npos) {
         spec.sizes.emplace_back(parseSize(dim.substr(0, range), where), parseSize(dim.substr(range + 2), where));
-        spec.batch.push_back(false);
       } else {
         const int64_t n = parseSize(dim, where);
         spec.sizes.emplace_back(n, n);
-        spec.batch.push_back(false);
       }
     }
     specs.push_back(std::move(spec));
