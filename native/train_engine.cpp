@@ -12,6 +12,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 
@@ -143,16 +144,11 @@ EnginePtr buildEngine(std::shared_ptr<ModuleHandle> module, EngineOptions option
   std::vector<std::vector<at::Tensor>> buckets(opt.groups.size() + 1);
   for (const auto& named : module->module.named_parameters(/*recurse=*/true)) {
     if (!named.value.requires_grad()) continue;
-    size_t index = opt.groups.size();
-    for (size_t g = 0; g < opt.groups.size() && index == opt.groups.size(); ++g) {
-      for (const auto& prefix : opt.groups[g].prefixes) {
-        if (named.name.rfind(prefix, 0) == 0) {
-          index = g;
-          break;
-        }
-      }
-    }
-    buckets[index].push_back(named.value);
+    const auto matches = [&](const GroupSpec& spec) {
+      return std::any_of(spec.prefixes.begin(), spec.prefixes.end(),
+                         [&](const std::string& prefix) { return named.name.rfind(prefix, 0) == 0; });
+    };
+    buckets[std::find_if(opt.groups.begin(), opt.groups.end(), matches) - opt.groups.begin()].push_back(named.value);
     engine->params.push_back(named.value);
   }
   DOVE_CHECK(!engine->params.empty(), "INVALID_ARGUMENT", "the module has no trainable parameters");
