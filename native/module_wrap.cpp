@@ -72,14 +72,11 @@ class ModuleWrap : public NativeWrap<ModuleWrap, Loaded> {
     });
   }
 
-  explicit ModuleWrap(const Napi::CallbackInfo& info) : NativeWrap(info) {
-    Loaded& loaded = payload();
-    handle_ = loaded.handle;
-    nbytes_ = loaded.nbytes;
-    weightsHash_ = loaded.weightsHash;
+  explicit ModuleWrap(const Napi::CallbackInfo& info)
+      : NativeWrap(info), handle_(payload().handle), nbytes_(payload().nbytes), weightsHash_(payload().weightsHash) {
     Napi::Env env = info.Env();
     Napi::Object extra = Napi::Object::New(env);
-    for (const auto& [name, content] : loaded.extraFiles) extra.Set(name, Napi::String::New(env, content));
+    for (const auto& [name, content] : payload().extraFiles) extra.Set(name, Napi::String::New(env, content));
     extra.Freeze();
     extraFiles_ = Napi::Persistent(extra);
     if (nbytes_ > 0) Napi::MemoryManagement::AdjustExternalMemory(env, nbytes_);
@@ -223,20 +220,17 @@ class ModuleWrap : public NativeWrap<ModuleWrap, Loaded> {
     const auto& h = handle();
     // No lock: listing parameters only reads the module's slots, as a running method does, so
     // it never waits for a long call.
-    std::vector<at::Tensor> params;
-    for (const at::Tensor& p : h->module.parameters(true)) params.push_back(p);
-    Napi::Array out = Napi::Array::New(info.Env(), params.size());
-    for (std::size_t i = 0; i < params.size(); ++i) out.Set(i, wrapTensor(info.Env(), params[i]));
-    return Napi::Value(out);
+    Napi::Array out = Napi::Array::New(info.Env());
+    uint32_t i = 0;
+    for (const at::Tensor& p : h->module.parameters(true)) out.Set(i++, wrapTensor(info.Env(), p));
+    return out;
   }
 
   Napi::Value NamedParameters(const Napi::CallbackInfo& info) {
     const auto& h = handle();
-    std::vector<std::pair<std::string, at::Tensor>> params;
-    for (const auto& p : h->module.named_parameters(true)) params.emplace_back(p.name, p.value);
     Napi::Object out = Napi::Object::New(info.Env());
-    for (const auto& [name, tensor] : params) out.Set(name, wrapTensor(info.Env(), tensor));
-    return Napi::Value(out);
+    for (const auto& p : h->module.named_parameters(true)) out.Set(p.name, wrapTensor(info.Env(), p.value));
+    return out;
   }
 
   Napi::Value Save(const Napi::CallbackInfo& info) {
