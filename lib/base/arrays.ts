@@ -5,23 +5,14 @@
 /** The smallest value, as `Math.min(initial, ...values)` (NaN if any value is NaN; `initial` for none). */
 export function minOf(values: ArrayLike<number>, initial = Infinity): number {
   let min = initial;
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i]!;
-    if (v !== v) return Number.NaN;
-    // -0 < +0 for Math.min, though `<` calls them equal.
-    if (v < min || (v === 0 && min === 0 && Object.is(v, -0))) min = v;
-  }
+  for (let i = 0; i < values.length; i++) min = Math.min(min, values[i]!);
   return min;
 }
 
 /** The largest value, as `Math.max(initial, ...values)` (NaN if any value is NaN; `initial` for none). */
 export function maxOf(values: ArrayLike<number>, initial = -Infinity): number {
   let max = initial;
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i]!;
-    if (v !== v) return Number.NaN;
-    if (v > max || (v === 0 && max === 0 && Object.is(max, -0))) max = v;
-  }
+  for (let i = 0; i < values.length; i++) max = Math.max(max, values[i]!);
   return max;
 }
 

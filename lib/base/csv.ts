@@ -43,24 +43,18 @@ export function parseCsv(text: string): CsvRecords {
     field = '';
     started = false;
   };
-  let i = 0;
-  while (i < text.length) {
+  for (let i = 0; i < text.length; i++) {
     const ch = text[i]!;
     if (quoted) {
-      if (ch === '"') {
-        if (text[i + 1] === '"') {
-          field += '"';
-          i += 2;
-          continue;
-        }
-        quoted = false;
-      } else {
+      if (ch !== '"') {
         field += ch;
+      } else if (text[i + 1] === '"') {
+        field += '"';
+        i += 1;
+      } else {
+        quoted = false;
       }
-      i += 1;
-      continue;
-    }
-    if (ch === '"' && field.length === 0) {
+    } else if (ch === '"' && field.length === 0) {
       quoted = true;
       started = true;
     } else if (ch === ',') {
@@ -74,7 +68,6 @@ export function parseCsv(text: string): CsvRecords {
       field += ch;
       started = true;
     }
-    i += 1;
   }
   const complete = !started && !quoted;
   endRecord();
