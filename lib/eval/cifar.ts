@@ -130,11 +130,6 @@ function pixelArray(dict: PyDict, file: string, count: number): Uint8Array {
   return planarToInterleaved(value.data, CIFAR_PIXELS, 0, count);
 }
 
-async function readPickleDict(file: string, what: string): Promise<PyDict> {
-  const buf = await readFileOrFail(file, what);
-  return dictOf(readPickle(buf, file), file, what);
-}
-
 /** One CIFAR python batch (a pickled dict with 'data' and `labelKey`) -> interleaved pixels and labels. */
 export function parsePythonBatch(bytes: Uint8Array, file: string, labelKey: string, numClasses: number): { data: Uint8Array; labels: Int32Array } {
   const dict = dictOf(readPickle(bytes, file), file, `a CIFAR python batch (dict with 'data' and '${labelKey}')`);
@@ -173,7 +168,7 @@ async function readCifarPython(root: string, label: CifarLabel): Promise<Labelle
   const cifar10 = await exists(join(root, 'batches.meta'));
   const meta = join(root, cifar10 ? 'batches.meta' : 'meta');
   const key = cifar10 ? 'label_names' : `${label}_label_names`;
-  const classNames = stringList(await readPickleDict(meta, `the CIFAR-${cifar10 ? 10 : 100} meta dict with '${key}'`), key, meta);
+  const classNames = parsePythonClassNames(await readFileOrFail(meta, `the CIFAR-${cifar10 ? 10 : 100} meta dict with '${key}'`), meta, key);
   const trainFiles = cifar10 ? [1, 2, 3, 4, 5].map((i) => join(root, `data_batch_${i}`)) : [join(root, 'train')];
   const testFiles = [join(root, cifar10 ? 'test_batch' : 'test')];
   const labelKey = cifar10 ? 'labels' : `${label}_labels`;
@@ -299,6 +294,12 @@ async function dirFor(root: string, format: DatasetFormat): Promise<string> {
   return root;
 }
 
+const READERS: { readonly [F in DatasetFormat]: (dir: string, label: CifarLabel) => Promise<LabelledDataset> } = {
+  'cifar-python': readCifarPython,
+  'cifar-binary': readCifarBinary,
+  folder: readFolder,
+};
+
 /** Reads a labelled data set; `format: 'auto'` (default) detects the layout under `root`. */
 export async function readDataset(root: string, options: DatasetOptions = {}): Promise<LabelledDataset> {
   const label = options.label ?? 'fine';
@@ -317,20 +318,13 @@ export async function readDataset(root: string, options: DatasetOptions = {}): P
       );
     }
     ({ format, dir } = found);
-  } else if (requested === 'cifar-python' || requested === 'cifar-binary' || requested === 'folder') {
+  } else if (Object.hasOwn(READERS, requested)) {
     format = requested;
     dir = await dirFor(root, format);
   } else {
     throw new DoveError(`Expected one of auto, cifar-python, cifar-binary, folder for format but received ${String(requested)}`, 'INVALID_ARGUMENT');
   }
-  switch (format) {
-    case 'cifar-python':
-      return readCifarPython(dir, label);
-    case 'cifar-binary':
-      return readCifarBinary(dir, label);
-    case 'folder':
-      return readFolder(dir);
-  }
+  return READERS[format](dir, label);
 }
 
 /** A short human description, e.g. "cifar-python (cifar-100-python): 50000 train / 10000 test, 100 classes". */

@@ -142,8 +142,7 @@ export async function frechetDistance(a: Pick<FidStatistics, 'mean' | 'covarianc
 }
 
 export function disposeStatistics(s: FidStatistics): void {
-  getBinding().tensorDispose(s.mean);
-  getBinding().tensorDispose(s.covariance);
+  getBinding().tensorsDispose([s.mean, s.covariance]);
 }
 
 /**
@@ -163,8 +162,7 @@ export async function fidFromFeatures(a: Float32Array | Float64Array, b: Float32
   try {
     return await binding.frechetDistanceFromFeatures(ta, tb);
   } finally {
-    binding.tensorDispose(ta);
-    binding.tensorDispose(tb);
+    binding.tensorsDispose([ta, tb]);
   }
 }
 

@@ -99,8 +99,7 @@ async function pixelFeatures(split: DatasetSplit, size: number, batchSize: numbe
       onProgress(Math.min(inputs.length, start + batchSize));
     }
   }
-  const data = new Float32Array(pixels.length);
-  for (let i = 0; i < pixels.length; i++) data[i] = pixels[i]! / 255;
+  const data = Float32Array.from(pixels, (v) => v / 255);
   onProgress(split.count);
   return { dim, data };
 }
@@ -254,7 +253,7 @@ export async function trainProbe(features: ProbeFeatures, dataset: LabelledDatas
       options.onEpoch,
     );
   } finally {
-    for (const t of tensors) binding.tensorDispose(t);
+    binding.tensorsDispose([...tensors]);
   }
 }
 
@@ -268,6 +267,5 @@ export function probeCsv(epochs: readonly LinearProbeEpoch[]): string {
 
 /** Frees the tensors of a trained probe (weight, bias and the standardisation mean and scale). */
 export function disposeProbe(result: Pick<LinearProbeResult, 'weight' | 'bias' | 'mean' | 'scale'>): void {
-  const binding = getBinding();
-  for (const t of [result.weight, result.bias, result.mean, result.scale]) binding.tensorDispose(t);
+  getBinding().tensorsDispose([result.weight, result.bias, result.mean, result.scale]);
 }

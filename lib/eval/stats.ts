@@ -71,17 +71,14 @@ export function parseLengthsCsv(text: string, file = 'lengths.csv'): ImageLength
   if (imageCol < 0 || lengthCol < 0) {
     throw new DoveError(`${displayPath(file)}: expected a header with 'image' and 'eos_length' columns (as written by dove reconstruct-batch) but found ${preview(header.join(','))}`, 'INVALID_ARGUMENT');
   }
-  const rows: ImageLength[] = [];
-  for (let r = 1; r < records.length; r++) {
-    const cells = records[r]!;
+  return records.slice(1).map((cells, i) => {
     const raw = cells[lengthCol] ?? '';
     const length = /^\d+$/.test(raw) ? Number(raw) : Number.NaN;
     if (!Number.isSafeInteger(length) || length < 1) {
-      throw new DoveError(`${displayPath(file)}: row ${r + 1} has eos_length ${preview(raw)}, expected a positive integer`, 'INVALID_ARGUMENT');
+      throw new DoveError(`${displayPath(file)}: row ${i + 2} has eos_length ${preview(raw)}, expected a positive integer`, 'INVALID_ARGUMENT');
     }
-    rows.push({ image: cells[imageCol] ?? '', length });
-  }
-  return rows;
+    return { image: cells[imageCol] ?? '', length };
+  });
 }
 
 export interface FolderLengths {

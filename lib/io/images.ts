@@ -252,10 +252,7 @@ export function psnr(a: Uint8Array, b: Uint8Array): number {
     throw new DoveError(`Expected two non-empty images of equal size for psnr but received ${a.length} and ${b.length} bytes`, 'SHAPE_MISMATCH');
   }
   let sum = 0;
-  for (let i = 0; i < a.length; i++) {
-    const d = a[i]! - b[i]!;
-    sum += d * d;
-  }
+  for (let i = 0; i < a.length; i++) sum += (a[i]! - b[i]!) ** 2;
   const mse = sum / a.length;
   return mse === 0 ? Infinity : 10 * Math.log10((255 * 255) / mse);
 }
