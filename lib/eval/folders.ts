@@ -5,8 +5,7 @@ import { basename, extname, join } from 'node:path';
 import sharp from 'sharp';
 import { DoveError } from '../base/errors';
 import { displayPath, listImageFiles } from '../base/files';
-import { readImageFile } from '../io/image-file';
-import { DEFAULT_MAX_INPUT_PIXELS, loadImage, type ResizeFit } from '../io/images';
+import { decodeRgb, DEFAULT_MAX_INPUT_PIXELS, loadImage, type ResizeFit } from '../io/images';
 
 /** Interleaved RGB uint8 pixels at the image's own size. */
 export interface RgbPixels {
@@ -39,23 +38,9 @@ export function outputNames(names: readonly string[]): string[] {
  * The file is read with the same header checks as the Tokenizer's inputs (lib/io/image-file.ts).
  */
 export async function readRgb(file: string, maxInputPixels = DEFAULT_MAX_INPUT_PIXELS): Promise<RgbPixels> {
-  const { bytes, release } = await readImageFile(file, maxInputPixels);
-  try {
-    const { data, info } = await sharp(bytes, { failOn: 'error', autoOrient: true, limitInputPixels: maxInputPixels })
-      .flatten({ background: { r: 0, g: 0, b: 0 } })
-      .toColourspace('srgb')
-      .removeAlpha()
-      .raw({ depth: 'uchar' })
-      .toBuffer({ resolveWithObject: true });
-    if (info.channels !== 3) throw new DoveError(`${displayPath(file)}: decoder produced ${info.channels} channels, expected 3`, 'INVALID_IMAGE');
-    return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height };
-  } catch (error) {
-    if (error instanceof DoveError) throw error;
-    const text = error instanceof Error ? error.message.split('\n')[0] : String(error);
-    throw new DoveError(`${displayPath(file)}: cannot decode image (${text})`, 'INVALID_IMAGE');
-  } finally {
-    release();
-  }
+  const { data, info } = await decodeRgb(file, displayPath(file), maxInputPixels, { r: 0, g: 0, b: 0 });
+  if (info.channels !== 3) throw new DoveError(`${displayPath(file)}: decoder produced ${info.channels} channels, expected 3`, 'INVALID_IMAGE');
+  return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height };
 }
 
 /**

@@ -2,7 +2,7 @@
 // and assemble batches as one contiguous (B, H, W, 3) buffer. Normalisation to float happens inside
 // the model (encode_pixels takes uint8 NHWC), so no per-pixel work is done in JS.
 import sharp from 'sharp';
-import type { OutputInfo, Sharp, SharpOptions } from 'sharp';
+import type { Color, OutputInfo, ResizeOptions, Sharp, SharpOptions } from 'sharp';
 import { DoveError } from '../base/errors';
 import { displayPath } from '../base/files';
 import { readImageFile } from './image-file';
@@ -132,28 +132,32 @@ function decodeError(name: string, error: unknown, maxInputPixels: number): Dove
 }
 
 /**
+ * Decodes one input to sRGB RGB uint8 (EXIF orientation applied, transparency flattened on
+ * `background`), resized as `resize` says or at its own size; failures are DoveErrors naming it.
+ */
+export async function decodeRgb(
+  input: ImageInput, name: string, maxInputPixels: number, background: Color, resize?: ResizeOptions,
+): Promise<{ data: Buffer; info: OutputInfo }> {
+  const { pipeline, release } = await openPipeline(input, name, maxInputPixels);
+  try {
+    const srgb = pipeline.flatten({ background }).toColourspace('srgb');
+    return await (resize === undefined ? srgb : srgb.resize(resize)).removeAlpha().raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+  } catch (error) {
+    throw decodeError(name, error, maxInputPixels);
+  } finally {
+    release();
+  }
+}
+
+/**
  * Decodes one image to exactly size×size×3 sRGB uint8 (EXIF orientation applied; grey, alpha,
  * 16-bit, CMYK and embedded ICC profiles converted). Throws a DoveError naming the input.
  */
 export async function loadImage(input: ImageInput, options: ImageOptions, index?: number): Promise<Buffer> {
   const opts = validateOptions(options);
   const name = describeInput(input, index);
-  const { pipeline, release } = await openPipeline(input, name, opts.maxInputPixels);
-  let result: { data: Buffer; info: OutputInfo };
-  try {
-    result = await pipeline
-      .flatten({ background: opts.background })
-      .toColourspace('srgb')
-      .resize(opts.size, opts.size, { fit: opts.fit, position: 'centre', background: opts.background, kernel: 'lanczos3' })
-      .removeAlpha()
-      .raw({ depth: 'uchar' })
-      .toBuffer({ resolveWithObject: true });
-  } catch (error) {
-    throw decodeError(name, error, opts.maxInputPixels);
-  } finally {
-    release();
-  }
-  const { data, info } = result;
+  const resize = { width: opts.size, height: opts.size, fit: opts.fit, position: 'centre', background: opts.background, kernel: 'lanczos3' } as const;
+  const { data, info } = await decodeRgb(input, name, opts.maxInputPixels, opts.background, resize);
   if (info.width !== opts.size || info.height !== opts.size || info.channels !== 3 || data.length !== opts.size * opts.size * 3) {
     throw new DoveError(`${name}: decoder produced ${info.width}x${info.height}x${info.channels}, expected ${opts.size}x${opts.size}x3`, 'INTERNAL');
   }
