@@ -177,9 +177,7 @@ export class ScriptModule {
     return this.#native.parameters().map((p) => Tensor.fromNative(p));
   }
   namedParameters(): Record<string, Tensor> {
-    const out: Record<string, Tensor> = {};
-    for (const [name, p] of Object.entries(this.#native.namedParameters())) out[name] = Tensor.fromNative(p);
-    return out;
+    return Object.fromEntries(Object.entries(this.#native.namedParameters()).map(([name, p]) => [name, Tensor.fromNative(p)]));
   }
 
   /** Atomic save (temp file, fsync, rename) with extra files. */

@@ -50,14 +50,12 @@ const CACHE_VERSION = 1;
 
 export async function sha256File(path: string): Promise<string> {
   const hash = createHash('sha256');
-  await new Promise<void>((resolve, reject) => {
-    createReadStream(path)
-      .on('data', (chunk) => hash.update(chunk))
-      .on('end', () => resolve())
-      .on('error', (error: NodeJS.ErrnoException) =>
-        reject(new DoveError(`${path}: cannot read for hashing (${error.code ?? String(error)})`, error.code === 'ENOENT' ? 'FILE_NOT_FOUND' : 'IO_ERROR')),
-      );
-  });
+  try {
+    for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new DoveError(`${path}: cannot read for hashing (${code ?? String(error)})`, code === 'ENOENT' ? 'FILE_NOT_FOUND' : 'IO_ERROR');
+  }
   return hash.digest('hex');
 }
 

@@ -97,10 +97,9 @@ export class InferenceService {
     const max = this.model.maxTokens;
     const s = this.model.imageSize;
     const encoded = await this.encode(pixels, { mode: 'auto', maxTokens: max, threshold: options.threshold, query: options.query }, signal);
-    const rows: ImageTokens[] = [];
-    for (let length = 1; length <= max; length++) {
-      rows.push({ length, dim: encoded.dim, tokens: encoded.tokens.subarray(0, length * encoded.dim), eosProbabilities: encoded.eosProbabilities });
-    }
+    const rows = Array.from({ length: max }, (_, i): ImageTokens => ({
+      length: i + 1, dim: encoded.dim, tokens: encoded.tokens.subarray(0, (i + 1) * encoded.dim), eosProbabilities: encoded.eosProbabilities,
+    }));
     const images: RgbImage[] = [];
     for (let at = 0; at < rows.length; at += EXPLORE_CHUNK) appendAll(images, await this.decode(rows.slice(at, at + EXPLORE_CHUNK), signal));
     const psnrs: (number | null)[] = [];
