@@ -24,18 +24,20 @@ export function jsonDepth(value: unknown, limit = Infinity): number {
 
 /**
  * Parses JSON text from `what` (a file name or "dove.json in x.pt"); invalid JSON and nesting deeper
- * than MAX_JSON_DEPTH fail with a DoveError of `code` that names `what`.
+ * than MAX_JSON_DEPTH fail with a message that names `what`: a DoveError of `code`, or the error
+ * `code(message)` makes, for a caller that wraps it in its own (a file format's "not a valid ...").
  */
-export function parseJson(text: string, what: string, code: DoveErrorCode): unknown {
+export function parseJson(text: string, what: string, code: DoveErrorCode | ((message: string) => Error)): unknown {
+  const fail = (message: string): never => {
+    throw typeof code === 'function' ? code(`${what}: ${message}`) : new DoveError(`${what}: ${message}`, code);
+  };
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch (error) {
-    throw new DoveError(`${what}: not valid JSON (${(error as Error).message})`, code);
+    fail(`not valid JSON (${(error as Error).message})`);
   }
-  if (jsonDepth(value, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) {
-    throw new DoveError(`${what}: JSON nested deeper than ${MAX_JSON_DEPTH} levels`, code);
-  }
+  if (jsonDepth(value, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) fail(`JSON nested deeper than ${MAX_JSON_DEPTH} levels`);
   return value;
 }
 

@@ -95,12 +95,7 @@ export function parseSafetensors(bytes: Uint8Array, name = '<buffer>'): Safetens
     bad('header is not UTF-8');
   }
   if (!headerText.startsWith('{')) bad(`header does not start with '{'`);
-  let header: unknown;
-  try {
-    header = parseJson(headerText, 'header', 'INVALID_ARGUMENT');
-  } catch (error) {
-    bad((error as Error).message);
-  }
+  const header = parseJson(headerText, 'header', bad);
   if (!isPlainObject(header)) return bad('header is not a JSON object');
   const dataLen = bytes.length - dataStart;
   const tensors = new Map<string, SafetensorsTensor>();

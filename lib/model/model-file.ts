@@ -89,12 +89,7 @@ const QUERY_RANGES = { maxLength: [1, 65536], padId: [0, 2 ** 31 - 1] } as const
 export function parseDoveMeta(path: string, text: string | undefined): DoveMeta {
   const where = displayPath(path);
   if (text === undefined || text.length === 0) throw notDove(path, 'missing extra file dove.json');
-  let parsed: unknown;
-  try {
-    parsed = parseJson(text, 'dove.json', 'NOT_DOVE_EXPORT');
-  } catch (error) {
-    throw notDove(path, (error as Error).message);
-  }
+  const parsed = parseJson(text, 'dove.json', (message) => notDove(path, message));
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw notDove(path, 'dove.json is not an object');
   const meta = parsed as Record<string, unknown>;
   if (meta.formatVersion !== FORMAT_VERSION) {

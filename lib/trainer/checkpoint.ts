@@ -161,12 +161,7 @@ export function parseState(file: string, text: string): TrainerState {
   const fail: (why: string) => never = (why) => {
     throw new DoveError(`${where}: cannot read trainer state (${why})`, 'IO_ERROR');
   };
-  let parsed: unknown;
-  try {
-    parsed = parseJson(text, 'trainer.json', 'IO_ERROR');
-  } catch (error) {
-    return fail((error as Error).message);
-  }
+  const parsed = parseJson(text, 'trainer.json', fail);
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return fail(`expected a JSON object but found ${preview(parsed)}`);
   const state = parsed as Record<string, unknown>;
   if (state.format !== STATE_FORMAT || state.version !== STATE_VERSION) {
