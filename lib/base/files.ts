@@ -124,15 +124,11 @@ export async function listImageFiles(dir: string, options: { recursive?: boolean
   const pending = [dir];
   while (pending.length > 0) {
     const current = pending.pop()!;
-    let entries;
-    try {
-      entries = await fs.readdir(fsPath(current), { withFileTypes: true, encoding: 'buffer' });
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') throw new DoveError(`${displayPath(current)}: folder not found`, 'FILE_NOT_FOUND');
-      if (code === 'ENOTDIR') throw new DoveError(`${displayPath(current)}: not a folder (expected a folder of images)`, 'INVALID_ARGUMENT');
+    const entries = await fs.readdir(fsPath(current), { withFileTypes: true, encoding: 'buffer' }).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') throw new DoveError(`${displayPath(current)}: folder not found`, 'FILE_NOT_FOUND');
+      if (error.code === 'ENOTDIR') throw new DoveError(`${displayPath(current)}: not a folder (expected a folder of images)`, 'INVALID_ARGUMENT');
       throw fsError(current, error, 'list folder');
-    }
+    });
     for (const entry of entries) {
       const name = decodeFsBytes(entry.name);
       const path = join(current, name);

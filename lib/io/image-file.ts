@@ -137,15 +137,10 @@ function claimedSize(head: Buffer): HeadVerdict | undefined {
 export async function readImageFile(path: string, maxInputPixels: number): Promise<ImageFile> {
   const name = displayPath(path);
   const target = fsPath(path);
-  let stat;
-  try {
-    stat = await fs.stat(target);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw missing(path, await fs.lstat(target).then((s) => s.isSymbolicLink(), () => false));
-    }
+  const stat = await fs.stat(target).catch(async (error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') throw missing(path, await fs.lstat(target).then((s) => s.isSymbolicLink(), () => false));
     throw fsError(path, error, 'read file');
-  }
+  });
   // Checked before opening: opening a FIFO would wait for a writer, a device could be endless.
   if (!stat.isFile()) throw new DoveError(`${name}: not a regular file (${stat.isDirectory() ? 'a directory' : stat.isFIFO() ? 'a FIFO' : 'a special file'})`, 'INVALID_IMAGE');
   const handle = await fs.open(target, constants.O_RDONLY | constants.O_NONBLOCK).catch((error: unknown) => {
