@@ -95,9 +95,8 @@ function fromJson(body: unknown, dim: number): Float32Array {
 
 function fromRaw(body: Buffer): Float32Array {
   if (body.length % 4 !== 0) throw new DoveError(`Expected little-endian float32 tokens (a multiple of 4 bytes) but received ${body.length} bytes`, 'SHAPE_MISMATCH');
-  const out = new Float32Array(body.length / 4);
-  new Uint8Array(out.buffer).set(body);
-  return out;
+  // A copy into a fresh (aligned) buffer: the body may start at any byte offset of its pool.
+  return new Float32Array(new Uint8Array(body).buffer);
 }
 
 /** Accepts what /v1/tokenize writes: tokens (1,K,D) or (K,D) float32, and lengths (1,) when K holds more. */
@@ -109,12 +108,8 @@ function fromSafetensors(body: Buffer, dim: number): { tokens: Float32Array; len
   const ok = (shape.length === 2 && shape[1] === dim) || (shape.length === 3 && shape[0] === 1 && shape[2] === dim);
   if (!ok) throw new DoveError(`Expected tokens of shape (K, ${dim}) or (1, K, ${dim}) but received (${shape.join(', ')})`, 'SHAPE_MISMATCH');
   const lengths = file.tensors.get('lengths');
-  let length: number | undefined;
-  if (lengths !== undefined) {
-    if (lengths.data.length !== 1) throw new DoveError(`Expected one length in the safetensors body but received ${lengths.data.length}`, 'SHAPE_MISMATCH');
-    length = Number(lengths.data[0]);
-  }
-  return { tokens: tokens.data as Float32Array, length };
+  if (lengths !== undefined && lengths.data.length !== 1) throw new DoveError(`Expected one length in the safetensors body but received ${lengths.data.length}`, 'SHAPE_MISMATCH');
+  return { tokens: tokens.data as Float32Array, length: lengths === undefined ? undefined : Number(lengths.data[0]) };
 }
 
 /**
