@@ -146,6 +146,29 @@ export function getIntList(args: ParsedArgs, name: string): number[] | undefined
   return Array.isArray(v) ? v : undefined;
 }
 
+/**
+ * Pulls each `--name value` / `--name=value` of the flags `names` out of argv, for flags the option
+ * parser must not see (a repeatable --run, the launcher's own flags): their values, and the rest in order.
+ */
+export function takeFlags(argv: readonly string[], names: readonly string[]): { values: string[]; rest: string[] } {
+  const values: string[] = [];
+  const rest: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const name = names.find((n) => arg === n || arg.startsWith(`${n}=`));
+    if (name === undefined) {
+      rest.push(arg);
+    } else if (arg === name) {
+      const value = argv[++i];
+      if (value === undefined || value.startsWith('--')) throw new UsageError(`Missing value for ${name}`);
+      values.push(value);
+    } else {
+      values.push(arg.slice(name.length + 1));
+    }
+  }
+  return { values, rest };
+}
+
 /** Checks list values against a range only known later (e.g. the model's maxTokens). */
 export function checkIntRange(values: readonly number[], flag: string, min: number, max: number): void {
   asUsage(() => {

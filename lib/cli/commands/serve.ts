@@ -1,5 +1,5 @@
 import type { Command } from '../command';
-import { getFlag, getNumber, getString, MODEL_FILE_OPTIONS, parseArgs, UsageError, withUsage } from '../args';
+import { getFlag, getNumber, getString, MODEL_FILE_OPTIONS, parseArgs, takeFlags, UsageError, withUsage } from '../args';
 import { DoveServer, SERVE_DEFAULTS } from '../../serve/server';
 import { Tokenizer } from '../../model/tokenizer';
 
@@ -48,29 +48,10 @@ Examples:
   curl -H 'content-type: image/jpeg' --data-binary @photo.jpg http://127.0.0.1:8080/v1/tokenize
 `;
 
-/** --run may repeat, which the option parser does not allow: pull those pairs out first. */
-function splitRuns(argv: readonly string[]): { runs: string[]; rest: string[] } {
-  const runs: string[] = [];
-  const rest: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    if (arg === '--run') {
-      const value = argv[i + 1];
-      if (value === undefined || value.startsWith('--')) throw new UsageError('Missing value for --run');
-      runs.push(value);
-      i++;
-    } else if (arg.startsWith('--run=')) {
-      runs.push(arg.slice('--run='.length));
-    } else {
-      rest.push(arg);
-    }
-  }
-  return { runs, rest };
-}
-
 async function run(argv: string[]): Promise<number> {
   return withUsage('serve', async () => {
-    const { runs, rest } = splitRuns(argv);
+    // --run may repeat, which the option parser does not allow: those pairs come out first.
+    const { values: runs, rest } = takeFlags(argv, ['--run']);
     const args = parseArgs(rest, SPECS);
     if (args.positionals.length > 0) throw new UsageError(`Unexpected argument ${args.positionals[0]}`);
     const host = getString(args, 'host') ?? '127.0.0.1';

@@ -1,5 +1,5 @@
 import type { Command } from '../command';
-import { getFlag, getNumber, getString, parseArgs, UsageError, withUsage } from '../args';
+import { getFlag, getNumber, getString, parseArgs, takeFlags, UsageError, withUsage } from '../args';
 import { formatDuration } from '../progress';
 import { defaultModelPath } from '../../model/model-file';
 import { launchWorkers } from '../../trainer/launcher';
@@ -101,22 +101,8 @@ function augmentFromFlags(kind: string | undefined, noAugment: boolean): boolean
   return kind === 'flip' ? FLIP_ONLY : true;
 }
 
-const LAUNCHER_FLAGS = new Set(['--nproc-per-node', '--nnodes', '--node-rank', '--master-addr', '--master-port']);
-
-/** The worker's argv: everything except the launcher's own flags (and their values). */
-function workerArgs(argv: readonly string[]): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const [flag] = a.split('=', 1);
-    if (LAUNCHER_FLAGS.has(flag!)) {
-      if (!a.includes('=')) i++;
-      continue;
-    }
-    out.push(a);
-  }
-  return out;
-}
+/** The launcher's own flags: a worker's argv is the command's without them (and their values). */
+const LAUNCHER_FLAGS = ['--nproc-per-node', '--nnodes', '--node-rank', '--master-addr', '--master-port'];
 
 class StepLine {
   private last = 0;
@@ -154,7 +140,7 @@ async function run(argv: string[]): Promise<number> {
       // Launcher: start the workers and wait; each worker runs this command with RANK etc. set.
       const result = await launchWorkers({
         script: process.argv[1]!,
-        args: ['train', ...workerArgs(argv)],
+        args: ['train', ...takeFlags(argv, LAUNCHER_FLAGS).rest],
         nprocPerNode: nproc,
         nnodes: getNumber(args, 'nnodes'),
         nodeRank: getNumber(args, 'node-rank'),
