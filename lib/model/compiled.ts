@@ -98,8 +98,7 @@ export class CompiledDove {
     if (!(k! >= 1 && k! <= this.maxTokens && b! >= 1 && b! <= this.maxBatch)) return false;
     if (lengths.dtype !== 'int64' || lengths.device !== 'cpu' || lengths.shape.length !== 1 || lengths.shape[0] !== b) return false;
     const kk = BigInt(k!);
-    for (const l of lengths.data() as BigInt64Array) if (l < 0n || l > kk) return false;
-    return true;
+    return (lengths.data() as BigInt64Array).every((l) => l >= 0n && l <= kk);
   }
 
   /** Arguments `decodes` accepted -> uint8 (B,S,S,3). */

@@ -69,12 +69,11 @@ async function listEntries(dir: string): Promise<Entry[]> {
 }
 
 async function readQuestions(path: string): Promise<Map<string, string>> {
-  let parsed: unknown;
-  try {
-    parsed = parseJson(await fs.readFile(path, 'utf8'), path, 'INVALID_ARGUMENT');
-  } catch (error) {
-    throw new UsageError(`Expected a JSON file for --questions but ${path} could not be read as JSON (${(error as Error).message})`);
-  }
+  const notJson = (message: string): UsageError => new UsageError(`Expected a JSON file for --questions but ${path} could not be read as JSON (${message})`);
+  const text = await fs.readFile(path, 'utf8').catch((error: Error) => {
+    throw notJson(error.message);
+  });
+  const parsed = parseJson(text, path, notJson);
   const out = new Map<string, string>();
   if (Array.isArray(parsed)) {
     for (const item of parsed) {
