@@ -154,12 +154,9 @@ export function standInsFor(libDir: string, standInDirs: readonly string[]): str
   } catch {
     return [];
   }
-  const out: string[] = [];
-  for (const name of needed) {
-    const dir = standInDirs.find((d) => existsSync(join(d, name)));
-    if (dir !== undefined) out.push(join(dir, name));
-  }
-  return out;
+  return needed
+    .map((name) => standInDirs.map((dir) => join(dir, name)).find((path) => existsSync(path)))
+    .filter((path): path is string => path !== undefined);
 }
 
 /** Loads the CUDA stand-ins, then libc10.so and libtorch_cpu.so from `dir`. Returns why it failed, or null. */
