@@ -67,10 +67,9 @@ export function loadCudaLibtorch(): CudaLibtorch {
   const native = binding();
   const load = addonLoad();
   const tried: string[] = [];
-  const seen = new Set<string>();
-  for (const c of [load.libtorch, ...libtorchCandidates(packageRoot())]) {
-    if (seen.has(c.dir)) continue;
-    seen.add(c.dir);
+  const candidates = [load.libtorch, ...libtorchCandidates(packageRoot())];
+  // Each directory once: the loaded libtorch usually reappears among the candidates.
+  for (const c of candidates.filter((c, i) => candidates.findIndex((other) => other.dir === c.dir) === i)) {
     const absent = CUDA_LIBS.filter((l) => !existsSync(join(c.dir, l)));
     const why = absent.length > 0 ? `no ${absent.join(', ')} (a CPU-only libtorch)` : mismatch(load.libtorch.build, c.build);
     const runtime = why === null ? realRuntime(c.dir, load.standIns) : null;
