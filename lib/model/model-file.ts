@@ -376,9 +376,12 @@ export class DoveModel {
     };
   }
 
-  /** A tensor on the model's device (the same tensor on CPU; a device copy otherwise, to dispose). */
-  private onDevice(tensor: Tensor): Tensor {
-    return this.device === 'cpu' || tensor.device === this.device ? tensor : tensor.to(this.device);
+  /** A tensor on the model's device: the same tensor on CPU, otherwise a device copy, added to `copies` (to dispose). */
+  private onDevice(tensor: Tensor, copies: Tensor[]): Tensor {
+    if (this.device === 'cpu' || tensor.device === this.device) return tensor;
+    const copy = tensor.to(this.device);
+    copies.push(copy);
+    return copy;
   }
 
   /**
@@ -390,12 +393,7 @@ export class DoveModel {
   ): Promise<EncodeResult & { lengthValues: BigInt64Array; eosValues: Float32Array | undefined }> {
     const query = queries === null ? null : this.encodeQueries(queries);
     const moved: Tensor[] = [];
-    const dev = (t: Tensor | undefined): Tensor | null => {
-      if (t === undefined) return null;
-      const d = this.onDevice(t);
-      if (d !== t) moved.push(d);
-      return d;
-    };
+    const dev = (t: Tensor | undefined): Tensor | null => (t === undefined ? null : this.onDevice(t, moved));
     try {
       const out = await this.module.run('encode_pixels', [dev(pixels), mode, budget, threshold, dev(query?.ids), dev(query?.mask)]);
       if (!Array.isArray(out) || out.length !== 3 || !out.every((t) => t instanceof Tensor)) {
@@ -455,8 +453,9 @@ export class DoveModel {
   }
 
   private async runDecode(tokens: Tensor, lengths: Tensor, batch: number, withData: boolean): Promise<{ output: Tensor; pixels: Uint8Array | undefined }> {
-    const t = this.onDevice(tokens);
-    const l = this.onDevice(lengths);
+    const moved: Tensor[] = [];
+    const t = this.onDevice(tokens, moved);
+    const l = this.onDevice(lengths, moved);
     try {
       const out = await this.module.run('decode_pixels', [t, l]);
       if (!(out instanceof Tensor)) throw new DoveError(`${displayPath(this.path)}: decode_pixels returned an unexpected value`, 'NOT_DOVE_EXPORT');
@@ -470,7 +469,7 @@ export class DoveModel {
       // Off the CPU the values are read only once the shape is known good (a device-to-host copy).
       return { output: out, pixels: withData ? ((data ?? out.data()) as Uint8Array) : undefined };
     } finally {
-      Tensor.disposeAll([...(t !== tokens ? [t] : []), ...(l !== lengths ? [l] : [])]);
+      Tensor.disposeAll(moved);
     }
   }
 
