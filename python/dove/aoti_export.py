@@ -17,6 +17,7 @@ TorchScript otherwise.
 DOVE only: a Q-DOVE query changes the sequence length, which the compiled graph fixes.
 """
 import argparse
+import copy
 import hashlib
 import os
 import shutil
@@ -30,13 +31,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from .model import Dove, to_pixels
+from .neox import NeoXAttention
 
-# Inductor settings of every package. freezing: weights become constants, so convolution and linear
-# weights are prepacked for oneDNN once at compile time instead of reordered on every call. tiny,
-# without vs with (bench/compiled/compare.py, 2 threads, 4 alternating rounds, on the 2-core VM at
-# load ~11, so only the ratios mean much): batch-1 encode 540-655 vs 180-228 ms, decode 894-1024 vs
-# 239-290 ms; batch 16 unchanged (encode 1002-1133 vs 1071-1178 ms). Outputs stay within float32
-# rounding of TorchScript (tokens 8e-7, pixels within one level).
+# Inductor settings of every package. freezing: weights become constants of the compiled code.
+# cpp.weight_prepack False: with prepacking, inductor calls oneDNN's prepacked linear, which on this
+# dynamic-batch graph ran encode 3-4x slower than the plain addmm it calls without
+# (bench/compiled/compare.py, tiny, 2 threads, 4 alternating rounds, 2-core VM: batch 1 encode
+# 26-30 vs 7-11 ms, batch 16 encode 275-334 vs 67-96 ms; decode unchanged).
 # cpp.dynamic_threads: the generated kernels ask OpenMP for the thread count at run time, so the
 # package follows setNumThreads like TorchScript does. Without it inductor writes the compiling
 # machine's count into every kernel (`#pragma omp parallel num_threads(2)` here).
@@ -44,7 +45,8 @@ from .model import Dove, to_pixels
 # would name libtorch.so (which pulls in libtorch_cuda.so, and which the runtime's platform package
 # does not ship: docs/PACKAGING.md); the runtime finds libtorch's C shim (aoti_torch_*) and c10 in
 # the process instead (native/compiled_model.cpp makes the loaded libtorch_cpu.so / libc10.so global).
-INDUCTOR_OPTIONS: Dict[str, Any] = {"freezing": True, "cpp.dynamic_threads": True, "aot_inductor.link_libtorch": False}
+INDUCTOR_OPTIONS: Dict[str, Any] = {"freezing": True, "cpp.weight_prepack": False, "cpp.dynamic_threads": True,
+                                    "aot_inductor.link_libtorch": False}
 PACKAGE_FORMAT = "dove-encoder/aoti"
 PACKAGE_VERSION = 1
 # The largest batch a compiled model accepts; larger batches run through TorchScript.
@@ -108,6 +110,27 @@ class DecodePixels(nn.Module):
         return to_pixels(m.vqgan.decode(m._latents_from_tokens(padded, lengths)).clamp(0.0, 1.0))
 
 
+class FusedAttention(NeoXAttention):
+    """NeoXAttention through libtorch's fused scaled-dot-product attention, for the compiled graph only.
+    Inductor writes the explicit softmax (NeoXAttention.attend) as a kernel that opens an OpenMP region
+    per query row inside a serial loop: 44 ms per call in tiny's batch-16 decode, 62% of the decode
+    (torch.profiler with cpp.enable_kernel_profile). The fused kernel takes about 1 ms there, and decode
+    runs 3.3x faster at batch 1 and 16 (bench/compiled/compare.py). Same inputs, same mask convention
+    (True = may attend); outputs agree within float32 rounding (python/tests/test_aoti_export.py)."""
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scaling)
+
+
+def with_fused_attention(model: Dove) -> Dove:
+    """A copy of `model` whose attention layers are FusedAttention (same parameters, copied)."""
+    fused = copy.deepcopy(model)
+    for module in fused.modules():
+        if type(module) is NeoXAttention:
+            module.__class__ = FusedAttention
+    return fused
+
+
 def _exported(model: Dove) -> Dict[str, Tuple[nn.Module, Tuple[torch.Tensor, ...], Any, str]]:
     s, k, d = model.image_size, model.max_tokens, model.token_dim
     # Example inputs of batch 2 (export specialises sizes 0 and 1; every size is read from the model)
@@ -120,9 +143,10 @@ def _exported(model: Dove) -> Dict[str, Tuple[nn.Module, Tuple[torch.Tensor, ...
     token_dims = {0: batch, 1: torch.export.Dim("slots", min=1, max=k)} if k > 1 else {0: batch}
     # `dove.inputs` in each model's metadata: what the runtime checks before a call (the compiled
     # code reads its inputs as contiguous buffers of these sizes). "b" is the batch, 1..MAX_BATCH.
+    fused = with_fused_attention(model)
     return {
-        "encode": (EncodePixels(model), (pixels,), ({0: batch},), f"uint8[b,{s},{s},3]"),
-        "decode": (DecodePixels(model), (tokens, lengths), (token_dims, {0: batch}),
+        "encode": (EncodePixels(fused), (pixels,), ({0: batch},), f"uint8[b,{s},{s},3]"),
+        "decode": (DecodePixels(fused), (tokens, lengths), (token_dims, {0: batch}),
                    f"float32[b,{'1..' if k > 1 else ''}{k},{d}] int64[b]"),
     }
 

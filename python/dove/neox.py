@@ -5,7 +5,8 @@ Numerics follow transformers' GPTNeoX: fused query_key_value laid out per head a
 rotate_half convention, parallel residual, exact GELU, LayerNorm eps 1e-5, final_layer_norm.
 
 Attention is an explicit masked softmax (the numerics of transformers' eager path), so results never
-depend on which SDPA kernel libtorch picks on a given machine. `key_len` can pad the key axis with masked
+depend on which SDPA kernel libtorch picks on a given machine. The compiled package alone swaps `attend` for libtorch's
+fused kernel (dove.aoti_export.FusedAttention), where inductor's own softmax code is several times slower. `key_len` can pad the key axis with masked
 zero keys (results unchanged; tested against transformers with and without it).
 """
 from typing import Optional, Tuple
@@ -53,15 +54,17 @@ class NeoXAttention(nn.Module):
             # Zero keys/values past the sequence: masked out below, they only fix the reduction length.
             k = F.pad(k, [0, 0, 0, key_len - s])
             v = F.pad(v, [0, 0, 0, key_len - s])
-        k = k.contiguous()
-        v = v.contiguous()
-        scores = torch.matmul(q.contiguous(), k.transpose(2, 3)) * self.scaling
+        out = self.attend(q.contiguous(), k.contiguous(), v.contiguous(), mask)
+        out = out.transpose(1, 2).contiguous().view(b, s, d)
+        return self.dense(out)
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+        """(B,heads,S,head) queries against (B,heads,key_len,head) keys and values; mask True = may attend."""
+        scores = torch.matmul(q, k.transpose(2, 3)) * self.scaling
         if mask is not None:
             scores = scores.masked_fill(mask.logical_not(), float("-inf"))
         probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(v.dtype)
-        out = torch.matmul(probs, v)
-        out = out.transpose(1, 2).contiguous().view(b, s, d)
-        return self.dense(out)
+        return torch.matmul(probs, v)
 
 
 class NeoXMLP(nn.Module):

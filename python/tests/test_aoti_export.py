@@ -5,9 +5,10 @@ change with data-dependent Python control flow would break."""
 import pytest
 import torch
 
-from dove.aoti_export import DecodePixels, EncodePixels, _exported, package_path, weights_hash
+from dove.aoti_export import DecodePixels, EncodePixels, FusedAttention, _exported, package_path, weights_hash
 from dove.config import load_config
 from dove.model import Dove
+from dove.neox import NeoXAttention
 from dove_testutil import perturb_
 
 
@@ -37,8 +38,8 @@ def test_package_path_sits_beside_the_model():
 
 
 def test_encode_and_decode_export_with_dynamic_batch_and_slots(tiny):
-    """The exported graphs (as AOTInductor compiles them) equal the model for batches and slot counts
-    other than the traced example's, including a full set of slots (no padding)."""
+    """The exported graphs (as AOTInductor compiles them, with FusedAttention) equal the model for batches
+    and slot counts other than the traced example's, including a full set of slots (no padding)."""
     k, d, s = tiny.max_tokens, tiny.token_dim, tiny.image_size
     graphs = {}
     with torch.no_grad():
@@ -58,3 +59,24 @@ def test_encode_and_decode_export_with_dynamic_batch_and_slots(tiny):
                 assert got.shape == (b, s, s, 3) and got.dtype == torch.uint8
                 assert (got.int() - want.int()).abs().max() <= 1, f"decode b={b} slots={slots}"
                 assert torch.equal(want, tiny.decode_pixels(tokens, lengths)), "DecodePixels is decode_pixels"
+
+
+def test_compiled_graphs_attend_through_the_fused_kernel_with_the_same_results(tiny):
+    """The graphs handed to AOTInductor use FusedAttention (libtorch's scaled_dot_product_attention) on a
+    copy; the model itself keeps the explicit softmax. Both agree, with and without a mask."""
+    for name, (module, _, _, _) in _exported(tiny).items():
+        kinds = {type(m) for m in module.modules() if isinstance(m, NeoXAttention)}
+        assert kinds == {FusedAttention}, name
+    assert all(type(m) is NeoXAttention for m in tiny.modules() if isinstance(m, NeoXAttention)), "the model is not changed"
+    attn = next(m for m in _exported(tiny)["decode"][0].modules() if isinstance(m, FusedAttention))
+    gen = torch.Generator().manual_seed(3)
+    q = torch.randn(2, attn.heads, 5, attn.head_size, generator=gen)
+    k = torch.randn(2, attn.heads, 7, attn.head_size, generator=gen)
+    v = torch.randn(2, attn.heads, 7, attn.head_size, generator=gen)
+    mask = torch.ones(2, 1, 5, 7, dtype=torch.bool)
+    mask[..., 5:] = False  # padded keys
+    mask[1, ..., 2:] = False
+    for m in (None, mask):
+        fused = FusedAttention.attend(attn, q, k, v, m)
+        explicit = NeoXAttention.attend(attn, q, k, v, m)
+        assert torch.allclose(fused, explicit, atol=1e-5), f"mask={m is not None}: {(fused - explicit).abs().max()}"
