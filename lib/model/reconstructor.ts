@@ -90,8 +90,13 @@ export class Reconstructor extends ModelUser {
     this.checkTokens(items);
     const slots = maxOf(items.map((t) => t.length));
     // One image: wrap its view by pointer. Several: one padded copy (they live in separate buffers).
-    const data = items.length === 1 ? items[0]!.tokens : new Float32Array(items.length * slots * dim);
-    if (items.length > 1) items.forEach((item, i) => data.set(item.tokens, i * slots * dim));
+    let data: Float32Array;
+    if (items.length === 1) {
+      data = items[0]!.tokens;
+    } else {
+      data = new Float32Array(items.length * slots * dim);
+      items.forEach((item, i) => data.set(item.tokens, i * slots * dim));
+    }
     const tokens = Tensor.fromArray(data, [items.length, slots, dim], 'float32');
     const lengths = Tensor.fromArray(BigInt64Array.from(items, (t) => BigInt(t.length)), [items.length], 'int64');
     return this.decode(tokens, lengths).finally(() => Tensor.disposeAll([tokens, lengths]));
