@@ -5,9 +5,10 @@ Numerics follow transformers' GPTNeoX: fused query_key_value laid out per head a
 rotate_half convention, parallel residual, exact GELU, LayerNorm eps 1e-5, final_layer_norm.
 
 Attention is an explicit masked softmax (the numerics of transformers' eager path), so results never
-depend on which SDPA kernel libtorch picks on a given machine. The compiled package alone swaps `attend` for libtorch's
-fused kernel (dove.aoti_export.FusedAttention), where inductor's own softmax code is several times slower. `key_len` can pad the key axis with masked
-zero keys (results unchanged; tested against transformers with and without it).
+depend on which SDPA kernel libtorch picks on a given machine. Only the compiled package swaps `attend`
+for libtorch's fused kernel (dove.aoti_export.FusedAttention): inductor's code for the explicit softmax
+is several times slower. `key_len` can pad the key axis with masked zero keys (results unchanged;
+tested against transformers with and without it).
 """
 from typing import Optional, Tuple
 

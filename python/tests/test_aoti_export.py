@@ -64,11 +64,12 @@ def test_encode_and_decode_export_with_dynamic_batch_and_slots(tiny):
 def test_compiled_graphs_attend_through_the_fused_kernel_with_the_same_results(tiny):
     """The graphs handed to AOTInductor use FusedAttention (libtorch's scaled_dot_product_attention) on a
     copy; the model itself keeps the explicit softmax. Both agree, with and without a mask."""
-    for name, (module, _, _, _) in _exported(tiny).items():
+    exported = _exported(tiny)
+    for name, (module, _, _, _) in exported.items():
         kinds = {type(m) for m in module.modules() if isinstance(m, NeoXAttention)}
         assert kinds == {FusedAttention}, name
     assert all(type(m) is NeoXAttention for m in tiny.modules() if isinstance(m, NeoXAttention)), "the model is not changed"
-    attn = next(m for m in _exported(tiny)["decode"][0].modules() if isinstance(m, FusedAttention))
+    attn = next(m for m in exported["decode"][0].modules() if isinstance(m, FusedAttention))
     gen = torch.Generator().manual_seed(3)
     q = torch.randn(2, attn.heads, 5, attn.head_size, generator=gen)
     k = torch.randn(2, attn.heads, 7, attn.head_size, generator=gen)
