@@ -68,7 +68,7 @@ function parseArgs(argv: string[]): Options {
   }
   const device = value('--device') ?? 'cpu';
   if (!/^(cpu|cuda(:\d+)?)$/.test(device)) throw new Error(`Expected --device cpu or cuda:N but received '${device}'`);
-  const ompWait = value('--omp-wait') ?? 'passive';
+  const ompWait = value('--omp-wait') ?? 'default';
   if (ompWait !== 'passive' && ompWait !== 'active' && ompWait !== 'default') {
     throw new Error(`Expected --omp-wait passive, active or default but received '${ompWait}'`);
   }

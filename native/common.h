@@ -23,6 +23,7 @@
 
 #include "exit_guard.h"
 #include "glibc_baseline.h"
+#include "openmp_team.h"
 
 namespace dove {
 
@@ -222,6 +223,8 @@ class PromiseWorker : public Napi::AsyncWorker {
   void Execute() override {
     RunningCall running;
     outcome_.run(work_);
+    // libuv's pool threads live on, and so would the OpenMP team this job started (openmp_team.h).
+    releaseOpenMpTeam();
   }
   void OnOK() override { outcome_.settle(Env(), deferred_, toJs_, inputs_, name_); }
 

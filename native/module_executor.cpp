@@ -2,6 +2,7 @@
 #include "module_executor.h"
 
 #include "exit_guard.h"
+#include "openmp_team.h"
 
 #include <pthread.h>
 #include <uv.h>
@@ -278,6 +279,13 @@ void ModuleExecutor::loop() {
             std::this_thread::yield();
           }
         }
+        lock.lock();
+      }
+      if (queue_.empty() && !closing_ && !stop_) {
+        // Parking: this thread's OpenMP workers would otherwise count against every other
+        // thread's spinning until its next job (openmp_team.h).
+        lock.unlock();
+        releaseOpenMpTeam();
         lock.lock();
       }
       if (queue_.empty() && !closing_ && !stop_) {

@@ -13,10 +13,12 @@ export interface ChildResult<T> {
 }
 
 /**
- * Thread settings every child gets, so BLAS/OpenMP pools match across runtimes. OMP_WAIT_POLICY
- * PASSIVE (the default here) makes libtorch's idle OpenMP threads sleep instead of spin: on a shared
- * machine spinning threads fight over the cores and one runtime can lose 100x (seen here: a tiny encode
- * took 2-7 s in Python with spinning and 16 ms without, while other work held the cores).
+ * Thread settings every child gets, so BLAS/OpenMP pools match across runtimes. 'default' (the
+ * default here) leaves OMP_WAIT_POLICY unset, as a user's process has it: libgomp's workers spin a
+ * bounded while between parallel regions, as ORT's intra-op threads do (bench/README.md, "Threads").
+ * PASSIVE makes them sleep at once (every region then pays a wake-up per worker: libtorch's tiny
+ * batch-1 encode took 11 ms instead of 6, ORT's 6 either way); ACTIVE spins without end, which on a
+ * shared machine made one runtime lose 100x (a tiny encode took 2-7 s instead of 16 ms).
  */
 export function threadEnv(threads: number, ompWait: 'passive' | 'active' | 'default'): NodeJS.ProcessEnv {
   const n = String(threads);

@@ -82,7 +82,7 @@ export function judgeTargets(r: BenchResult, perCallUs: number | null): TargetCh
   );
   t.push(
     ratioTarget('Node vs onnxruntime-node (inference)', 1.0, judged(r, api, 'onnxruntime-node', 1.0, INFERENCE), (m, u) =>
-      explain(m, u, `Rows marked (AOTI) run inductor's compiled code (fused elementwise/normalisation kernels, one OpenMP region per fused group, oneDNN/MKL convolutions and GEMMs); the others the frozen TorchScript file. onnxruntime runs MLAS kernels with spinning intra-op threads between kernels (session.intra_op.allow_spinning), which at batch 1 saves the wake-ups libtorch's passive OpenMP threads pay.${noisy}`)),
+      explain(m, u, `Rows marked (AOTI) run inductor's compiled code (fused elementwise/normalisation kernels, one OpenMP region per fused group, oneDNN/MKL convolutions and GEMMs); the others the frozen TorchScript file. onnxruntime runs MLAS kernels; both sides' worker threads spin a bounded while between kernels (ORT's session.intra_op.allow_spinning, libgomp's default wait policy) unless --omp-wait passive makes libtorch's sleep.${noisy}`)),
   );
   t.push(
     ratioTarget('Node TorchScript vs Python TorchScript (the same file: binding and engine only)', 1.0, judged(r, scripted, 'python-torchscript', 1.0, OPS), (m, u) =>

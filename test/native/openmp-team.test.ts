@@ -1,0 +1,57 @@
+// A module thread that parks gives back its OpenMP team (native/openmp_team.h): libgomp lets teams
+// spin between parallel regions only while the process has no more OpenMP threads than CPUs, so
+// the workers of an idle module must not stay behind and slow down every other module.
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { CORE_MODEL, ROOT } from './helpers';
+
+const script = `
+const { readdirSync, readFileSync } = require('node:fs');
+const { loadModule } = require(${JSON.stringify(join(ROOT, 'dist', 'lib', 'core', 'module.js'))});
+const { Tensor } = require(${JSON.stringify(join(ROOT, 'dist', 'lib', 'core', 'tensor.js'))});
+const runtime = require(${JSON.stringify(join(ROOT, 'dist', 'lib', 'core', 'runtime.js'))});
+// Threads inherit their creator's name: libgomp's workers of a module thread are 'dove-module' too.
+const moduleThreads = () => readdirSync('/proc/self/task')
+  .map((id) => { try { return readFileSync('/proc/self/task/' + id + '/comm', 'utf8').trim(); } catch { return ''; } })
+  .filter((name) => name === 'dove-module').length;
+const idle = () => new Promise((r) => setTimeout(r, 300));
+(async () => {
+  runtime.setNumThreads(2);
+  const module = await loadModule(${JSON.stringify(CORE_MODEL)});
+  // 4M elements: libtorch splits the multiplication over both threads (one parallel region).
+  const x = Tensor.fromArray(new Float32Array(1 << 22).fill(1.5));
+  const sums = [];
+  for (let i = 0; i < 2; i++) {
+    const out = await module.run('scale', [x, 2]);
+    const data = out.data();
+    sums.push(data[0] + data[data.length - 1]);
+    out.dispose();
+    await idle();
+  }
+  console.log(JSON.stringify({ threads: runtime.getNumThreads(), afterIdle: moduleThreads(), sums }));
+  module.dispose();
+})();
+`;
+
+function run(env: NodeJS.ProcessEnv): { threads: number; afterIdle: number; sums: number[] } {
+  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 60_000 });
+  if (r.status !== 0) throw new Error(`child failed (${String(r.status)}): ${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop() ?? '') as { threads: number; afterIdle: number; sums: number[] };
+}
+
+// /proc/self/task and libgomp are Linux's; elsewhere the release is a no-op by design.
+const linuxTest = process.platform === 'linux' ? test : test.skip;
+
+linuxTest('a parked module thread keeps no OpenMP workers, and its next call starts a team again', (t) => {
+  const kept = run({ DOVE_OMP_RELEASE: '0' });
+  const released = run({});
+  t.is(kept.threads, 2);
+  // The control: with the release off the module thread's worker is still there while it is idle,
+  // so the count below sees the workers it is about.
+  t.is(kept.afterIdle, 2);
+  t.is(released.afterIdle, 1);
+  // Calls after a release compute the same (the second call ran on a new team).
+  t.deepEqual(released.sums, [6, 6]);
+  t.deepEqual(kept.sums, [6, 6]);
+});
