@@ -4,6 +4,7 @@
 import { execFileSync } from 'node:child_process';
 import sharp from 'sharp';
 import type { OverlayOptions } from 'sharp';
+import { valueOr } from '../base/errors';
 import { escapeXml } from './xml';
 
 export interface GridColumn {
@@ -27,13 +28,7 @@ export const GRID_LABEL_HEIGHT = 22;
 let fontCache: boolean | undefined;
 /** True when fontconfig lists at least one font (what sharp's SVG text rendering needs). */
 export function systemHasFont(): boolean {
-  if (fontCache === undefined) {
-    try {
-      fontCache = execFileSync('fc-list', [':', 'family'], { encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'ignore'] }).trim().length > 0;
-    } catch {
-      fontCache = false;
-    }
-  }
+  fontCache ??= valueOr(() => execFileSync('fc-list', [':', 'family'], { encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'ignore'] }).trim().length > 0, false);
   return fontCache;
 }
 
