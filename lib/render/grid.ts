@@ -123,6 +123,15 @@ export async function composeGrid(columns: readonly GridColumn[], options: GridO
     .toBuffer();
 }
 
+/** A reconstruction at `length` tokens, size×size×3 RGB uint8. */
+type SweepColumn = { length: number; pixels: Uint8Array };
+
+/** One sweep's grid (`dove reconstruct`, the explorer): the input, one column per length, then the EOS-chosen length. */
+export function sweepGrid(input: Uint8Array, lengths: readonly SweepColumn[], auto: SweepColumn, size: number): Promise<Buffer> {
+  const sweep = lengths.map((c) => ({ label: `K=${c.length}`, pixels: c.pixels }));
+  return composeGrid([{ label: 'INPUT', pixels: input }, ...sweep, { label: `EOS K=${auto.length}`, pixels: auto.pixels }], { size });
+}
+
 /** Where column `index`'s image sits in a grid (for tests and for cutting columns back out). */
 export function gridCellRect(index: number, size: number, minCell = 128): { left: number; top: number; side: number } {
   const cell = Math.max(size, minCell);
