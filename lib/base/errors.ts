@@ -41,3 +41,12 @@ export class DoveError extends Error {
 export function isDoveError(error: unknown, code?: DoveErrorCode): error is DoveError {
   return error instanceof DoveError && (code === undefined || error.code === code);
 }
+
+/** What `attempt` returns, or `fallback` when it throws: for probes where failing only means "not there". */
+export function valueOr<T, F>(attempt: () => T, fallback: F): T | F {
+  try {
+    return attempt();
+  } catch {
+    return fallback;
+  }
+}

@@ -22,6 +22,11 @@ export function jsonDepth(value: unknown, limit = Infinity): number {
   return deepest;
 }
 
+/** A parsed JSON object: not null, not an array. */
+export function isJsonObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
 /**
  * Parses JSON text from `what` (a file name or "dove.json in x.pt"); invalid JSON and nesting deeper
  * than MAX_JSON_DEPTH fail with a message that names `what`: a DoveError of `code`, or the error

@@ -21,6 +21,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { constants, homedir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { valueOr } from '../base/errors';
 import { readElfDynamic } from './elf';
 
 /** The libtorch the prebuilt addons are linked against (scripts/lib.sh DOVE_TORCH_VERSION). */
@@ -52,11 +53,7 @@ export interface LibtorchCandidate {
 }
 
 function readText(path: string): string | null {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return null;
-  }
+  return valueOr(() => readFileSync(path, 'utf8'), null);
 }
 
 /**
@@ -66,13 +63,9 @@ function readText(path: string): string | null {
 export function libtorchBuild(libDir: string): LibtorchBuild {
   const manifest = readText(join(libDir, '..', 'versions.json'));
   if (manifest !== null) {
-    try {
-      const m = JSON.parse(manifest) as { libtorch?: unknown; git?: unknown; cuda?: unknown };
-      const text = (v: unknown): string | null => (typeof v === 'string' && v.length > 0 ? v : null);
-      return { version: text(m.libtorch), git: text(m.git), cuda: text(m.cuda) };
-    } catch {
-      return { version: null, git: null, cuda: null };
-    }
+    const m = valueOr(() => JSON.parse(manifest) as { libtorch?: unknown; git?: unknown; cuda?: unknown }, null);
+    const text = (v: unknown): string | null => (typeof v === 'string' && v.length > 0 ? v : null);
+    return { version: text(m?.libtorch), git: text(m?.git), cuda: text(m?.cuda) };
   }
   const wheel = readText(join(libDir, '..', 'version.py'));
   if (wheel !== null) {
@@ -96,21 +89,13 @@ function libDirOf(root: string): string | null {
 }
 
 function list(dir: string): string[] {
-  try {
-    return readdirSync(dir).sort();
-  } catch {
-    return [];
-  }
+  return valueOr(() => readdirSync(dir).sort(), []);
 }
 
 /** The platform package's lib/ folder as seen from the dove-encoder package at `root`, or null. */
 export function platformPackageDir(root: string): { dir: string; version: string } | null {
-  let manifest: string;
-  try {
-    manifest = require.resolve(`${LIBTORCH_PACKAGE}/package.json`, { paths: [root] });
-  } catch {
-    return null;
-  }
+  const manifest = valueOr(() => require.resolve(`${LIBTORCH_PACKAGE}/package.json`, { paths: [root] }), null);
+  if (manifest === null) return null;
   const version = (JSON.parse(readFileSync(manifest, 'utf8')) as { version?: string }).version ?? '?';
   return { dir: join(dirname(manifest), 'lib'), version };
 }
@@ -148,13 +133,7 @@ export function loadGlobal(path: string): string | null {
 
 /** The CUDA stand-ins libtorch_cpu.so in `libDir` names, as absolute paths found in `standInDirs` (cuda-stubs folders). */
 export function standInsFor(libDir: string, standInDirs: readonly string[]): string[] {
-  let needed: string[];
-  try {
-    needed = readElfDynamic(join(libDir, 'libtorch_cpu.so')).needed;
-  } catch {
-    return [];
-  }
-  return needed
+  return valueOr(() => readElfDynamic(join(libDir, 'libtorch_cpu.so')).needed, [])
     .map((name) => standInDirs.map((dir) => join(dir, name)).find((path) => existsSync(path)))
     .filter((path): path is string => path !== undefined);
 }
@@ -195,9 +174,5 @@ export function loadFirstLibtorch(candidates: readonly LibtorchCandidate[], stan
 
 /** The directory in an addon's RUNPATH that holds libtorch_cpu.so, or null (a prebuilt addon has none). */
 export function runpathLibtorch(addonPath: string): string | null {
-  try {
-    return readElfDynamic(addonPath).searchPath.find((d) => existsSync(join(d, 'libtorch_cpu.so'))) ?? null;
-  } catch {
-    return null;
-  }
+  return valueOr(() => readElfDynamic(addonPath).searchPath.find((d) => existsSync(join(d, 'libtorch_cpu.so'))) ?? null, null);
 }

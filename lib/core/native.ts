@@ -8,7 +8,7 @@ import { dirname, join, resolve } from 'node:path';
 import { markAsUntransferable } from 'node:worker_threads';
 import type { NativeBinding } from '../../binding';
 import { readElfDynamic } from './elf';
-import { DoveError } from '../base/errors';
+import { DoveError, valueOr } from '../base/errors';
 import {
   LIBTORCH_PACKAGE,
   LIBTORCH_VERSION,
@@ -42,11 +42,7 @@ let cached: NativeBinding | undefined;
 
 /** A JSON file's value, or undefined when it is missing or not JSON. */
 function readJson(file: string): unknown {
-  try {
-    return JSON.parse(readFileSync(file, 'utf8'));
-  } catch {
-    return undefined;
-  }
+  return valueOr(() => JSON.parse(readFileSync(file, 'utf8')) as unknown, undefined);
 }
 
 /** The package root (the folder holding package.json), from lib/core/ or dist/lib/core/. */
@@ -72,11 +68,7 @@ export function buildRecord(root = packageRoot()): BuildRecord | null {
 }
 
 function listNodeFiles(dir: string): string[] {
-  try {
-    return readdirSync(dir).filter((f) => f.endsWith('.node'));
-  } catch {
-    return [];
-  }
+  return valueOr(() => readdirSync(dir).filter((f) => f.endsWith('.node')), []);
 }
 
 function packageVersion(root: string): string {
@@ -112,12 +104,8 @@ function describeFailure(root: string, error: unknown): string {
 }
 
 function describeMissingLibtorch(root: string, addon: string, tried: readonly string[]): string {
-  let runpath: string[] = [];
-  try {
-    runpath = readElfDynamic(addon).searchPath;
-  } catch {
-    // not readable as ELF: the dlopen below reports what is wrong with it
-  }
+  // An addon not readable as ELF counts as prebuilt here: the dlopen below reports what is wrong with it.
+  const runpath = valueOr(() => readElfDynamic(addon).searchPath, []);
   const how = runpath.length === 0 ? `prebuilt: it loads libtorch ${LIBTORCH_VERSION} from one of the places below` : `its RUNPATH ${runpath.join(':')} holds no libtorch_cpu.so`;
   return [
     'dove-encoder: the native addon could not be loaded: libtorch was not found.',

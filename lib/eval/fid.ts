@@ -4,7 +4,7 @@
 // as uint8; the network resizes them to 299 bilinearly, as pytorch-fid does.
 import { existsSync } from 'node:fs';
 import type { NativeModule, NativeTensor } from '../../binding';
-import { DoveError } from '../base/errors';
+import { DoveError, valueOr } from '../base/errors';
 import { binding as getBinding } from '../core/native';
 import { listImageFiles } from '../base/files';
 import { parseJson, preview } from '../base/json';
@@ -48,12 +48,7 @@ export class FidFeatureExtractor {
     if (!existsSync(path)) throw new DoveError(`${path}: FID feature extractor not found.\n${FID_SETUP_HELP}`, 'FILE_NOT_FOUND');
     const module = await getBinding().loadModule(path, options.device ?? 'cpu', ['fid.json'], false, options.trustModel);
     const text = module.extraFiles['fid.json'];
-    let meta: { format?: unknown; featureDim?: unknown } = {};
-    try {
-      meta = text === undefined ? {} : (parseJson(text, 'fid.json', 'NOT_DOVE_EXPORT') as typeof meta) ?? {};
-    } catch {
-      meta = {};
-    }
+    const meta = (valueOr(() => parseJson(text ?? '{}', 'fid.json', 'NOT_DOVE_EXPORT'), null) ?? {}) as { format?: unknown; featureDim?: unknown };
     if (meta.format !== FID_FORMAT || !module.methodNames().includes('features')) {
       module.dispose();
       throw new DoveError(`${path}: not an FID Inception export (no fid.json with format ${FID_FORMAT} or no features method).\n${FID_SETUP_HELP}`, 'NOT_DOVE_EXPORT');

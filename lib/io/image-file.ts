@@ -10,7 +10,7 @@
 import { constants, promises as fs } from 'node:fs';
 import { imageSize } from 'image-size';
 import sharp from 'sharp';
-import { DoveError } from '../base/errors';
+import { DoveError, valueOr } from '../base/errors';
 import { displayPath, fsError, fsPath } from '../base/files';
 
 /** Bytes of a file read before anything else: enough for every header sharp needs in practice. */
@@ -119,13 +119,10 @@ const SHARP_FORMATS = new Set(['png', 'jpg', 'gif', 'webp', 'tiff', 'svg', 'heif
 
 /** Width and height as the header claims them, read by image-size without decoding anything. */
 function claimedSize(head: Buffer): HeadVerdict | undefined {
-  try {
-    const size = imageSize(head);
-    if (SHARP_FORMATS.has(size.type ?? '') && size.width > 0 && size.height > 0) return { kind: 'header', width: size.width, height: size.height, pages: 1 };
-  } catch {
-    // not enough of the header in `head`
-  }
-  return undefined;
+  // imageSize throws when `head` holds not enough of the header.
+  const size = valueOr(() => imageSize(head), undefined);
+  if (size === undefined || !SHARP_FORMATS.has(size.type ?? '') || !(size.width > 0 && size.height > 0)) return undefined;
+  return { kind: 'header', width: size.width, height: size.height, pages: 1 };
 }
 
 /**

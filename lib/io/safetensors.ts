@@ -3,7 +3,7 @@
 // then the raw little-endian tensor bytes. Files written here load with Python's `safetensors`.
 import { DoveError } from '../base/errors';
 import { displayPath, readFileChecked, writeFileAtomic } from '../base/files';
-import { parseJson, preview } from '../base/json';
+import { isJsonObject, parseJson, preview } from '../base/json';
 
 export type SafetensorsDType = 'F32' | 'F64' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 
@@ -45,10 +45,6 @@ function label(key: string): string {
 
 function isDType(value: unknown): value is SafetensorsDType {
   return typeof value === 'string' && Object.hasOwn(ARRAYS, value);
-}
-
-function isPlainObject(value: unknown): value is { [key: string]: unknown } {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 function isIndex(value: unknown): value is number {
@@ -96,7 +92,7 @@ export function parseSafetensors(bytes: Uint8Array, name = '<buffer>'): Safetens
   }
   if (!headerText.startsWith('{')) bad(`header does not start with '{'`);
   const header = parseJson(headerText, 'header', bad);
-  if (!isPlainObject(header)) return bad('header is not a JSON object');
+  if (!isJsonObject(header)) return bad('header is not a JSON object');
   const dataLen = bytes.length - dataStart;
   const tensors = new Map<string, SafetensorsTensor>();
   const spans: { key: string; begin: number; end: number }[] = [];
@@ -105,12 +101,12 @@ export function parseSafetensors(bytes: Uint8Array, name = '<buffer>'): Safetens
     const tensor = `tensor ${label(key)}`;
     if (key === '__metadata__') {
       if (value === null) continue;
-      if (!isPlainObject(value)) bad(`__metadata__ is ${preview(value)}, expected an object of strings`);
+      if (!isJsonObject(value)) bad(`__metadata__ is ${preview(value)}, expected an object of strings`);
       for (const [k, v] of Object.entries(value)) if (typeof v !== 'string') bad(`__metadata__ ${JSON.stringify(k)} is ${preview(v)}, expected a string`);
       metadata = { ...(value as { [key: string]: string }) };
       continue;
     }
-    if (!isPlainObject(value)) bad(`${tensor} is ${preview(value)}, expected {dtype, shape, data_offsets}`);
+    if (!isJsonObject(value)) bad(`${tensor} is ${preview(value)}, expected {dtype, shape, data_offsets}`);
     const entry = value as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
     if (!isDType(entry.dtype)) bad(`${tensor} has dtype ${preview(entry.dtype)}, expected one of ${Object.keys(ARRAYS).join(', ')}`);
     const dtype = entry.dtype as SafetensorsDType;
@@ -156,8 +152,8 @@ export interface TensorToWrite {
 
 /** Serialises tensors (sorted by name, as Python does) into safetensors bytes. */
 export function serializeSafetensors(tensors: { [name: string]: TensorToWrite }, metadata: { [key: string]: string } = {}): Buffer {
-  if (!isPlainObject(tensors)) throw new DoveError(`safetensors: expected an object of tensors but received ${preview(tensors)}`, 'INVALID_ARGUMENT');
-  if (!isPlainObject(metadata)) throw new DoveError(`safetensors: expected an object of strings for metadata but received ${preview(metadata)}`, 'INVALID_ARGUMENT');
+  if (!isJsonObject(tensors)) throw new DoveError(`safetensors: expected an object of tensors but received ${preview(tensors)}`, 'INVALID_ARGUMENT');
+  if (!isJsonObject(metadata)) throw new DoveError(`safetensors: expected an object of strings for metadata but received ${preview(metadata)}`, 'INVALID_ARGUMENT');
   for (const [k, v] of Object.entries(metadata)) {
     if (typeof v !== 'string') throw new DoveError(`safetensors: metadata ${JSON.stringify(k)} is ${preview(v)}, expected a string`, 'INVALID_ARGUMENT');
   }
@@ -168,7 +164,7 @@ export function serializeSafetensors(tensors: { [name: string]: TensorToWrite },
   for (const name of names) {
     if (name === '__metadata__') throw new DoveError('safetensors: a tensor cannot be named __metadata__', 'INVALID_ARGUMENT');
     const t = tensors[name];
-    if (!isPlainObject(t) || !ArrayBuffer.isView(t.data) || t.data instanceof DataView || !Array.isArray(t.shape)) {
+    if (!isJsonObject(t) || !ArrayBuffer.isView(t.data) || t.data instanceof DataView || !Array.isArray(t.shape)) {
       throw new DoveError(`safetensors: tensor ${label(name)} is ${preview(t)}, expected { data: typed array, shape: number[], dtype? }`, 'INVALID_ARGUMENT');
     }
     if (t.dtype !== undefined && !isDType(t.dtype)) {

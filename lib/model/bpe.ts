@@ -8,7 +8,7 @@
 import { Tokenizer } from '@huggingface/tokenizers';
 import { appendAll } from '../base/arrays';
 import { DoveError } from '../base/errors';
-import { parseJson, preview } from '../base/json';
+import { isJsonObject, parseJson, preview } from '../base/json';
 
 function invalid(what: string): never {
   throw new DoveError(`tokenizer.json: invalid ${what}`, 'INVALID_ARGUMENT');
@@ -16,10 +16,6 @@ function invalid(what: string): never {
 
 function unsupported(what: string): never {
   throw new DoveError(`tokenizer.json: unsupported ${what} (only byte-level BPE tokenizers of the GPT-2/GPT-NeoX kind are read)`, 'INVALID_ARGUMENT');
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 /** A token id: a non-negative integer that fits int64 exactly (ids travel to the model as BigInt). */
@@ -47,8 +43,8 @@ function holdsRegex(value: unknown): boolean {
 /** Checks what the library trusts; returns the vocabulary's size. */
 function checkSpec(spec: Record<string, unknown>): number {
   const model = spec.model;
-  if (!isObject(model) || model.type !== 'BPE') unsupported(`model type ${preview(isObject(model) ? model.type : model)}`);
-  if (!isObject(model.vocab) || !Array.isArray(model.merges)) unsupported('model without vocab/merges');
+  if (!isJsonObject(model) || model.type !== 'BPE') unsupported(`model type ${preview(isJsonObject(model) ? model.type : model)}`);
+  if (!isJsonObject(model.vocab) || !Array.isArray(model.merges)) unsupported('model without vocab/merges');
   for (const [token, id] of Object.entries(model.vocab)) {
     if (!isId(id)) invalid(`vocab entry ${preview(token)} has id ${preview(id)}, expected a non-negative integer`);
   }
@@ -59,7 +55,7 @@ function checkSpec(spec: Record<string, unknown>): number {
   const added: unknown = spec.added_tokens ?? [];
   if (!Array.isArray(added)) invalid(`added_tokens is ${preview(added)}, expected a list`);
   added.forEach((t: unknown, i) => {
-    if (!(isObject(t) && typeof t.content === 'string' && t.content.length > 0 && isId(t.id))) invalid(`added_tokens[${i}] is ${preview(t)}, expected {id, content} with a non-empty content`);
+    if (!(isJsonObject(t) && typeof t.content === 'string' && t.content.length > 0 && isId(t.id))) invalid(`added_tokens[${i}] is ${preview(t)}, expected {id, content} with a non-empty content`);
   });
   if (holdsRegex(spec)) unsupported('regular expression pattern');
   return Object.keys(model.vocab).length;
@@ -76,7 +72,7 @@ export class BpeTokenizer {
   static fromJson(text: string): BpeTokenizer {
     if (typeof text !== 'string') throw new DoveError(`Expected the text of a tokenizer.json but received ${preview(text)}`, 'INVALID_ARGUMENT');
     const spec = parseJson(text, 'tokenizer.json', 'INVALID_ARGUMENT');
-    if (!isObject(spec)) invalid(`expected a JSON object but found ${preview(spec)}`);
+    if (!isJsonObject(spec)) invalid(`expected a JSON object but found ${preview(spec)}`);
     const vocabSize = checkSpec(spec);
     // The library wants every component key present; Python's writer omits none, hand-written files may.
     const complete = { normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, added_tokens: [], ...spec };

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { maxOf } from '../base/arrays';
 import { DoveError } from '../base/errors';
 import { displayPath } from '../base/files';
-import { parseJson, preview } from '../base/json';
+import { isJsonObject, parseJson, preview } from '../base/json';
 import { booleanOption, integerInRange } from '../base/validate';
 import { loadModule, type Module } from '../core/module';
 import { packageRoot } from '../core/native';
@@ -89,9 +89,8 @@ const QUERY_RANGES = { maxLength: [1, 65536], padId: [0, 2 ** 31 - 1] } as const
 export function parseDoveMeta(path: string, text: string | undefined): DoveMeta {
   const where = displayPath(path);
   if (text === undefined || text.length === 0) throw notDove(path, 'missing extra file dove.json');
-  const parsed = parseJson(text, 'dove.json', (message) => notDove(path, message));
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw notDove(path, 'dove.json is not an object');
-  const meta = parsed as Record<string, unknown>;
+  const meta = parseJson(text, 'dove.json', (message) => notDove(path, message));
+  if (!isJsonObject(meta)) throw notDove(path, 'dove.json is not an object');
   if (meta.formatVersion !== FORMAT_VERSION) {
     throw new DoveError(
       `${where}: dove.json has formatVersion ${preview(meta.formatVersion)}, this runtime reads version ${FORMAT_VERSION}; re-export the model or upgrade dove-encoder`,
@@ -116,12 +115,11 @@ export function parseDoveMeta(path: string, text: string | undefined): DoveMeta 
   const q = meta.queryTokenizer;
   if (q === undefined || q === null) {
     if (meta.variant === 'qdove') problems.push('queryTokenizer must be {file, maxLength, padId} for a Q-DOVE export but is missing');
-  } else if (typeof q !== 'object' || Array.isArray(q)) {
+  } else if (!isJsonObject(q)) {
     problems.push(`queryTokenizer must be null or {file, maxLength, padId} but is ${preview(q)}`);
   } else {
-    const qt = q as Record<string, unknown>;
-    if (typeof qt.file !== 'string' || qt.file.length === 0) problems.push(`queryTokenizer.file must be a file name but is ${preview(qt.file)}`);
-    for (const [key, range] of Object.entries(QUERY_RANGES)) integer(qt, key, range, 'queryTokenizer.');
+    if (typeof q.file !== 'string' || q.file.length === 0) problems.push(`queryTokenizer.file must be a file name but is ${preview(q.file)}`);
+    for (const [key, range] of Object.entries(QUERY_RANGES)) integer(q, key, range, 'queryTokenizer.');
   }
   if (problems.length > 0) throw notDove(path, `dove.json: ${problems.join('; ')}`);
   return {

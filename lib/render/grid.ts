@@ -4,6 +4,7 @@
 import { execFileSync } from 'node:child_process';
 import sharp from 'sharp';
 import type { OverlayOptions } from 'sharp';
+import { valueOr } from '../base/errors';
 import { escapeXml } from './xml';
 
 export interface GridColumn {
@@ -27,13 +28,7 @@ export const GRID_LABEL_HEIGHT = 22;
 let fontCache: boolean | undefined;
 /** True when fontconfig lists at least one font (what sharp's SVG text rendering needs). */
 export function systemHasFont(): boolean {
-  if (fontCache === undefined) {
-    try {
-      fontCache = execFileSync('fc-list', [':', 'family'], { encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'ignore'] }).trim().length > 0;
-    } catch {
-      fontCache = false;
-    }
-  }
+  fontCache ??= valueOr(() => execFileSync('fc-list', [':', 'family'], { encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'ignore'] }).trim().length > 0, false);
   return fontCache;
 }
 
@@ -126,6 +121,15 @@ export async function composeGrid(columns: readonly GridColumn[], options: GridO
     .composite(overlays)
     .png()
     .toBuffer();
+}
+
+/** A reconstruction at `length` tokens, size×size×3 RGB uint8. */
+type SweepColumn = { length: number; pixels: Uint8Array };
+
+/** One sweep's grid (`dove reconstruct`, the explorer): the input, one column per length, then the EOS-chosen length. */
+export function sweepGrid(input: Uint8Array, lengths: readonly SweepColumn[], auto: SweepColumn, size: number): Promise<Buffer> {
+  const sweep = lengths.map((c) => ({ label: `K=${c.length}`, pixels: c.pixels }));
+  return composeGrid([{ label: 'INPUT', pixels: input }, ...sweep, { label: `EOS K=${auto.length}`, pixels: auto.pixels }], { size });
 }
 
 /** Where column `index`'s image sits in a grid (for tests and for cutting columns back out). */

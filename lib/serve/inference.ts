@@ -4,7 +4,7 @@
 // every length 1…maxTokens decoded in chunks that queue like any other request).
 import sharp from 'sharp';
 import { appendAll } from '../base/arrays';
-import { composeGrid } from '../render/grid';
+import { sweepGrid } from '../render/grid';
 import { DoveError } from '../base/errors';
 import { defaultLengths } from '../model/model-file';
 import { ssim, SSIM_WINDOW } from '../eval/quality';
@@ -113,15 +113,8 @@ export class InferenceService {
     const columns = Math.ceil(Math.sqrt(max));
     const sprite = await this.sprite(images, columns);
     const input = await sharp(pixels, { raw: { width: s, height: s, channels: 3 } }).png().toBuffer();
-    const auto = images[encoded.length - 1]!;
-    const grid = await composeGrid(
-      [
-        { label: 'INPUT', pixels },
-        ...defaultLengths(max).map((l) => ({ label: `K=${l}`, pixels: images[l - 1]!.data })),
-        { label: `EOS K=${encoded.length}`, pixels: auto.data },
-      ],
-      { size: s },
-    );
+    const sweep = defaultLengths(max).map((l) => ({ length: l, pixels: images[l - 1]!.data }));
+    const grid = await sweepGrid(pixels, sweep, { length: encoded.length, pixels: images[encoded.length - 1]!.data }, s);
     return {
       imageSize: s,
       maxTokens: max,

@@ -4,7 +4,7 @@
 // folder's real path, so neither `..`, an encoded slash nor a symlink can leave it.
 import { promises as fs, realpathSync, statSync } from 'node:fs';
 import { basename, isAbsolute, join, relative, resolve, sep } from 'node:path';
-import { DoveError } from '../base/errors';
+import { DoveError, valueOr } from '../base/errors';
 import { integerAtLeast } from '../base/validate';
 import { listCheckpoints } from '../trainer/checkpoint';
 import { httpError } from './http-errors';
@@ -80,11 +80,7 @@ async function lastRecordType(path: string, size: number): Promise<string | unde
     const buf = Buffer.alloc(tail);
     await handle.read(buf, 0, tail, size - tail);
     const lines = buf.toString('utf8').split('\n').filter((l) => l.trim() !== '');
-    try {
-      return (JSON.parse(lines[lines.length - 1] ?? '') as { type?: string }).type;
-    } catch {
-      return undefined;
-    }
+    return valueOr(() => (JSON.parse(lines[lines.length - 1] ?? '') as { type?: string }).type, undefined);
   } finally {
     await handle.close();
   }

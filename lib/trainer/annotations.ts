@@ -3,7 +3,7 @@
 // Everything is checked before training starts; a bad entry is reported with its index and field.
 import { DoveError } from '../base/errors';
 import { displayPath, readFileChecked } from '../base/files';
-import { parseJson, preview } from '../base/json';
+import { isJsonObject, parseJson, preview } from '../base/json';
 
 export type Box = [number, number, number, number];
 
@@ -26,11 +26,8 @@ export function parseAnnotations(file: string, data: unknown): Annotation[] {
     throw new DoveError(`${file}: expected a JSON array of annotation entries but received ${data === null ? 'null' : typeof data}`, 'INVALID_ANNOTATION');
   }
   if (data.length === 0) throw new DoveError(`${file}: no annotation entries`, 'INVALID_ANNOTATION');
-  return data.map((entry: unknown, index): Annotation => {
-    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) {
-      throw bad(file, index, 'entry', `must be an object but received ${preview(entry)}`);
-    }
-    const e = entry as Record<string, unknown>;
+  return data.map((e: unknown, index): Annotation => {
+    if (!isJsonObject(e)) throw bad(file, index, 'entry', `must be an object but received ${preview(e)}`);
     const id = e.image_id;
     if (!((typeof id === 'string' && id.length > 0) || (typeof id === 'number' && Number.isInteger(id) && id >= 0))) {
       throw bad(file, index, 'image_id', `must be a non-empty string or a non-negative integer but received ${preview(id)}`);

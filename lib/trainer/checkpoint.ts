@@ -6,7 +6,7 @@ import { promises as fs, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { DoveError } from '../base/errors';
 import { displayPath, fsError, readFileChecked, syncDir } from '../base/files';
-import { parseJson, preview } from '../base/json';
+import { isJsonObject, parseJson, preview } from '../base/json';
 
 export const STATE_FORMAT = 'dove-encoder/trainer-state';
 export const STATE_VERSION = 1;
@@ -161,9 +161,8 @@ export function parseState(file: string, text: string): TrainerState {
   const fail: (why: string) => never = (why) => {
     throw new DoveError(`${where}: cannot read trainer state (${why})`, 'IO_ERROR');
   };
-  const parsed = parseJson(text, 'trainer.json', fail);
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return fail(`expected a JSON object but found ${preview(parsed)}`);
-  const state = parsed as Record<string, unknown>;
+  const state = parseJson(text, 'trainer.json', fail);
+  if (!isJsonObject(state)) return fail(`expected a JSON object but found ${preview(state)}`);
   if (state.format !== STATE_FORMAT || state.version !== STATE_VERSION) {
     throw new DoveError(`${where}: not a dove-encoder trainer state (format ${preview(state.format)} version ${preview(state.version)})`, 'FORMAT_VERSION');
   }
@@ -174,18 +173,15 @@ export function parseState(file: string, text: string): TrainerState {
   for (const key of ['epoch', 'stepInEpoch', 'step', 'samplesSeen'] as const) count(state, key, 0);
   count(state, 'totalSteps', 1);
   count(state, 'epochs', 1);
-  const data = state.data;
-  if (typeof data !== 'object' || data === null || Array.isArray(data)) return fail(`data must be an object but is ${preview(data)}`);
-  const d = data as Record<string, unknown>;
+  const d = state.data;
+  if (!isJsonObject(d)) return fail(`data must be an object but is ${preview(d)}`);
   count(d, 'seed', Number.MIN_SAFE_INTEGER, 'data.');
   for (const key of ['numSamples', 'batchSize', 'worldSize', 'accumulate', 'stepsPerEpoch'] as const) count(d, key, 1, 'data.');
   if (!Array.isArray(state.history)) return fail(`history must be a list of {step, loss} but is ${preview(state.history)}`);
   state.history.forEach((h: unknown, i) => {
-    const entry = h as Record<string, unknown> | null;
     const ok =
-      typeof entry === 'object' && entry !== null && !Array.isArray(entry) &&
-      typeof entry.step === 'number' && Number.isSafeInteger(entry.step) && entry.step >= 0 &&
-      typeof entry.loss === 'number' && (entry.rec === undefined || typeof entry.rec === 'number');
+      isJsonObject(h) && typeof h.step === 'number' && Number.isSafeInteger(h.step) && h.step >= 0 &&
+      typeof h.loss === 'number' && (h.rec === undefined || typeof h.rec === 'number');
     if (!ok) fail(`history[${i}] must be {step, loss[, rec]} with an integer step and numbers but is ${preview(h)}`);
   });
   if (typeof state.sourceModel !== 'string') fail(`sourceModel must be a path but is ${preview(state.sourceModel)}`);

@@ -137,12 +137,8 @@ export class Trainer extends EventEmitter {
     const testStop = checkpointStopFromEnv();
 
     // 1. Where to start: a checkpoint (its model, optimizer, data position) or the given model.
-    let resumeDir: string | undefined;
-    let state: TrainerState | undefined;
-    if (o.resume !== undefined) {
-      resumeDir = await resolveCheckpoint(o.resume);
-      state = await readState(resumeDir);
-    }
+    const resumeDir = o.resume === undefined ? undefined : await resolveCheckpoint(o.resume);
+    const state = resumeDir === undefined ? undefined : await readState(resumeDir);
     // Annotations are checked first: a malformed file fails in milliseconds, before the model loads.
     const annotations = o.annotations !== undefined ? await loadAnnotations(o.annotations) : undefined;
     const modelPath = resumeDir !== undefined ? join(resumeDir, 'model.pt') : resolve(o.model);

@@ -71,19 +71,14 @@ async function run(argv: string[]): Promise<number> {
     const load = native.addonLoad();
     // Before anything else reads libtorch's CUDA support (it is settled once per process).
     const cuda = loadCudaLibtorch();
-    const v = runtime.versions();
+    const { nccl: _nccl, ...versions } = runtime.versions();
     const info = runtime.buildInfo();
     report.addonFile = load.addon;
     report.prebuilt = load.prebuilt;
     report.libtorchFrom = `${load.libtorch.dir} (${load.libtorch.from})`;
     report.cudaStandIns = load.standIns;
     report.cudaLibtorch = { loaded: cuda.loaded, dir: cuda.libtorch?.dir ?? null, from: cuda.libtorch?.from ?? null, runtime: cuda.runtime, tried: cuda.tried };
-    report.addon = v.addon;
-    report.libtorch = v.libtorch;
-    report.napi = v.napi;
-    report.cuda = v.cuda;
-    report.cudaVersion = v.cudaVersion;
-    report.libtorchPath = v.libtorchPath;
+    Object.assign(report, versions);
     report.builtAgainst = native.buildRecord()?.libtorchDir ?? null;
     report.devices = runtime.devices();
     report.threads = runtime.getNumThreads();

@@ -79,12 +79,8 @@ async function run(argv: string[]): Promise<number> {
     await writeReport(csvPath, toCsv(headers, rows));
     const plotPath = getString(args, 'plot') ?? join(root, 'fid.png');
     const plot = await lengthCurvePng(results, (r) => r.fid, { name: 'FID', title: 'FID vs number of tokens', yLabel: 'FID (lower is better)', digits: 2 });
-    if (plot !== null) {
-      await writeReport(plotPath, plot);
-      process.stdout.write(`wrote ${csvPath} and ${plotPath}\n`);
-    } else {
-      process.stdout.write(`wrote ${csvPath}\n`);
-    }
+    if (plot !== null) await writeReport(plotPath, plot);
+    process.stdout.write(`wrote ${csvPath}${plot === null ? '' : ` and ${plotPath}`}\n`);
     return 0;
   } finally {
     extractor.dispose();

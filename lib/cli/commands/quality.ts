@@ -72,14 +72,13 @@ async function run(argv: string[]): Promise<number> {
   const base = getString(args, 'plot') ?? join(root, 'quality.png');
   const psnrPng = await lengthCurvePng(results, (r) => r.result.summary.psnr, { name: 'PSNR', title: 'Reconstruction PSNR vs number of tokens', yLabel: 'PSNR (dB, higher is better)', digits: 2, unit: ' dB' });
   const ssimPng = await lengthCurvePng(results, (r) => r.result.summary.ssim, { name: 'SSIM', title: 'Reconstruction SSIM vs number of tokens', yLabel: 'SSIM (higher is better)', digits: 3 });
-  if (psnrPng !== null && ssimPng !== null) {
-    const ssimPlot = base.replace(/(\.png)?$/i, '-ssim.png');
+  const ssimPlot = base.replace(/(\.png)?$/i, '-ssim.png');
+  const plotted = psnrPng !== null && ssimPng !== null;
+  if (plotted) {
     await writeReport(base, psnrPng);
     await writeReport(ssimPlot, ssimPng);
-    process.stdout.write(`wrote ${csvPath}, ${base} and ${ssimPlot}\n`);
-  } else {
-    process.stdout.write(`wrote ${csvPath}\n`);
   }
+  process.stdout.write(`wrote ${csvPath}${plotted ? `, ${base} and ${ssimPlot}` : ''}\n`);
   return 0;
 }
 

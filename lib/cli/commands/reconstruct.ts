@@ -1,6 +1,6 @@
 import type { Command } from '../command';
 import { asUsage, checkIntRange, getFlag, getIntList, getNumber, getString, MODEL_OPTIONS, MODEL_OPTIONS_HELP, parseArgs, UsageError, withUsage } from '../args';
-import { composeGrid } from '../../render/grid';
+import { sweepGrid } from '../../render/grid';
 import { writeReport } from '../../eval/report';
 import { defaultLengths } from '../../model/model-file';
 import { Reconstructor } from '../../model/reconstructor';
@@ -51,14 +51,8 @@ async function run(argv: string[]): Promise<number> {
         fit: getString(args, 'fit') as ResizeFit | undefined,
         maxInputPixels: getNumber(args, 'max-input-pixels'),
       });
-      const png = await composeGrid(
-        [
-          { label: 'INPUT', pixels: result.input.data },
-          ...result.reconstructions.map((r) => ({ label: `K=${r.length}`, pixels: r.image.data })),
-          { label: `EOS K=${result.auto.length}`, pixels: result.auto.image.data },
-        ],
-        { size: reconstructor.imageSize },
-      );
+      const columns = result.reconstructions.map((r) => ({ length: r.length, pixels: r.image.data }));
+      const png = await sweepGrid(result.input.data, columns, { length: result.auto.length, pixels: result.auto.image.data }, reconstructor.imageSize);
       await writeReport(output, png);
       process.stdout.write(`${output}: input + lengths ${lengths.join(',')} + EOS length ${result.auto.length} (of ${max})\n`);
       return 0;
