@@ -267,22 +267,27 @@ void ModuleExecutor::loop() {
     if (stop_.load(std::memory_order_relaxed)) break;
     if (queue_.empty()) {
       if (closing_) break;
-      lock.unlock();
-      const auto until = std::chrono::steady_clock::now() + budget;
-      unsigned spins = 0;
-      while (budget.count() > 0 && queued_.load(std::memory_order_acquire) == 0 &&
-             !stop_.load(std::memory_order_relaxed)) {
-        cpuRelax();
-        // Check the clock (and give a loaded core to the JS thread) only now and then.
-        if ((++spins & 63) == 0) {
-          if (std::chrono::steady_clock::now() >= until) break;
-          std::this_thread::yield();
+      if (budget.count() > 0) {
+        lock.unlock();
+        const auto until = std::chrono::steady_clock::now() + budget;
+        unsigned spins = 0;
+        while (queued_.load(std::memory_order_acquire) == 0 && !stop_.load(std::memory_order_relaxed)) {
+          cpuRelax();
+          // Check the clock (and give a loaded core to the JS thread) only now and then.
+          if ((++spins & 63) == 0) {
+            if (std::chrono::steady_clock::now() >= until) break;
+            std::this_thread::yield();
+          }
         }
+        lock.lock();
       }
-      // About to park: this thread's OpenMP workers would otherwise count against every other
-      // thread's spinning until its next job (openmp_team.h).
-      if (queued_.load(std::memory_order_acquire) == 0) releaseOpenMpTeam();
-      lock.lock();
+      if (queue_.empty() && !closing_ && !stop_) {
+        // Parking: this thread's OpenMP workers would otherwise count against every other
+        // thread's spinning until its next job (openmp_team.h).
+        lock.unlock();
+        releaseOpenMpTeam();
+        lock.lock();
+      }
       if (queue_.empty() && !closing_ && !stop_) {
         parked_ = true;
         wake_.wait(lock, [this] { return !queue_.empty() || closing_ || stop_; });
