@@ -132,11 +132,21 @@ std::string metadataValue(const std::unordered_map<std::string, std::string>& me
   return found->second;
 }
 
+// libtorch's package loader is not safe to run on two threads at once: load_metadata_from_package
+// and the loader's constructor extract the archive into temporary folders, and concurrent calls
+// corrupt the heap or read another package's files (a TorchScript zip then "contains" a compiled
+// model). Each extraction runs under this lock; runs and unloads do not need it.
+std::mutex& extractionMutex() {
+  static std::mutex mutex;
+  return mutex;
+}
+
 std::unordered_map<std::string, std::string> readMetadata(const std::string& path, const std::string& model) {
   std::error_code ec;
   DOVE_CHECK(fs::exists(path, ec), "FILE_NOT_FOUND", "Compiled package '" + path + "' does not exist");
   DOVE_CHECK(fs::is_regular_file(path, ec), "NOT_DOVE_EXPORT", "'" + path + "' is not a file");
   try {
+    std::lock_guard<std::mutex> lock(extractionMutex());
     return torch::inductor::AOTIModelPackageLoader::load_metadata_from_package(path, model);
   } catch (const std::exception&) {
     auto [code, message] = classifyException(std::current_exception());
@@ -198,6 +208,7 @@ CompiledPtr loadOnWorker(const std::string& path, const std::string& model, cons
   h->inputs = parseInputs(metadataValue(h->metadata, "dove.inputs", where), maxBatch, where);
   exposeLibtorchGlobally();
   try {
+    std::lock_guard<std::mutex> lock(extractionMutex());
     h->loader = std::make_unique<torch::inductor::AOTIModelPackageLoader>(
         path, model, /*run_single_threaded=*/false, /*num_runners=*/1, device.is_cuda() ? device.index() : -1);
   } catch (const std::exception&) {

@@ -9,7 +9,7 @@ import { DoveError } from '../../lib/base/errors';
 import { loadModule } from '../../lib/core/module';
 import { binding } from '../../lib/core/native';
 import { Tensor } from '../../lib/core/tensor';
-import { maxAbsDiff, ROOT } from '../native/helpers';
+import { describeExit, maxAbsDiff, ROOT, runChild } from '../native/helpers';
 
 const DIR = join(ROOT, 'test', 'fixtures', 'generated', 'compiled');
 const INFO = join(DIR, 'compiled.json');
@@ -134,6 +134,30 @@ test('packages for another device, another CPU, or no package at all are refused
   t.is(unsafe?.code, 'UNSAFE_MODEL');
   t.throws(() => b.loadCompiled(PACKAGE, '', 'cpu', true), { instanceOf: DoveError, message: /non-empty model/ });
   t.throws(() => b.loadCompiled(PACKAGE, 'encode', 'tpu', true), { instanceOf: DoveError });
+});
+
+test('concurrent loads of packages and of a TorchScript file neither crash nor mix up their archives', (t) => {
+  info();
+  // libtorch's loader extracts each archive to a temporary folder; run unserialised on libuv's
+  // threads, these loads corrupted the heap or found the package's model inside micro.pt.
+  const r = runChild(`
+    const b = binding();
+    const outcomes = { loaded: 0, refused: 0, other: [] };
+    for (let round = 0; round < 25; round++) {
+      const calls = [];
+      for (let i = 0; i < 4; i++) {
+        calls.push(b.loadCompiled(${JSON.stringify(PACKAGE)}, 'encode', 'cpu', true).then((m) => { outcomes.loaded++; m.dispose(); }, (e) => outcomes.other.push('package: ' + e.message)));
+        calls.push(b.loadCompiled(${JSON.stringify(MICRO)}, 'encode', 'cpu', true).then(
+          (m) => { outcomes.other.push('micro.pt loaded as ' + m.model); m.dispose(); },
+          (e) => { if (e.code === 'NOT_DOVE_EXPORT') outcomes.refused++; else outcomes.other.push('micro.pt: ' + e.code); }));
+        calls.push(b.compiledMetadata(${JSON.stringify(PACKAGE)}, 'decode').then((m) => { if (!m['dove.inputs']) outcomes.other.push('metadata without dove.inputs'); }));
+      }
+      await Promise.all(calls);
+    }
+    report(outcomes);
+  `, { env: { UV_THREADPOOL_SIZE: '8' } });
+  t.is(r.status, 0, describeExit(r));
+  t.deepEqual(r.result, { loaded: 100, refused: 100, other: [] });
 });
 
 test('a disposed compiled model rejects DISPOSED, also for calls queued before dispose', async (t) => {
