@@ -4,6 +4,7 @@
 //                          [--omp-wait passive|active|default] [--runtimes python-eager,node-addon,...]
 // Writes bench/results/<date>.json and .md (bench/README.md explains how to read them).
 import { appendAll } from '../lib/base/arrays';
+import { binding } from '../lib/core/native';
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
@@ -99,6 +100,12 @@ function render(file: string): void {
   log(`rendered ${file.replace(/\.json$/, '.md')}`);
 }
 
+/** What the API reads from a package to choose its path (lib/model/compiled.ts): dove.prefer, dove.measured. */
+async function compiledPreference(aoti: string): Promise<{ prefer: string; measured: string }> {
+  const meta = await binding().compiledMetadata(aoti, 'encode');
+  return { prefer: meta['dove.prefer'] ?? 'compiled', measured: meta['dove.measured'] ?? 'not measured when compiled' };
+}
+
 async function main(): Promise<void> {
   const renderAt = process.argv.indexOf('--render');
   if (renderAt >= 0) {
@@ -119,6 +126,7 @@ async function main(): Promise<void> {
     gemm: null,
     flops: {},
     exportNotes: {},
+    compiledPreference: {},
     rows: [],
     rowErrors: [],
     areas: [],
@@ -173,6 +181,7 @@ async function main(): Promise<void> {
     if (ex?.files) {
       if (o.configs.includes(config)) models.push(ex.files);
       result.exportNotes[config] = ex.note;
+      if (ex.files.aoti !== null) result.compiledPreference![config] = await compiledPreference(ex.files.aoti);
     } else if (ex) {
       result.exportNotes[config] = ex.note;
     }

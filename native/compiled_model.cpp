@@ -132,10 +132,9 @@ std::string metadataValue(const std::unordered_map<std::string, std::string>& me
   return found->second;
 }
 
-// libtorch's package loader is not safe to run on two threads at once: load_metadata_from_package
-// and the loader's constructor extract the archive into temporary folders, and concurrent calls
-// corrupt the heap or read another package's files (a TorchScript zip then "contains" a compiled
-// model). Each extraction runs under this lock; runs and unloads do not need it.
+// libtorch's package extraction (load_metadata_from_package, the loader's constructor) is not
+// thread-safe: concurrent calls corrupted the heap or read another package's files. Runs and
+// unloads do not need this lock.
 std::mutex& extractionMutex() {
   static std::mutex mutex;
   return mutex;

@@ -21,11 +21,13 @@ export function findRow(r: BenchResult, runtime: Runtime, config: string, batch:
 }
 
 /**
- * The Node runtime a user of the API gets for an op: the compiled package for inference when the
- * model has one (the Tokenizer and Reconstructor use it), the TorchScript file otherwise and for training.
+ * The Node runtime a user of the API gets for an op: for inference, the compiled package when the
+ * model has one that was not measured slower than TorchScript at compile time (the Tokenizer and
+ * Reconstructor then use it); the TorchScript file otherwise and for training.
  */
 export function nodeRuntime(r: BenchResult, config: string, batch: number, op: Op): Runtime {
-  return op !== 'train' && findRow(r, 'node-aoti', config, batch, op) ? 'node-aoti' : 'node-addon';
+  const preferred = r.compiledPreference?.[config]?.prefer !== 'torchscript';
+  return op !== 'train' && preferred && findRow(r, 'node-aoti', config, batch, op) ? 'node-aoti' : 'node-addon';
 }
 
 function medianOf(values: number[]): number {

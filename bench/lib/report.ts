@@ -134,7 +134,7 @@ export function renderMarkdown(r: BenchResult): string {
       '%peak = img/s × FLOP/img ÷ GEMM peak. encode = encode(K = max tokens), decode = decode(all K slots), train = one AdamW step (img/s = batch × steps/s). ' +
       '† = encode+decode combined from the measured halves (1 / (1/enc + 1/dec)), not timed as one call. ' +
       'Node AOTI runs the export\'s AOTInductor package (uint8 pixels in and out, as the Tokenizer and Reconstructor call it); ORT-node the exporter\'s fixed-budget ONNX graphs; neither has a training column. ' +
-      'Bold: the Node path the API takes (the package for inference when the model has one, else the TorchScript file). ' +
+      'Bold: the Node path the API takes (for inference the package when the model has one that its compiler did not measure slower than the TorchScript file, else the TorchScript file). ' +
       `Ratios compare that path with each peer round by round (${roundsNote(r)}): median of the per-round ratios, min–max over rounds in brackets, "?" where that spread crosses 1.0 (not resolved). Node TS/py TS: the same file through the addon and through Python.`,
     '',
   );
@@ -142,6 +142,8 @@ export function renderMarkdown(r: BenchResult): string {
     const f = r.flops[config];
     L.push(`### ${config}${f ? ` (${fmt(f.params / 1e6, 1)} M parameters)` : ''}`, '');
     if (r.exportNotes[config]) L.push(`Note: ${r.exportNotes[config]}`, '');
+    const preference = r.compiledPreference?.[config];
+    if (preference) L.push(`The API's inference path: ${preference.prefer === 'torchscript' ? 'the TorchScript file' : 'the compiled package'}, measured when the package was compiled: ${preference.measured}.`, '');
     appendAll(L, throughputTable(r, config)).push('');
   }
   if (r.rowErrors.length > 0) {

@@ -44,6 +44,12 @@ export interface BenchResult {
   gemmBf16?: GemmPeak | null;
   flops: Record<string, FlopsInfo | null>;
   exportNotes: Record<string, string | null>;
+  /**
+   * Per config with a package: the path its compiler measured faster (the package's dove.prefer,
+   * python/dove/aoti_export.py) and the timings, which the API follows (lib/model/compiled.ts).
+   * Absent in results older than the measurement: the package was then always used.
+   */
+  compiledPreference?: Record<string, { prefer: string; measured: string }>;
   rows: ThroughputRow[];
   rowErrors: RowError[];
   areas: AreaResult[];

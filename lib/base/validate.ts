@@ -41,8 +41,11 @@ export function numberBetweenExclusive(value: unknown, name: string, lo: number,
 }
 
 /** A boolean option: `fallback` when absent, INVALID_ARGUMENT when not a boolean. */
-export function booleanOption(name: string, value: unknown, fallback: boolean): boolean {
+export const booleanOption = (name: string, value: unknown, fallback: boolean): boolean => booleanOrWord(name, value, fallback, []) as boolean;
+
+/** A boolean option that also takes one of `words`: `fallback` when absent, INVALID_ARGUMENT otherwise. */
+export function booleanOrWord<W extends string>(name: string, value: unknown, fallback: boolean, words: readonly W[]): boolean | W {
   if (value === undefined) return fallback;
-  if (typeof value !== 'boolean') throw new DoveError(`Expected boolean for ${name} but received ${received(value)}`, 'INVALID_ARGUMENT');
-  return value;
+  if (typeof value === 'boolean' || (words as readonly unknown[]).includes(value)) return value as boolean | W;
+  throw new DoveError(`Expected ${['boolean', ...words.map((w) => `'${w}'`)].join(' or ')} for ${name} but received ${received(value)}`, 'INVALID_ARGUMENT');
 }

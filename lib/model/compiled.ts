@@ -23,11 +23,15 @@ export interface CompiledOutcome {
   note: string;
 }
 
+/** LoadOptions.compiled: 'always' also uses a package measured slower than TorchScript (`dove.prefer`). */
+export type CompiledChoice = boolean | 'always';
+
 /** Why a package model's metadata does not fit the loaded file, or null. */
-function mismatch(meta: { [key: string]: string }, model: string, weightsHash: string, maxTokens: number, modelPath: string): string | null {
+function mismatch(meta: { [key: string]: string }, model: string, weightsHash: string, maxTokens: number, modelPath: string, choice: CompiledChoice): string | null {
   if (meta['dove.format'] !== PACKAGE_FORMAT || meta['dove.format_version'] !== PACKAGE_VERSION) return `its ${model} model is not a ${PACKAGE_FORMAT} v${PACKAGE_VERSION} package`;
   if (meta['dove.weights_hash'] !== weightsHash) return `compiled from other weights than ${modelPath} (re-export with --compiled, or python -m dove.aoti_export)`;
   if (Number(meta['dove.max_tokens']) !== maxTokens) return `compiled for ${meta['dove.max_tokens']} tokens, the model has ${maxTokens}`;
+  if (choice !== 'always' && meta['dove.prefer'] === 'torchscript') return `slower than the TorchScript methods where it was compiled (${meta['dove.measured'] ?? 'no timings recorded'}); compiled: 'always' runs it anyway`;
   return null;
 }
 
@@ -55,6 +59,7 @@ export class CompiledDove {
     device: string,
     sizes: { maxTokens: number; tokenDim: number },
     trustModel: boolean,
+    choice: CompiledChoice = true,
   ): Promise<CompiledOutcome> {
     const path = compiledPackagePath(modelPath);
     if (!existsSync(path)) return { compiled: null, note: `no compiled package (${path})` };
@@ -69,7 +74,7 @@ export class CompiledDove {
     try {
       // Every model's metadata first: nothing is loaded (a shared library extracted and opened) for a package that does not fit.
       for (const model of models) {
-        const why = mismatch(await native.compiledMetadata(path, model), model, weightsHash, sizes.maxTokens, modelPath);
+        const why = mismatch(await native.compiledMetadata(path, model), model, weightsHash, sizes.maxTokens, modelPath, choice);
         if (why !== null) return { compiled: null, note: `${path} not used: ${why}` };
       }
       for (const model of models) loaded.push(await native.loadCompiled(path, model, device, trustModel));

@@ -6,12 +6,12 @@ import { maxOf } from '../base/arrays';
 import { DoveError } from '../base/errors';
 import { displayPath } from '../base/files';
 import { isJsonObject, parseJson, preview } from '../base/json';
-import { booleanOption, integerInRange } from '../base/validate';
+import { booleanOption, booleanOrWord, integerInRange } from '../base/validate';
 import { loadModule, type Module } from '../core/module';
 import { packageRoot } from '../core/native';
 import { Tensor, type TensorInfo } from '../core/tensor';
 import { BpeTokenizer } from './bpe';
-import { CompiledDove, compiledPackagePath } from './compiled';
+import { CompiledDove, compiledPackagePath, type CompiledChoice } from './compiled';
 
 export const FORMAT_VERSION = 1;
 
@@ -49,10 +49,10 @@ export interface LoadOptions {
    * Run encode and decode through the compiled package beside the file (`<model>.aoti.pt2`, written by
    * `python -m dove.export --compiled`) when it was compiled from these very weights for this
    * machine and `trustModel` is true (a package is a shared library that runs when it is opened;
-   * default true; CPU only). Otherwise, or with `false`, the TorchScript methods run.
-   * `DoveModel.compiledNote` says which path is in use and why.
+   * CPU only), unless its compiler measured it slower than TorchScript (`dove.prefer`; 'always' ignores
+   * that). Otherwise, or with `false`, TorchScript runs. `DoveModel.compiledNote` says which and why.
    */
-  compiled?: boolean;
+  compiled?: CompiledChoice;
   /**
    * Load a file whose TorchScript touches files, other processes or process-wide state, which is
    * otherwise refused with `UNSAFE_MODEL`, and allow its compiled package (native code) to run: a
@@ -239,11 +239,11 @@ export class DoveModel {
     const device = options.device ?? 'cpu';
     // CUDA: off unless asked (freezing is exact on any device, but only the CPU path is tested and measured).
     const optimize = options.optimize === undefined ? device === 'cpu' : options.optimize;
-    const useCompiled = booleanOption('compiled', options.compiled, true);
+    const compiled = booleanOrWord('compiled', options.compiled, true, ['always'] as const);
     const trustModel = booleanOption('trustModel', options.trustModel, false);
     // Hashing the weights (a SHA-256 pass over them) is only needed to match a (CPU) package, and
     // only a trusted model's package is ever opened.
-    const hashWeights = useCompiled && trustModel && device === 'cpu' && existsSync(compiledPackagePath(file));
+    const hashWeights = compiled !== false && trustModel && device === 'cpu' && existsSync(compiledPackagePath(file));
     const module = await loadModule(file, { device, extraFiles: ['dove.json', 'tokenizer.json'], optimize, trustModel, hashWeights });
     try {
       const meta = parseDoveMeta(file, module.extraFiles['dove.json']);
@@ -257,12 +257,12 @@ export class DoveModel {
         if (spec === null || text === undefined || text.length === 0) throw notDove(file, 'Q-DOVE export without its tokenizer.json / queryTokenizer entry');
         queryTokenizer = BpeTokenizer.fromJson(text);
       }
-      const { compiled, note } = !useCompiled
+      const outcome = compiled === false
         ? { compiled: null, note: 'not asked for (compiled: false)' }
         : meta.variant !== 'dove'
           ? { compiled: null, note: 'Q-DOVE runs TorchScript (compiled packages cover DOVE only)' }
-          : await CompiledDove.open(file, module.weightsHash, module.device, meta, trustModel);
-      return new DoveModel(file, module, meta, queryTokenizer, compiled, note);
+          : await CompiledDove.open(file, module.weightsHash, module.device, meta, trustModel, compiled);
+      return new DoveModel(file, module, meta, queryTokenizer, outcome.compiled, outcome.note);
     } catch (error) {
       module.dispose();
       throw error;

@@ -151,10 +151,87 @@ def _exported(model: Dove) -> Dict[str, Tuple[nn.Module, Tuple[torch.Tensor, ...
     }
 
 
+# Rounds of the compile-time comparison with the TorchScript path (measure_against_torchscript).
+MEASURE_ROUNDS = 3
+
+
+def _expose_libtorch_globally() -> None:
+    """A package's library names no libtorch library (link_libtorch False) and finds libtorch's C shim in
+    the global scope, where Python's import of torch does not put it; RTLD_NOLOAD opens nothing new."""
+    import ctypes
+    lib = os.path.join(os.path.dirname(torch.__file__), "lib")
+    for name in ("libc10.so", "libtorch_cpu.so"):
+        ctypes.CDLL(os.path.join(lib, name), mode=os.RTLD_GLOBAL | os.RTLD_NOLOAD)
+
+
+def measure_against_torchscript(package: str, model: Dove, scripted: torch.jit.ScriptModule) -> Dict[str, str]:
+    """Times batch-1 encode and decode of `package` against the TorchScript methods as the runtime runs
+    them without it (optimize_for_inference: frozen, channels_last convolutions), alternating, median of
+    MEASURE_ROUNDS rounds each after a warm-up. Neither path wins for every model: inductor's kernels made
+    tiny 3-4x faster, while official-70m's frozen TorchScript beat its package in every bench row
+    (bench/results/2026-12-06-openmp.md), its GroupNorm and convolutions being faster in aten. -> metadata
+    entries: dove.prefer ("compiled" or "torchscript", by the encode + decode sum) and dove.measured."""
+    import io
+    from torch._inductor.package import load_package
+
+    from .export import optimize_for_inference
+
+    _expose_libtorch_globally()
+    buffer = io.BytesIO()
+    torch.jit.save(scripted, buffer)  # optimize_for_inference changes the module it is given
+    buffer.seek(0)
+    ts = optimize_for_inference(torch.jit.load(buffer, map_location="cpu"))
+    s, k, d = model.image_size, model.max_tokens, model.token_dim
+    pixels = torch.randint(0, 256, (1, s, s, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    tokens = torch.randn(1, k, d, generator=torch.Generator().manual_seed(1))
+    lengths = torch.full([1], k, dtype=torch.int64)
+    calls = {
+        "encode": {"compiled": (load_package(package, "encode"), (pixels,)),
+                   "torchscript": (ts.encode_pixels, (pixels, "fixed", k, 0.5, None, None))},
+        "decode": {"compiled": (load_package(package, "decode"), (tokens, lengths)),
+                   "torchscript": (ts.decode_pixels, (tokens, lengths))},
+    }
+    medians: Dict[str, Dict[str, float]] = {}
+    with torch.inference_mode():
+        for op, paths in calls.items():
+            times: Dict[str, list] = {path: [] for path in paths}
+            order = list(paths)
+            for fn, args in paths.values():
+                fn(*args)
+            for r in range(MEASURE_ROUNDS):
+                for path in (order if r % 2 == 0 else order[::-1]):
+                    fn, args = paths[path]
+                    start = time.perf_counter()
+                    fn(*args)
+                    times[path].append((time.perf_counter() - start) * 1e3)
+            medians[op] = {path: sorted(t)[len(t) // 2] for path, t in times.items()}
+    total = {path: sum(medians[op][path] for op in medians) for path in ("compiled", "torchscript")}
+    measured = "; ".join(f"batch-1 {op}: compiled {m['compiled']:.1f} ms, torchscript {m['torchscript']:.1f} ms"
+                         for op, m in medians.items())
+    return {"dove.prefer": "compiled" if total["compiled"] <= total["torchscript"] else "torchscript",
+            "dove.measured": f"{measured} ({torch.get_num_threads()} threads, median of {MEASURE_ROUNDS})"}
+
+
+def _add_metadata(files: Dict[str, Any], entries: Dict[str, str]) -> None:
+    """Adds `entries` to every model's metadata files (*_metadata.json) before packaging; the runtime reads
+    metadata from these files (AOTIModelPackageLoader::load_metadata_from_package)."""
+    import json
+    for paths in files.values():
+        for path in paths:
+            if isinstance(path, str) and path.endswith("_metadata.json"):
+                with open(path, encoding="utf-8") as f:
+                    meta = json.load(f)
+                meta.update(entries)
+                with open(path, "w", encoding="utf-8") as f:
+                    json.dump(meta, f)
+
+
 def compile_package(model: Dove, scripted: torch.jit.ScriptModule, out: str,
-                    inductor_options: Optional[Dict[str, Any]] = None) -> Dict[str, str]:
+                    inductor_options: Optional[Dict[str, Any]] = None, measure: bool = True) -> Dict[str, str]:
     """Compiles encode and decode for this machine's CPU into `out` (a .pt2); -> the shared metadata.
-    `inductor_options` adds torch._inductor.config entries to INDUCTOR_OPTIONS (for experiments)."""
+    `inductor_options` adds torch._inductor.config entries to INDUCTOR_OPTIONS (for experiments).
+    `measure`: time the package against the TorchScript path here and record which the runtime should
+    prefer (measure_against_torchscript); without it the runtime uses the package wherever it fits."""
     if model.is_qdove:
         raise ValueError("compiled packages cover DOVE only (a Q-DOVE query changes the compiled sequence length)")
     from torch._inductor import aot_compile
@@ -193,6 +270,11 @@ def compile_package(model: Dove, scripted: torch.jit.ScriptModule, out: str,
         try:
             tmp = os.path.join(staging, os.path.basename(target))
             package_aoti(tmp, files)
+            if measure:
+                measured = measure_against_torchscript(tmp, model, scripted)
+                _add_metadata(files, measured)
+                meta.update(measured)
+                package_aoti(tmp, files)
             os.replace(tmp, target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -224,6 +306,7 @@ def main(argv=None) -> int:
         return 1
     print(f"dove.aoti_export: wrote {args.output or package_path(args.model)} (encode, decode; {meta['dove.cpu_isa']}; "
           f"weights {meta['dove.weights_hash'][:12]}) in {time.time() - start:.0f} s")
+    print(f"dove.aoti_export: the runtime prefers the {meta['dove.prefer']} path: {meta['dove.measured']}")
     return 0
 
 

@@ -2,10 +2,15 @@
 compiled fixture, python/dove_fixtures/compiled.py, and test/compiled cover the packages): the weights
 hash, and torch.export of the encode / decode graphs for every slot count and batch, which a model
 change with data-dependent Python control flow would break."""
+import json
+import os
+import re
+
 import pytest
 import torch
 
-from dove.aoti_export import DecodePixels, EncodePixels, FusedAttention, _exported, package_path, weights_hash
+from dove.aoti_export import (DecodePixels, EncodePixels, FusedAttention, _add_metadata, _exported,
+                              measure_against_torchscript, package_path, weights_hash)
 from dove.config import load_config
 from dove.model import Dove
 from dove.neox import NeoXAttention
@@ -81,3 +86,39 @@ def test_compiled_graphs_attend_through_the_fused_kernel_with_the_same_results(t
         fused = FusedAttention.attend(attn, q, k, v, m)
         explicit = NeoXAttention.attend(attn, q, k, v, m)
         assert torch.allclose(fused, explicit, atol=1e-5), f"mask={m is not None}: {(fused - explicit).abs().max()}"
+
+
+COMPILED_FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "test", "fixtures", "generated", "compiled")
+
+
+def test_measurement_times_both_paths_and_prefers_the_faster_sum():
+    from dove.export import load_export
+    pt = os.path.join(COMPILED_FIXTURES, "micro.pt")
+    package = package_path(pt)
+    assert os.path.exists(package), f"{package} is missing: run scripts/setup (its fixture step compiles it)"
+    scripted, _ = load_export(pt, "torchscript")
+    model, _ = load_export(pt, "eager")
+    before = {name: (p.clone(), p.is_contiguous()) for name, p in scripted.named_parameters()}
+    meta = measure_against_torchscript(package, model, scripted)
+    times = re.fullmatch(r"batch-1 encode: compiled ([\d.]+) ms, torchscript ([\d.]+) ms; "
+                         r"batch-1 decode: compiled ([\d.]+) ms, torchscript ([\d.]+) ms \((\d+) threads, median of 3\)",
+                         meta["dove.measured"])
+    assert times is not None, meta["dove.measured"]
+    enc_c, enc_t, dec_c, dec_t = (float(times.group(i)) for i in range(1, 5))
+    assert min(enc_c, enc_t, dec_c, dec_t) > 0
+    assert meta["dove.prefer"] == ("compiled" if enc_c + dec_c <= enc_t + dec_t else "torchscript")
+    for name, p in scripted.named_parameters():
+        assert torch.equal(p, before[name][0]) and p.is_contiguous() == before[name][1], f"{name} changed"
+
+
+def test_added_metadata_reaches_every_metadata_file_and_nothing_else(tmp_path):
+    files = {}
+    for model in ("encode", "decode"):
+        meta_file, other = tmp_path / f"{model}_metadata.json", tmp_path / f"{model}.wrapper.cpp"
+        meta_file.write_text(json.dumps({"dove.method": model}))
+        other.write_text("// code")
+        files[model] = [str(meta_file), str(other), torch.zeros(1)]
+    _add_metadata(files, {"dove.prefer": "torchscript"})
+    for model in ("encode", "decode"):
+        assert json.loads((tmp_path / f"{model}_metadata.json").read_text()) == {"dove.method": model, "dove.prefer": "torchscript"}
+        assert (tmp_path / f"{model}.wrapper.cpp").read_text() == "// code"

@@ -63,7 +63,7 @@ test.serial('the package beside a model compiled from its weights is used; Torch
   t.regex(compiled.model.compiledNote, /^in use: .*micro\.aoti\.pt2$/);
   t.is(scripted.model.compiled, null);
   t.regex(scripted.model.compiledNote, /compiled: false/);
-  await t.throwsAsync(Tokenizer.load(MICRO, { compiled: 'yes' as never }), { instanceOf: DoveError, message: /Expected boolean for compiled/ });
+  await t.throwsAsync(Tokenizer.load(MICRO, { compiled: 'yes' as never }), { instanceOf: DoveError, message: /Expected boolean or 'always' for compiled but received 'yes'/ });
 });
 
 test.serial('an untrusted model runs TorchScript: its package (native code) is not opened', async (t) => {
@@ -146,6 +146,27 @@ test.serial('arguments the compiled decoder cannot check go to TorchScript and f
   const out = await compiled.model.decodePixels(wide, lengths);
   t.deepEqual(out.shape, [2, compiled.imageSize, compiled.imageSize, 3]);
   out.dispose();
+});
+
+test.serial('a package measured slower than TorchScript where it was compiled runs only with compiled: always', async (t) => {
+  const slower = join(DIR, 'slower.pt');
+  const preferred = await Tokenizer.load(slower, { trustModel: true });
+  try {
+    t.is(preferred.model.compiled, null);
+    t.regex(preferred.model.compiledNote, /slower\.aoti\.pt2 not used: slower than the TorchScript methods where it was compiled \(batch-1 encode: compiled 9\.0 ms, torchscript 6\.0 ms;.*\); compiled: 'always' runs it anyway/);
+    const out = await preferred.tokenizePixels(pixels(preferred.imageSize, 1), 1, { mode: 'auto', budget: preferred.maxTokens, threshold: 0.5, queries: undefined });
+    t.is(out.size, 1, 'TorchScript serves the model');
+    out.dispose();
+  } finally {
+    preferred.dispose();
+  }
+  const forced = await Tokenizer.load(slower, { trustModel: true, compiled: 'always' });
+  try {
+    t.not(forced.model.compiled, null, forced.model.compiledNote);
+    t.regex(forced.model.compiledNote, /^in use: .*slower\.aoti\.pt2$/);
+  } finally {
+    forced.dispose();
+  }
 });
 
 test.serial('a package compiled from other weights, or for another device, is not used', async (t) => {
