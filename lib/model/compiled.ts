@@ -26,7 +26,7 @@ export interface CompiledOutcome {
 /** LoadOptions.compiled: 'always' also uses a package measured slower than TorchScript (`dove.prefer`). */
 export type CompiledChoice = boolean | 'always';
 
-/** Why a package model's metadata does not fit the loaded file, or null. */
+/** Why a package model's metadata does not fit the loaded file or is not to be used, or null. */
 function mismatch(meta: { [key: string]: string }, model: string, weightsHash: string, maxTokens: number, modelPath: string, choice: CompiledChoice): string | null {
   if (meta['dove.format'] !== PACKAGE_FORMAT || meta['dove.format_version'] !== PACKAGE_VERSION) return `its ${model} model is not a ${PACKAGE_FORMAT} v${PACKAGE_VERSION} package`;
   if (meta['dove.weights_hash'] !== weightsHash) return `compiled from other weights than ${modelPath} (re-export with --compiled, or python -m dove.aoti_export)`;

@@ -212,18 +212,19 @@ def measure_against_torchscript(package: str, model: Dove, scripted: torch.jit.S
             "dove.measured": f"{measured} ({torch.get_num_threads()} threads, median of {MEASURE_ROUNDS})"}
 
 
-def _add_metadata(files: Dict[str, Any], entries: Dict[str, str]) -> None:
-    """Adds `entries` to every model's metadata files (*_metadata.json) before packaging; the runtime reads
-    metadata from these files (AOTIModelPackageLoader::load_metadata_from_package)."""
+def rewrite_metadata(src: str, dst: str, changes: Dict[str, str]) -> None:
+    """A copy of package `src` at `dst` whose models' metadata carry `changes`, the compiled code unchanged
+    (the runtime reads metadata from the *_metadata.json entries: load_metadata_from_package)."""
     import json
-    for paths in files.values():
-        for path in paths:
-            if isinstance(path, str) and path.endswith("_metadata.json"):
-                with open(path, encoding="utf-8") as f:
-                    meta = json.load(f)
-                meta.update(entries)
-                with open(path, "w", encoding="utf-8") as f:
-                    json.dump(meta, f)
+    import zipfile
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename.endswith("_metadata.json"):
+                meta = json.loads(data)
+                meta.update(changes)
+                data = json.dumps(meta).encode("utf-8")
+            zout.writestr(item, data)
 
 
 def compile_package(model: Dove, scripted: torch.jit.ScriptModule, out: str,
@@ -272,9 +273,9 @@ def compile_package(model: Dove, scripted: torch.jit.ScriptModule, out: str,
             package_aoti(tmp, files)
             if measure:
                 measured = measure_against_torchscript(tmp, model, scripted)
-                _add_metadata(files, measured)
                 meta.update(measured)
-                package_aoti(tmp, files)
+                rewrite_metadata(tmp, tmp + ".measured", measured)
+                os.replace(tmp + ".measured", tmp)
             os.replace(tmp, target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)

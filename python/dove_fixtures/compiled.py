@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import traceback
-import zipfile
 from typing import Any, Dict
 
 import torch
@@ -49,20 +48,8 @@ def _save(model: torch.nn.Module, meta: Dict[str, Any], path: str) -> torch.jit.
     return scripted
 
 
-def _rewrite_metadata(src: str, dst: str, changes: Dict[str, str]) -> None:
-    """A copy of package `src` whose models' metadata carry `changes` (the compiled code is unchanged)."""
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
-        for item in zin.infolist():
-            data = zin.read(item.filename)
-            if item.filename.endswith("_metadata.json"):
-                meta = json.loads(data)
-                meta.update(changes)
-                data = json.dumps(meta).encode("utf-8")
-            zout.writestr(item, data)
-
-
 def generate(out_dir: str) -> None:
-    from dove.aoti_export import compile_package, package_path
+    from dove.aoti_export import compile_package, package_path, rewrite_metadata
 
     out = os.path.join(out_dir, "compiled")
     os.makedirs(out, exist_ok=True)
@@ -85,13 +72,13 @@ def generate(out_dir: str) -> None:
         _save(other, dove_json(cfg, "dove", 4, None), other_pt)
         shutil.copyfile(package_path(micro_pt), package_path(other_pt))
         info["files"]["other-weights.pt"] = "same architecture, other weights, beside a copy of micro's package"
-        _rewrite_metadata(package_path(micro_pt), os.path.join(out, "wrong-device.aoti.pt2"), {"dove.device": "cuda"})
+        rewrite_metadata(package_path(micro_pt), os.path.join(out, "wrong-device.aoti.pt2"), {"dove.device": "cuda"})
         info["files"]["wrong-device.aoti.pt2"] = "micro's package, metadata dove.device = cuda"
-        _rewrite_metadata(package_path(micro_pt), os.path.join(out, "wrong-isa.aoti.pt2"), {"dove.cpu_isa": "avx512 no_such_isa"})
+        rewrite_metadata(package_path(micro_pt), os.path.join(out, "wrong-isa.aoti.pt2"), {"dove.cpu_isa": "avx512 no_such_isa"})
         info["files"]["wrong-isa.aoti.pt2"] = "micro's package, metadata naming an unknown instruction set"
         slower_pt = os.path.join(out, "slower.pt")
         shutil.copyfile(micro_pt, slower_pt)
-        _rewrite_metadata(package_path(micro_pt), package_path(slower_pt), {
+        rewrite_metadata(package_path(micro_pt), package_path(slower_pt), {
             "dove.prefer": "torchscript",
             "dove.measured": "batch-1 encode: compiled 9.0 ms, torchscript 6.0 ms; batch-1 decode: compiled 9.0 ms, "
                              "torchscript 6.0 ms (2 threads, median of 3)"})

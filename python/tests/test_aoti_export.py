@@ -9,8 +9,8 @@ import re
 import pytest
 import torch
 
-from dove.aoti_export import (DecodePixels, EncodePixels, FusedAttention, _add_metadata, _exported,
-                              measure_against_torchscript, package_path, weights_hash)
+from dove.aoti_export import (DecodePixels, EncodePixels, FusedAttention, _exported, measure_against_torchscript,
+                              package_path, rewrite_metadata, weights_hash)
 from dove.config import load_config
 from dove.model import Dove
 from dove.neox import NeoXAttention
@@ -111,14 +111,18 @@ def test_measurement_times_both_paths_and_prefers_the_faster_sum():
         assert torch.equal(p, before[name][0]) and p.is_contiguous() == before[name][1], f"{name} changed"
 
 
-def test_added_metadata_reaches_every_metadata_file_and_nothing_else(tmp_path):
-    files = {}
-    for model in ("encode", "decode"):
-        meta_file, other = tmp_path / f"{model}_metadata.json", tmp_path / f"{model}.wrapper.cpp"
-        meta_file.write_text(json.dumps({"dove.method": model}))
-        other.write_text("// code")
-        files[model] = [str(meta_file), str(other), torch.zeros(1)]
-    _add_metadata(files, {"dove.prefer": "torchscript"})
-    for model in ("encode", "decode"):
-        assert json.loads((tmp_path / f"{model}_metadata.json").read_text()) == {"dove.method": model, "dove.prefer": "torchscript"}
-        assert (tmp_path / f"{model}.wrapper.cpp").read_text() == "// code"
+def test_rewritten_metadata_reaches_every_model_and_leaves_the_rest_byte_for_byte(tmp_path):
+    import zipfile
+    src, dst = tmp_path / "m.aoti.pt2", tmp_path / "staging"
+    with zipfile.ZipFile(src, "w") as z:
+        for model in ("encode", "decode"):
+            z.writestr(f"m.aoti/data/aotinductor/{model}/x_metadata.json", json.dumps({"dove.method": model}))
+            z.writestr(f"m.aoti/data/aotinductor/{model}/x.wrapper.so", bytes(range(256)))
+    rewrite_metadata(str(src), str(dst), {"dove.prefer": "torchscript"})
+    with zipfile.ZipFile(src) as before, zipfile.ZipFile(dst) as after:
+        assert before.namelist() == after.namelist()
+        for name in before.namelist():
+            if name.endswith("_metadata.json"):
+                assert json.loads(after.read(name)) == {**json.loads(before.read(name)), "dove.prefer": "torchscript"}
+            else:
+                assert after.read(name) == before.read(name)
