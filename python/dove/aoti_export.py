@@ -17,6 +17,7 @@ TorchScript otherwise.
 DOVE only: a Q-DOVE query changes the sequence length, which the compiled graph fixes.
 """
 import argparse
+import contextlib
 import copy
 import hashlib
 import os
@@ -24,7 +25,7 @@ import shutil
 import sys
 import tempfile
 import time
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -41,12 +42,18 @@ from .neox import NeoXAttention
 # cpp.dynamic_threads: the generated kernels ask OpenMP for the thread count at run time, so the
 # package follows setNumThreads like TorchScript does. Without it inductor writes the compiling
 # machine's count into every kernel (`#pragma omp parallel num_threads(2)` here).
+# force_layout_optimization: channels_last convolutions. Inductor chooses that layout for CPU graphs
+# but turns it off when a convolution's shape is dynamic (the batch is), which left tiny's batch-1
+# convolutions on aten's NCHW path and official-70m's on NCHW oneDNN kernels. With it and
+# _group_norm_in_aten, batch-1 encode / decode (ms, package vs frozen TorchScript, compile-time
+# measurement, 2 threads, medians of 3): official-70m 1092 vs 1270 / 1998 vs 2140, where without
+# them it measured 1728 vs 1410 / 3177 vs 2924; tiny 4.7-7.3 vs 6.5-9.4 / 5.6-8.1 vs 6.8-14.2.
 # link_libtorch False: the shared library in the package names no libtorch library. By default it
 # would name libtorch.so (which pulls in libtorch_cuda.so, and which the runtime's platform package
 # does not ship: docs/PACKAGING.md); the runtime finds libtorch's C shim (aoti_torch_*) and c10 in
 # the process instead (native/compiled_model.cpp makes the loaded libtorch_cpu.so / libc10.so global).
 INDUCTOR_OPTIONS: Dict[str, Any] = {"freezing": True, "cpp.weight_prepack": False, "cpp.dynamic_threads": True,
-                                    "aot_inductor.link_libtorch": False}
+                                    "force_layout_optimization": True, "aot_inductor.link_libtorch": False}
 PACKAGE_FORMAT = "dove-encoder/aoti"
 PACKAGE_VERSION = 1
 # The largest batch a compiled model accepts; larger batches run through TorchScript.
@@ -131,6 +138,34 @@ def with_fused_attention(model: Dove) -> Dove:
     return fused
 
 
+@contextlib.contextmanager
+def _group_norm_in_aten() -> Iterator[None]:
+    """While compiling, GroupNorm calls aten's native_group_norm (through the package's proxy executor:
+    libtorch has no C shim for it) instead of inductor's decomposition into reductions, which on
+    channels_last activations read each group with strides: official-70m's batch-1 encode took 1410
+    instead of 1728 ms with it (compile-time measurement). Inductor keeps lowerings and decompositions
+    in process-wide tables; they are restored on exit."""
+    from torch._inductor import decomposition, lowering
+
+    packet = torch.ops.aten.native_group_norm
+    overloads = [getattr(packet, name) for name in packet.overloads()]
+    saved_decompositions = {op: decomposition.decompositions[op] for op in overloads if op in decomposition.decompositions}
+    saved_lowerings = {op: lowering.lowerings[op] for op in overloads if op in lowering.lowerings}
+    saved_realized = set(lowering.needs_realized_inputs)
+    for op in saved_decompositions:
+        del decomposition.decompositions[op]
+    lowering.make_fallback(packet, warn=False, override_decomp=True)
+    try:
+        yield
+    finally:
+        for op in overloads:
+            lowering.lowerings.pop(op, None)
+        lowering.lowerings.update(saved_lowerings)
+        decomposition.decompositions.update(saved_decompositions)
+        lowering.needs_realized_inputs.clear()
+        lowering.needs_realized_inputs.update(saved_realized)
+
+
 def _exported(model: Dove) -> Dict[str, Tuple[nn.Module, Tuple[torch.Tensor, ...], Any, str]]:
     s, k, d = model.image_size, model.max_tokens, model.token_dim
     # Example inputs of batch 2 (export specialises sizes 0 and 1; every size is read from the model)
@@ -167,9 +202,10 @@ def _expose_libtorch_globally() -> None:
 def measure_against_torchscript(package: str, model: Dove, scripted: torch.jit.ScriptModule) -> Dict[str, str]:
     """Times batch-1 encode and decode of `package` against the TorchScript methods as the runtime runs
     them without it (optimize_for_inference: frozen, channels_last convolutions), alternating, median of
-    MEASURE_ROUNDS rounds each after a warm-up. Neither path wins for every model: inductor's kernels made
+    MEASURE_ROUNDS rounds each after a warm-up. Neither path is certain to win: inductor's kernels made
     tiny 3-4x faster, while official-70m's frozen TorchScript beat its package in every bench row
-    (bench/results/2026-12-06-openmp.md), its GroupNorm and convolutions being faster in aten. -> metadata
+    (bench/results/2026-12-06-openmp.md) before INDUCTOR_OPTIONS had channels_last convolutions and
+    _group_norm_in_aten. -> metadata
     entries: dove.prefer ("compiled" or "torchscript", by the encode + decode sum) and dove.measured."""
     import io
     from torch._inductor.package import load_package
@@ -254,7 +290,7 @@ def compile_package(model: Dove, scripted: torch.jit.ScriptModule, out: str,
     work = tempfile.mkdtemp(prefix="dove-aoti-")
     try:
         for name, (module, args, dynamic, inputs) in _exported(model).items():
-            with torch.no_grad():
+            with torch.no_grad(), _group_norm_in_aten():
                 ep = torch.export.export(module, args, dynamic_shapes=dynamic)
                 files[name] = aot_compile(ep.module(), args, options={
                     **INDUCTOR_OPTIONS,

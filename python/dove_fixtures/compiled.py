@@ -8,7 +8,10 @@ test/fixtures/generated/compiled/:
   micro's package: a package that does not match its model (the runtime must not use it).
 - wrong-device.aoti.pt2 / wrong-isa.aoti.pt2: micro's package with its metadata saying cuda / an
   instruction set no CPU has (the loader must refuse them).
-- compiled.json: what each file is, and the sizes.
+- micro-vqgan.pt + micro-vqgan.aoti.pt2: the same scale with official's VQGAN autoencoder, whose
+  GroupNorms the package runs through aten (its proxy executor), not compiled code.
+- compiled.json: what each file is, and the sizes; atenGroupNorms: micro-vqgan's GroupNorm calls per
+  compiled model.
 
 When the package cannot be compiled (a model change torch.export cannot trace), compiled.json records
 the error instead, and the tests fail with it rather than skip.
@@ -17,6 +20,7 @@ import json
 import os
 import shutil
 import traceback
+import zipfile
 from typing import Any, Dict
 
 import torch
@@ -25,10 +29,10 @@ from dove.config import autoencoder_type, clone, load_config
 from dove.export import build_model, dove_json
 
 
-def micro_config() -> Dict[str, Any]:
-    """tiny, scaled down: 16 px, 16 tokens of 16 floats, an autoencoder of 8-16 channels, 1+1 layers."""
-    cfg = clone(load_config("tiny"))
-    cfg["name"] = "micro"
+def micro_config(base: str = "tiny") -> Dict[str, Any]:
+    """`base` scaled down: 16 px, 16 tokens of 16 floats, an autoencoder of 8-16 channels, 1+1 layers."""
+    cfg = clone(load_config(base))
+    cfg["name"] = "micro" if base == "tiny" else f"micro-{base}"
     cfg["imageSize"] = 16
     cfg["maxTokens"] = 16
     cfg["tokenDim"] = 16
@@ -46,6 +50,20 @@ def _save(model: torch.nn.Module, meta: Dict[str, Any], path: str) -> torch.jit.
     scripted = torch.jit.script(model)
     torch.jit.save(scripted, path, _extra_files={"dove.json": json.dumps(meta, indent=2)})
     return scripted
+
+
+def aten_group_norms(package: str) -> Dict[str, int]:
+    """Per model of `package`, the native_group_norm calls its proxy executor makes (the extern-kernel
+    nodes in `<model>/*.json`), so a test notices when they are compiled in again."""
+    counts: Dict[str, int] = {}
+    with zipfile.ZipFile(package) as z:
+        for name in z.namelist():
+            parts = name.split("/")
+            if len(parts) >= 3 and parts[-3] == "aotinductor" and name.endswith(".json") and not name.endswith("_metadata.json"):
+                nodes = json.loads(z.read(name)).get("nodes", [])
+                calls = sum(1 for n in nodes if n.get("node", {}).get("target") == "aten::native_group_norm")
+                counts[parts[-2]] = counts.get(parts[-2], 0) + calls
+    return counts
 
 
 def generate(out_dir: str) -> None:
@@ -83,5 +101,17 @@ def generate(out_dir: str) -> None:
             "dove.measured": "batch-1 encode: compiled 9.0 ms, torchscript 6.0 ms; batch-1 decode: compiled 9.0 ms, "
                              "torchscript 6.0 ms (2 threads, median of 3)"})
         info["files"]["slower.pt"] = "a copy of micro.pt beside its package, measured slower than TorchScript"
+        # official's VQGAN autoencoder: the GroupNorms the package runs through aten (proxy executor).
+        vq_model, vq_cfg, _ = build_model(micro_config("official-14m"), "dove", seed=5)
+        vq_pt = os.path.join(out, "micro-vqgan.pt")
+        vq_scripted = _save(vq_model, dove_json(vq_cfg, "dove", 5, None), vq_pt)
+        info["files"]["micro-vqgan.pt"] = "seeded micro DOVE export with official's VQGAN autoencoder (GroupNorm)"
+        try:
+            compile_package(vq_model, vq_scripted, package_path(vq_pt), measure=False)
+        except Exception:
+            info["error"] = traceback.format_exc(limit=8)
+        else:
+            info["files"]["micro-vqgan.aoti.pt2"] = "its compiled package"
+            info["atenGroupNorms"] = aten_group_norms(package_path(vq_pt))
     with open(os.path.join(out, "compiled.json"), "w", encoding="utf-8") as f:
         json.dump(info, f, indent=2)

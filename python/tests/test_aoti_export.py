@@ -9,8 +9,8 @@ import re
 import pytest
 import torch
 
-from dove.aoti_export import (DecodePixels, EncodePixels, FusedAttention, _exported, measure_against_torchscript,
-                              package_path, rewrite_metadata, weights_hash)
+from dove.aoti_export import (DecodePixels, EncodePixels, FusedAttention, _exported, _group_norm_in_aten,
+                              measure_against_torchscript, package_path, rewrite_metadata, weights_hash)
 from dove.config import load_config
 from dove.model import Dove
 from dove.neox import NeoXAttention
@@ -126,3 +126,17 @@ def test_rewritten_metadata_reaches_every_model_and_leaves_the_rest_byte_for_byt
                 assert json.loads(after.read(name)) == {**json.loads(before.read(name)), "dove.prefer": "torchscript"}
             else:
                 assert after.read(name) == before.read(name)
+
+
+def test_group_norm_in_aten_swaps_inductors_tables_and_restores_them():
+    from torch._inductor import decomposition, lowering
+
+    op = torch.ops.aten.native_group_norm.default
+    decomposed, lowered, realized = decomposition.decompositions.get(op), lowering.lowerings.get(op), set(lowering.needs_realized_inputs)
+    assert decomposed is not None, "inductor decomposes GroupNorm by default"
+    with _group_norm_in_aten():
+        assert op not in decomposition.decompositions
+        assert lowering.lowerings.get(op) not in (None, lowered)
+    assert decomposition.decompositions.get(op) is decomposed
+    assert lowering.lowerings.get(op) is lowered
+    assert set(lowering.needs_realized_inputs) == realized

@@ -2,7 +2,7 @@
 // AOTInductor package beside a model when it was compiled from that model's weights, give the
 // TorchScript results within float32 rounding, and fall back to TorchScript otherwise.
 // Fixtures: python/dove_fixtures/compiled.py (test/fixtures/generated/compiled).
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { copyFileSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DoveError } from '../../lib/base/errors';
@@ -77,7 +77,8 @@ test.serial('an untrusted model runs TorchScript: its package (native code) is n
   }
 });
 
-test.serial('tokenize and reconstruct through the package equal TorchScript within float32 rounding', async (t) => {
+/** Tokenize and reconstruct through `compiled`'s package equal `scripted`'s TorchScript results within float32 rounding. */
+async function checkParity(t: ExecutionContext, compiled: Tokenizer, scripted: Tokenizer): Promise<void> {
   const encodes: number[] = [];
   const decodes: number[] = [];
   const c = compiled.model.compiled!;
@@ -118,6 +119,25 @@ test.serial('tokenize and reconstruct through the package equal TorchScript with
   } finally {
     c.encode = encode;
     c.decode = decode;
+  }
+}
+
+test.serial('tokenize and reconstruct through the package equal TorchScript within float32 rounding', async (t) => {
+  await checkParity(t, compiled, scripted);
+});
+
+test.serial("a VQGAN model's package, whose GroupNorms run through aten, equals TorchScript within float32 rounding", async (t) => {
+  const file = join(DIR, 'micro-vqgan.pt');
+  const counts = (JSON.parse(readFileSync(join(DIR, 'compiled.json'), 'utf8')) as { atenGroupNorms?: Record<string, number> }).atenGroupNorms;
+  t.true((counts?.encode ?? 0) > 0 && (counts?.decode ?? 0) > 0, `GroupNorm calls through aten per model: ${JSON.stringify(counts)}`);
+  const viaPackage = await Tokenizer.load(file, { trustModel: true });
+  const viaScript = await Tokenizer.load(file, { compiled: false, trustModel: true });
+  try {
+    t.regex(viaPackage.model.compiledNote, /^in use: .*micro-vqgan\.aoti\.pt2$/);
+    await checkParity(t, viaPackage, viaScript);
+  } finally {
+    viaPackage.dispose();
+    viaScript.dispose();
   }
 });
 
