@@ -6,6 +6,7 @@
 import type { IValue, NativeBinding, NativeTensor } from '../../binding';
 import { requireCudaFor } from '../../lib/core/cuda-libtorch';
 import { binding } from '../../lib/core/native';
+import { decodeSliceSize } from '../../lib/model/model-file';
 
 /** The binding, with libtorch's CUDA libraries loaded when `device` is a CUDA device. */
 export function loadBinding(device = 'cpu'): NativeBinding {
@@ -43,4 +44,34 @@ export function seededFloats(n: number, seed: number, scale = 1, offset = 0): Fl
     out[i] = ((((t ^ (t >>> 14)) >>> 0) / 4294967296) * scale) + offset;
   }
   return out;
+}
+
+/**
+ * `decode` over the slices the API decodes a CPU batch in (decodeSliceSize, lib/model/model-file.ts);
+ * `each` receives every slice's output (to settle it) before it is freed.
+ */
+export async function decodeInSlices(
+  tokens: NativeTensor, lengths: NativeTensor, imageSize: number, device: string,
+  decode: (tokens: NativeTensor, lengths: NativeTensor) => Promise<IValue>, each: (out: IValue) => void = () => {},
+): Promise<void> {
+  const b = loadBinding();
+  const batch = b.tensorShape(tokens)[0] ?? 0;
+  const slice = device === 'cpu' ? decodeSliceSize(imageSize) : batch;
+  if (batch <= slice) {
+    const out = await decode(tokens, lengths);
+    each(out);
+    disposeAll(out);
+    return;
+  }
+  for (let start = 0; start < batch; start += slice) {
+    const end = Math.min(batch, start + slice);
+    const views = [b.tensorSlice0(tokens, start, end), b.tensorSlice0(lengths, start, end)] as const;
+    try {
+      const out = await decode(views[0], views[1]);
+      each(out);
+      disposeAll(out);
+    } finally {
+      views.forEach((t) => b.tensorDispose(t));
+    }
+  }
 }

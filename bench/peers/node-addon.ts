@@ -6,7 +6,7 @@
 //                         --compiled), what the Tokenizer / Reconstructor run when it matches the file:
 //                         encode(uint8 pixels) and decode(tokens, lengths) -> uint8 pixels. Inference only.
 import type { NativeBinding, NativeCompiledModel, NativeModule, NativeTensor } from '../../binding';
-import { disposeAll, loadBinding, seededFloats, tensorAt } from '../lib/addon';
+import { decodeInSlices, disposeAll, loadBinding, seededFloats, tensorAt } from '../lib/addon';
 import type { CaseSpec, Op } from '../lib/schema';
 import { serveWorker, type Prepared, type RuntimeWorker } from '../lib/worker';
 
@@ -64,25 +64,17 @@ function scriptedBody(binding: NativeBinding, mod: NativeModule, c: CaseSpec, op
       done,
     };
   }
-  if (op === 'decode') {
-    return {
-      body: async () => {
-        const out = await mod.run('decode', [tokens, lengths]);
-        if (!binding.isTensor(out)) throw new Error('decode returned no tensor');
-        settle(binding, out, device);
-        disposeAll(out);
-      },
-      done,
-    };
-  }
+  // Decoded in the slices the API decodes in (decodeInSlices), as the compiled rows are.
+  const decode = (t: NativeTensor): Promise<void> => decodeInSlices(t, lengths, c.model.imageSize, device, (tk, l) => mod.run('decode', [tk, l]), (out) => {
+    if (!binding.isTensor(out)) throw new Error('decode returned no tensor');
+    settle(binding, out, device);
+  });
+  if (op === 'decode') return { body: () => decode(tokens), done };
   if (op === 'encode+decode') {
     return {
       body: async () => {
         const enc = await mod.run('encode', [images, k]);
-        const out = await mod.run('decode', [tensorAt(enc, 0, 'encode'), lengths]);
-        if (!binding.isTensor(out)) throw new Error('decode returned no tensor');
-        settle(binding, out, device);
-        disposeAll(out);
+        await decode(tensorAt(enc, 0, 'encode'));
         disposeAll(enc);
       },
       done,
@@ -130,13 +122,14 @@ function compiledBody(binding: NativeBinding, enc: NativeCompiledModel, dec: Nat
   const tokens = binding.tensorFromArray(seededFloats(b * k * d, seed + 1, 2, -1), [b, k, d], 'float32');
   const lengths = binding.tensorFromArray(int64s(b, k), [b], 'int64');
   const done = (): void => [pixels, tokens, lengths].forEach((t) => binding.tensorDispose(t));
+  const decode = (t: NativeTensor): Promise<void> => decodeInSlices(t, lengths, s, 'cpu', (tk, l) => dec.run([tk, l]));
   if (op === 'encode') return { body: async () => disposeAll(await enc.run([pixels])), done };
-  if (op === 'decode') return { body: async () => disposeAll(await dec.run([tokens, lengths])), done };
+  if (op === 'decode') return { body: () => decode(tokens), done };
   if (op === 'encode+decode') {
     return {
       body: async () => {
         const out = await enc.run([pixels]);
-        disposeAll(await dec.run([out[0]!, lengths]));
+        await decode(out[0]!);
         disposeAll(out);
       },
       done,

@@ -62,6 +62,12 @@ export interface LoadOptions {
 }
 
 
+// Output pixels one CPU decode call covers at most (one 256x256 image): a decoder's activations grow with
+// the pixels it writes and past that outgrow the caches. official-70m at batch 16 decoded 0.40 img/s in one
+// call, 0.45-0.47 in calls of one image (bench/compiled/slices.ts, 2 threads); its peak memory falls too.
+export const DECODE_PIXELS_PER_CALL = 256 * 256;
+export const decodeSliceSize = (imageSize: number): number => Math.max(1, Math.floor(DECODE_PIXELS_PER_CALL / (imageSize * imageSize)));
+
 /** The embedded default model shipped in the package (models/dove-tiny.pt). */
 export function defaultModelPath(): string {
   return join(packageRoot(), 'models', 'dove-tiny.pt');
@@ -192,6 +198,8 @@ export interface LengthReconstructions {
 
 /** A decode length: a token count for every image, or each image's own EOS-chosen length. */
 export type LengthColumn = number | 'auto';
+/** A decode's output and, where asked for, a host view of its pixels. */
+type Decoded = { output: Tensor; pixels: Uint8Array | undefined };
 
 /** The lengths a sweep shows by default: powers of two from 1 up to max, always ending at max (e.g. 64 -> 1,2,4,8,16,32,64). */
 export function defaultLengths(max: number, from = 1): number[] {
@@ -436,21 +444,44 @@ export class DoveModel {
 
   /** tokens (B,K,D) float32 + lengths (B,) int64 -> uint8 (B,H,W,3). */
   async decodePixels(tokens: Tensor, lengths: Tensor): Promise<Tensor> {
-    if (this.compiled !== null && this.compiled.decodes(tokens, lengths)) return this.compiled.decode(tokens, lengths);
-    return (await this.runDecode(tokens, lengths, tokens.shape[0] ?? 0, false)).output;
+    return (await this.decodeSliced(tokens, lengths, tokens.shape[0] ?? 0, false)).output;
   }
 
   /** decodePixels plus a host view of the pixels, checked and read in one native call. */
   async decodeToHost(tokens: Tensor, lengths: Tensor): Promise<{ output: Tensor; pixels: Uint8Array }> {
-    if (this.compiled !== null && this.compiled.decodes(tokens, lengths)) {
-      const output = await this.compiled.decode(tokens, lengths);
-      return { output, pixels: output.data() as Uint8Array };
-    }
-    const { output, pixels } = await this.runDecode(tokens, lengths, tokens.shape[0] ?? 0, true);
+    const { output, pixels } = await this.decodeSliced(tokens, lengths, tokens.shape[0] ?? 0, true);
     return { output, pixels: pixels! };
   }
 
-  private async runDecode(tokens: Tensor, lengths: Tensor, batch: number, withData: boolean): Promise<{ output: Tensor; pixels: Uint8Array | undefined }> {
+  /** decodeCall over at most decodeSliceSize images at a time on the CPU, the pixels gathered in one host buffer. */
+  private async decodeSliced(tokens: Tensor, lengths: Tensor, batch: number, withData: boolean): Promise<Decoded> {
+    const [slice, s] = [this.device === 'cpu' ? decodeSliceSize(this.imageSize) : batch, this.imageSize];
+    if (batch <= slice) return this.decodeCall(tokens, lengths, withData, batch);
+    const pixels = new Uint8Array(batch * s * s * 3);
+    for (let start = 0; start < batch; start += slice) {
+      const views = [tokens.slice(start, Math.min(batch, start + slice)), lengths.slice(start, Math.min(batch, start + slice))] as const;
+      const part = await this.decodeCall(views[0], views[1], true, views[0].shape[0]!).finally(() => Tensor.disposeAll(views));
+      pixels.set(part.pixels!, start * s * s * 3);
+      part.output.dispose();
+    }
+    return { output: Tensor.fromArray(pixels, [batch, s, s, 3], 'uint8'), pixels };
+  }
+
+  /** The whole batch in one decode call, unsliced (bench/compiled/slices.ts compares the two). */
+  async decodeOnce(tokens: Tensor, lengths: Tensor): Promise<Tensor> {
+    return (await this.decodeCall(tokens, lengths, false, tokens.shape[0] ?? 0)).output;
+  }
+
+  /** One decode call: the compiled decoder where it takes these arguments, else decode_pixels. */
+  private async decodeCall(tokens: Tensor, lengths: Tensor, withData: boolean, batch: number): Promise<Decoded> {
+    if (this.compiled !== null && this.compiled.decodes(tokens, lengths)) {
+      const output = await this.compiled.decode(tokens, lengths);
+      return { output, pixels: withData ? (output.data() as Uint8Array) : undefined };
+    }
+    return this.runDecode(tokens, lengths, batch, withData);
+  }
+
+  private async runDecode(tokens: Tensor, lengths: Tensor, batch: number, withData: boolean): Promise<Decoded> {
     const moved: Tensor[] = [];
     const t = this.onDevice(tokens, moved);
     const l = this.onDevice(lengths, moved);
@@ -501,14 +532,14 @@ export class DoveModel {
         const tokens = enc.tokens.expand0(columns.length);
         const lengths = Tensor.fromArray(BigInt64Array.from(columns, (c) => BigInt(c === 'auto' ? autoLengths[0]! : c)), [columns.length], 'int64');
         owned.push(tokens, lengths);
-        const { pixels: out } = await this.runDecode(tokens, lengths, columns.length, true);
+        const { pixels: out } = await this.decodeSliced(tokens, lengths, columns.length, true);
         return { frames: split(out!, columns.length).map((f) => [f]), autoLengths, eosProbabilities };
       }
       const frames: Uint8Array[][] = [];
       for (const c of columns) {
         const lengths = c === 'auto' ? enc.lengths : Tensor.fromArray(new BigInt64Array(batch).fill(BigInt(c)), [batch], 'int64');
         if (lengths !== enc.lengths) owned.push(lengths);
-        const { pixels: out } = await this.runDecode(enc.tokens, lengths, batch, true);
+        const { pixels: out } = await this.decodeSliced(enc.tokens, lengths, batch, true);
         frames.push(split(out!, batch));
       }
       return { frames, autoLengths, eosProbabilities };

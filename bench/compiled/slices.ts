@@ -1,0 +1,61 @@
+// A batch decoded in one call against the same batch decoded in slices, through the public
+// DoveModel on the path the API takes for the model (its compiled package or its TorchScript file),
+// in alternating rounds: the measurement behind DECODE_PIXELS_PER_CALL (lib/model/model-file.ts).
+//
+// node dist/bench/compiled/slices.js MODEL.pt [--batch 16] [--slices 16,2,1] [--rounds 2] [--compiled true|false]
+// Prints img/s per slice size and round, then each slice size's median ratio to one call.
+import { DoveModel } from '../../lib/model/model-file';
+import { Tensor } from '../../lib/core/tensor';
+
+function option(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : fallback;
+}
+
+/** Decodes `tokens` / `lengths` `slice` images per call, the way a caller without slicing would split them. */
+async function decodeIn(model: DoveModel, tokens: Tensor, lengths: Tensor, slice: number): Promise<number> {
+  const batch = tokens.shape[0]!;
+  const start = process.hrtime.bigint();
+  for (let i = 0; i < batch; i += slice) {
+    const views = [tokens.slice(i, Math.min(batch, i + slice)), lengths.slice(i, Math.min(batch, i + slice))] as const;
+    const output = await model.decodeOnce(views[0], views[1]);
+    Tensor.disposeAll([output, ...views]);
+  }
+  return batch / (Number(process.hrtime.bigint() - start) / 1e9);
+}
+
+async function main(): Promise<void> {
+  const path = process.argv[2];
+  if (path === undefined || path.startsWith('--')) throw new Error('usage: node dist/bench/compiled/slices.js MODEL.pt [--batch 16] [--slices 16,2,1] [--rounds 2]');
+  const batch = Number(option('batch', '16'));
+  const slices = option('slices', `${batch},2,1`).split(',').map(Number);
+  const rounds = Number(option('rounds', '2'));
+  const model = await DoveModel.load(path, { trustModel: true, compiled: option('compiled', 'true') === 'true' });
+  try {
+    console.log(`${path}: ${model.compiledNote}; batch ${batch}`);
+    const k = model.maxTokens;
+    const d = model.tokenDim;
+    const tokens = Tensor.fromArray(Float32Array.from({ length: batch * k * d }, (_, i) => Math.sin(i) * 0.5), [batch, k, d]);
+    const lengths = Tensor.fromArray(new BigInt64Array(batch).fill(BigInt(k)), [batch], 'int64');
+    await decodeIn(model, tokens, lengths, 1);
+    const rates = new Map<number, number[]>(slices.map((s) => [s, []]));
+    for (let r = 0; r < rounds; r++) {
+      for (const s of r % 2 === 0 ? slices : [...slices].reverse()) {
+        const rate = await decodeIn(model, tokens, lengths, s);
+        rates.get(s)!.push(rate);
+        console.log(`round ${r + 1}: ${s} per call: ${rate.toFixed(3)} img/s`);
+      }
+    }
+    const median = (v: number[]): number => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
+    const whole = rates.get(batch) ?? rates.get(slices[0]!)!;
+    for (const [s, v] of rates) console.log(`${s} per call: median ratio to one call ${median(v.map((x, i) => x / whole[i]!)).toFixed(2)}x`);
+    Tensor.disposeAll([tokens, lengths]);
+  } finally {
+    model.dispose();
+  }
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exitCode = 1;
+});

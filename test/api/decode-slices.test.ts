@@ -1,0 +1,71 @@
+// A CPU batch is decoded in slices of at most DECODE_PIXELS_PER_CALL output pixels per call
+// (lib/model/model-file.ts), through TorchScript and through a compiled package alike, and gives the
+// images one call over the whole batch gives.
+import test from 'ava';
+import { join } from 'node:path';
+import { DoveModel, decodeSliceSize, DECODE_PIXELS_PER_CALL } from '../../lib/model/model-file';
+import { Tensor } from '../../lib/core/tensor';
+import { FIXTURES, maxAbsDiff, TINY_DOVE } from './helpers';
+
+function seededTokens(batch: number, k: number, d: number): Tensor {
+  return Tensor.fromArray(Float32Array.from({ length: batch * k * d }, (_, i) => Math.sin(i * 0.37) * 0.8), [batch, k, d]);
+}
+
+/** Records the batch of every call to `fn` on `target` while `body` runs. */
+async function batchesOf<T extends object>(target: T, fn: keyof T, body: () => Promise<void>): Promise<number[]> {
+  const original = target[fn] as unknown as (...args: unknown[]) => unknown;
+  const seen: number[] = [];
+  (target as Record<keyof T, unknown>)[fn] = (...args: unknown[]) => {
+    const first = args.find((a) => a instanceof Tensor) ?? (args[1] as Tensor[] | undefined)?.[0];
+    seen.push(first instanceof Tensor ? first.shape[0]! : -1);
+    return original.apply(target, args);
+  };
+  try {
+    await body();
+  } finally {
+    (target as Record<keyof T, unknown>)[fn] = original;
+  }
+  return seen;
+}
+
+test('the slice size: one 256x256 image of pixels per call, at least one image', (t) => {
+  t.is(DECODE_PIXELS_PER_CALL, 256 * 256);
+  t.is(decodeSliceSize(256), 1);
+  t.is(decodeSliceSize(512), 1);
+  t.is(decodeSliceSize(128), 4);
+  t.is(decodeSliceSize(64), 16);
+  t.is(decodeSliceSize(16), 256);
+});
+
+for (const { name, file, compiled } of [
+  { name: 'TorchScript (tiny, 64 px: 16 per call)', file: TINY_DOVE, compiled: false },
+  { name: 'a compiled package (micro, 16 px: 256 per call)', file: join(FIXTURES, 'compiled', 'micro.pt'), compiled: true },
+]) {
+  test(`a batch above the slice size decodes in slices and equals one call: ${name}`, async (t) => {
+    const model = await DoveModel.load(file, { trustModel: true, compiled });
+    try {
+      t.is(model.compiled !== null, compiled, model.compiledNote);
+      const slice = decodeSliceSize(model.imageSize);
+      const batch = slice + 1;
+      const tokens = seededTokens(batch, model.maxTokens, model.tokenDim);
+      const lengths = Tensor.fromArray(BigInt64Array.from({ length: batch }, (_, i) => BigInt(1 + (i % model.maxTokens))), [batch], 'int64');
+      // TorchScript runs reach module.run(method, [tokens, lengths]); the compiled decoder decode(tokens, lengths).
+      const [target, fn] = compiled ? [model.compiled!, 'decode' as const] : [model.module, 'run' as const];
+      let sliced: Tensor | undefined;
+      let host: Uint8Array | undefined;
+      const calls = await batchesOf(target as object, fn as never, async () => {
+        sliced = await model.decodePixels(tokens, lengths);
+        host = (await model.decodeToHost(tokens, lengths)).pixels;
+      });
+      t.deepEqual(calls, [slice, 1, slice, 1], 'two calls per decode: a full slice, then the rest');
+      const whole = await model.decodeOnce(tokens, lengths);
+      t.deepEqual(sliced!.shape, whole.shape);
+      const a = sliced!.data() as Uint8Array;
+      t.true(maxAbsDiff(a, whole.data() as Uint8Array) <= 1, 'sliced and whole within one level');
+      t.true(maxAbsDiff(a, host!) === 0, 'decodeToHost gives the pixels decodePixels gives');
+      Tensor.disposeAll([tokens, lengths, sliced!, whole]);
+    } finally {
+      model.dispose();
+    }
+  });
+}
