@@ -3,7 +3,8 @@
 // in alternating rounds: the measurement behind DECODE_PIXELS_PER_CALL (lib/model/model-file.ts).
 //
 // node dist/bench/compiled/slices.js MODEL.pt [--batch 16] [--slices 16,2,1] [--rounds 2] [--compiled true|false]
-// Prints img/s per slice size and round, then each slice size's median ratio to one call.
+// Prints img/s per slice size and round, each slice size's median ratio to one call (min-max over rounds),
+// and the peak RSS after decoding one image per call, then after the rounds (one call of the batch among them).
 import { DoveModel } from '../../lib/model/model-file';
 import { Tensor } from '../../lib/core/tensor';
 
@@ -37,7 +38,10 @@ async function main(): Promise<void> {
     const d = model.tokenDim;
     const tokens = Tensor.fromArray(Float32Array.from({ length: batch * k * d }, (_, i) => Math.sin(i) * 0.5), [batch, k, d]);
     const lengths = Tensor.fromArray(new BigInt64Array(batch).fill(BigInt(k)), [batch], 'int64');
+    // Peak RSS (the process's high-water mark) after decoding in slices of one, then after all rounds.
+    const peakMb = (): string => (process.resourceUsage().maxRSS / 1024).toFixed(0);
     await decodeIn(model, tokens, lengths, 1);
+    console.log(`peak RSS after decoding one image per call: ${peakMb()} MB`);
     const rates = new Map<number, number[]>(slices.map((s) => [s, []]));
     for (let r = 0; r < rounds; r++) {
       for (const s of r % 2 === 0 ? slices : [...slices].reverse()) {
@@ -46,9 +50,16 @@ async function main(): Promise<void> {
         console.log(`round ${r + 1}: ${s} per call: ${rate.toFixed(3)} img/s`);
       }
     }
-    const median = (v: number[]): number => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
+    const median = (v: number[]): number => {
+      const s = [...v].sort((a, b) => a - b);
+      return s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+    };
     const whole = rates.get(batch) ?? rates.get(slices[0]!)!;
-    for (const [s, v] of rates) console.log(`${s} per call: median ratio to one call ${median(v.map((x, i) => x / whole[i]!)).toFixed(2)}x`);
+    for (const [s, v] of rates) {
+      const ratios = v.map((x, i) => x / whole[i]!);
+      console.log(`${s} per call: ratio to one call ${median(ratios).toFixed(2)}x median (${Math.min(...ratios).toFixed(2)}-${Math.max(...ratios).toFixed(2)})`);
+    }
+    console.log(`peak RSS after every round (${slices.join(', ')} per call): ${peakMb()} MB`);
     Tensor.disposeAll([tokens, lengths]);
   } finally {
     model.dispose();

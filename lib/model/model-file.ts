@@ -62,9 +62,9 @@ export interface LoadOptions {
 }
 
 
-// Output pixels one CPU decode call covers at most (one 256x256 image): a decoder's activations grow with
-// the pixels it writes and past that outgrow the caches. official-70m at batch 16 decoded 0.40 img/s in one
-// call, 0.45-0.47 in calls of one image (bench/compiled/slices.ts, 2 threads); its peak memory falls too.
+// Output pixels one CPU decode call covers at most (one 256x256 image): one call keeps every image's activations
+// alive at once. official-70m, batch 16: peak RSS 4658 MB with one call, 1497 MB in calls of one image, img/s
+// 0.88-1.11x of one call over rounds (node dist/bench/compiled/slices.js MODEL.pt, 2 threads).
 export const DECODE_PIXELS_PER_CALL = 256 * 256;
 export const decodeSliceSize = (imageSize: number): number => Math.max(1, Math.floor(DECODE_PIXELS_PER_CALL / (imageSize * imageSize)));
 
