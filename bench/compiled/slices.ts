@@ -6,6 +6,7 @@
 // Prints img/s per slice size and round, each slice size's median ratio to one call (min-max over rounds),
 // and the peak RSS after decoding one image per call, then after the rounds (one call of the batch among them).
 import { DoveModel } from '../../lib/model/model-file';
+import { maxOf, minOf } from '../../lib/base/arrays';
 import { Tensor } from '../../lib/core/tensor';
 
 function option(name: string, fallback: string): string {
@@ -57,7 +58,7 @@ async function main(): Promise<void> {
     const whole = rates.get(batch) ?? rates.get(slices[0]!)!;
     for (const [s, v] of rates) {
       const ratios = v.map((x, i) => x / whole[i]!);
-      console.log(`${s} per call: ratio to one call ${median(ratios).toFixed(2)}x median (${Math.min(...ratios).toFixed(2)}-${Math.max(...ratios).toFixed(2)})`);
+      console.log(`${s} per call: ratio to one call ${median(ratios).toFixed(2)}x median (${minOf(ratios).toFixed(2)}-${maxOf(ratios).toFixed(2)})`);
     }
     console.log(`peak RSS after every round (${slices.join(', ')} per call): ${peakMb()} MB`);
     Tensor.disposeAll([tokens, lengths]);
