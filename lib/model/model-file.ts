@@ -459,8 +459,9 @@ export class DoveModel {
     if (batch <= slice) return this.decodeCall(tokens, lengths, withData, batch);
     const pixels = new Uint8Array(batch * s * s * 3);
     for (let start = 0; start < batch; start += slice) {
-      const views = [tokens.slice(start, Math.min(batch, start + slice)), lengths.slice(start, Math.min(batch, start + slice))] as const;
-      const part = await this.decodeCall(views[0], views[1], true, views[0].shape[0]!).finally(() => Tensor.disposeAll(views));
+      const end = Math.min(batch, start + slice);
+      const views = [tokens.slice(start, end), lengths.slice(start, end)] as const;
+      const part = await this.decodeCall(views[0], views[1], true, end - start).finally(() => Tensor.disposeAll(views));
       pixels.set(part.pixels!, start * s * s * 3);
       part.output.dispose();
     }
