@@ -457,6 +457,8 @@ export class DoveModel {
   private async decodeSliced(tokens: Tensor, lengths: Tensor, batch: number, withData: boolean): Promise<Decoded> {
     const [slice, s] = [this.device === 'cpu' ? decodeSliceSize(this.imageSize) : batch, this.imageSize];
     if (batch <= slice) return this.decodeCall(tokens, lengths, withData, batch);
+    // One call's model checks that the batches agree; slices of unequal batches could each agree.
+    if (lengths.shape[0] !== batch) throw new DoveError(`decode: ${batch} token rows but ${lengths.shape.join('x')} lengths`, 'SHAPE_MISMATCH');
     const pixels = new Uint8Array(batch * s * s * 3);
     for (let start = 0; start < batch; start += slice) {
       const end = Math.min(batch, start + slice);

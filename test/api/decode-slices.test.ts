@@ -3,6 +3,7 @@
 // images one call over the whole batch gives.
 import test from 'ava';
 import { join } from 'node:path';
+import { DoveError } from '../../lib/base/errors';
 import { DoveModel, decodeSliceSize, DECODE_PIXELS_PER_CALL } from '../../lib/model/model-file';
 import { Tensor } from '../../lib/core/tensor';
 import { FIXTURES, maxAbsDiff, TINY_DOVE } from './helpers';
@@ -63,6 +64,12 @@ for (const { name, file, compiled } of [
       const a = sliced!.data() as Uint8Array;
       t.true(maxAbsDiff(a, whole.data() as Uint8Array) <= 1, 'sliced and whole within one level');
       t.true(maxAbsDiff(a, host!) === 0, 'decodeToHost gives the pixels decodePixels gives');
+      // Slices of unequal batches could each agree: the mismatch is refused before any slice runs.
+      for (const n of [batch - 1, batch + 1]) {
+        const wrong = Tensor.fromArray(new BigInt64Array(n).fill(1n), [n], 'int64');
+        await t.throwsAsync(model.decodePixels(tokens, wrong), { instanceOf: DoveError, code: 'SHAPE_MISMATCH', message: new RegExp(`${batch} token rows but ${n} lengths`) });
+        wrong.dispose();
+      }
       Tensor.disposeAll([tokens, lengths, sliced!, whole]);
     } finally {
       model.dispose();
