@@ -271,7 +271,8 @@ class Dove(nn.Module):
             elements = latents.flatten(2)
             if not self.over_channels:
                 elements = elements.transpose(1, 2)
-            tokens = tokens + skip(elements[:, :max_tokens].to(tokens.dtype))
+            # All max_tokens rows through the GEMM, then the first K, for the reason above.
+            tokens = tokens + skip(elements[:, :self.max_tokens].to(tokens.dtype))[:, :max_tokens]
         tokens = tokens.contiguous()
         eos_logits = self.eos_head(slots).squeeze(-1)[:, :max_tokens].contiguous()
         return tokens, eos_logits
