@@ -9,8 +9,14 @@ import argparse
 import statistics
 import time
 
+import os
+import sys
+
 import torch
 from torch._inductor.package import load_package
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
+from dove.aoti_export import expose_libtorch_globally  # noqa: E402
 
 
 def main() -> None:
@@ -23,6 +29,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    expose_libtorch_globally()
     packages = {name: (load_package(path, "encode"), load_package(path, "decode")) for name, path in (("A", args.a), ("B", args.b))}
     # Sizes from the packages' own dove.inputs: "uint8[b,S,S,3]" and "float32[b,1..K,D] int64[b]".
     k = int(packages["A"][0].get_metadata()["dove.max_tokens"])

@@ -25,7 +25,7 @@ import shutil
 import sys
 import tempfile
 import time
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -35,10 +35,9 @@ from .model import Dove, to_pixels
 from .neox import NeoXAttention
 
 # Inductor settings of every package. freezing: weights become constants of the compiled code.
-# cpp.weight_prepack False: with prepacking, inductor calls oneDNN's prepacked linear, which on this
-# dynamic-batch graph ran encode 3-4x slower than the plain addmm it calls without
-# (bench/compiled/compare.py, tiny, 2 threads, 4 alternating rounds, 2-core VM: batch 1 encode
-# 26-30 vs 7-11 ms, batch 16 encode 275-334 vs 67-96 ms; decode unchanged).
+# cpp.weight_prepack: compile_package compiles each method with and without it and keeps the faster,
+# measured on the compiling machine (_choose_weight_prepack); INDUCTOR_OPTIONS holds the setting of
+# unmeasured compiles (measure=False).
 # cpp.dynamic_threads: the generated kernels ask OpenMP for the thread count at run time, so the
 # package follows setNumThreads like TorchScript does. Without it inductor writes the compiling
 # machine's count into every kernel (`#pragma omp parallel num_threads(2)` here).
@@ -166,6 +165,43 @@ def _group_norm_in_aten() -> Iterator[None]:
         lowering.needs_realized_inputs.update(saved_realized)
 
 
+@contextlib.contextmanager
+def _weight_prepack_patterns(prepack: bool) -> Iterator[None]:
+    """A compile inside runs inductor's weight-packing patterns exactly when `prepack` says. Inductor
+    registers them once per process, when the first compile with cpp.weight_prepack runs (its freezing
+    lazy_init, cached), and then applies them to every later compile whatever its setting, so the
+    second variant of compile_package would silently repeat the first. The freezing pattern tables are
+    restored on exit and the inits made to run again."""
+    from torch._inductor import config
+    from torch._inductor.fx_passes import freezing_patterns, mkldnn_fusion
+
+    pack_init = getattr(mkldnn_fusion, "_mkldnn_weight_pack_init", None)  # absent without oneDNN
+    with config.patch({"cpp.weight_prepack": False}):
+        freezing_patterns.lazy_init()  # the patterns every compile has, registered before the snapshot
+    passes = [*freezing_patterns.pass_patterns, freezing_patterns.binary_folding_pass]
+    saved = [(p, {k: list(v) for k, v in p.patterns.items()}, {k: list(v) for k, v in p.seen_patterns.items()})
+             for p in passes]
+    count = len(freezing_patterns.pass_patterns)
+
+    def reset_inits() -> None:
+        freezing_patterns.lazy_init.cache_clear()
+        if pack_init is not None:
+            pack_init.cache_clear()
+
+    reset_inits()
+    try:
+        with config.patch({"cpp.weight_prepack": prepack}):
+            yield
+    finally:
+        del freezing_patterns.pass_patterns[count:]
+        for p, patterns, seen in saved:
+            p.patterns.clear()
+            p.patterns.update(patterns)
+            p.seen_patterns.clear()
+            p.seen_patterns.update(seen)
+        reset_inits()
+
+
 def _exported(model: Dove) -> Dict[str, Tuple[nn.Module, Tuple[torch.Tensor, ...], Any, str]]:
     s, k, d = model.image_size, model.max_tokens, model.token_dim
     # Example inputs of batch 2 (export specialises sizes 0 and 1; every size is read from the model)
@@ -188,15 +224,62 @@ def _exported(model: Dove) -> Dict[str, Tuple[nn.Module, Tuple[torch.Tensor, ...
 
 # Rounds of the compile-time comparison with the TorchScript path (measure_against_torchscript).
 MEASURE_ROUNDS = 3
+# Weight prepacking (cpp.weight_prepack) makes inductor call oneDNN's prepacked linears and convolutions
+# (fused with their bias, activation or residual add) instead of aten's addmm (MKL) and convolution.
+# Which is faster depends on the CPU. On an Intel Xeon, prepacked linears ran tiny's dynamic-batch
+# encode 3-4x slower (batch 1: 26-30 vs 7-11 ms, with an earlier option set). On an AMD EPYC (Zen 5),
+# where MKL runs its AVX2 kernels and oneDNN its AVX-512 ones, they ran tiny 1.5x faster (batch-1 encode
+# 2.4 vs 3.7 ms, batch-16 decode 26.5 vs 44.3 ms; bench/compiled/compare.py, 2 threads, 4 rounds).
+PREPACK_CHOICES = (False, True)
+PREPACK_ROUNDS = 5
 
 
-def _expose_libtorch_globally() -> None:
+def expose_libtorch_globally() -> None:
     """A package's library names no libtorch library (link_libtorch False) and finds libtorch's C shim in
     the global scope, where Python's import of torch does not put it; RTLD_NOLOAD opens nothing new."""
     import ctypes
     lib = os.path.join(os.path.dirname(torch.__file__), "lib")
     for name in ("libc10.so", "libtorch_cpu.so"):
         ctypes.CDLL(os.path.join(lib, name), mode=os.RTLD_GLOBAL | os.RTLD_NOLOAD)
+
+
+def _batch_one_inputs(model: Dove) -> Dict[str, Tuple[torch.Tensor, ...]]:
+    """The arguments of the packaged encode and decode that the compile-time measurements time."""
+    s, k, d = model.image_size, model.max_tokens, model.token_dim
+    pixels = torch.randint(0, 256, (1, s, s, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    tokens = torch.randn(1, k, d, generator=torch.Generator().manual_seed(1))
+    return {"encode": (pixels,), "decode": (tokens, torch.full([1], k, dtype=torch.int64))}
+
+
+def _alternating_medians(calls: Dict[str, Tuple[Callable[..., Any], Tuple[Any, ...]]], rounds: int) -> Dict[str, float]:
+    """ms per call of each entry: a warm-up call each, then `rounds` rounds in alternating order, so
+    whatever else the machine does lands on all entries alike; the median of each."""
+    times: Dict[str, List[float]] = {name: [] for name in calls}
+    order = list(calls)
+    with torch.inference_mode():
+        for fn, args in calls.values():
+            fn(*args)
+        for r in range(rounds):
+            for name in (order if r % 2 == 0 else order[::-1]):
+                fn, args = calls[name]
+                start = time.perf_counter()
+                fn(*args)
+                times[name].append((time.perf_counter() - start) * 1e3)
+    return {name: sorted(t)[len(t) // 2] for name, t in times.items()}
+
+
+def _choose_weight_prepack(name: str, variants: Dict[bool, Any], args: Tuple[torch.Tensor, ...], work: str) -> Tuple[bool, str]:
+    """The faster of a method's compiled variants (PREPACK_CHOICES) at batch 1 -> (prepack, what was measured)."""
+    from torch._inductor.package import load_package, package_aoti
+
+    expose_libtorch_globally()
+    calls = {}
+    for prepack, files in variants.items():
+        single = os.path.join(work, f"{name}-prepack-{int(prepack)}.pt2")
+        package_aoti(single, {name: files})
+        calls["prepacked" if prepack else "addmm"] = (load_package(single, name), args)
+    ms = _alternating_medians(calls, PREPACK_ROUNDS)
+    return ms["prepacked"] < ms["addmm"], f"batch-1 {name}: prepacked {ms['prepacked']:.1f} ms, addmm {ms['addmm']:.1f} ms"
 
 
 def measure_against_torchscript(package: str, model: Dove, scripted: torch.jit.ScriptModule) -> Dict[str, str]:
@@ -212,35 +295,20 @@ def measure_against_torchscript(package: str, model: Dove, scripted: torch.jit.S
 
     from .export import optimize_for_inference
 
-    _expose_libtorch_globally()
+    expose_libtorch_globally()
     buffer = io.BytesIO()
     torch.jit.save(scripted, buffer)  # optimize_for_inference changes the module it is given
     buffer.seek(0)
     ts = optimize_for_inference(torch.jit.load(buffer, map_location="cpu"))
-    s, k, d = model.image_size, model.max_tokens, model.token_dim
-    pixels = torch.randint(0, 256, (1, s, s, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    tokens = torch.randn(1, k, d, generator=torch.Generator().manual_seed(1))
-    lengths = torch.full([1], k, dtype=torch.int64)
-    calls = {
-        "encode": {"compiled": (load_package(package, "encode"), (pixels,)),
-                   "torchscript": (ts.encode_pixels, (pixels, "fixed", k, 0.5, None, None))},
-        "decode": {"compiled": (load_package(package, "decode"), (tokens, lengths)),
-                   "torchscript": (ts.decode_pixels, (tokens, lengths))},
+    inputs = _batch_one_inputs(model)
+    pixels, (tokens, lengths), k = inputs["encode"][0], inputs["decode"], model.max_tokens
+    medians = {
+        "encode": _alternating_medians({"compiled": (load_package(package, "encode"), (pixels,)),
+                                        "torchscript": (ts.encode_pixels, (pixels, "fixed", k, 0.5, None, None))},
+                                       MEASURE_ROUNDS),
+        "decode": _alternating_medians({"compiled": (load_package(package, "decode"), (tokens, lengths)),
+                                        "torchscript": (ts.decode_pixels, (tokens, lengths))}, MEASURE_ROUNDS),
     }
-    medians: Dict[str, Dict[str, float]] = {}
-    with torch.inference_mode():
-        for op, paths in calls.items():
-            times: Dict[str, list] = {path: [] for path in paths}
-            order = list(paths)
-            for fn, args in paths.values():
-                fn(*args)
-            for r in range(MEASURE_ROUNDS):
-                for path in (order if r % 2 == 0 else order[::-1]):
-                    fn, args = paths[path]
-                    start = time.perf_counter()
-                    fn(*args)
-                    times[path].append((time.perf_counter() - start) * 1e3)
-            medians[op] = {path: sorted(t)[len(t) // 2] for path, t in times.items()}
     total = {path: sum(medians[op][path] for op in medians) for path in ("compiled", "torchscript")}
     measured = "; ".join(f"batch-1 {op}: compiled {m['compiled']:.1f} ms, torchscript {m['torchscript']:.1f} ms"
                          for op, m in medians.items())
@@ -286,19 +354,33 @@ def compile_package(model: Dove, scripted: torch.jit.ScriptModule, out: str,
         "dove.max_batch": str(MAX_BATCH),
         "dove.max_tokens": str(model.max_tokens),
     }
+    options = {**INDUCTOR_OPTIONS, **(inductor_options or {})}
+    choices = PREPACK_CHOICES if measure and "cpp.weight_prepack" not in (inductor_options or {}) else (options["cpp.weight_prepack"],)
     files: Dict[str, Any] = {}
+    prepack_measured: List[str] = []
     work = tempfile.mkdtemp(prefix="dove-aoti-")
     try:
         for name, (module, args, dynamic, inputs) in _exported(model).items():
+            variants: Dict[bool, Any] = {}
             with torch.no_grad(), _group_norm_in_aten():
                 ep = torch.export.export(module, args, dynamic_shapes=dynamic)
-                files[name] = aot_compile(ep.module(), args, options={
-                    **INDUCTOR_OPTIONS,
-                    **(inductor_options or {}),
-                    "aot_inductor.package": True,
-                    "aot_inductor.output_path": os.path.join(work, name),
-                    "aot_inductor.metadata": dict(meta, **{"dove.method": name, "dove.inputs": inputs}),
-                })
+                for prepack in choices:
+                    with _weight_prepack_patterns(prepack):
+                        variants[prepack] = aot_compile(ep.module(), args, options={
+                            **options,
+                            "cpp.weight_prepack": prepack,
+                            "aot_inductor.package": True,
+                            "aot_inductor.output_path": os.path.join(work, f"{name}-{int(prepack)}"),
+                            "aot_inductor.metadata": dict(meta, **{"dove.method": name, "dove.inputs": inputs,
+                                                                   "dove.weight_prepack": str(prepack).lower()}),
+                        })
+            chosen = choices[0]
+            if len(variants) > 1:
+                chosen, measured = _choose_weight_prepack(name, variants, _batch_one_inputs(model)[name], work)
+                prepack_measured.append(measured)
+            files[name] = variants[chosen]
+        if prepack_measured:
+            meta["dove.weight_prepack_measured"] = f"{'; '.join(prepack_measured)} ({torch.get_num_threads()} threads, median of {PREPACK_ROUNDS})"
         # Written under its final name in a temporary folder (the archive's entries are prefixed with
         # the file's name), then moved into place: a reader never sees half a package.
         target = os.path.abspath(out)
@@ -309,6 +391,8 @@ def compile_package(model: Dove, scripted: torch.jit.ScriptModule, out: str,
             package_aoti(tmp, files)
             if measure:
                 measured = measure_against_torchscript(tmp, model, scripted)
+                if "dove.weight_prepack_measured" in meta:
+                    measured["dove.weight_prepack_measured"] = meta["dove.weight_prepack_measured"]
                 meta.update(measured)
                 rewrite_metadata(tmp, tmp + ".measured", measured)
                 os.replace(tmp + ".measured", tmp)
@@ -343,6 +427,7 @@ def main(argv=None) -> int:
         return 1
     print(f"dove.aoti_export: wrote {args.output or package_path(args.model)} (encode, decode; {meta['dove.cpu_isa']}; "
           f"weights {meta['dove.weights_hash'][:12]}) in {time.time() - start:.0f} s")
+    print(f"dove.aoti_export: linears and convolutions {meta.get('dove.weight_prepack_measured', 'not measured')}")
     print(f"dove.aoti_export: the runtime prefers the {meta['dove.prefer']} path: {meta['dove.measured']}")
     return 0
 

@@ -9,9 +9,11 @@ test/fixtures/generated/compiled/:
 - wrong-device.aoti.pt2 / wrong-isa.aoti.pt2: micro's package with its metadata saying cuda / an
   instruction set no CPU has (the loader must refuse them).
 - micro-vqgan.pt + micro-vqgan.aoti.pt2: the same scale with official's VQGAN autoencoder, whose
-  GroupNorms the package runs through aten (its proxy executor), not compiled code.
+  GroupNorms the package runs through aten (its proxy executor), not compiled code. Compiled with
+  weight prepacking (oneDNN's prepacked linears and convolutions), micro without: compile_package
+  picks either by measurement, so the runtime must run both.
 - compiled.json: what each file is, and the sizes; atenGroupNorms: micro-vqgan's GroupNorm calls per
-  compiled model.
+  compiled model; prepackedLinears: the oneDNN prepacked linear calls per package and model.
 
 When the package cannot be compiled (a model change torch.export cannot trace), compiled.json records
 the error instead, and the tests fail with it rather than skip.
@@ -66,6 +68,18 @@ def aten_group_norms(package: str) -> Dict[str, int]:
     return counts
 
 
+def prepacked_linears(package: str) -> Dict[str, int]:
+    """Per model of `package`, the oneDNN prepacked linear calls in its generated wrapper code."""
+    counts: Dict[str, int] = {}
+    with zipfile.ZipFile(package) as z:
+        for name in z.namelist():
+            parts = name.split("/")
+            if len(parts) >= 3 and parts[-3] == "aotinductor" and name.endswith(".wrapper.cpp"):
+                calls = z.read(name).decode("utf-8", "replace").count("aoti_torch_cpu__linear_pointwise(")
+                counts[parts[-2]] = counts.get(parts[-2], 0) + calls
+    return counts
+
+
 def generate(out_dir: str) -> None:
     from dove.aoti_export import compile_package, package_path, rewrite_metadata
 
@@ -107,11 +121,14 @@ def generate(out_dir: str) -> None:
         vq_scripted = _save(vq_model, dove_json(vq_cfg, "dove", 5, None), vq_pt)
         info["files"]["micro-vqgan.pt"] = "seeded micro DOVE export with official's VQGAN autoencoder (GroupNorm)"
         try:
-            compile_package(vq_model, vq_scripted, package_path(vq_pt), measure=False)
+            compile_package(vq_model, vq_scripted, package_path(vq_pt), inductor_options={"cpp.weight_prepack": True},
+                            measure=False)
         except Exception:
             info["error"] = traceback.format_exc(limit=8)
         else:
-            info["files"]["micro-vqgan.aoti.pt2"] = "its compiled package"
+            info["files"]["micro-vqgan.aoti.pt2"] = "its compiled package, with weight prepacking"
             info["atenGroupNorms"] = aten_group_norms(package_path(vq_pt))
+            info["prepackedLinears"] = {name: prepacked_linears(package_path(os.path.join(out, name)))
+                                        for name in ("micro.pt", "micro-vqgan.pt")}
     with open(os.path.join(out, "compiled.json"), "w", encoding="utf-8") as f:
         json.dump(info, f, indent=2)

@@ -140,3 +140,24 @@ def test_group_norm_in_aten_swaps_inductors_tables_and_restores_them():
     assert decomposition.decompositions.get(op) is decomposed
     assert lowering.lowerings.get(op) is lowered
     assert set(lowering.needs_realized_inputs) == realized
+
+
+def test_weight_prepack_patterns_follow_each_compiles_setting(tmp_path):
+    """In one process: without, with, then without prepacking again (inductor would keep packing once
+    any compile had registered its patterns: the second variant of compile_package repeated the first)."""
+    from torch._inductor import aot_compile
+
+    from dove.aoti_export import INDUCTOR_OPTIONS, _weight_prepack_patterns
+
+    model = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.GELU(), torch.nn.Linear(64, 16)).eval()
+    args = (torch.randn(4, 32),)
+    packed = []
+    for i, prepack in enumerate((False, True, False)):
+        with torch.no_grad(), _weight_prepack_patterns(prepack):
+            files = aot_compile(torch.export.export(model, args).module(), args, options={
+                **INDUCTOR_OPTIONS, "cpp.weight_prepack": prepack, "aot_inductor.package": True,
+                "aot_inductor.output_path": str(tmp_path / str(i))})
+        wrapper = next(f for f in files if isinstance(f, str) and f.endswith(".wrapper.cpp"))
+        with open(wrapper, encoding="utf-8") as f:
+            packed.append(f.read().count("aoti_torch_cpu__linear_pointwise("))
+    assert packed[0] == 0 and packed[1] == 2 and packed[2] == 0, packed

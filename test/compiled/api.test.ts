@@ -126,10 +126,18 @@ test.serial('tokenize and reconstruct through the package equal TorchScript with
   await checkParity(t, compiled, scripted);
 });
 
-test.serial("a VQGAN model's package, whose GroupNorms run through aten, equals TorchScript within float32 rounding", async (t) => {
+test.serial("a VQGAN model's package, whose GroupNorms run through aten and linears through oneDNN prepacked, equals TorchScript within float32 rounding", async (t) => {
   const file = join(DIR, 'micro-vqgan.pt');
-  const counts = (JSON.parse(readFileSync(join(DIR, 'compiled.json'), 'utf8')) as { atenGroupNorms?: Record<string, number> }).atenGroupNorms;
+  const info = JSON.parse(readFileSync(join(DIR, 'compiled.json'), 'utf8')) as {
+    atenGroupNorms?: Record<string, number>;
+    prepackedLinears?: Record<string, Record<string, number>>;
+  };
+  const counts = info.atenGroupNorms;
   t.true((counts?.encode ?? 0) > 0 && (counts?.decode ?? 0) > 0, `GroupNorm calls through aten per model: ${JSON.stringify(counts)}`);
+  // micro (the parity test above) runs aten's addmm, this one oneDNN's prepacked linears: the runtime runs both kinds.
+  const linears = info.prepackedLinears;
+  t.true((linears?.['micro-vqgan.pt']?.encode ?? 0) > 0 && (linears?.['micro-vqgan.pt']?.decode ?? 0) > 0, `prepacked linears: ${JSON.stringify(linears)}`);
+  t.deepEqual(linears?.['micro.pt'], { encode: 0, decode: 0 });
   const viaPackage = await Tokenizer.load(file, { trustModel: true });
   const viaScript = await Tokenizer.load(file, { compiled: false, trustModel: true });
   try {
