@@ -189,6 +189,15 @@ class RefineDecoder(nn.Module):
         return F.pixel_shuffle(self.conv_out(F.silu(h)), self.factor)
 
 
+def _both_sides(left: torch.Tensor, x: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    """left @ x @ right for a batch x (..., g, g) and matrices left, right (g, g). Both products keep the
+    matrix on the right, where matmul folds the batch into one GEMM: `left @ x` broadcasts left into a
+    batched matmul that aten runs one (g, g) slice at a time (a select and a clone each: 0.27 of 2.6 ms
+    in tiny's batch-1 compiled encode, torch.profiler)."""
+    y = torch.matmul(x, right)
+    return torch.matmul(y.transpose(-1, -2), left.t()).transpose(-1, -2)
+
+
 class BlockTransformAutoencoder(nn.Module):
     """Same interface as dove.vqgan.VQGAN: encode(x in [0,1]) -> latents, decode(latents) -> image."""
 
@@ -221,7 +230,7 @@ class BlockTransformAutoencoder(nn.Module):
         """Block coefficients (B,C,g,g) -> latent (B,C,g,g): grid DCT, global order, unit variance."""
         b = coefficients.shape[0]
         d = self.grid_dct.to(coefficients.dtype)
-        g = torch.matmul(torch.matmul(d, coefficients), d.t()).reshape(b, -1)
+        g = _both_sides(d, coefficients, d.t()).reshape(b, -1)
         g = g.index_select(1, self.order) / self.std.to(g.dtype)
         return g.reshape(b, self.channels, self.grid, self.grid)
 
@@ -230,7 +239,7 @@ class BlockTransformAutoencoder(nn.Module):
         g = latents.reshape(b, -1) * self.std.to(latents.dtype)
         g = g.index_select(1, self.inverse_order).reshape(b, self.channels, self.grid, self.grid)
         d = self.grid_dct.to(latents.dtype)
-        return torch.matmul(torch.matmul(d.t(), g), d)
+        return _both_sides(d.t(), g, d)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         x = x - 0.5
