@@ -36,6 +36,14 @@ export function imagesPerSec(r: BenchResult, runtime: Runtime, config: string, b
 }
 
 /** The peak a row is read against: on CUDA, training runs in bf16 autocast and is read against the bf16 peak (MFU). */
+/** "by size 512: 216.4, …", per backend where both of libtorch's CPU GEMMs were measured. */
+function gemmSizes(g: GemmPeak): string {
+  const sizes = (m: Record<string, number>): string => Object.entries(m).map(([n, v]) => `${n}: ${fmt(v)}`).join(', ');
+  if (g.gflops_by_backend === undefined) return `matmul by size ${sizes(g.gflops_by_size)}`;
+  const names: Record<string, string> = { matmul: 'aten matmul (MKL)', onednn: 'oneDNN prepacked linear' };
+  return `the faster of ${Object.entries(g.gflops_by_backend).map(([b, m]) => `${names[b] ?? b} by size ${sizes(m)}`).join('; ')}`;
+}
+
 function peakFor(r: BenchResult, op: Op): GemmPeak | null {
   if (op === 'train' && r.options.device !== 'cpu' && r.gemmBf16) return r.gemmBf16;
   return r.gemm;
@@ -123,7 +131,7 @@ export function renderMarkdown(r: BenchResult): string {
   L.push(`## Throughput (${r.options.device === 'cpu' ? 'CPU' : r.options.device}, images/s, higher is better)`, '');
   L.push(
     r.gemm
-      ? `Measured GEMM peak: **${fmt(r.gemm.peak_gflops)} GFLOP/s** (float32 matmul on ${r.gemm.device}, ${r.gemm.threads} threads, torch ${r.gemm.torch}; by size ${Object.entries(r.gemm.gflops_by_size).map(([n, g]) => `${n}: ${fmt(g)}`).join(', ')}). `
+      ? `Measured GEMM peak: **${fmt(r.gemm.peak_gflops)} GFLOP/s** (float32 on ${r.gemm.device}, ${r.gemm.threads} threads, torch ${r.gemm.torch}; ${gemmSizes(r.gemm)}). `
       : 'GEMM peak: not measured. ',
   );
   if (r.gemmBf16) {

@@ -11,6 +11,8 @@ export interface GemmPeak {
   torch: string;
   peak_gflops: number;
   gflops_by_size: Record<string, number>;
+  /** CPU float32: per backend ("matmul": aten/MKL, "onednn": prepacked linear), per size; the peak is the best. */
+  gflops_by_backend?: Record<string, Record<string, number>>;
 }
 
 export interface FlopsInfo {
