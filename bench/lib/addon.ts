@@ -6,7 +6,7 @@
 import type { IValue, NativeBinding, NativeTensor } from '../../binding';
 import { requireCudaFor } from '../../lib/core/cuda-libtorch';
 import { binding } from '../../lib/core/native';
-import { decodeSliceSize } from '../../lib/model/model-file';
+import { sliceSize } from '../../lib/model/model-file';
 
 /** The binding, with libtorch's CUDA libraries loaded when `device` is a CUDA device. */
 export function loadBinding(device = 'cpu'): NativeBinding {
@@ -47,27 +47,28 @@ export function seededFloats(n: number, seed: number, scale = 1, offset = 0): Fl
 }
 
 /**
- * `decode` over the slices the API decodes a CPU batch in (decodeSliceSize, lib/model/model-file.ts);
- * `each` receives every slice's output (to settle it) before it is freed.
+ * `call` over the slices the API encodes and decodes a CPU batch in (sliceSize, lib/model/model-file.ts):
+ * every input sliced along its first dimension; `each` receives every slice's output (to settle it)
+ * before it is freed.
  */
-export async function decodeInSlices(
-  tokens: NativeTensor, lengths: NativeTensor, imageSize: number, device: string,
-  decode: (tokens: NativeTensor, lengths: NativeTensor) => Promise<IValue>, each: (out: IValue) => void = () => {},
+export async function inSlices(
+  inputs: readonly NativeTensor[], imageSize: number, device: string,
+  call: (...slices: NativeTensor[]) => Promise<IValue>, each: (out: IValue) => void = () => {},
 ): Promise<void> {
   const b = loadBinding();
-  const batch = b.tensorShape(tokens)[0] ?? 0;
-  const slice = device === 'cpu' ? decodeSliceSize(imageSize) : batch;
+  const batch = b.tensorShape(inputs[0]!)[0] ?? 0;
+  const slice = device === 'cpu' ? sliceSize(imageSize) : batch;
   if (batch <= slice) {
-    const out = await decode(tokens, lengths);
+    const out = await call(...inputs);
     each(out);
     disposeAll(out);
     return;
   }
   for (let start = 0; start < batch; start += slice) {
     const end = Math.min(batch, start + slice);
-    const views = [b.tensorSlice0(tokens, start, end), b.tensorSlice0(lengths, start, end)] as const;
+    const views = inputs.map((t) => b.tensorSlice0(t, start, end));
     try {
-      const out = await decode(views[0], views[1]);
+      const out = await call(...views);
       each(out);
       disposeAll(out);
     } finally {

@@ -5,8 +5,8 @@
 //   --runtime node-aoti   the export's AOTInductor package (<model>.aoti.pt2, python -m dove.export
 //                         --compiled), what the Tokenizer / Reconstructor run when it matches the file:
 //                         encode(uint8 pixels) and decode(tokens, lengths) -> uint8 pixels. Inference only.
-import type { NativeBinding, NativeCompiledModel, NativeModule, NativeTensor } from '../../binding';
-import { decodeInSlices, disposeAll, loadBinding, seededFloats, tensorAt } from '../lib/addon';
+import type { IValue, NativeBinding, NativeCompiledModel, NativeModule, NativeTensor } from '../../binding';
+import { inSlices, loadBinding, seededFloats, tensorAt } from '../lib/addon';
 import type { CaseSpec, Op } from '../lib/schema';
 import { serveWorker, type Prepared, type RuntimeWorker } from '../lib/worker';
 
@@ -54,31 +54,23 @@ function inputs(binding: NativeBinding, c: CaseSpec, seed: number, device: strin
 function scriptedBody(binding: NativeBinding, mod: NativeModule, c: CaseSpec, op: Op, seed: number, device: string): Prepared {
   const k = c.model.maxTokens;
   const { images, tokens, lengths, done } = inputs(binding, c, seed, device);
-  if (op === 'encode') {
-    return {
-      body: async () => {
-        const enc = await mod.run('encode', [images, k]);
-        settle(binding, tensorAt(enc, 1, 'encode'), device);
-        disposeAll(enc);
-      },
-      done,
-    };
-  }
-  // Decoded in the slices the API decodes in (decodeInSlices), as the compiled rows are.
-  const decode = (t: NativeTensor): Promise<void> => decodeInSlices(t, lengths, c.model.imageSize, device, (tk, l) => mod.run('decode', [tk, l]), (out) => {
+  // Encoded and decoded in the slices the API uses (inSlices), as the compiled rows are.
+  const s = c.model.imageSize;
+  const encode = (): Promise<void> => inSlices([images], s, device, (im) => mod.run('encode', [im, k]), (enc) => settle(binding, tensorAt(enc, 1, 'encode'), device));
+  const decode = (t: NativeTensor, l: NativeTensor = lengths): Promise<void> => inSlices([t, l], s, device, (tk, ls) => mod.run('decode', [tk, ls]), (out) => {
     if (!binding.isTensor(out)) throw new Error('decode returned no tensor');
     settle(binding, out, device);
   });
+  if (op === 'encode') return { body: encode, done };
   if (op === 'decode') return { body: () => decode(tokens), done };
   if (op === 'encode+decode') {
-    return {
-      body: async () => {
-        const enc = await mod.run('encode', [images, k]);
-        await decode(tensorAt(enc, 0, 'encode'));
-        disposeAll(enc);
-      },
-      done,
+    // Slice by slice: each slice's tokens decoded right after its encode.
+    const both = async (im: NativeTensor, l: NativeTensor): Promise<IValue> => {
+      const enc = await mod.run('encode', [im, k]);
+      await decode(tensorAt(enc, 0, 'encode'), l);
+      return enc;
     };
+    return { body: () => inSlices([images, lengths], s, device, both), done };
   }
   // Same optimizer settings as the python loop (bench/peers/python_torch.py): AdamW(0.9, 0.95),
   // lr 1e-4 (VQGAN x0.1), weight decay 0.01, clip 1.0; bf16 autocast on CUDA as the Trainer does.
@@ -122,18 +114,17 @@ function compiledBody(binding: NativeBinding, enc: NativeCompiledModel, dec: Nat
   const tokens = binding.tensorFromArray(seededFloats(b * k * d, seed + 1, 2, -1), [b, k, d], 'float32');
   const lengths = binding.tensorFromArray(int64s(b, k), [b], 'int64');
   const done = (): void => [pixels, tokens, lengths].forEach((t) => binding.tensorDispose(t));
-  const decode = (t: NativeTensor): Promise<void> => decodeInSlices(t, lengths, s, 'cpu', (tk, l) => dec.run([tk, l]));
-  if (op === 'encode') return { body: async () => disposeAll(await enc.run([pixels])), done };
+  const decode = (t: NativeTensor, l: NativeTensor = lengths): Promise<void> => inSlices([t, l], s, 'cpu', (tk, ls) => dec.run([tk, ls]));
+  if (op === 'encode') return { body: () => inSlices([pixels], s, 'cpu', (px) => enc.run([px])), done };
   if (op === 'decode') return { body: () => decode(tokens), done };
   if (op === 'encode+decode') {
-    return {
-      body: async () => {
-        const out = await enc.run([pixels]);
-        await decode(out[0]!);
-        disposeAll(out);
-      },
-      done,
+    // Slice by slice: each slice's tokens decoded right after its encode.
+    const both = async (px: NativeTensor, l: NativeTensor): Promise<IValue> => {
+      const out = await enc.run([px]);
+      await decode(out[0]!, l);
+      return out;
     };
+    return { body: () => inSlices([pixels, lengths], s, 'cpu', both), done };
   }
   throw new Error('node-aoti runs inference only (the Trainer runs the TorchScript file)');
 }

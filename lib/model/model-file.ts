@@ -62,11 +62,13 @@ export interface LoadOptions {
 }
 
 
-// Output pixels one CPU decode call covers at most (one 256x256 image): one call keeps every image's activations
-// alive at once. official-70m, batch 16: peak RSS 4658 MB with one call, 1497 MB in calls of one image, img/s
-// 0.88-1.11x of one call over rounds (node dist/bench/compiled/slices.js MODEL.pt, 2 threads).
-export const DECODE_PIXELS_PER_CALL = 256 * 256;
-export const decodeSliceSize = (imageSize: number): number => Math.max(1, Math.floor(DECODE_PIXELS_PER_CALL / (imageSize * imageSize)));
+// Image pixels one CPU encode or decode call covers at most (one 256x256 image): one call keeps every image's
+// activations alive at once. official-70m, batch 16, 2 threads: decode peak RSS 4658 MB with one call, 1497 MB
+// in calls of one image, img/s 0.88-1.11x of one call over rounds (node dist/bench/compiled/slices.js MODEL.pt);
+// encode through the package on an AMD EPYC: peak RSS 4356 MB with one call, 2681 MB in calls of one image,
+// img/s 1.08-1.09x of one call over 3 rounds (node dist/bench/compiled/slices.js MODEL.pt --op encode).
+export const PIXELS_PER_CALL = 256 * 256;
+export const sliceSize = (imageSize: number): number => Math.max(1, Math.floor(PIXELS_PER_CALL / (imageSize * imageSize)));
 
 /** The embedded default model shipped in the package (models/dove-tiny.pt). */
 export function defaultModelPath(): string {
@@ -340,15 +342,7 @@ export class DoveModel {
    */
   async encodePixels(pixels: Tensor, mode: 'auto' | 'fixed' | 'capped', budget: number, threshold: number, queries?: readonly string[]): Promise<EncodeResult> {
     const batch = pixels.shape[0] ?? 0;
-    if (queries === undefined) {
-      const c = this.compiled;
-      const s = this.imageSize;
-      const [b, h, w, ch] = pixels.shape;
-      if (c !== null && pixels.dtype === 'uint8' && pixels.shape.length === 4 && h === s && w === s && ch === 3 && b! >= 1 && b! <= c.maxBatch) {
-        return this.runEncodeCompiled(c, pixels, mode, budget, threshold);
-      }
-      return this.runEncode(pixels, batch, mode, budget, threshold, null);
-    }
+    if (queries === undefined) return this.encodeSliced(pixels, batch, mode, budget, threshold);
     const counts = queries.map((q) => this.queryIds(q).length);
     const groups = new Map<number, number[]>();
     counts.forEach((c, i) => groups.set(c, [...(groups.get(c) ?? []), i]));
@@ -380,6 +374,50 @@ export class DoveModel {
       eosProbabilities: Tensor.fromArray(probs, [b, budget], 'float32'),
       lengths: Tensor.fromArray(lengths, [b], 'int64'),
     };
+  }
+
+  /** encodeCall over at most sliceSize images at a time on the CPU, the outputs gathered in host buffers. */
+  private async encodeSliced(pixels: Tensor, batch: number, mode: 'auto' | 'fixed' | 'capped', budget: number, threshold: number): Promise<EncodeResult> {
+    const slice = this.device === 'cpu' ? sliceSize(this.imageSize) : batch;
+    // Other shapes go to one call, whose model reports what is wrong with them.
+    if (batch <= slice || pixels.shape.length !== 4) return this.encodeCall(pixels, batch, mode, budget, threshold);
+    const d = this.tokenDim;
+    const tokens = new Float32Array(batch * budget * d);
+    const probs = new Float32Array(batch * budget);
+    const lengths = new BigInt64Array(batch);
+    for (let start = 0; start < batch; start += slice) {
+      const end = Math.min(batch, start + slice);
+      const view = pixels.slice(start, end);
+      const part = await this.encodeCall(view, end - start, mode, budget, threshold).finally(() => view.dispose());
+      try {
+        tokens.set(part.tokens.data() as Float32Array, start * budget * d);
+        probs.set(part.eosProbabilities.data() as Float32Array, start * budget);
+        lengths.set(part.lengths.data() as BigInt64Array, start);
+      } finally {
+        Tensor.disposeAll([part.tokens, part.eosProbabilities, part.lengths]);
+      }
+    }
+    return {
+      tokens: Tensor.fromArray(tokens, [batch, budget, d], 'float32'),
+      eosProbabilities: Tensor.fromArray(probs, [batch, budget], 'float32'),
+      lengths: Tensor.fromArray(lengths, [batch], 'int64'),
+    };
+  }
+
+  /** The whole batch in one encode call, unsliced (bench/compiled/slices.ts compares the two). */
+  async encodeOnce(pixels: Tensor, mode: 'auto' | 'fixed' | 'capped', budget: number, threshold: number): Promise<EncodeResult> {
+    return this.encodeCall(pixels, pixels.shape[0] ?? 0, mode, budget, threshold);
+  }
+
+  /** One encode call: the compiled encoder where it takes these pixels, else encode_pixels. */
+  private async encodeCall(pixels: Tensor, batch: number, mode: 'auto' | 'fixed' | 'capped', budget: number, threshold: number): Promise<EncodeResult> {
+    const c = this.compiled;
+    const s = this.imageSize;
+    const [b, h, w, ch] = pixels.shape;
+    if (c !== null && pixels.dtype === 'uint8' && pixels.shape.length === 4 && h === s && w === s && ch === 3 && b! >= 1 && b! <= c.maxBatch) {
+      return this.runEncodeCompiled(c, pixels, mode, budget, threshold);
+    }
+    return this.runEncode(pixels, batch, mode, budget, threshold, null);
   }
 
   /** A tensor on the model's device: the same tensor on CPU, otherwise a device copy, added to `copies` (to dispose). */
@@ -453,9 +491,9 @@ export class DoveModel {
     return { output, pixels: pixels! };
   }
 
-  /** decodeCall over at most decodeSliceSize images at a time on the CPU, the pixels gathered in one host buffer. */
+  /** decodeCall over at most sliceSize images at a time on the CPU, the pixels gathered in one host buffer. */
   private async decodeSliced(tokens: Tensor, lengths: Tensor, batch: number, withData: boolean): Promise<Decoded> {
-    const [slice, s] = [this.device === 'cpu' ? decodeSliceSize(this.imageSize) : batch, this.imageSize];
+    const [slice, s] = [this.device === 'cpu' ? sliceSize(this.imageSize) : batch, this.imageSize];
     if (batch <= slice) return this.decodeCall(tokens, lengths, withData, batch);
     // One call's model checks that the batches agree; slices of unequal batches could each agree.
     if (lengths.shape[0] !== batch) throw new DoveError(`decode: ${batch} token rows but ${lengths.shape.join('x')} lengths`, 'SHAPE_MISMATCH');

@@ -1,12 +1,13 @@
-// A CPU batch is decoded in slices of at most DECODE_PIXELS_PER_CALL output pixels per call
+// A CPU batch is encoded and decoded in slices of at most PIXELS_PER_CALL image pixels per call
 // (lib/model/model-file.ts), through TorchScript and through a compiled package alike, and gives the
-// images one call over the whole batch gives.
+// tokens and images one call over the whole batch gives.
 import test from 'ava';
 import { join } from 'node:path';
 import { DoveError } from '../../lib/base/errors';
-import { DoveModel, decodeSliceSize, DECODE_PIXELS_PER_CALL } from '../../lib/model/model-file';
+import { DoveModel, sliceSize, PIXELS_PER_CALL } from '../../lib/model/model-file';
 import { Tensor } from '../../lib/core/tensor';
 import { FIXTURES, maxAbsDiff, TINY_DOVE } from './helpers';
+import type { EncodeResult } from '../../lib/model/model-file';
 
 function seededTokens(batch: number, k: number, d: number): Tensor {
   return Tensor.fromArray(Float32Array.from({ length: batch * k * d }, (_, i) => Math.sin(i * 0.37) * 0.8), [batch, k, d]);
@@ -30,23 +31,51 @@ async function batchesOf<T extends object>(target: T, fn: keyof T, body: () => P
 }
 
 test('the slice size: one 256x256 image of pixels per call, at least one image', (t) => {
-  t.is(DECODE_PIXELS_PER_CALL, 256 * 256);
-  t.is(decodeSliceSize(256), 1);
-  t.is(decodeSliceSize(512), 1);
-  t.is(decodeSliceSize(128), 4);
-  t.is(decodeSliceSize(64), 16);
-  t.is(decodeSliceSize(16), 256);
+  t.is(PIXELS_PER_CALL, 256 * 256);
+  t.is(sliceSize(256), 1);
+  t.is(sliceSize(512), 1);
+  t.is(sliceSize(128), 4);
+  t.is(sliceSize(64), 16);
+  t.is(sliceSize(16), 256);
 });
 
 for (const { name, file, compiled } of [
   { name: 'TorchScript (tiny, 64 px: 16 per call)', file: TINY_DOVE, compiled: false },
   { name: 'a compiled package (micro, 16 px: 256 per call)', file: join(FIXTURES, 'compiled', 'micro.pt'), compiled: true },
 ]) {
+  test(`a batch above the slice size encodes in slices and equals one call: ${name}`, async (t) => {
+    const model = await DoveModel.load(file, { trustModel: true, compiled });
+    try {
+      const slice = sliceSize(model.imageSize);
+      const batch = slice + 1;
+      const s = model.imageSize;
+      const pixels = Tensor.fromArray(Uint8Array.from({ length: batch * s * s * 3 }, (_, i) => (i * 7919 + (i >> 9)) % 256), [batch, s, s, 3], 'uint8');
+      // TorchScript runs reach module.run('encode_pixels', [pixels, …]); the compiled encoder encode(pixels).
+      const [target, fn] = compiled ? [model.compiled!, 'encode' as const] : [model.module, 'run' as const];
+      let sliced: EncodeResult | undefined;
+      const calls = await batchesOf(target as object, fn as never, async () => {
+        sliced = await model.encodePixels(pixels, 'auto', model.maxTokens, 0.5);
+      });
+      t.deepEqual(calls.filter((b) => b !== -1), [slice, 1], 'two encode calls: a full slice, then the rest');
+      const whole = await model.encodeOnce(pixels, 'auto', model.maxTokens, 0.5);
+      t.deepEqual(sliced!.tokens.shape, [batch, model.maxTokens, model.tokenDim]);
+      t.deepEqual(sliced!.eosProbabilities.shape, whole.eosProbabilities.shape);
+      // A GEMM's rounding may follow its row count, so slices agree with one call within float32 rounding.
+      t.true(maxAbsDiff(sliced!.tokens.data() as Float32Array, whole.tokens.data() as Float32Array) < 1e-4, 'tokens');
+      t.true(maxAbsDiff(sliced!.eosProbabilities.data() as Float32Array, whole.eosProbabilities.data() as Float32Array) < 1e-5, 'p(EOS)');
+      t.deepEqual(sliced!.lengths.data(), whole.lengths.data());
+      for (const r of [sliced!, whole]) Tensor.disposeAll([r.tokens, r.eosProbabilities, r.lengths]);
+      pixels.dispose();
+    } finally {
+      model.dispose();
+    }
+  });
+
   test(`a batch above the slice size decodes in slices and equals one call: ${name}`, async (t) => {
     const model = await DoveModel.load(file, { trustModel: true, compiled });
     try {
       t.is(model.compiled !== null, compiled, model.compiledNote);
-      const slice = decodeSliceSize(model.imageSize);
+      const slice = sliceSize(model.imageSize);
       const batch = slice + 1;
       const tokens = seededTokens(batch, model.maxTokens, model.tokenDim);
       const lengths = Tensor.fromArray(BigInt64Array.from({ length: batch }, (_, i) => BigInt(1 + (i % model.maxTokens))), [batch], 'int64');
