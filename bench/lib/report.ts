@@ -35,7 +35,6 @@ export function imagesPerSec(r: BenchResult, runtime: Runtime, config: string, b
   return null;
 }
 
-/** The peak a row is read against: on CUDA, training runs in bf16 autocast and is read against the bf16 peak (MFU). */
 /** "by size 512: 216.4, …", per backend where both of libtorch's CPU GEMMs were measured. */
 function gemmSizes(g: GemmPeak): string {
   const sizes = (m: Record<string, number>): string => Object.entries(m).map(([n, v]) => `${n}: ${fmt(v)}`).join(', ');
@@ -44,6 +43,7 @@ function gemmSizes(g: GemmPeak): string {
   return `the faster of ${Object.entries(g.gflops_by_backend).map(([b, m]) => `${names[b] ?? b} by size ${sizes(m)}`).join('; ')}`;
 }
 
+/** The peak a row is read against: on CUDA, training runs in bf16 autocast and is read against the bf16 peak (MFU). */
 function peakFor(r: BenchResult, op: Op): GemmPeak | null {
   if (op === 'train' && r.options.device !== 'cpu' && r.gemmBf16) return r.gemmBf16;
   return r.gemm;
