@@ -6,8 +6,8 @@
 // Prints img/s per slice size and round, each slice size's median ratio to one call (min-max over rounds),
 // and the peak RSS after decoding one image per call, then after the rounds (one call of the batch among them).
 import { DoveModel } from '../../lib/model/model-file';
-import { maxOf, minOf } from '../../lib/base/arrays';
 import { Tensor } from '../../lib/core/tensor';
+import { roundRatio } from '../lib/areas';
 
 function option(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -66,15 +66,8 @@ async function main(): Promise<void> {
         console.log(`round ${r + 1}: ${s} per call: ${rate.toFixed(3)} img/s`);
       }
     }
-    const median = (v: number[]): number => {
-      const s = [...v].sort((a, b) => a - b);
-      return s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-    };
     const whole = rates.get(batch) ?? rates.get(slices[0]!)!;
-    for (const [s, v] of rates) {
-      const ratios = v.map((x, i) => x / whole[i]!);
-      console.log(`${s} per call: ratio to one call ${median(ratios).toFixed(2)}x median (${minOf(ratios).toFixed(2)}-${maxOf(ratios).toFixed(2)})`);
-    }
+    for (const [s, v] of rates) console.log(`${s} per call: ratio to one call ${roundRatio(v, whole)} (median, min–max over rounds)`);
     console.log(`peak RSS after every round (${slices.join(', ')} per call): ${peakMb()} MB`);
     Tensor.disposeAll([tokens, lengths, pixels]);
   } finally {
