@@ -23,7 +23,7 @@ import os
 import shutil
 import traceback
 import zipfile
-from typing import Any, Dict
+from typing import Any, Callable, Dict
 
 import torch
 
@@ -54,30 +54,31 @@ def _save(model: torch.nn.Module, meta: Dict[str, Any], path: str) -> torch.jit.
     return scripted
 
 
-def aten_group_norms(package: str) -> Dict[str, int]:
-    """Per model of `package`, the native_group_norm calls its proxy executor makes (the extern-kernel
-    nodes in `<model>/*.json`), so a test notices when they are compiled in again."""
+def _per_model(package: str, wanted: Callable[[str], bool], count: Callable[[bytes], int]) -> Dict[str, int]:
+    """Per model of `package` (its aotinductor/<model>/ files), the sum of `count` over the files `wanted` names."""
     counts: Dict[str, int] = {}
     with zipfile.ZipFile(package) as z:
         for name in z.namelist():
             parts = name.split("/")
-            if len(parts) >= 3 and parts[-3] == "aotinductor" and name.endswith(".json") and not name.endswith("_metadata.json"):
-                nodes = json.loads(z.read(name)).get("nodes", [])
-                calls = sum(1 for n in nodes if n.get("node", {}).get("target") == "aten::native_group_norm")
-                counts[parts[-2]] = counts.get(parts[-2], 0) + calls
+            if len(parts) >= 3 and parts[-3] == "aotinductor" and wanted(name):
+                counts[parts[-2]] = counts.get(parts[-2], 0) + count(z.read(name))
     return counts
+
+
+def aten_group_norms(package: str) -> Dict[str, int]:
+    """Per model of `package`, the native_group_norm calls its proxy executor makes (the extern-kernel
+    nodes in `<model>/*.json`), so a test notices when they are compiled in again."""
+    def calls(data: bytes) -> int:
+        nodes = json.loads(data).get("nodes", [])
+        return sum(1 for n in nodes if n.get("node", {}).get("target") == "aten::native_group_norm")
+
+    return _per_model(package, lambda name: name.endswith(".json") and not name.endswith("_metadata.json"), calls)
 
 
 def prepacked_linears(package: str) -> Dict[str, int]:
     """Per model of `package`, the oneDNN prepacked linear calls in its generated wrapper code."""
-    counts: Dict[str, int] = {}
-    with zipfile.ZipFile(package) as z:
-        for name in z.namelist():
-            parts = name.split("/")
-            if len(parts) >= 3 and parts[-3] == "aotinductor" and name.endswith(".wrapper.cpp"):
-                calls = z.read(name).decode("utf-8", "replace").count("aoti_torch_cpu__linear_pointwise(")
-                counts[parts[-2]] = counts.get(parts[-2], 0) + calls
-    return counts
+    return _per_model(package, lambda name: name.endswith(".wrapper.cpp"),
+                      lambda data: data.decode("utf-8", "replace").count("aoti_torch_cpu__linear_pointwise("))
 
 
 def generate(out_dir: str) -> None:
