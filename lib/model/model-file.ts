@@ -350,30 +350,15 @@ export class DoveModel {
     const b = queries.length;
     const all = pixels.data() as Uint8Array;
     const frame = all.length / b;
-    const tokens = new Float32Array(b * budget * this.tokenDim);
-    const probs = new Float32Array(b * budget);
-    const lengths = new BigInt64Array(b);
+    const gathered = new EncodedRows(b, budget, this.tokenDim);
     for (const indices of groups.values()) {
       const px = new Uint8Array(indices.length * frame);
       indices.forEach((src, j) => px.set(all.subarray(src * frame, (src + 1) * frame), j * frame));
       const input = Tensor.fromArray(px, [indices.length, ...pixels.shape.slice(1)], 'uint8');
       const part = await this.runEncode(input, indices.length, mode, budget, threshold, indices.map((i) => queries[i]!)).finally(() => input.dispose());
-      const t = part.tokens.data() as Float32Array;
-      const p = part.eosProbabilities.data() as Float32Array;
-      const l = part.lengths.data() as BigInt64Array;
-      const per = budget * this.tokenDim;
-      indices.forEach((dst, j) => {
-        tokens.set(t.subarray(j * per, (j + 1) * per), dst * per);
-        probs.set(p.subarray(j * budget, (j + 1) * budget), dst * budget);
-        lengths[dst] = l[j]!;
-      });
-      Tensor.disposeAll([part.tokens, part.eosProbabilities, part.lengths]);
+      gathered.take(part, indices);
     }
-    return {
-      tokens: Tensor.fromArray(tokens, [b, budget, this.tokenDim], 'float32'),
-      eosProbabilities: Tensor.fromArray(probs, [b, budget], 'float32'),
-      lengths: Tensor.fromArray(lengths, [b], 'int64'),
-    };
+    return gathered.tensors();
   }
 
   /** encodeCall over at most sliceSize images at a time on the CPU, the outputs gathered in host buffers. */
@@ -381,27 +366,14 @@ export class DoveModel {
     const slice = this.device === 'cpu' ? sliceSize(this.imageSize) : batch;
     // Other shapes go to one call, whose model reports what is wrong with them.
     if (batch <= slice || pixels.shape.length !== 4) return this.encodeCall(pixels, batch, mode, budget, threshold);
-    const d = this.tokenDim;
-    const tokens = new Float32Array(batch * budget * d);
-    const probs = new Float32Array(batch * budget);
-    const lengths = new BigInt64Array(batch);
+    const gathered = new EncodedRows(batch, budget, this.tokenDim);
     for (let start = 0; start < batch; start += slice) {
       const end = Math.min(batch, start + slice);
       const view = pixels.slice(start, end);
       const part = await this.encodeCall(view, end - start, mode, budget, threshold).finally(() => view.dispose());
-      try {
-        tokens.set(part.tokens.data() as Float32Array, start * budget * d);
-        probs.set(part.eosProbabilities.data() as Float32Array, start * budget);
-        lengths.set(part.lengths.data() as BigInt64Array, start);
-      } finally {
-        Tensor.disposeAll([part.tokens, part.eosProbabilities, part.lengths]);
-      }
+      gathered.take(part, Array.from({ length: end - start }, (_, j) => start + j));
     }
-    return {
-      tokens: Tensor.fromArray(tokens, [batch, budget, d], 'float32'),
-      eosProbabilities: Tensor.fromArray(probs, [batch, budget], 'float32'),
-      lengths: Tensor.fromArray(lengths, [batch], 'int64'),
-    };
+    return gathered.tensors();
   }
 
   /** The whole batch in one encode call, unsliced (bench/compiled/slices.ts compares the two). */
@@ -658,6 +630,42 @@ export abstract class ModelUser {
  * The first `count` slots of a CPU tensor (B,K,...) as a contiguous tensor: the same tensor when
  * count = K, else a copy of those slots (the slots of one image are contiguous in both).
  */
+/** Host buffers for a batch's encode results, filled from parts that each cover some of its rows. */
+class EncodedRows {
+  private readonly tokens: Float32Array;
+  private readonly probs: Float32Array;
+  private readonly lengths: BigInt64Array;
+
+  constructor(private readonly batch: number, private readonly budget: number, private readonly dim: number) {
+    this.tokens = new Float32Array(batch * budget * dim);
+    this.probs = new Float32Array(batch * budget);
+    this.lengths = new BigInt64Array(batch);
+  }
+
+  /** Row j of `part` becomes row rows[j]; part's tensors are freed. */
+  take(part: EncodeResult, rows: readonly number[]): void {
+    try {
+      const [t, p, l] = [part.tokens.data() as Float32Array, part.eosProbabilities.data() as Float32Array, part.lengths.data() as BigInt64Array];
+      const per = this.budget * this.dim;
+      rows.forEach((dst, j) => {
+        this.tokens.set(t.subarray(j * per, (j + 1) * per), dst * per);
+        this.probs.set(p.subarray(j * this.budget, (j + 1) * this.budget), dst * this.budget);
+        this.lengths[dst] = l[j]!;
+      });
+    } finally {
+      Tensor.disposeAll([part.tokens, part.eosProbabilities, part.lengths]);
+    }
+  }
+
+  tensors(): EncodeResult {
+    return {
+      tokens: Tensor.fromArray(this.tokens, [this.batch, this.budget, this.dim], 'float32'),
+      eosProbabilities: Tensor.fromArray(this.probs, [this.batch, this.budget], 'float32'),
+      lengths: Tensor.fromArray(this.lengths, [this.batch], 'int64'),
+    };
+  }
+}
+
 function firstSlots(t: Tensor, count: number): Tensor {
   const [b, k] = t.shape as [number, number];
   if (count === k) return t;
