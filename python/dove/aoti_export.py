@@ -376,8 +376,8 @@ def compile_package(model: Dove, scripted: torch.jit.ScriptModule, out: str,
                         })
             chosen = choices[0]
             if len(variants) > 1:
-                chosen, measured = _choose_weight_prepack(name, variants, _batch_one_inputs(model)[name], work)
-                prepack_measured.append(measured)
+                chosen, timings = _choose_weight_prepack(name, variants, _batch_one_inputs(model)[name], work)
+                prepack_measured.append(timings)
             files[name] = variants[chosen]
         if prepack_measured:
             meta["dove.weight_prepack_measured"] = f"{'; '.join(prepack_measured)} ({torch.get_num_threads()} threads, median of {PREPACK_ROUNDS})"
