@@ -14,13 +14,16 @@ import torch
 from torch.jit._builtins import _get_builtin_table
 if sys.argv[1] == "dove":
     import dove  # noqa: F401
-def freed():
-    gc.collect()
-    live = {id(o) for o in gc.get_objects()}
-    return {k: v for k, v in _get_builtin_table().items() if k not in live}
-before = set(freed())
+before = set(_get_builtin_table())
 import torch._inductor.lowering  # noqa: F401
-print(json.dumps(sorted(v for k, v in freed().items() if k not in before)))
+gc.collect()
+live = {id(o): o for o in gc.get_objects()}
+# An entry torch._ops added names its op ("ns::name"). It is stale when no object lives at its id, or the
+# object there is not that op: a freed op's address, reused. Liveness alone would read a reused address as fine.
+def stale(key, op):
+    obj = live.get(key)
+    return obj is None or not callable(obj) or getattr(obj, "__name__", None) != op.split("::")[-1]
+print(json.dumps(sorted(op for key, op in _get_builtin_table().items() if key not in before and stale(key, op))))
 """
 
 
