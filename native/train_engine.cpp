@@ -194,14 +194,19 @@ struct AutocastScope {
   }
 };
 
-// AdamW::step()'s update with multi-tensor (_foreach) ops: one launch per operation and parameter
-// group instead of about ten per parameter: on an H200 the tiny model's step (228 parameters) is
-// launch-bound, and per-parameter updates run at 0.62× of Python's foreach AdamW. Same formula, same order and the same state
-// objects as torch::optim::AdamW, so saved optimizer states load either way; on CPU the _foreach ops
-// loop over the per-tensor kernels and the result is bit-identical.
-void adamwStep(torch::optim::AdamW& optimizer) {
+// AdamW::step()'s update as one fused kernel per parameter group and step count (aten's
+// _fused_adamw_, the kernel behind torch.optim.AdamW(fused=True)): every parameter is read and
+// written once per step. The tensor-by-tensor update runs about ten passes over the weights: 13 ms of
+// tiny's 45 ms CPU step (7.1 M parameters, 2 threads) against 3.5 ms fused; on a GPU one launch per
+// group instead of ten per parameter. Same formula and the same state objects as
+// torch::optim::AdamW, so saved optimizer states load either way. A bucket with a non-contiguous
+// tensor (the fused kernel walks flat memory) takes the multi-tensor (_foreach) form of the formula.
+// `clipCoef` (a device scalar, or undefined for none) scales the gradients first, as clipping does;
+// the fused kernel applies it while it reads them (as 1 / its grad_scale), saving a pass over them.
+void adamwStep(torch::optim::AdamW& optimizer, const at::Tensor& clipCoef) {
   struct Bucket {
     std::vector<at::Tensor> params, grads, avg, avgSq;
+    bool dense = true;
   };
   torch::NoGradGuard noGrad;
   auto& state = optimizer.state();
@@ -229,8 +234,23 @@ void adamwStep(torch::optim::AdamW& optimizer) {
       b.grads.push_back(p.grad());
       b.avg.push_back(st.exp_avg());
       b.avgSq.push_back(st.exp_avg_sq());
+      b.dense = b.dense && p.is_floating_point() && p.is_contiguous() && p.grad().is_contiguous() &&
+                st.exp_avg().is_contiguous() && st.exp_avg_sq().is_contiguous() &&
+                p.grad().scalar_type() == p.scalar_type();
     }
     for (auto& [step, b] : byStep) {
+      const c10::Device device = b.params.front().device();
+      if (b.dense && (device.is_cpu() || device.is_cuda())) {
+        // The kernel reads each parameter's step from a float tensor on its device.
+        auto steps = torch::full({}, double(step), torch::dtype(at::kFloat).device(device));
+        const std::vector<at::Tensor> stepList(b.params.size(), steps);
+        std::optional<at::Tensor> gradScale;
+        if (clipCoef.defined()) gradScale = clipCoef.to(at::kFloat).reciprocal();
+        at::_fused_adamw_(b.params, b.grads, b.avg, b.avgSq, {}, stepList, o.lr(), beta1, beta2, o.weight_decay(),
+                          o.eps(), /*amsgrad=*/false, /*maximize=*/false, gradScale);
+        continue;
+      }
+      if (clipCoef.defined()) at::_foreach_mul_(b.grads, clipCoef);
       if (o.weight_decay() != 0) at::_foreach_mul_(b.params, 1 - o.lr() * o.weight_decay());
       const double correction1 = 1 - std::pow(beta1, double(step));
       const double correction2 = 1 - std::pow(beta2, double(step));
@@ -354,20 +374,19 @@ StepOutput runStep(Engine& e, std::vector<c10::IValue> inputs, const std::shared
   for (auto& p : e.params) {
     if (p.grad().defined()) grads.push_back(p.grad());
   }
-  // One multi-tensor norm launch rather than one per parameter (see adamwStep); it stays on the
-  // device: clipping scales by min(1, max / norm) as torch.nn.utils.clip_grad_norm_ does, without
-  // asking the host whether the norm is above the limit (a scale of exactly 1 changes nothing).
+  // One multi-tensor norm launch rather than one per parameter; it stays on the device: clipping
+  // scales by min(1, max / norm) as torch.nn.utils.clip_grad_norm_ does, without asking the host
+  // whether the norm is above the limit (a scale of exactly 1 changes nothing). adamwStep applies it.
   at::Tensor total = grads.empty() ? torch::zeros({}, torch::dtype(at::kFloat).device(e.module->device))
                                    : torch::stack(at::_foreach_norm(grads, 2, at::kFloat)).norm();
-  if (opt.clipGradNorm > 0 && !grads.empty()) {
-    at::_foreach_mul_(grads, (opt.clipGradNorm / (total + 1e-6)).clamp_max(1.0));
-  }
+  at::Tensor clipCoef;
+  if (opt.clipGradNorm > 0 && !grads.empty()) clipCoef = (opt.clipGradNorm / (total + 1e-6)).clamp_max(1.0);
   double lr = scheduledLr(opt, e.step);
   auto& groups = e.optimizer->param_groups();
   for (size_t g = 0; g < groups.size(); ++g) {
     static_cast<torch::optim::AdamWOptions&>(groups[g].options()).lr(lr * e.groupScales[g]);
   }
-  adamwStep(*e.optimizer);
+  adamwStep(*e.optimizer, clipCoef);
   e.optimizer->zero_grad(/*set_to_none=*/true);
   readBack(total);
   e.step += 1;

@@ -74,7 +74,7 @@ export function judgeTargets(r: BenchResult, perCallUs: number | null): TargetCh
   const t: TargetCheck[] = [];
   t.push(
     ratioTarget('Node vs Python eager (inference: the compiled package where the model has one; training: the C++ engine)', 1.0, judged(r, api, 'python-eager', 1.0, OPS), (m, u) =>
-      explain(m, u, `Inference rows run the path the Tokenizer takes; training rows the C++ train engine on the TorchScript file, against eager PyTorch with torch.optim.AdamW (foreach).${noisy}`)),
+      explain(m, u, `Inference rows run the path the Tokenizer takes; training rows the C++ train engine on the TorchScript file, against eager PyTorch with torch.optim.AdamW at its defaults (on CPU the per-parameter update; the engine runs aten's fused AdamW kernel).${noisy}`)),
   );
   t.push(
     ratioTarget('Node vs Python TorchScript (same rows)', 1.0, judged(r, api, 'python-torchscript', 1.0, OPS), (m, u) =>

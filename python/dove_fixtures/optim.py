@@ -40,16 +40,20 @@ BATCH = 8
 
 class OptimProbe(nn.Module):
     """A `vqgan` part (the scaled group), a body with a LayerNorm, and a parameter forward never uses:
-    it gets no gradient, so AdamW must leave it, and give it no state."""
+    it gets no gradient, so AdamW must leave it, and give it no state. `mix` is stored transposed (not
+    contiguous): the engine updates contiguous parameters with aten's fused AdamW kernel, which walks
+    flat memory, and a group holding a non-contiguous one with the multi-tensor form; this module's
+    two groups take one path each."""
 
     def __init__(self) -> None:
         super().__init__()
         self.vqgan = nn.Linear(6, 12)
         self.body = nn.Sequential(nn.Linear(12, 16), nn.LayerNorm(16), nn.Linear(16, 4))
         self.unused = nn.Parameter(torch.randn(3))
+        self.mix = nn.Parameter((torch.eye(4) + 0.1 * torch.randn(4, 4)).t())
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> Dict[str, torch.Tensor]:
-        loss = (self.body(torch.tanh(self.vqgan(x))) - y).pow(2).mean()
+        loss = (self.body(torch.tanh(self.vqgan(x))) @ self.mix - y).pow(2).mean()
         return {"loss": loss, "rec": loss.detach()}
 
 
@@ -80,6 +84,8 @@ def generate(out_dir: str) -> None:
     torch.manual_seed(5)
     scripted = torch.jit.script(OptimProbe())
     scripted.save(os.path.join(out, "probe.pt"))
+    if torch.jit.load(os.path.join(out, "probe.pt")).mix.is_contiguous():
+        raise RuntimeError("optimizer fixture: the saved module lost mix's transposed layout")
 
     gen = torch.Generator().manual_seed(6)
     batches: Dict[str, torch.Tensor] = {}
