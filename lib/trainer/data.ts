@@ -9,6 +9,29 @@ import { readImageFile } from '../io/image-file';
 import { boxMask, type Annotation } from './annotations';
 import { epochPermutation, hash32, Rng } from './rng';
 
+// libvips keeps the results of recent operations for an identical later one (sharp.cache: up to
+// 50 MB by default). A training stream decodes each file once per epoch with a fresh random crop, so
+// nothing repeats and the cache only grows the process, by up to its limit (bench/memory's training
+// RSS). The limits are process-wide: a Trainer turns the cache off while it runs and the last one
+// to finish restores the limits it found.
+let cacheHolders = 0;
+let savedCacheLimits: { memory: number; files: number; items: number } | undefined;
+
+/** Turns libvips' operation cache off until the returned function is called (once is enough). */
+export function suspendOperationCache(): () => void {
+  if (cacheHolders++ === 0) {
+    const { memory, files, items } = sharp.cache();
+    savedCacheLimits = { memory: memory.max, files: files.max, items: items.max };
+    sharp.cache(false);
+  }
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    if (--cacheHolders === 0 && savedCacheLimits !== undefined) sharp.cache(savedCacheLimits);
+  };
+}
+
 export interface Sample {
   file: string;
   annotation?: Annotation;

@@ -12,13 +12,13 @@ import {
   checkpointStopFromEnv, commitCheckpoint, pruneCheckpoints, readState, resolveCheckpoint, STATE_FORMAT, STATE_VERSION, stopIfRequested,
   type TrainerState,
 } from './checkpoint';
-import { BatchLoader, buildSamples, loadCrop, type Batch, type Sample } from './data';
+import { BatchLoader, buildSamples, loadCrop, suspendOperationCache, type Batch, type Sample } from './data';
 import { requireCudaFor } from '../core/cuda-libtorch';
 import { binding } from '../core/native';
 import { resolveOptions, type ResolvedOptions, type TrainerOptions } from './options';
 import { lossCurvePng, reconstructionGridPng, type SampleReconstruction } from './plots';
 import { Rng } from './rng';
-import type { IValue, NativeProcessGroup, NativeTrainEngine } from '../../binding';
+import type { NativeProcessGroup, NativeTensor, NativeTrainEngine, StepResult } from '../../binding';
 
 export interface StepEvent {
   type: 'step';
@@ -145,7 +145,7 @@ export class Trainer extends EventEmitter {
     // Trainable: not optimised (freezing turns parameters into constants).
     const model = await DoveModel.load(modelPath, { device: o.device, optimize: false, trustModel: o.trustModel });
     const module = model.module.native;
-    const disposables: { dispose(): void }[] = [model];
+    const disposables: { dispose(): void }[] = [model, { dispose: suspendOperationCache() }];
     try {
       const meta = model.meta;
       const size = meta.imageSize;
@@ -286,7 +286,7 @@ export class Trainer extends EventEmitter {
         while (stepInEpoch < stepsPerEpoch) {
           if (engine.step >= maxSteps) break outer;
           const batch = await loader.get(epoch, stepInEpoch);
-          const result = await engine.trainStep(this.forwardArgs(batch, size, model));
+          const result = await this.step(engine, batch, size, model);
           stepInEpoch += 1;
           samplesSeen += batch.count * worldSize;
           imagesThisRun += batch.count * worldSize;
@@ -354,14 +354,21 @@ export class Trainer extends EventEmitter {
     }
   }
 
-  private forwardArgs(batch: Batch, size: number, model: DoveModel): IValue[] {
+  /** One engine step on `batch`; its input tensors are released as soon as the step has run. */
+  private async step(engine: NativeTrainEngine, batch: Batch, size: number, model: DoveModel): Promise<StepResult> {
     const b = binding();
     // The batch buffer becomes the tensor's memory (no copy); the tensor keeps it alive.
-    const images = b.tensorFromArray(batch.pixels, [batch.count, size, size, 3], 'uint8');
-    if (batch.regionMask === undefined || !model.isQDove) return [images];
-    const mask = b.tensorFromArray(batch.regionMask, [batch.count, 1, size, size], 'float32');
-    const { ids, mask: qmask } = model.encodeQueries(batch.questions ?? []);
-    return [images, mask, ids.native, qmask.native];
+    const inputs: NativeTensor[] = [b.tensorFromArray(batch.pixels, [batch.count, size, size, 3], 'uint8')];
+    try {
+      if (batch.regionMask !== undefined && model.isQDove) {
+        inputs.push(b.tensorFromArray(batch.regionMask, [batch.count, 1, size, size], 'float32'));
+        const { ids, mask } = model.encodeQueries(batch.questions ?? []);
+        inputs.push(ids.native, mask.native);
+      }
+      return await engine.trainStep(inputs);
+    } finally {
+      for (const t of inputs) b.tensorDispose(t);
+    }
   }
 
   private async reconstructionGrid(model: DoveModel, samples: readonly Sample[]): Promise<Buffer> {

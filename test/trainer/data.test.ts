@@ -3,9 +3,11 @@
 import test from 'ava';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
+import sharp from 'sharp';
+import { Trainer } from '../../lib/trainer';
 import { BatchLoader, buildSamples, randomCrop } from '../../lib/trainer/data';
 import { epochPermutation, Rng } from '../../lib/trainer/rng';
-import { fixturesReady, IMAGES, tempDir } from './helpers';
+import { fixturesReady, IMAGES, MINI, tempDir } from './helpers';
 
 test('epoch order is a seeded permutation; ranks take disjoint slices of each global batch', async (t) => {
   if (!fixturesReady()) return t.fail('training fixtures missing: run scripts/setup');
@@ -58,4 +60,33 @@ test('an unreadable image is reported once and skipped, the epoch goes on', asyn
   }
   t.deepEqual(skipped, [join(dir, 'broken.png')]);
   t.is(images, 14);
+});
+
+test("fit() runs with libvips' operation cache off and restores the limits it found, also after a failure", async (t) => {
+  if (!fixturesReady()) return t.fail('training fixtures missing: run scripts/setup');
+  const { dir, cleanup } = tempDir('vips-cache');
+  t.teardown(cleanup);
+  const before = sharp.cache();
+  t.teardown(() => sharp.cache({ memory: before.memory.max, files: before.files.max, items: before.items.max }));
+  const limits = { memory: 17, files: 3, items: 11 };
+  sharp.cache(limits);
+  const during: number[] = [];
+  const trainer = new Trainer({ model: MINI, images: IMAGES, outDir: join(dir, 'out'), batchSize: 4, epochs: 1, maxSteps: 2, threads: 1, plots: false, sampleImages: 0 });
+  trainer.on('step', () => {
+    const now = sharp.cache();
+    during.push(now.memory.max, now.files.max, now.items.max);
+  });
+  await trainer.fit();
+  t.true(during.length > 0, 'no step event');
+  t.deepEqual([...new Set(during)], [0], 'the cache was on during a step');
+  const after = sharp.cache();
+  t.deepEqual({ memory: after.memory.max, files: after.files.max, items: after.items.max }, limits);
+
+  // A fit that fails after the model loaded (an image folder with nothing readable) restores them too.
+  const empty = join(dir, 'empty');
+  await fs.mkdir(empty);
+  await fs.writeFile(join(empty, 'broken.png'), 'not a png');
+  await t.throwsAsync(new Trainer({ model: MINI, images: empty, outDir: join(dir, 'out2'), batchSize: 1, epochs: 1, threads: 1, plots: false, sampleImages: 0 }).fit());
+  const afterFailure = sharp.cache();
+  t.deepEqual({ memory: afterFailure.memory.max, files: afterFailure.files.max, items: afterFailure.items.max }, limits);
 });
