@@ -128,12 +128,34 @@ class FusedAttention(NeoXAttention):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scaling)
 
 
-def with_fused_attention(model: Dove) -> Dove:
-    """A copy of `model` whose attention layers are FusedAttention (same parameters, copied)."""
+class PointwiseConv(nn.Conv2d):
+    """A 1x1 convolution (stride 1, no padding, one group) as a linear over the channels, for the
+    compiled graph only. On channels_last activations that is one GEMM with the batch and the pixels as
+    rows, which inductor prepacks whatever the batch, where a convolution's weight would stay unpacked
+    (_conv_weights_packed_for_every_batch leaves 1x1 kernels alone) and oneDNN would reorder it on every
+    call: on top of the packed 3x3 weights, tiny's package ran batch-1 encode 1.03x and decode 1.04x
+    faster with it, batch 16 1.00x (bench/compiled/compare.py). Same parameters; outputs agree within
+    float32 rounding (another summation order)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.linear(x.permute(0, 2, 3, 1), self.weight.flatten(1), self.bias)
+        return y.permute(0, 3, 1, 2)
+
+
+def _is_pointwise(module: nn.Module) -> bool:
+    return (type(module) is nn.Conv2d and module.kernel_size == (1, 1) and module.stride == (1, 1)
+            and module.padding == (0, 0) and module.dilation == (1, 1) and module.groups == 1)
+
+
+def compiled_copy(model: Dove) -> Dove:
+    """A copy of `model` for compilation: attention layers become FusedAttention and 1x1 convolutions
+    PointwiseConv (same parameters, copied)."""
     fused = copy.deepcopy(model)
     for module in fused.modules():
         if type(module) is NeoXAttention:
             module.__class__ = FusedAttention
+        elif _is_pointwise(module):
+            module.__class__ = PointwiseConv
     return fused
 
 
@@ -202,6 +224,55 @@ def _weight_prepack_patterns(prepack: bool) -> Iterator[None]:
         reset_inits()
 
 
+@contextlib.contextmanager
+def _conv_weights_packed_for_every_batch() -> Iterator[None]:
+    """With cpp.weight_prepack, inductor packs a convolution's weight into oneDNN's blocked layout at
+    compile time only when the input's shape is static. With a dynamic batch it leaves the plain weight
+    and oneDNN reorders it on every call: tiny's 192-channel 3x3 convolution at batch 1 took 153 us that
+    way against 97 us packed. For kernels larger than 1x1 the packed layout does not depend on the
+    batch (packed for batch 1, 2 or 16: 97-104 us at batch 1, 1196-1203 us at batch 16;
+    bench/compiled/conv_pack.py), so inside this context such weights are packed for the batch's size
+    hint. 1x1 kernels keep the plain weight, because oneDNN picks their layout by batch (64->192 packed
+    for batch 2 and run at 1: 225 us against 23 us); the compiled copy runs them as linears anyway
+    (PointwiseConv). A layout that did not match at run time would be reordered by oneDNN, as the plain
+    one is: slower, never wrong. With PointwiseConv, tiny's package ran batch-1 encode 1.13x and decode
+    1.12x faster, batch 16 1.02x / 1.01x (bench/compiled/compare.py, 2 threads, AMD EPYC)."""
+    from torch._inductor.fx_passes import mkldnn_fusion
+    from torch.fx.experimental.symbolic_shapes import has_free_symbols
+
+    device_op = getattr(mkldnn_fusion, "CpuMkldnnDeviceOp", None)  # absent without oneDNN
+    if device_op is None:
+        yield
+        return
+    original_check = mkldnn_fusion.has_free_symbols
+    original_pack = device_op.pack_conv_weight
+
+    def only_the_batch_is_dynamic(value: Any) -> bool:
+        return isinstance(value, torch.Size) and len(value) in (4, 5) and not has_free_symbols(value[1:])
+
+    def check(value: Any) -> bool:
+        return False if only_the_batch_is_dynamic(value) else original_check(value)
+
+    def pack(self: Any, graph: Any, is_transposed: bool, weight: Any, constant_args: Any, input_size: Any) -> Any:
+        if not has_free_symbols(input_size):
+            return original_pack(self, graph, is_transposed, weight, constant_args, input_size)
+        if is_transposed:
+            raise RuntimeError("a transposed convolution with a dynamic batch: DOVE models have none, and "
+                               "inductor does not pack those")
+        if all(k == 1 for k in weight.meta["val"].shape[2:]):
+            return weight
+        hinted = [d.node.shape_env.size_hint(d.node.expr) if isinstance(d, torch.SymInt) else d for d in input_size]
+        return original_pack(self, graph, is_transposed, weight, constant_args, hinted)
+
+    mkldnn_fusion.has_free_symbols = check
+    device_op.pack_conv_weight = pack
+    try:
+        yield
+    finally:
+        mkldnn_fusion.has_free_symbols = original_check
+        device_op.pack_conv_weight = original_pack
+
+
 def _exported(model: Dove) -> Dict[str, Tuple[nn.Module, Tuple[torch.Tensor, ...], Any, str]]:
     s, k, d = model.image_size, model.max_tokens, model.token_dim
     # Example inputs of batch 2 (export specialises sizes 0 and 1; every size is read from the model)
@@ -214,7 +285,7 @@ def _exported(model: Dove) -> Dict[str, Tuple[nn.Module, Tuple[torch.Tensor, ...
     token_dims = {0: batch, 1: torch.export.Dim("slots", min=1, max=k)} if k > 1 else {0: batch}
     # `dove.inputs` in each model's metadata: what the runtime checks before a call (the compiled
     # code reads its inputs as contiguous buffers of these sizes). "b" is the batch, 1..MAX_BATCH.
-    fused = with_fused_attention(model)
+    fused = compiled_copy(model)
     return {
         "encode": (EncodePixels(fused), (pixels,), ({0: batch},), f"uint8[b,{s},{s},3]"),
         "decode": (DecodePixels(fused), (tokens, lengths), (token_dims, {0: batch}),
@@ -365,7 +436,7 @@ def compile_package(model: Dove, scripted: torch.jit.ScriptModule, out: str,
             with torch.no_grad(), _group_norm_in_aten():
                 ep = torch.export.export(module, args, dynamic_shapes=dynamic)
                 for prepack in choices:
-                    with _weight_prepack_patterns(prepack):
+                    with _weight_prepack_patterns(prepack), (_conv_weights_packed_for_every_batch() if prepack else contextlib.nullcontext()):
                         variants[prepack] = aot_compile(ep.module(), args, options={
                             **options,
                             "cpp.weight_prepack": prepack,

@@ -13,13 +13,15 @@ test/fixtures/generated/compiled/:
   weight prepacking (oneDNN's prepacked linears and convolutions), micro without: compile_package
   picks either by measurement, so the runtime must run both.
 - compiled.json: what each file is, and the sizes; atenGroupNorms: micro-vqgan's GroupNorm calls per
-  compiled model; prepackedLinears: the oneDNN prepacked linear calls per package and model.
+  compiled model; prepackedLinears: the oneDNN prepacked linear calls per package and model;
+  packedConvolutions: the oneDNN convolution calls with a packed weight, likewise.
 
 When the package cannot be compiled (a model change torch.export cannot trace), compiled.json records
 the error instead, and the tests fail with it rather than skip.
 """
 import json
 import os
+import re
 import shutil
 import traceback
 import zipfile
@@ -81,6 +83,20 @@ def prepacked_linears(package: str) -> Dict[str, int]:
                       lambda data: data.decode("utf-8", "replace").count("aoti_torch_cpu__linear_pointwise("))
 
 
+def packed_convolutions(package: str) -> Dict[str, int]:
+    """Per model of `package`, the oneDNN convolution calls whose weight is a packed (mkldnn-layout)
+    constant of its generated wrapper code."""
+    def count(data: bytes) -> int:
+        code = data.decode("utf-8", "replace")
+        names = dict(re.findall(r'constants_info_\[(\d+)\]\.name = "(\w+)";', code))
+        packed = {names[i] for i in re.findall(r"constants_info_\[(\d+)\]\.layout = static_cast<int32_t>\(cached_torch_layout__mkldnn\);", code) if i in names}
+        unary = re.findall(r"aoti_torch_cpu_mkldnn__convolution_pointwise\(\w+, (\w+),", code)
+        binary = re.findall(r"aoti_torch_cpu_mkldnn__convolution_pointwise_binary_?\(\w+, \w+, (\w+),", code)
+        return sum(1 for weight in unary + binary if weight in packed)
+
+    return _per_model(package, lambda name: name.endswith(".wrapper.cpp"), count)
+
+
 def generate(out_dir: str) -> None:
     from dove.aoti_export import compile_package, package_path, rewrite_metadata
 
@@ -131,5 +147,7 @@ def generate(out_dir: str) -> None:
             info["atenGroupNorms"] = aten_group_norms(package_path(vq_pt))
             info["prepackedLinears"] = {name: prepacked_linears(package_path(os.path.join(out, name)))
                                         for name in ("micro.pt", "micro-vqgan.pt")}
+            info["packedConvolutions"] = {name: packed_convolutions(package_path(os.path.join(out, name)))
+                                          for name in ("micro.pt", "micro-vqgan.pt")}
     with open(os.path.join(out, "compiled.json"), "w", encoding="utf-8") as f:
         json.dump(info, f, indent=2)
