@@ -147,14 +147,17 @@ def _is_pointwise(module: nn.Module) -> bool:
             and module.padding == (0, 0) and module.dilation == (1, 1) and module.groups == 1)
 
 
-def compiled_copy(model: Dove) -> Dove:
-    """A copy of `model` for compilation: attention layers become FusedAttention and 1x1 convolutions
-    PointwiseConv (same parameters, copied)."""
+def compiled_copy(model: Dove, pointwise_as_linear: bool) -> Dove:
+    """A copy of `model` for compilation (same parameters, copied): attention layers become
+    FusedAttention and, with `pointwise_as_linear`, 1x1 convolutions PointwiseConv. That is for the
+    prepacked variant only: without prepacking a linear is aten's addmm (MKL), which on a CPU where MKL
+    runs AVX2 and oneDNN AVX-512 is the slower GEMM (official-70m's addmm decode measured 3% slower
+    with PointwiseConv in the bench, node-aoti against onnxruntime-node)."""
     fused = copy.deepcopy(model)
     for module in fused.modules():
         if type(module) is NeoXAttention:
             module.__class__ = FusedAttention
-        elif _is_pointwise(module):
+        elif pointwise_as_linear and _is_pointwise(module):
             module.__class__ = PointwiseConv
     return fused
 
@@ -273,7 +276,9 @@ def _conv_weights_packed_for_every_batch() -> Iterator[None]:
         device_op.pack_conv_weight = original_pack
 
 
-def _exported(model: Dove) -> Dict[str, Tuple[nn.Module, Tuple[torch.Tensor, ...], Any, str]]:
+def _exported(model: Dove, prepack: bool = True) -> Dict[str, Tuple[nn.Module, Tuple[torch.Tensor, ...], Any, str]]:
+    """encode and decode as torch.export takes them, for the variant compiled with or without weight
+    prepacking (compiled_copy): module, example inputs, dynamic shapes, and the inputs' description."""
     s, k, d = model.image_size, model.max_tokens, model.token_dim
     # Example inputs of batch 2 (export specialises sizes 0 and 1; every size is read from the model)
     # and a slot count below the maximum, so the zero padding is not empty in the traced example.
@@ -285,7 +290,7 @@ def _exported(model: Dove) -> Dict[str, Tuple[nn.Module, Tuple[torch.Tensor, ...
     token_dims = {0: batch, 1: torch.export.Dim("slots", min=1, max=k)} if k > 1 else {0: batch}
     # `dove.inputs` in each model's metadata: what the runtime checks before a call (the compiled
     # code reads its inputs as contiguous buffers of these sizes). "b" is the batch, 1..MAX_BATCH.
-    fused = compiled_copy(model)
+    fused = compiled_copy(model, pointwise_as_linear=prepack)
     return {
         "encode": (EncodePixels(fused), (pixels,), ({0: batch},), f"uint8[b,{s},{s},3]"),
         "decode": (DecodePixels(fused), (tokens, lengths), (token_dims, {0: batch}),
@@ -431,11 +436,13 @@ def compile_package(model: Dove, scripted: torch.jit.ScriptModule, out: str,
     prepack_measured: List[str] = []
     work = tempfile.mkdtemp(prefix="dove-aoti-")
     try:
-        for name, (module, args, dynamic, inputs) in _exported(model).items():
+        graphs = {prepack: _exported(model, prepack) for prepack in choices}
+        for name in graphs[choices[0]]:
             variants: Dict[bool, Any] = {}
             with torch.no_grad(), _group_norm_in_aten():
-                ep = torch.export.export(module, args, dynamic_shapes=dynamic)
                 for prepack in choices:
+                    module, args, dynamic, inputs = graphs[prepack][name]
+                    ep = torch.export.export(module, args, dynamic_shapes=dynamic)
                     with _weight_prepack_patterns(prepack), (_conv_weights_packed_for_every_batch() if prepack else contextlib.nullcontext()):
                         variants[prepack] = aot_compile(ep.module(), args, options={
                             **options,

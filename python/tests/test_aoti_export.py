@@ -92,13 +92,15 @@ def test_compiled_graphs_attend_through_the_fused_kernel_with_the_same_results(t
 
 
 def test_compiled_graphs_run_1x1_convolutions_as_linears_with_the_same_results(tiny):
-    """Every 1x1 convolution of the copy handed to AOTInductor is a PointwiseConv (a linear over the
-    channels); the model keeps its convolutions. Both agree on channels_last and contiguous inputs."""
+    """Every 1x1 convolution of the copy handed to AOTInductor for the prepacked variant is a
+    PointwiseConv (a linear over the channels), of the other variant a convolution; the model keeps its
+    convolutions. Both agree on channels_last and contiguous inputs."""
     pointwise = [m for m in tiny.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1)]
     assert pointwise and all(type(m) is torch.nn.Conv2d for m in pointwise), "the model is not changed"
-    for name, (module, _, _, _) in _exported(tiny).items():
-        kinds = {type(m) for m in module.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1)}
-        assert kinds == {PointwiseConv}, name
+    for prepack, expected in ((True, PointwiseConv), (False, torch.nn.Conv2d)):
+        for name, (module, _, _, _) in _exported(tiny, prepack).items():
+            kinds = {type(m) for m in module.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1)}
+            assert kinds == {expected}, f"{name}, prepack {prepack}"
     conv = pointwise[0]
     gen = torch.Generator().manual_seed(4)
     x = torch.randn(2, conv.in_channels, 5, 7, generator=gen)
