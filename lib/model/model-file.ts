@@ -626,10 +626,6 @@ export abstract class ModelUser {
   }
 }
 
-/**
- * The first `count` slots of a CPU tensor (B,K,...) as a contiguous tensor: the same tensor when
- * count = K, else a copy of those slots (the slots of one image are contiguous in both).
- */
 /** Host buffers for a batch's encode results, filled from parts that each cover some of its rows. */
 class EncodedRows {
   private readonly tokens: Float32Array;
@@ -666,6 +662,10 @@ class EncodedRows {
   }
 }
 
+/**
+ * The first `count` slots of a CPU tensor (B,K,...) as a contiguous tensor: the same tensor when
+ * count = K, else a copy of those slots (the slots of one image are contiguous in both).
+ */
 function firstSlots(t: Tensor, count: number): Tensor {
   const [b, k] = t.shape as [number, number];
   if (count === k) return t;
