@@ -436,15 +436,15 @@ def compile_package(model: Dove, scripted: torch.jit.ScriptModule, out: str,
     prepack_measured: List[str] = []
     work = tempfile.mkdtemp(prefix="dove-aoti-")
     try:
-        graphs = {prepack: _exported(model, prepack) for prepack in choices}
-        for name in graphs[choices[0]]:
-            variants: Dict[bool, Any] = {}
-            with torch.no_grad(), _group_norm_in_aten():
-                for prepack in choices:
-                    module, args, dynamic, inputs = graphs[prepack][name]
+        # One compiled copy of the model at a time (official-70m's weights are 750 MB): per variant,
+        # both methods; then per method, the faster variant.
+        variants: Dict[str, Dict[bool, Any]] = {}
+        with torch.no_grad(), _group_norm_in_aten():
+            for prepack in choices:
+                for name, (module, args, dynamic, inputs) in _exported(model, prepack).items():
                     ep = torch.export.export(module, args, dynamic_shapes=dynamic)
                     with _weight_prepack_patterns(prepack), (_conv_weights_packed_for_every_batch() if prepack else contextlib.nullcontext()):
-                        variants[prepack] = aot_compile(ep.module(), args, options={
+                        variants.setdefault(name, {})[prepack] = aot_compile(ep.module(), args, options={
                             **options,
                             "cpp.weight_prepack": prepack,
                             "aot_inductor.package": True,
@@ -452,11 +452,12 @@ def compile_package(model: Dove, scripted: torch.jit.ScriptModule, out: str,
                             "aot_inductor.metadata": dict(meta, **{"dove.method": name, "dove.inputs": inputs,
                                                                    "dove.weight_prepack": str(prepack).lower()}),
                         })
+        for name, compiled in variants.items():
             chosen = choices[0]
-            if len(variants) > 1:
-                chosen, timings = _choose_weight_prepack(name, variants, _batch_one_inputs(model)[name], work)
+            if len(compiled) > 1:
+                chosen, timings = _choose_weight_prepack(name, compiled, _batch_one_inputs(model)[name], work)
                 prepack_measured.append(timings)
-            files[name] = variants[chosen]
+            files[name] = compiled[chosen]
         if prepack_measured:
             meta["dove.weight_prepack_measured"] = f"{'; '.join(prepack_measured)} ({torch.get_num_threads()} threads, median of {PREPACK_ROUNDS})"
         # Written under its final name in a temporary folder (the archive's entries are prefixed with
