@@ -2,16 +2,20 @@
 
 python bench/train/adamw.py MODEL.pt --threads 2 --steps 20 --rounds 3
 The per-parameter loop (the default on CPU), the multi-tensor `_foreach` form (foreach=True) and aten's
-fused kernel (fused=True, what native/train_engine.cpp calls), rounds alternating. Gradients are fixed
-random tensors: only the update is timed. Prints one JSON line of milliseconds per update, each form's
+fused kernel (fused=True, what native/train_engine.cpp calls), in alternating rounds
+(dove.aoti_export.alternating_medians, as the package compiler times its variants). Gradients are
+fixed random tensors: only the update is timed. Prints one JSON line of milliseconds per update, each form's
 median over rounds: {"parameters": ..., "tensors": ..., "ms": {"loop": ..., "foreach": ..., "fused": ...}}.
 """
 import argparse
 import json
-import statistics
-import time
+import os
+import sys
 
 import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
+from dove.aoti_export import alternating_medians  # noqa: E402
 
 FORMS = {"loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
 
@@ -30,17 +34,15 @@ def main() -> None:
         q.grad = torch.randn(q.shape, generator=gen)
     optimizers = {name: torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.95), weight_decay=0.01, **kw)
                   for name, kw in FORMS.items()}
-    for opt in optimizers.values():
-        opt.step()  # creates the moments outside the timing
-    times = {name: [] for name in FORMS}
-    for r in range(a.rounds):
-        for name in (list(FORMS) if r % 2 == 0 else list(reversed(FORMS))):
-            t0 = time.perf_counter()
-            for _ in range(a.steps):
-                optimizers[name].step()
-            times[name].append((time.perf_counter() - t0) / a.steps * 1e3)
+
+    def steps(opt: torch.optim.Optimizer) -> None:
+        for _ in range(a.steps):
+            opt.step()
+
+    # Its warm-up call creates each optimizer's moments outside the timing.
+    ms = alternating_medians({name: (steps, (opt,)) for name, opt in optimizers.items()}, a.rounds)
     print(json.dumps({"parameters": sum(q.numel() for q in params), "tensors": len(params),
-                      "ms": {name: round(statistics.median(v), 2) for name, v in times.items()}}))
+                      "ms": {name: round(v / a.steps, 2) for name, v in ms.items()}}))
 
 
 if __name__ == "__main__":

@@ -327,7 +327,7 @@ def _batch_one_inputs(model: Dove) -> Dict[str, Tuple[torch.Tensor, ...]]:
     return {"encode": (pixels,), "decode": (tokens, torch.full([1], k, dtype=torch.int64))}
 
 
-def _alternating_medians(calls: Dict[str, Tuple[Callable[..., Any], Tuple[Any, ...]]], rounds: int) -> Dict[str, float]:
+def alternating_medians(calls: Dict[str, Tuple[Callable[..., Any], Tuple[Any, ...]]], rounds: int) -> Dict[str, float]:
     """ms per call of each entry: a warm-up call each, then `rounds` rounds in alternating order, so
     whatever else the machine does lands on all entries alike; the median of each."""
     times: Dict[str, List[float]] = {name: [] for name in calls}
@@ -354,7 +354,7 @@ def _choose_weight_prepack(name: str, variants: Dict[bool, Any], args: Tuple[tor
         single = os.path.join(work, f"{name}-prepack-{int(prepack)}.pt2")
         package_aoti(single, {name: files})
         calls["prepacked" if prepack else "addmm"] = (load_package(single, name), args)
-    ms = _alternating_medians(calls, PREPACK_ROUNDS)
+    ms = alternating_medians(calls, PREPACK_ROUNDS)
     return ms["prepacked"] < ms["addmm"], f"batch-1 {name}: prepacked {ms['prepacked']:.1f} ms, addmm {ms['addmm']:.1f} ms"
 
 
@@ -379,10 +379,10 @@ def measure_against_torchscript(package: str, model: Dove, scripted: torch.jit.S
     inputs = _batch_one_inputs(model)
     pixels, (tokens, lengths), k = inputs["encode"][0], inputs["decode"], model.max_tokens
     medians = {
-        "encode": _alternating_medians({"compiled": (load_package(package, "encode"), (pixels,)),
+        "encode": alternating_medians({"compiled": (load_package(package, "encode"), (pixels,)),
                                         "torchscript": (ts.encode_pixels, (pixels, "fixed", k, 0.5, None, None))},
                                        MEASURE_ROUNDS),
-        "decode": _alternating_medians({"compiled": (load_package(package, "decode"), (tokens, lengths)),
+        "decode": alternating_medians({"compiled": (load_package(package, "decode"), (tokens, lengths)),
                                         "torchscript": (ts.decode_pixels, (tokens, lengths))}, MEASURE_ROUNDS),
     }
     total = {path: sum(medians[op][path] for op in medians) for path in ("compiled", "torchscript")}
