@@ -276,6 +276,53 @@ def _conv_weights_packed_for_every_batch() -> Iterator[None]:
         device_op.pack_conv_weight = original_pack
 
 
+# The rows a linear's weight is packed for (below). oneDNN picks the packed layout by the batch it is
+# told: for tiny's 256->1024 linear it keeps the plain layout (its gemm:jit kernel) when packed for 128
+# rows and takes the blocked one of its brgemm kernel (AB16b64a) from 256 rows on; every linear of
+# tiny and official-70m gets the blocked layout when packed for 1024 rows.
+LINEAR_PACK_ROWS = 1024
+
+
+@contextlib.contextmanager
+def _linear_weights_packed_for_many_rows() -> Iterator[None]:
+    """With cpp.weight_prepack, inductor packs a linear's weight for the rows of the example input
+    (with a dynamic batch, its size hint: tiny's 64 tokens times 2), and at that size oneDNN keeps the
+    plain layout for most of tiny's linears. The blocked layout it chooses for larger batches is at
+    least as fast at the small ones too: at 64 rows (a batch-1 decode), 2 threads, AMD EPYC, packed for
+    128 rows against 1024 (us): 256->1024 123 vs 83, 256->768 71 vs 63, 256->256 36 vs 32, 64->256 22 vs
+    18, 1024->256 85 vs 85; at 1024 rows the same or up to 1.04x faster (a throwaway comparison of
+    mkldnn._linear_pointwise, recorded in docs/MODEL_FORMAT.md). Inside this context float32 weights are
+    packed for at least LINEAR_PACK_ROWS rows. The layout is a property of the packed constant; oneDNN
+    runs it at any batch, so only speed is at stake."""
+    from torch._inductor.fx_passes import mkldnn_fusion
+
+    device_op = getattr(mkldnn_fusion, "CpuMkldnnDeviceOp", None)  # absent without oneDNN
+    if device_op is None:
+        yield
+        return
+    original_pack = device_op.pack_linear_weight
+
+    def pack(self: Any, graph: Any, is_lp_weight: bool, transpose_weight_node: Any, batch_size: Any) -> Any:
+        node = original_pack(self, graph, is_lp_weight, transpose_weight_node, batch_size)
+        # args[1]: the rows, a number here (the size hint, which inductor gives as a sympy Integer).
+        if not is_lp_weight and node.target == torch.ops.mkldnn._reorder_linear_weight and not isinstance(node.args[1], torch.SymInt):
+            node.args = (node.args[0], max(int(node.args[1]), LINEAR_PACK_ROWS))
+        return node
+
+    device_op.pack_linear_weight = pack
+    try:
+        yield
+    finally:
+        device_op.pack_linear_weight = original_pack
+
+
+@contextlib.contextmanager
+def _prepacked_layouts() -> Iterator[None]:
+    """The packing choices of the prepacked variant: convolutions and linears (above)."""
+    with _conv_weights_packed_for_every_batch(), _linear_weights_packed_for_many_rows():
+        yield
+
+
 def _exported(model: Dove, prepack: bool = True) -> Dict[str, Tuple[nn.Module, Tuple[torch.Tensor, ...], Any, str]]:
     """encode and decode as torch.export takes them, for the variant compiled with or without weight
     prepacking (compiled_copy): module, example inputs, dynamic shapes, and the inputs' description."""
@@ -443,7 +490,7 @@ def compile_package(model: Dove, scripted: torch.jit.ScriptModule, out: str,
             for prepack in choices:
                 for name, (module, args, dynamic, inputs) in _exported(model, prepack).items():
                     ep = torch.export.export(module, args, dynamic_shapes=dynamic)
-                    with _weight_prepack_patterns(prepack), (_conv_weights_packed_for_every_batch() if prepack else contextlib.nullcontext()):
+                    with _weight_prepack_patterns(prepack), (_prepacked_layouts() if prepack else contextlib.nullcontext()):
                         variants.setdefault(name, {})[prepack] = aot_compile(ep.module(), args, options={
                             **options,
                             "cpp.weight_prepack": prepack,

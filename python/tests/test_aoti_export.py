@@ -182,3 +182,30 @@ def test_weight_prepack_patterns_follow_each_compiles_setting(tmp_path):
         with open(wrapper, encoding="utf-8") as f:
             packed.append(f.read().count("aoti_torch_cpu__linear_pointwise("))
     assert packed[0] == 0 and packed[1] == 2 and packed[2] == 0, packed
+
+
+def test_linear_weights_are_packed_for_many_rows_inside_the_context_only():
+    """Inductor's packing call gets at least LINEAR_PACK_ROWS rows for float32 weights, dynamic (the
+    size hint) or static; bfloat16 weights and everything after the context keep inductor's choice."""
+    from torch._dynamo.source import ConstantSource
+    from torch._inductor.fx_passes import mkldnn_fusion
+    from torch._inductor.virtualized import V
+    from torch.fx.experimental.symbolic_shapes import ShapeEnv
+
+    from dove.aoti_export import LINEAR_PACK_ROWS, _linear_weights_packed_for_many_rows
+
+    env = ShapeEnv()
+    dynamic = env.create_symintnode(env.create_symbol(128, ConstantSource("rows")), hint=128)
+    op = mkldnn_fusion.CpuMkldnnDeviceOp()
+
+    def hints(lp: bool = False):
+        graph = torch.fx.Graph()
+        weight = graph.placeholder("w")
+        return [op.pack_linear_weight(graph, lp, weight, rows).args[1] for rows in (dynamic, 64, 4096)]
+
+    with V.set_aot_compilation(True):
+        assert hints() == [128, 64, 4096]
+        with _linear_weights_packed_for_many_rows():
+            assert hints() == [LINEAR_PACK_ROWS, LINEAR_PACK_ROWS, 4096]
+            assert hints(lp=True) == [128, 64, 4096]
+        assert hints() == [128, 64, 4096]
