@@ -73,7 +73,7 @@ function throughputTable(r: BenchResult, config: string): string[] {
         const text = `${fmt(c.v)}${c.derived ? '†' : ''}${s === null ? '' : ` (${(s * 100).toFixed(0)}%)`}`;
         return RUNTIMES[i] === node ? `**${text}**` : text;
       });
-      // Ratios of per-round measurements (median, min–max over rounds); a spread that crosses 1.0 is marked "?".
+      // Ratios of per-round measurements (median; interquartile range; min–max); "?" where the interquartile range crosses 1.0.
       const ratio = (a: Runtime, b: Runtime): string => {
         const x = findRow(r, a, config, batch, op);
         const y = findRow(r, b, config, batch, op);
@@ -143,7 +143,7 @@ export function renderMarkdown(r: BenchResult): string {
       '† = encode+decode combined from the measured halves (1 / (1/enc + 1/dec)), not timed as one call. ' +
       'Node AOTI runs the export\'s AOTInductor package (uint8 pixels in and out, as the Tokenizer and Reconstructor call it); ORT-node the exporter\'s fixed-budget ONNX graphs; neither has a training column. ' +
       'Bold: the Node path the API takes (for inference the package when the model has one that its compiler did not measure slower than the TorchScript file, else the TorchScript file). ' +
-      `Ratios compare that path with each peer round by round (${roundsNote(r)}): median of the per-round ratios, min–max over rounds in brackets, "?" where that spread crosses 1.0 (not resolved). Node TS/py TS: the same file through the addon and through Python. Both Node columns encode and decode a CPU batch in the slices the API uses (at most one 256×256 image\'s pixels per call, PIXELS_PER_CALL in lib/model/model-file.ts: official-70m one image per call); the Python and ORT peers run the batch in one call.`,
+      `Ratios compare that path with each peer round by round (${roundsNote(r)}): median of the per-round ratios, then in brackets their interquartile range and their min–max; "?" where the interquartile range crosses 1.0 (not resolved; the targets are judged on that range). Node TS/py TS: the same file through the addon and through Python. Both Node columns encode and decode a CPU batch in the slices the API uses (at most one 256×256 image\'s pixels per call, PIXELS_PER_CALL in lib/model/model-file.ts: official-70m one image per call); the Python and ORT peers run the batch in one call.`,
     '',
   );
   for (const config of r.options.configs) {

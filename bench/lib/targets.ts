@@ -1,9 +1,9 @@
 // The issue's targets, judged from the joined result (reported, never asserted). Ratio targets use the
-// per-round ratios (bench/lib/ratios.ts): a row meets a target when its whole spread over rounds is at
-// or above it, misses when the whole spread is below, and is "not resolved" when the spread crosses it.
+// per-round ratios (bench/lib/ratios.ts): a row meets a target when the interquartile range of its
+// rounds is at or above it, misses when that range is below, and is "not resolved" when it crosses it.
 // Each missed or unresolved target gets a first explanation drawn from the numbers.
 import { maxOf } from '../../lib/base/arrays';
-import { findRow, nodeRuntime, ratioStat, verdict, type RatioStat, type Verdict } from './ratios';
+import { findRow, formatRatio, nodeRuntime, ratioStat, verdict, type RatioStat, type Verdict } from './ratios';
 import { fmt, imagesPerSec, share } from './report';
 import type { BenchResult, TargetCheck } from './result';
 import type { Op, Runtime } from './schema';
@@ -37,7 +37,7 @@ function judged(r: BenchResult, node: (config: string, batch: number, op: Op) =>
 function listRows(rows: Judged[]): string {
   return rows
     .slice(0, 5)
-    .map((x) => `${x.label} ${fmt(x.stat.median)}× (${fmt(x.stat.min)}–${fmt(x.stat.max)})`)
+    .map((x) => `${x.label} ${formatRatio(x.stat)}`)
     .join(', ');
 }
 
@@ -50,7 +50,7 @@ function ratioTarget(name: string, goal: number, rows: Judged[], why: (missed: J
   const status = missed.length > 0 ? 'not met' : unresolved.length > 0 ? 'not resolved' : 'met';
   return {
     target: name,
-    goal: `≥ ${goal}× in every row, whole spread`,
+    goal: `≥ ${goal}× in every row, interquartile range of the rounds`,
     measured: `${count('met')} met, ${missed.length} not met, ${unresolved.length} not resolved of ${rows.length} rows; lowest median ${fmt(worst.stat.median)}× (${worst.label})`,
     status,
     why: status === 'met' ? null : why(missed, unresolved),
@@ -59,8 +59,8 @@ function ratioTarget(name: string, goal: number, rows: Judged[], why: (missed: J
 
 function explain(missed: Judged[], unresolved: Judged[], cause: string): string {
   const parts: string[] = [];
-  if (missed.length > 0) parts.push(`Below in every round: ${listRows(missed)}.`);
-  if (unresolved.length > 0) parts.push(`Spread crosses the goal: ${listRows(unresolved)}.`);
+  if (missed.length > 0) parts.push(`Below in most rounds (interquartile range under the goal): ${listRows(missed)}.`);
+  if (unresolved.length > 0) parts.push(`Interquartile range crosses the goal: ${listRows(unresolved)}.`);
   return `${parts.join(' ')} ${cause}`;
 }
 
