@@ -287,11 +287,14 @@ async function main(): Promise<void> {
     if (tok.value) result.memory.push(tok.value);
     const trainScript = join(root, 'dist', 'bench', 'memory', 'train-rss.js');
     if (existsSync(trainScript)) {
+      // 1000 warm-up steps: the allocator's working set for the step's tensors settles over about that
+      // many (a 3000-step run, RSS medians per 300 steps: 501 489 503 511 507 511 512 513 514 520 MiB;
+      // docs/TRAINING.md "Memory over a long run"), as the tokenize section's warm-up is 1000 calls.
       const tr = await runSection<MemoryResult>(
         'memory-train',
         process.execPath,
         ['--max-old-space-size=512', trainScript],
-        { model: tinyPt, calls: o.quick ? 200 : 1000, every: 10, warmup: o.quick ? 50 : 100, threads: o.threads },
+        { model: tinyPt, calls: o.quick ? 200 : 2000, every: 10, warmup: o.quick ? 50 : 1000, threads: o.threads },
         { env, timeoutMs: 15 * 60_000, cwd: root },
       );
       record({ name: 'memory train', ok: tr.ok, seconds: tr.seconds, error: tr.error });

@@ -128,7 +128,10 @@ export interface Batch {
   step: number;
   /** Images actually in the batch (unreadable ones are skipped). */
   count: number;
-  /** count×size×size×3, one contiguous buffer. */
+  /**
+   * count×size×size×3, one contiguous buffer. The loader reuses batch memory (BatchMemory): it stays
+   * valid until the second get() after the one that returned it.
+   */
   pixels: Uint8Array;
   /** Q-DOVE: count×size×size region mask (1 inside the boxes). */
   regionMask?: Float32Array;
@@ -150,16 +153,65 @@ export interface LoaderOptions {
   onSkip: (file: string, reason: string) => void;
 }
 
+/**
+ * Batch buffers reused round-robin. A fresh buffer per batch would be garbage after its step, but a
+ * garbage ArrayBuffer that reached V8's old space waits for a full collection, which V8 starts only
+ * after about 64 MB more external memory: in bench/memory's training run (tiny, batch 2) the process's
+ * ArrayBuffer memory grew by one batch (24 KB) a step, and global.gc() gave all of it back.
+ * Slots go to batches in the order they are requested (a ticket each), not in the order their
+ * images finish loading, so how long a batch stays intact depends only on the requests after it.
+ */
+class BatchMemory {
+  private readonly pixels: Uint8Array[] = [];
+  private readonly masks: Float32Array[] = [];
+  private readonly owners: number[] = [];
+  private tickets = 0;
+
+  constructor(
+    private readonly slots: number,
+    private readonly size: number,
+    private readonly maxImages: number,
+  ) {}
+
+  /** A ticket for the next slot; the slot's previous ticket loses it. */
+  reserve(): number {
+    const ticket = this.tickets++;
+    this.owners[ticket % this.slots] = ticket;
+    return ticket;
+  }
+
+  /**
+   * The ticket's pixels for `images` images and, with `withMask`, its region mask (zeroed). A ticket
+   * whose slot went to a later one meanwhile (a batch get() skipped, still loading) gets new memory.
+   */
+  take(ticket: number, images: number, withMask: boolean): { pixels: Uint8Array; mask: Float32Array | undefined } {
+    const slot = ticket % this.slots;
+    const plane = this.size * this.size;
+    if (this.owners[slot] !== ticket) {
+      return { pixels: new Uint8Array(images * plane * 3), mask: withMask ? new Float32Array(images * plane) : undefined };
+    }
+    const pixels = (this.pixels[slot] ??= new Uint8Array(this.maxImages * plane * 3)).subarray(0, images * plane * 3);
+    const mask = withMask ? (this.masks[slot] ??= new Float32Array(this.maxImages * plane)).subarray(0, images * plane).fill(0) : undefined;
+    return { pixels, mask };
+  }
+}
+
 export class BatchLoader {
   readonly stepsPerEpoch: number;
   private readonly pending = new Map<string, Promise<Batch>>();
   private readonly bad = new Set<string>();
-  private lastGood: Batch | undefined;
+  // The batch get() returned last: what an unreadable batch right after it repeats.
+  private lastReturned: Batch | undefined;
+  // A batch returned by get() is in use until the second get() after it. Requested after it by then:
+  // the prefetch of its own get() and the next one's batch and prefetch, at most 2 * prefetch + 1 when
+  // that get() skips ahead; one slot more and its slot is never handed on while it is in use.
+  private readonly memory: BatchMemory;
 
   constructor(
     readonly samples: readonly Sample[],
     readonly options: LoaderOptions,
   ) {
+    this.memory = new BatchMemory(2 * options.prefetch + 2, options.size, options.batchSize);
     const global = options.batchSize * options.worldSize;
     this.stepsPerEpoch = Math.floor(samples.length / global);
     if (this.stepsPerEpoch < 1) {
@@ -184,14 +236,22 @@ export class BatchLoader {
     }
     const result = await batch;
     this.pending.delete(`${epoch}:${step}`);
+    this.lastReturned = result;
     return result;
+  }
+
+  /** The batch before (epoch, step) in order, when this run has it: prefetched, or returned last. */
+  private previous(epoch: number, step: number): Promise<Batch> | Batch | undefined {
+    const [e, s] = step > 0 ? [epoch, step - 1] : [epoch - 1, this.stepsPerEpoch - 1];
+    const last = this.lastReturned;
+    return this.pending.get(`${e}:${s}`) ?? (last !== undefined && last.epoch === e && last.step === s ? last : undefined);
   }
 
   private request(epoch: number, step: number): Promise<Batch> {
     const key = `${epoch}:${step}`;
     let p = this.pending.get(key);
     if (p === undefined) {
-      p = this.build(epoch, step);
+      p = this.build(epoch, step, this.memory.reserve());
       // Prefetched batches that are never awaited must not become unhandled rejections.
       p.catch(() => undefined);
       this.pending.set(key, p);
@@ -199,7 +259,7 @@ export class BatchLoader {
     return p;
   }
 
-  private async build(epoch: number, step: number): Promise<Batch> {
+  private async build(epoch: number, step: number, ticket: number): Promise<Batch> {
     const { size, batchSize, seed, rank, worldSize } = this.options;
     const order = epochPermutation(this.samples.length, seed, epoch);
     const first = (step * worldSize + rank) * batchSize;
@@ -221,21 +281,29 @@ export class BatchLoader {
     const good = loaded.filter((x): x is NonNullable<typeof x> => x !== null);
     if (good.length === 0) {
       // Every process must take the same number of steps (collectives pair up by order), so a batch
-      // with nothing readable repeats the last good one instead of being dropped.
-      if (this.lastGood !== undefined) return { ...this.lastGood, epoch, step };
-      throw new DoveError(`No readable image in the batch at epoch ${epoch} step ${step} (and none before it)`, 'INVALID_IMAGE');
+      // with nothing readable repeats the one before it instead of being dropped: the one in order,
+      // which a prefetched batch may have to wait for. The copy takes a slot of its own; the batch
+      // before is still intact (it is in use at most until this one is returned).
+      const before = this.previous(epoch, step);
+      if (before === undefined) {
+        throw new DoveError(`No readable image in the batch at epoch ${epoch} step ${step}, and no batch before it in this run to repeat`, 'INVALID_IMAGE');
+      }
+      const last = await before;
+      const { pixels, mask } = this.memory.take(ticket, last.count, last.regionMask !== undefined);
+      pixels.set(last.pixels);
+      if (mask !== undefined && last.regionMask !== undefined) mask.set(last.regionMask);
+      return { ...last, epoch, step, pixels, ...(mask !== undefined ? { regionMask: mask } : {}) };
     }
     const plane = size * size;
-    const pixels = new Uint8Array(good.length * plane * 3);
+    const annotated = good.some((g) => g.sample.annotation !== undefined);
+    const { pixels, mask } = this.memory.take(ticket, good.length, annotated);
     good.forEach((g, i) => pixels.set(g.pixels, i * plane * 3));
     const batch: Batch = { epoch, step, count: good.length, pixels, files: good.map((g) => g.sample.file) };
-    if (good.some((g) => g.sample.annotation !== undefined)) {
-      const mask = new Float32Array(good.length * plane);
+    if (mask !== undefined) {
       good.forEach((g, i) => boxMask(g.sample.annotation?.boxes ?? [], g.crop, size, g.crop.flip, mask, i * plane));
       batch.regionMask = mask;
       batch.questions = good.map((g) => g.sample.annotation?.question ?? '');
     }
-    this.lastGood = batch;
     return batch;
   }
 }
