@@ -222,6 +222,7 @@ class PromiseWorker : public Napi::AsyncWorker {
   // Failures travel in outcome_ rather than SetError, so OnOK settles both ways.
   void Execute() override {
     RunningCall running;
+    startJob();
     outcome_.run(work_);
     // libuv's pool threads live on, and so would the OpenMP team this job started (openmp_team.h).
     releaseOpenMpTeam();

@@ -267,26 +267,32 @@ void ModuleExecutor::loop() {
     if (stop_.load(std::memory_order_relaxed)) break;
     if (queue_.empty()) {
       if (closing_) break;
-      if (budget.count() > 0) {
-        lock.unlock();
-        const auto until = std::chrono::steady_clock::now() + budget;
-        unsigned spins = 0;
-        while (queued_.load(std::memory_order_acquire) == 0 && !stop_.load(std::memory_order_relaxed)) {
-          cpuRelax();
-          // Check the clock (and give a loaded core to the JS thread) only now and then.
-          if ((++spins & 63) == 0) {
-            if (std::chrono::steady_clock::now() >= until) break;
-            std::this_thread::yield();
+      {
+        // Waiting for the next call with this thread's team kept, until the budget runs out or a
+        // job starts on another thread (openmp_team.h: that job waits for this team to end).
+        IdleTeam idle;
+        if (budget.count() > 0) {
+          lock.unlock();
+          const auto until = std::chrono::steady_clock::now() + budget;
+          const unsigned long seen = jobsStarted();
+          unsigned spins = 0;
+          while (queued_.load(std::memory_order_acquire) == 0 && !stop_.load(std::memory_order_relaxed) && jobsStarted() == seen) {
+            cpuRelax();
+            // Check the clock (and give a loaded core to the JS thread) only now and then.
+            if ((++spins & 63) == 0) {
+              if (std::chrono::steady_clock::now() >= until) break;
+              std::this_thread::yield();
+            }
           }
+          lock.lock();
         }
-        lock.lock();
-      }
-      if (queue_.empty() && !closing_ && !stop_) {
-        // Parking: this thread's OpenMP workers would otherwise count against every other
-        // thread's spinning until its next job (openmp_team.h).
-        lock.unlock();
-        releaseOpenMpTeam();
-        lock.lock();
+        if (queue_.empty() && !closing_ && !stop_) {
+          // Parking: this thread's OpenMP workers would otherwise count against every other
+          // thread's spinning until its next job (openmp_team.h).
+          lock.unlock();
+          idle.release();
+          lock.lock();
+        }
       }
       if (queue_.empty() && !closing_ && !stop_) {
         parked_ = true;
@@ -300,6 +306,7 @@ void ModuleExecutor::loop() {
     queued_.fetch_sub(1, std::memory_order_relaxed);
     running_ = true;
     lock.unlock();
+    startJob();
     {
       RunningCall running;
       // Guards (InferenceMode, grad mode) are thread-local: the work sets them itself, per job.

@@ -7,9 +7,11 @@
 #include <link.h>
 #endif
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
 
 namespace dove {
 
@@ -44,6 +46,35 @@ PauseAll findLibgompPause() {
 void releaseOpenMpTeam() noexcept {
   static const PauseAll pause = findLibgompPause();
   if (pause != nullptr) pause(1);  // omp_pause_soft
+}
+
+namespace {
+std::atomic<unsigned long> startedJobs{0};
+std::atomic<int> idleTeams{0};
+}  // namespace
+
+void startJob(std::chrono::microseconds maxWait) noexcept {
+  startedJobs.fetch_add(1, std::memory_order_acq_rel);
+  if (idleTeams.load(std::memory_order_acquire) == 0) return;
+  const auto until = std::chrono::steady_clock::now() + maxWait;
+  while (idleTeams.load(std::memory_order_acquire) > 0 && std::chrono::steady_clock::now() < until) {
+    std::this_thread::yield();
+  }
+}
+
+unsigned long jobsStarted() noexcept { return startedJobs.load(std::memory_order_acquire); }
+
+IdleTeam::IdleTeam() noexcept { idleTeams.fetch_add(1, std::memory_order_acq_rel); }
+
+IdleTeam::~IdleTeam() {
+  if (counted_) idleTeams.fetch_sub(1, std::memory_order_acq_rel);
+}
+
+void IdleTeam::release() noexcept {
+  if (!counted_) return;
+  releaseOpenMpTeam();
+  counted_ = false;
+  idleTeams.fetch_sub(1, std::memory_order_acq_rel);
 }
 
 }  // namespace dove

@@ -55,3 +55,46 @@ linuxTest('a parked module thread keeps no OpenMP workers, and its next call sta
   t.deepEqual(released.sums, [6, 6]);
   t.deepEqual(kept.sums, [6, 6]);
 });
+
+const alternating = `
+const { readdirSync, readFileSync } = require('node:fs');
+const { loadModule } = require(${JSON.stringify(join(ROOT, 'dist', 'lib', 'core', 'module.js'))});
+const { Tensor } = require(${JSON.stringify(join(ROOT, 'dist', 'lib', 'core', 'tensor.js'))});
+const runtime = require(${JSON.stringify(join(ROOT, 'dist', 'lib', 'core', 'runtime.js'))});
+const moduleThreads = () => readdirSync('/proc/self/task')
+  .map((id) => { try { return readFileSync('/proc/self/task/' + id + '/comm', 'utf8').trim(); } catch { return ''; } })
+  .filter((name) => name === 'dove-module').length;
+(async () => {
+  runtime.setNumThreads(2);
+  const a = await loadModule(${JSON.stringify(CORE_MODEL)});
+  const b = await loadModule(${JSON.stringify(CORE_MODEL)});
+  const x = Tensor.fromArray(new Float32Array(1 << 22).fill(1.5));
+  let most = 0;
+  for (let i = 0; i < 5; i++) {
+    (await a.run('scale', [x, 2])).dispose();
+    // a's thread now waits for its next call with its team; b's calls start right after.
+    const started = Date.now();
+    while (Date.now() - started < 30) {
+      const pending = b.run('scale', [x, 2]);
+      most = Math.max(most, moduleThreads());
+      (await pending).dispose();
+    }
+  }
+  console.log(JSON.stringify({ most }));
+  a.dispose();
+  b.dispose();
+})();
+`;
+
+linuxTest("a call on one module ends another module's idle team before it runs", (t) => {
+  const most = (env: NodeJS.ProcessEnv): number => {
+    const r = spawnSync(process.execPath, ['-e', alternating], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 60_000 });
+    if (r.status !== 0) throw new Error(`child failed (${String(r.status)}): ${r.stderr}`);
+    return (JSON.parse(r.stdout.trim().split('\n').pop() ?? '') as { most: number }).most;
+  };
+  // The module threads wait up to 100 ms for their next call (DOVE_RUN_SPIN_US) with their team.
+  // a's thread, its idle worker, b's thread and b's worker would be 4; b's calls end a's team: 3.
+  t.is(most({ DOVE_RUN_SPIN_US: '100000' }), 3);
+  // The control: with the release off, a's worker stays and the count sees it.
+  t.is(most({ DOVE_RUN_SPIN_US: '100000', DOVE_OMP_RELEASE: '0' }), 4);
+});
