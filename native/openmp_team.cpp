@@ -66,7 +66,7 @@ unsigned long jobsStarted() noexcept { return startedJobs.load(std::memory_order
 
 IdleTeam::IdleTeam() noexcept { idleTeams.fetch_add(1, std::memory_order_acq_rel); }
 
-IdleTeam::~IdleTeam() {
+IdleTeam::~IdleTeam() noexcept {
   if (counted_) idleTeams.fetch_sub(1, std::memory_order_acq_rel);
 }
 
