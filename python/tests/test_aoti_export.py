@@ -112,7 +112,7 @@ def test_compiled_graphs_run_1x1_convolutions_as_linears_with_the_same_results(t
 COMPILED_FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "test", "fixtures", "generated", "compiled")
 
 
-def test_measurement_times_both_paths_and_prefers_the_faster_sum():
+def test_measurement_times_both_paths_and_prefers_torchscript_only_when_it_won_every_round(monkeypatch):
     from dove.export import load_export
     pt = os.path.join(COMPILED_FIXTURES, "micro.pt")
     package = package_path(pt)
@@ -127,9 +127,28 @@ def test_measurement_times_both_paths_and_prefers_the_faster_sum():
     assert times is not None, meta["dove.measured"]
     enc_c, enc_t, dec_c, dec_t = (float(times.group(i)) for i in range(1, 5))
     assert min(enc_c, enc_t, dec_c, dec_t) > 0
-    assert meta["dove.prefer"] == ("compiled" if enc_c + dec_c <= enc_t + dec_t else "torchscript")
+    assert meta["dove.prefer"] in ("compiled", "torchscript")
     for name, p in scripted.named_parameters():
         assert torch.equal(p, before[name][0]) and p.is_contiguous() == before[name][1], f"{name} changed"
+
+    # The decision, on made-up rounds: TorchScript has to win every round.
+    import dove.aoti_export as aoti
+
+    def rounds_of(ms):
+        def fake(calls, rounds, min_ms=0.0):
+            assert rounds == aoti.MEASURE_ROUNDS and min_ms == aoti.MEASURE_MIN_MS
+            return {key: list(ms[key]) for key in calls}
+        return fake
+
+    every = {("encode", "compiled"): [2, 2, 2], ("encode", "torchscript"): [1, 1, 1],
+             ("decode", "compiled"): [2, 2, 2], ("decode", "torchscript"): [1, 1, 1]}
+    monkeypatch.setattr(aoti, "alternating_rounds", rounds_of(every))
+    assert measure_against_torchscript(package, model, scripted)["dove.prefer"] == "torchscript"
+    once_not = {**every, ("decode", "torchscript"): [1, 9, 1]}
+    monkeypatch.setattr(aoti, "alternating_rounds", rounds_of(once_not))
+    meta = measure_against_torchscript(package, model, scripted)
+    assert meta["dove.prefer"] == "compiled"
+    assert meta["dove.measured"].startswith("batch-1 encode: compiled 2.0 ms, torchscript 1.0 ms; batch-1 decode: compiled 2.0 ms, torchscript 1.0 ms")
 
 
 def test_rewritten_metadata_reaches_every_model_and_leaves_the_rest_byte_for_byte(tmp_path):
