@@ -4,7 +4,6 @@
 // TorchScript file loaded twice, and the compiled package's encode and decode (one object each).
 //   node dist/bench/compiled/alternate.js MODEL.pt [--calls 300] [--rounds 3]
 import { existsSync } from 'node:fs';
-import type { NativeBinding, NativeTensor } from '../../binding';
 import { disposeAll, loadBinding, seededFloats } from '../lib/addon';
 
 type Call = () => Promise<void>;
@@ -28,10 +27,6 @@ async function report(name: string, encode: Call, decode: Call, calls: number, r
   }
 }
 
-function tensor(b: NativeBinding, data: Float32Array | Uint8Array | BigInt64Array, shape: number[], dtype: 'float32' | 'uint8' | 'int64'): NativeTensor {
-  return b.tensorFromArray(data, shape, dtype);
-}
-
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const pt = args.find((a) => !a.startsWith('--'));
@@ -48,9 +43,9 @@ async function main(): Promise<void> {
   const second = await b.loadModule(pt, 'cpu', ['dove.json'], true);
   const meta = JSON.parse(first.extraFiles['dove.json'] ?? '{}') as { imageSize: number; maxTokens: number; tokenDim: number };
   const { imageSize: s, maxTokens: k, tokenDim: d } = meta;
-  const lengths = tensor(b, new BigInt64Array([BigInt(k)]), [1], 'int64');
-  const tokens = tensor(b, seededFloats(k * d, 1, 2, -1), [1, k, d], 'float32');
-  const images = tensor(b, seededFloats(3 * s * s, 0), [1, 3, s, s], 'float32');
+  const lengths = b.tensorFromArray(new BigInt64Array([BigInt(k)]), [1], 'int64');
+  const tokens = b.tensorFromArray(seededFloats(k * d, 1, 2, -1), [1, k, d], 'float32');
+  const images = b.tensorFromArray(seededFloats(3 * s * s, 0), [1, 3, s, s], 'float32');
   await report(
     'TorchScript, two modules',
     async () => disposeAll(await first.run('encode', [images, k])),
@@ -62,7 +57,7 @@ async function main(): Promise<void> {
   if (existsSync(pkg)) {
     const enc = await b.loadCompiled(pkg, 'encode', 'cpu', true);
     const dec = await b.loadCompiled(pkg, 'decode', 'cpu', true);
-    const pixels = tensor(b, Uint8Array.from(seededFloats(s * s * 3, 2, 256), Math.floor), [1, s, s, 3], 'uint8');
+    const pixels = b.tensorFromArray(Uint8Array.from(seededFloats(s * s * 3, 2, 256), Math.floor), [1, s, s, 3], 'uint8');
     await report(
       'compiled encode and decode',
       async () => disposeAll(await enc.run([pixels])),

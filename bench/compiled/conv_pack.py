@@ -8,24 +8,12 @@ depends on the batch (python/dove/aoti_export.py, _conv_weights_packed_for_every
 microseconds per call, medians of 5 runs of 100 calls.
 """
 import argparse
-import statistics
-import time
 
 import torch
 
+from microbench import per_call_us  # this folder (the script's own directory is on sys.path)
+
 SHAPES = [(192, 192, 8, 3), (64, 64, 16, 3), (64, 48, 16, 3), (64, 192, 8, 1), (192, 256, 8, 1)]
-
-
-def per_call_us(f, calls: int = 100, runs: int = 5) -> float:
-    for _ in range(10):
-        f()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        for _ in range(calls):
-            f()
-        times.append((time.perf_counter() - start) / calls * 1e6)
-    return statistics.median(times)
 
 
 def main() -> None:

@@ -10,27 +10,15 @@ Shows why python/dove/aoti_export.py packs linears for LINEAR_PACK_ROWS rows
 """
 import argparse
 import os
-import statistics
 import subprocess
 import sys
-import time
 
 import torch
 
+from microbench import per_call_us  # this folder (the script's own directory is on sys.path)
+
 SHAPES = [(256, 1024), (256, 768), (256, 256), (1024, 256), (64, 256), (192, 256), (64, 64)]
 HINTS = (128, 256, 1024, 4096)
-
-
-def per_call_us(f, calls: int = 100, runs: int = 5) -> float:
-    for _ in range(10):
-        f()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        for _ in range(calls):
-            f()
-        times.append((time.perf_counter() - start) / calls * 1e6)
-    return statistics.median(times)
 
 
 def packed(weight: torch.Tensor, hint: int) -> torch.Tensor:
