@@ -278,8 +278,9 @@ def _conv_weights_packed_for_every_batch() -> Iterator[None]:
 
 # The rows a linear's weight is packed for (below). oneDNN picks the packed layout by the batch it is
 # told: for tiny's 256->1024 linear it keeps the plain layout (its gemm:jit kernel) when packed for 128
-# rows and takes the blocked one of its brgemm kernel (AB16b64a) from 256 rows on; every linear of
-# tiny and official-70m gets the blocked layout when packed for 1024 rows.
+# rows and takes the blocked one of its brgemm kernel (AB16b64a) from 256 rows on; every linear shape
+# of tiny's decoder gets the blocked layout when packed for 1024 rows (bench/compiled/linear_pack.py,
+# AMD EPYC; official-70m's linears were not checked one by one).
 LINEAR_PACK_ROWS = 1024
 
 
@@ -289,9 +290,9 @@ def _linear_weights_packed_for_many_rows() -> Iterator[None]:
     (with a dynamic batch, its size hint: tiny's 64 tokens times 2), and at that size oneDNN keeps the
     plain layout for most of tiny's linears. The blocked layout it chooses for larger batches is at
     least as fast at the small ones too: at 64 rows (a batch-1 decode), 2 threads, AMD EPYC, packed for
-    128 rows against 1024 (us): 256->1024 123 vs 83, 256->768 71 vs 63, 256->256 36 vs 32, 64->256 22 vs
-    18, 1024->256 85 vs 85; at 1024 rows the same or up to 1.04x faster (a throwaway comparison of
-    mkldnn._linear_pointwise, recorded in docs/MODEL_FORMAT.md). Inside this context float32 weights are
+    128 rows against 1024 (us): 256->1024 242 vs 82, 256->768 67 vs 63, 256->256 31 vs 28, 64->256 17 vs
+    16, 1024->256 81 vs 81; at 1024 rows the same or up to 1.1x faster (python
+    bench/compiled/linear_pack.py; an earlier ad-hoc run read 123 vs 83 for 256->1024). Inside this context float32 weights are
     packed for at least LINEAR_PACK_ROWS rows. The layout is a property of the packed constant; oneDNN
     runs it at any batch, so only speed is at stake."""
     from torch._inductor.fx_passes import mkldnn_fusion
@@ -397,10 +398,15 @@ def alternating_rounds(calls: Dict[str, Tuple[Callable[..., Any], Tuple[Any, ...
     return times
 
 
+def _median(values: List[float]) -> float:
+    """The middle value (the upper one of an even count: rounds are odd here)."""
+    return sorted(values)[len(values) // 2]
+
+
 def alternating_medians(calls: Dict[str, Tuple[Callable[..., Any], Tuple[Any, ...]]], rounds: int,
                         min_ms: float = 0.0) -> Dict[str, float]:
     """The median over rounds of each entry's ms per call (alternating_rounds)."""
-    return {name: sorted(t)[len(t) // 2] for name, t in alternating_rounds(calls, rounds, min_ms).items()}
+    return {name: _median(t) for name, t in alternating_rounds(calls, rounds, min_ms).items()}
 
 
 def _choose_weight_prepack(name: str, variants: Dict[bool, Any], args: Tuple[torch.Tensor, ...], work: str) -> Tuple[bool, str]:
@@ -449,7 +455,7 @@ def measure_against_torchscript(package: str, model: Dove, scripted: torch.jit.S
     }, MEASURE_ROUNDS, MEASURE_MIN_MS)
     sums = {path: [e + d for e, d in zip(rounds[("encode", path)], rounds[("decode", path)])] for path in ("compiled", "torchscript")}
     torchscript_won = all(t < c for t, c in zip(sums["torchscript"], sums["compiled"]))
-    median = {key: sorted(t)[len(t) // 2] for key, t in rounds.items()}
+    median = {key: _median(t) for key, t in rounds.items()}
     measured = "; ".join(f"batch-1 {op}: compiled {median[(op, 'compiled')]:.1f} ms, torchscript {median[(op, 'torchscript')]:.1f} ms"
                          for op in ("encode", "decode"))
     return {"dove.prefer": "torchscript" if torchscript_won else "compiled",
