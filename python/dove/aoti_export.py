@@ -44,15 +44,23 @@ from .neox import NeoXAttention
 # force_layout_optimization: channels_last convolutions. Inductor chooses that layout for CPU graphs
 # but turns it off when a convolution's shape is dynamic (the batch is), which left tiny's batch-1
 # convolutions on aten's NCHW path and official-70m's on NCHW oneDNN kernels. With it and
-# _group_norm_in_aten, batch-1 encode / decode (ms, package vs frozen TorchScript, compile-time
+# _aten_kernels (GroupNorm), batch-1 encode / decode (ms, package vs frozen TorchScript, compile-time
 # measurement, 2 threads, medians of 3): official-70m 1092 vs 1270 / 1998 vs 2140, where without
 # them it measured 1728 vs 1410 / 3177 vs 2924; tiny 4.7-7.3 vs 6.5-9.4 / 5.6-8.1 vs 6.8-14.2.
+# cpp.threads: the thread count inductor plans its loops for. With cpp.dynamic_threads it is not written
+# into the kernels; it decides how many outer loops a kernel spreads over the threads. At the compiling
+# machine's 2 threads and the batch's size hint of 2, inductor parallelised only over the batch, so a
+# batch-1 call ran those kernels on one thread (tiny's pixel shuffles: 40 and 30 us a call, scalar). Planned
+# for PARALLEL_PLAN_THREADS it also splits the next loop (collapse(2)): tiny's batch-1 encode and decode
+# 1.04x faster, batch 16 1.00x / 0.99x (bench/compiled/compare.py, 6 rounds, 2 threads, AMD EPYC).
 # link_libtorch False: the shared library in the package names no libtorch library. By default it
 # would name libtorch.so (which pulls in libtorch_cuda.so, and which the runtime's platform package
 # does not ship: docs/PACKAGING.md); the runtime finds libtorch's C shim (aoti_torch_*) and c10 in
 # the process instead (native/compiled_model.cpp makes the loaded libtorch_cpu.so / libc10.so global).
+PARALLEL_PLAN_THREADS = 8
 INDUCTOR_OPTIONS: Dict[str, Any] = {"freezing": True, "cpp.weight_prepack": False, "cpp.dynamic_threads": True,
-                                    "force_layout_optimization": True, "aot_inductor.link_libtorch": False}
+                                    "cpp.threads": PARALLEL_PLAN_THREADS, "force_layout_optimization": True,
+                                    "aot_inductor.link_libtorch": False}
 PACKAGE_FORMAT = "dove-encoder/aoti"
 PACKAGE_VERSION = 1
 # The largest batch a compiled model accepts; larger batches run through TorchScript.
@@ -116,15 +124,29 @@ class DecodePixels(nn.Module):
         return to_pixels(m.vqgan.decode(m._latents_from_tokens(padded, lengths)).clamp(0.0, 1.0))
 
 
+# The most keys an attention attends over with the explicit softmax in the compiled graph (FusedAttention).
+EXPLICIT_ATTENTION_MAX_KEYS = 128
+
+
 class FusedAttention(NeoXAttention):
-    """NeoXAttention through libtorch's fused scaled-dot-product attention, for the compiled graph only.
-    Inductor writes the explicit softmax (NeoXAttention.attend) as a kernel that opens an OpenMP region
-    per query row inside a serial loop: 44 ms per call in tiny's batch-16 decode, 62% of the decode
-    (torch.profiler with cpp.enable_kernel_profile). The fused kernel takes about 1 ms there, and decode
-    runs 3.3x faster at batch 1 and 16 (bench/compiled/compare.py). Same inputs, same mask convention
-    (True = may attend); outputs agree within float32 rounding (python/tests/test_aoti_export.py)."""
+    """NeoXAttention for the compiled graph only. Up to EXPLICIT_ATTENTION_MAX_KEYS keys it keeps the
+    explicit softmax (NeoXAttention.attend: two batched matmuls and aten's softmax, which _aten_kernels
+    keeps out of inductor's code); above, libtorch's fused scaled_dot_product_attention.
+    - Inductor's own code for the softmax opens an OpenMP region per query row inside a serial loop: 44 ms
+      per call in tiny's batch-16 decode, 62% of it (torch.profiler with cpp.enable_kernel_profile).
+    - The fused kernel calls MKL's sgemm per block of queries from inside its own parallel region, 16
+      small GEMMs a call in tiny's batch-1 decode: 52 us a call there. The explicit path with aten's
+      softmax made tiny's batch-1 encode / decode 1.02x / 1.03x faster, batch 16 1.06x / 1.04x
+      (bench/compiled/compare.py, 6 rounds, 2 threads).
+    - For long sequences the explicit path materialises every score: 8 heads, batch 16, 512 keys with a
+      causal mask took 200 ms a call against the fused kernel's 51 ms; 256 keys at batch 1 tie (0.78 /
+      0.80 ms; eager, 2 threads, AMD EPYC).
+    The key count is a constant of the graph (only the batch is dynamic). Same inputs, same mask
+    convention (True = may attend); outputs agree within float32 rounding (python/tests/test_aoti_export.py)."""
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+        if k.shape[-2] <= EXPLICIT_ATTENTION_MAX_KEYS:
+            return super().attend(q, k, v, mask)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scaling)
 
 
@@ -163,22 +185,25 @@ def compiled_copy(model: Dove, pointwise_as_linear: bool) -> Dove:
 
 
 @contextlib.contextmanager
-def _group_norm_in_aten() -> Iterator[None]:
-    """While compiling, GroupNorm calls aten's native_group_norm (through the package's proxy executor:
-    libtorch has no C shim for it) instead of inductor's decomposition into reductions, which on
-    channels_last activations read each group with strides: official-70m's batch-1 encode took 1410
-    instead of 1728 ms with it (compile-time measurement). Inductor keeps lowerings and decompositions
-    in process-wide tables; they are restored on exit."""
+def _aten_kernels() -> Iterator[None]:
+    """While compiling, GroupNorm and softmax call aten's kernels (through the package's proxy executor:
+    libtorch has no C shim for them) instead of inductor's code for them.
+    - GroupNorm: inductor's decomposition into reductions reads each group of channels_last activations
+      with strides; official-70m's batch-1 encode took 1410 instead of 1728 ms with aten's (compile-time
+      measurement).
+    - Softmax: see FusedAttention.
+    Inductor keeps lowerings and decompositions in process-wide tables; they are restored on exit."""
     from torch._inductor import decomposition, lowering
 
-    packet = torch.ops.aten.native_group_norm
-    overloads = [getattr(packet, name) for name in packet.overloads()]
+    packets = (torch.ops.aten.native_group_norm, torch.ops.aten._softmax)
+    overloads = [getattr(packet, name) for packet in packets for name in packet.overloads()]
     saved_decompositions = {op: decomposition.decompositions[op] for op in overloads if op in decomposition.decompositions}
     saved_lowerings = {op: lowering.lowerings[op] for op in overloads if op in lowering.lowerings}
     saved_realized = set(lowering.needs_realized_inputs)
     for op in saved_decompositions:
         del decomposition.decompositions[op]
-    lowering.make_fallback(packet, warn=False, override_decomp=True)
+    for packet in packets:
+        lowering.make_fallback(packet, warn=False, override_decomp=True)
     try:
         yield
     finally:
@@ -429,7 +454,7 @@ def measure_against_torchscript(package: str, model: Dove, scripted: torch.jit.S
     MEASURE_ROUNDS rounds after a warm-up, each path at least MEASURE_MIN_MS per round. Neither path is
     certain to win: inductor's kernels made tiny 3-4x faster, while official-70m's frozen TorchScript
     beat its package in every bench row (bench/results/2026-12-06-openmp.md) before INDUCTOR_OPTIONS
-    had channels_last convolutions and _group_norm_in_aten. The package is the default: TorchScript is
+    had channels_last convolutions and aten's GroupNorm (_aten_kernels). The package is the default: TorchScript is
     preferred only when its encode + decode sum was the smaller in every round. On a loaded machine
     (another compile, a test run) one call per round measured tiny's package at 436 / 592 ms against
     TorchScript's 424 / 568 ms, 200x their idle times, and the runtime then left a package that is
@@ -509,7 +534,7 @@ def compile_package(model: Dove, scripted: torch.jit.ScriptModule, out: str,
         # One compiled copy of the model at a time (official-70m's weights are 750 MB): per variant,
         # both methods; then per method, the faster variant.
         variants: Dict[str, Dict[bool, Any]] = {}
-        with torch.no_grad(), _group_norm_in_aten():
+        with torch.no_grad(), _aten_kernels():
             for prepack in choices:
                 for name, (module, args, dynamic, inputs) in _exported(model, prepack).items():
                     ep = torch.export.export(module, args, dynamic_shapes=dynamic)

@@ -9,7 +9,7 @@ import re
 import pytest
 import torch
 
-from dove.aoti_export import (DecodePixels, EncodePixels, FusedAttention, PointwiseConv, _exported, _group_norm_in_aten,
+from dove.aoti_export import (EXPLICIT_ATTENTION_MAX_KEYS, DecodePixels, EncodePixels, FusedAttention, PointwiseConv, _aten_kernels, _exported,
                               measure_against_torchscript, package_path, rewrite_metadata, weights_hash)
 from dove.config import load_config
 from dove.model import Dove
@@ -69,26 +69,33 @@ def test_encode_and_decode_export_with_dynamic_batch_and_slots(tiny):
                 assert torch.equal(want, tiny.decode_pixels(tokens, lengths)), "DecodePixels is decode_pixels"
 
 
-def test_compiled_graphs_attend_through_the_fused_kernel_with_the_same_results(tiny):
-    """The graphs handed to AOTInductor use FusedAttention (libtorch's scaled_dot_product_attention) on a
-    copy; the model itself keeps the explicit softmax. Both agree, with and without a mask."""
+def test_compiled_graphs_attend_with_the_same_results_explicitly_for_short_and_fused_for_long_sequences(tiny, monkeypatch):
+    """The graphs handed to AOTInductor use FusedAttention on a copy; the model itself keeps the explicit
+    softmax. FusedAttention takes the explicit path up to EXPLICIT_ATTENTION_MAX_KEYS keys and libtorch's
+    fused kernel above; both agree with the model's attention, with and without a mask."""
     exported = _exported(tiny)
     for name, (module, _, _, _) in exported.items():
         kinds = {type(m) for m in module.modules() if isinstance(m, NeoXAttention)}
         assert kinds == {FusedAttention}, name
     assert all(type(m) is NeoXAttention for m in tiny.modules() if isinstance(m, NeoXAttention)), "the model is not changed"
     attn = next(m for m in exported["decode"][0].modules() if isinstance(m, FusedAttention))
+    fused_calls = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention",
+                        lambda *a, **kw: fused_calls.append(a[1].shape[-2]) or sdpa(*a, **kw))
     gen = torch.Generator().manual_seed(3)
-    q = torch.randn(2, attn.heads, 5, attn.head_size, generator=gen)
-    k = torch.randn(2, attn.heads, 7, attn.head_size, generator=gen)
-    v = torch.randn(2, attn.heads, 7, attn.head_size, generator=gen)
-    mask = torch.ones(2, 1, 5, 7, dtype=torch.bool)
-    mask[..., 5:] = False  # padded keys
-    mask[1, ..., 2:] = False
-    for m in (None, mask):
-        fused = FusedAttention.attend(attn, q, k, v, m)
-        explicit = NeoXAttention.attend(attn, q, k, v, m)
-        assert torch.allclose(fused, explicit, atol=1e-5), f"mask={m is not None}: {(fused - explicit).abs().max()}"
+    for keys in (7, EXPLICIT_ATTENTION_MAX_KEYS, EXPLICIT_ATTENTION_MAX_KEYS + 1):
+        q = torch.randn(2, attn.heads, 5, attn.head_size, generator=gen)
+        k = torch.randn(2, attn.heads, keys, attn.head_size, generator=gen)
+        v = torch.randn(2, attn.heads, keys, attn.head_size, generator=gen)
+        mask = torch.ones(2, 1, 5, keys, dtype=torch.bool)
+        mask[..., 5:] = False  # padded keys
+        mask[1, ..., 2:] = False
+        for m in (None, mask):
+            fused = FusedAttention.attend(attn, q, k, v, m)
+            explicit = NeoXAttention.attend(attn, q, k, v, m)
+            assert torch.allclose(fused, explicit, atol=1e-5), f"{keys} keys, mask={m is not None}: {(fused - explicit).abs().max()}"
+    assert fused_calls == [EXPLICIT_ATTENTION_MAX_KEYS + 1] * 2, "only the longer sequence takes the fused kernel"
 
 
 def test_compiled_graphs_run_1x1_convolutions_as_linears_with_the_same_results(tiny):
@@ -168,17 +175,21 @@ def test_rewritten_metadata_reaches_every_model_and_leaves_the_rest_byte_for_byt
                 assert after.read(name) == before.read(name)
 
 
-def test_group_norm_in_aten_swaps_inductors_tables_and_restores_them():
+def test_aten_kernels_swap_inductors_tables_for_group_norm_and_softmax_and_restore_them():
     from torch._inductor import decomposition, lowering
 
-    op = torch.ops.aten.native_group_norm.default
-    decomposed, lowered, realized = decomposition.decompositions.get(op), lowering.lowerings.get(op), set(lowering.needs_realized_inputs)
-    assert decomposed is not None, "inductor decomposes GroupNorm by default"
-    with _group_norm_in_aten():
-        assert op not in decomposition.decompositions
-        assert lowering.lowerings.get(op) not in (None, lowered)
-    assert decomposition.decompositions.get(op) is decomposed
-    assert lowering.lowerings.get(op) is lowered
+    ops = (torch.ops.aten.native_group_norm.default, torch.ops.aten._softmax.default)
+    decomposed = {op: decomposition.decompositions.get(op) for op in ops}
+    lowered = {op: lowering.lowerings.get(op) for op in ops}
+    realized = set(lowering.needs_realized_inputs)
+    assert all(d is not None for d in decomposed.values()), "inductor decomposes GroupNorm and softmax by default"
+    with _aten_kernels():
+        for op in ops:
+            assert op not in decomposition.decompositions, op
+            assert lowering.lowerings.get(op) not in (None, lowered[op]), op
+    for op in ops:
+        assert decomposition.decompositions.get(op) is decomposed[op], op
+        assert lowering.lowerings.get(op) is lowered[op], op
     assert set(lowering.needs_realized_inputs) == realized
 
 
