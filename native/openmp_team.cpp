@@ -7,6 +7,7 @@
 #include <link.h>
 #endif
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -51,6 +52,50 @@ void releaseOpenMpTeam() noexcept {
 namespace {
 std::atomic<unsigned long> startedJobs{0};
 std::atomic<int> idleTeams{0};
+
+// An oversubscribed machine (other processes' threads on our cores) makes the release itself slow:
+// libgomp's pause waits until every worker of the team has run to its exit, and a worker without a
+// core waits for one. With one busy loop beside tiny's compiled encode and decode in turn, a
+// release took 1.7 ms (median; p90 8 ms) against 39 us on an idle machine, the starting job waited
+// for it, and the next call paid for new threads the same way: 53-110 ms a pair against 10 ms with
+// the teams kept (node dist/bench/compiled/alternate.js, 2 cores). So after kSlowReleasesToKeep
+// releases in a row took kSlowRelease or more, idle teams are kept (and nobody waits for them)
+// for DOVE_OMP_KEEP_MS (default 1000, 0 = never); the next release after that measures again.
+constexpr auto kSlowRelease = std::chrono::milliseconds(1);
+constexpr int kSlowReleasesToKeep = 2;
+std::atomic<int> slowReleases{0};
+std::atomic<int64_t> keepTeamsUntilNs{0};
+
+int64_t steadyNowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+std::chrono::milliseconds keepAfterSlowReleases() {
+  static const std::chrono::milliseconds keep = [] {
+    long ms = 1000;
+    const char* env = std::getenv("DOVE_OMP_KEEP_MS");
+    if (env != nullptr && *env != '\0') {
+      char* end = nullptr;
+      const long parsed = std::strtol(env, &end, 10);
+      if (end != env && parsed >= 0) ms = std::min(parsed, 3600000L);
+    }
+    return std::chrono::milliseconds(ms);
+  }();
+  return keep;
+}
+
+bool keepingTeams() { return steadyNowNs() < keepTeamsUntilNs.load(std::memory_order_relaxed); }
+
+void noteReleaseTime(std::chrono::steady_clock::duration took) {
+  if (took < kSlowRelease) {
+    slowReleases.store(0, std::memory_order_relaxed);
+    return;
+  }
+  if (slowReleases.fetch_add(1, std::memory_order_relaxed) + 1 < kSlowReleasesToKeep) return;
+  slowReleases.store(0, std::memory_order_relaxed);
+  const int64_t keepNs = std::chrono::duration_cast<std::chrono::nanoseconds>(keepAfterSlowReleases()).count();
+  keepTeamsUntilNs.store(steadyNowNs() + keepNs, std::memory_order_relaxed);
+}
 }  // namespace
 
 void startJob(std::chrono::microseconds maxWait) noexcept {
@@ -64,7 +109,9 @@ void startJob(std::chrono::microseconds maxWait) noexcept {
 
 unsigned long jobsStarted() noexcept { return startedJobs.load(std::memory_order_acquire); }
 
-IdleTeam::IdleTeam() noexcept { idleTeams.fetch_add(1, std::memory_order_acq_rel); }
+IdleTeam::IdleTeam() noexcept : counted_(!keepingTeams()) {
+  if (counted_) idleTeams.fetch_add(1, std::memory_order_acq_rel);
+}
 
 IdleTeam::~IdleTeam() noexcept {
   if (counted_) idleTeams.fetch_sub(1, std::memory_order_acq_rel);
@@ -72,7 +119,9 @@ IdleTeam::~IdleTeam() noexcept {
 
 void IdleTeam::release() noexcept {
   if (!counted_) return;
+  const auto began = std::chrono::steady_clock::now();
   releaseOpenMpTeam();
+  noteReleaseTime(std::chrono::steady_clock::now() - began);
   counted_ = false;
   idleTeams.fetch_sub(1, std::memory_order_acq_rel);
 }

@@ -24,7 +24,9 @@ void startJob(std::chrono::microseconds maxWait = std::chrono::microseconds(500)
 // The number of jobs started so far in the process (startJob).
 unsigned long jobsStarted() noexcept;
 
-// A thread holding its team while idle, for the scope of the wait. release() ends the team first.
+// A thread holding its team while idle, for the scope of the wait. release() ends the team first,
+// unless idle teams are being kept for a while because the last releases were slow (the machine is
+// oversubscribed; openmp_team.cpp): then it neither counts as idle nor releases.
 class IdleTeam {
  public:
   IdleTeam() noexcept;
@@ -36,7 +38,7 @@ class IdleTeam {
   void release() noexcept;
 
  private:
-  bool counted_ = true;
+  bool counted_;
 };
 
 }  // namespace dove
