@@ -56,8 +56,9 @@ linuxTest('a parked module thread keeps no OpenMP workers, and its next call sta
   t.deepEqual(kept.sums, [6, 6]);
 });
 
-// Alternates calls on two modules; with OVERSUBSCRIBE set, two busy threads hold the cores meanwhile.
+// Alternates calls on two modules; with OVERSUBSCRIBE set, a busy thread per core holds the cores meanwhile.
 const alternating = `
+const { availableParallelism } = require('node:os');
 const { Worker } = require('node:worker_threads');
 const { readdirSync, readFileSync } = require('node:fs');
 const { loadModule } = require(${JSON.stringify(join(ROOT, 'dist', 'lib', 'core', 'module.js'))});
@@ -68,7 +69,8 @@ const moduleThreads = () => readdirSync('/proc/self/task')
   .filter((name) => name === 'dove-module').length;
 (async () => {
   runtime.setNumThreads(2);
-  const busy = process.env.OVERSUBSCRIBE ? [0, 1].map(() => new Worker('for (;;) {}', { eval: true })) : [];
+  const cores = process.env.OVERSUBSCRIBE ? availableParallelism() : 0;
+  const busy = Array.from({ length: cores }, () => new Worker('for (;;) {}', { eval: true }));
   const a = await loadModule(${JSON.stringify(CORE_MODEL)});
   const b = await loadModule(${JSON.stringify(CORE_MODEL)});
   const x = Tensor.fromArray(new Float32Array(1 << 22).fill(1.5));
@@ -107,7 +109,7 @@ linuxTest("a call on one module ends another module's idle team before it runs",
 });
 
 linuxTest('on an oversubscribed machine idle teams are kept instead of ended at every call', (t) => {
-  // Two busy threads hold both cores: a release waits for a worker that has no core, so after two
+  // A busy thread per core holds every core: a release waits for a worker that has no core, so after two
   // slow releases in a row the teams are kept for DOVE_OMP_KEEP_MS and a's worker stays (4 threads).
   const env = { DOVE_RUN_SPIN_US: '100000', OVERSUBSCRIBE: '1', ROUNDS: '12' };
   const kept = alternate(env).slice(4);
