@@ -1,6 +1,7 @@
 // The per-module worker thread (see module_executor.h for why it exists).
 #include "module_executor.h"
 
+#include "env_number.h"
 #include "exit_guard.h"
 #include "openmp_team.h"
 
@@ -25,14 +26,7 @@ namespace {
 thread_local std::vector<ModuleExecutor*> liveExecutors;
 
 std::chrono::nanoseconds microsFromEnv(const char* name, long fallback) {
-  const char* env = std::getenv(name);
-  long us = fallback;
-  if (env != nullptr && *env != '\0') {
-    char* end = nullptr;
-    const long parsed = std::strtol(env, &end, 10);
-    if (end != env && parsed >= 0) us = std::min(parsed, 100000L);
-  }
-  return std::chrono::nanoseconds(us * 1000);
+  return std::chrono::nanoseconds(nonNegativeFromEnv(name, fallback, 100000) * 1000);
 }
 
 // How long the thread keeps polling for the next job before it parks on the condition variable.

@@ -1,13 +1,13 @@
 #include "openmp_team.h"
 
 #include "glibc_baseline.h"
+#include "env_number.h"
 
 #if defined(__linux__)
 #include <dlfcn.h>
 #include <link.h>
 #endif
 
-#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -71,16 +71,7 @@ int64_t steadyNowNs() {
 }
 
 std::chrono::milliseconds keepAfterSlowReleases() {
-  static const std::chrono::milliseconds keep = [] {
-    long ms = 1000;
-    const char* env = std::getenv("DOVE_OMP_KEEP_MS");
-    if (env != nullptr && *env != '\0') {
-      char* end = nullptr;
-      const long parsed = std::strtol(env, &end, 10);
-      if (end != env && parsed >= 0) ms = std::min(parsed, 3600000L);
-    }
-    return std::chrono::milliseconds(ms);
-  }();
+  static const std::chrono::milliseconds keep(nonNegativeFromEnv("DOVE_OMP_KEEP_MS", 1000, 3600000));
   return keep;
 }
 
