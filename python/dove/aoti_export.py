@@ -124,11 +124,11 @@ class DecodePixels(nn.Module):
         return to_pixels(m.vqgan.decode(m._latents_from_tokens(padded, lengths)).clamp(0.0, 1.0))
 
 
-# The most keys an attention attends over with the explicit softmax in the compiled graph (FusedAttention).
+# The most keys an attention attends over with the explicit softmax in the compiled graph (CompiledAttention).
 EXPLICIT_ATTENTION_MAX_KEYS = 128
 
 
-class FusedAttention(NeoXAttention):
+class CompiledAttention(NeoXAttention):
     """NeoXAttention for the compiled graph only. Up to EXPLICIT_ATTENTION_MAX_KEYS keys it keeps the
     explicit softmax (NeoXAttention.attend: two batched matmuls and aten's softmax, which _aten_kernels
     keeps out of inductor's code); above, libtorch's fused scaled_dot_product_attention.
@@ -171,14 +171,14 @@ def _is_pointwise(module: nn.Module) -> bool:
 
 def compiled_copy(model: Dove, pointwise_as_linear: bool) -> Dove:
     """A copy of `model` for compilation (same parameters, copied): attention layers become
-    FusedAttention and, with `pointwise_as_linear`, 1x1 convolutions PointwiseConv. That is for the
+    CompiledAttention and, with `pointwise_as_linear`, 1x1 convolutions PointwiseConv. That is for the
     prepacked variant only: without prepacking a linear is aten's addmm (MKL), which on a CPU where MKL
     runs AVX2 and oneDNN AVX-512 is the slower GEMM (official-70m's addmm decode measured 3% slower
     with PointwiseConv in the bench, node-aoti against onnxruntime-node)."""
     fused = copy.deepcopy(model)
     for module in fused.modules():
         if type(module) is NeoXAttention:
-            module.__class__ = FusedAttention
+            module.__class__ = CompiledAttention
         elif pointwise_as_linear and _is_pointwise(module):
             module.__class__ = PointwiseConv
     return fused
@@ -191,7 +191,7 @@ def _aten_kernels() -> Iterator[None]:
     - GroupNorm: inductor's decomposition into reductions reads each group of channels_last activations
       with strides; official-70m's batch-1 encode took 1410 instead of 1728 ms with aten's (compile-time
       measurement).
-    - Softmax: see FusedAttention.
+    - Softmax: see CompiledAttention.
     Inductor keeps lowerings and decompositions in process-wide tables; they are restored on exit."""
     from torch._inductor import decomposition, lowering
 

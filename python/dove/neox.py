@@ -6,8 +6,9 @@ rotate_half convention, parallel residual, exact GELU, LayerNorm eps 1e-5, final
 
 Attention is an explicit masked softmax (the numerics of transformers' eager path), so results never
 depend on which SDPA kernel libtorch picks on a given machine. Only the compiled package swaps `attend`
-for libtorch's fused kernel, and only for sequences of more than 128 keys (dove.aoti_export.FusedAttention). `key_len` can pad the key axis with masked zero keys (results unchanged;
-tested against transformers with and without it).
+for libtorch's fused kernel, and only for sequences of more than 128 keys
+(dove.aoti_export.CompiledAttention). `key_len` can pad the key axis with masked zero keys (results
+unchanged; tested against transformers with and without it).
 """
 from typing import Optional, Tuple
 

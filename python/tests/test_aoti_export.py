@@ -9,7 +9,7 @@ import re
 import pytest
 import torch
 
-from dove.aoti_export import (EXPLICIT_ATTENTION_MAX_KEYS, DecodePixels, EncodePixels, FusedAttention, PointwiseConv, _aten_kernels, _exported,
+from dove.aoti_export import (EXPLICIT_ATTENTION_MAX_KEYS, DecodePixels, EncodePixels, CompiledAttention, PointwiseConv, _aten_kernels, _exported,
                               measure_against_torchscript, package_path, rewrite_metadata, weights_hash)
 from dove.config import load_config
 from dove.model import Dove
@@ -43,7 +43,7 @@ def test_package_path_sits_beside_the_model():
 
 
 def test_encode_and_decode_export_with_dynamic_batch_and_slots(tiny):
-    """The exported graphs (as AOTInductor compiles them, with FusedAttention and PointwiseConv) equal the model for batches
+    """The exported graphs (as AOTInductor compiles them, with CompiledAttention and PointwiseConv) equal the model for batches
     and slot counts other than the traced example's, including a full set of slots (no padding)."""
     k, d, s = tiny.max_tokens, tiny.token_dim, tiny.image_size
     graphs = {}
@@ -70,15 +70,15 @@ def test_encode_and_decode_export_with_dynamic_batch_and_slots(tiny):
 
 
 def test_compiled_graphs_attend_with_the_same_results_explicitly_for_short_and_fused_for_long_sequences(tiny, monkeypatch):
-    """The graphs handed to AOTInductor use FusedAttention on a copy; the model itself keeps the explicit
-    softmax. FusedAttention takes the explicit path up to EXPLICIT_ATTENTION_MAX_KEYS keys and libtorch's
+    """The graphs handed to AOTInductor use CompiledAttention on a copy; the model itself keeps the explicit
+    softmax. CompiledAttention takes the explicit path up to EXPLICIT_ATTENTION_MAX_KEYS keys and libtorch's
     fused kernel above; both agree with the model's attention, with and without a mask."""
     exported = _exported(tiny)
     for name, (module, _, _, _) in exported.items():
         kinds = {type(m) for m in module.modules() if isinstance(m, NeoXAttention)}
-        assert kinds == {FusedAttention}, name
+        assert kinds == {CompiledAttention}, name
     assert all(type(m) is NeoXAttention for m in tiny.modules() if isinstance(m, NeoXAttention)), "the model is not changed"
-    attn = next(m for m in exported["decode"][0].modules() if isinstance(m, FusedAttention))
+    attn = next(m for m in exported["decode"][0].modules() if isinstance(m, CompiledAttention))
     fused_calls = []
     sdpa = torch.nn.functional.scaled_dot_product_attention
     monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention",
@@ -92,7 +92,7 @@ def test_compiled_graphs_attend_with_the_same_results_explicitly_for_short_and_f
         mask[..., 5:] = False  # padded keys
         mask[1, ..., 2:] = False
         for m in (None, mask):
-            fused = FusedAttention.attend(attn, q, k, v, m)
+            fused = CompiledAttention.attend(attn, q, k, v, m)
             explicit = NeoXAttention.attend(attn, q, k, v, m)
             assert torch.allclose(fused, explicit, atol=1e-5), f"{keys} keys, mask={m is not None}: {(fused - explicit).abs().max()}"
     assert fused_calls == [EXPLICIT_ATTENTION_MAX_KEYS + 1] * 2, "only the longer sequence takes the fused kernel"
