@@ -107,23 +107,25 @@ export interface NativeModule {
 }
 
 /**
- * One model of an AOTInductor package (`python -m dove.export --compiled`, docs/MODEL_FORMAT.md):
- * code compiled ahead of time from a DOVE method, run through libtorch's AOTIModelPackageLoader.
+ * Models of an AOTInductor package (`python -m dove.export --compiled`, docs/MODEL_FORMAT.md): code
+ * compiled ahead of time from DOVE's methods, run through libtorch's AOTIModelPackageLoader.
  */
-export interface NativeCompiledModel {
+export interface NativeCompiledPackage {
   readonly path: string;
-  /** The model's name in the package ('encode' | 'decode' in DOVE packages). */
-  readonly model: string;
+  /** The loaded models' names, in load order ('encode' and 'decode' in DOVE packages). */
+  readonly models: readonly string[];
   readonly device: string;
   readonly disposed: boolean;
-  /** The package's metadata for this model (dove.weights_hash, dove.inputs, dove.cpu_isa, ...). */
-  readonly metadata: { readonly [key: string]: string };
+  /** Per loaded model, the package's metadata (dove.weights_hash, dove.inputs, dove.cpu_isa, ...). */
+  readonly metadata: { readonly [model: string]: { readonly [key: string]: string } };
   /**
-   * Runs the model on its own worker thread, one call at a time in call order, under InferenceMode.
-   * The inputs are checked against the metadata's dove.inputs first (DTYPE_MISMATCH,
+   * Runs one loaded model on the package's worker thread (one thread for all its models, so an
+   * encode and a decode in turn share one OpenMP team), one call at a time in call order, under
+   * InferenceMode. The inputs are checked against that model's dove.inputs first (DTYPE_MISMATCH,
    * SHAPE_MISMATCH: the compiled code checks nothing itself); non-contiguous inputs are copied.
+   * INVALID_ARGUMENT for a model that was not loaded.
    */
-  run(inputs: NativeTensor[]): Promise<NativeTensor[]>;
+  run(model: string, inputs: NativeTensor[]): Promise<NativeTensor[]>;
   dispose(): void;
 }
 
@@ -337,12 +339,13 @@ export interface NativeBinding {
   /** A model's metadata in an AOTInductor package, read without loading its code. */
   compiledMetadata(path: string, model: string): Promise<{ [key: string]: string }>;
   /**
-   * Loads one model of an AOTInductor package (extracts and loads its shared library, which runs
-   * native code: UNSAFE_MODEL unless `trustModel` is true). Fails with DEVICE_UNAVAILABLE when it
-   * was compiled for another device or for CPU instructions this CPU lacks, NOT_DOVE_EXPORT when
-   * the package has no such model or no dove.* metadata.
+   * Loads models of an AOTInductor package (extracts and loads their shared libraries, which run
+   * native code: UNSAFE_MODEL unless `trustModel` is true). Every model's metadata is checked before
+   * any is loaded: DEVICE_UNAVAILABLE when one was compiled for another device or for CPU
+   * instructions this CPU lacks, NOT_DOVE_EXPORT when the package has no such model or no dove.*
+   * metadata. `models`: 1 to 64 distinct names.
    */
-  loadCompiled(path: string, model: string, device: string, trustModel: boolean): Promise<NativeCompiledModel>;
+  loadCompiled(path: string, models: readonly string[], device: string, trustModel: boolean): Promise<NativeCompiledPackage>;
   createTrainEngine(module: NativeModule, options: TrainEngineOptions): NativeTrainEngine;
   initProcessGroup(options: ProcessGroupOptions): Promise<NativeProcessGroup>;
   /** Float64 linear-algebra helpers for evaluation (FID). */

@@ -1,13 +1,17 @@
-// AOTInductor packages (python/dove/aoti_export.py): one model of a .pt2 archive, compiled ahead of
-// time by PyTorch's inductor and loaded with libtorch's AOTIModelPackageLoader (libtorch_cpu). Runs
-// go to the model's own executor thread (module_executor.h), in call order, like a TorchScript
-// module's methods. The compiled code reads each input as a contiguous buffer of the sizes it was
-// compiled for and checks none of them, so every call is checked here against the package's
-// `dove.inputs` metadata first.
+// AOTInductor packages (python/dove/aoti_export.py): models of a .pt2 archive (DOVE's encode and
+// decode), compiled ahead of time by PyTorch's inductor and loaded with libtorch's
+// AOTIModelPackageLoader (libtorch_cpu). One loaded package is one native object with one executor
+// thread (module_executor.h): its models' runs go there in call order, like a TorchScript module's
+// methods. One thread also means one OpenMP team for an encode followed by a decode; with a thread
+// per model, each call in turn started or woke the other thread's team, which an oversubscribed
+// machine made up to 7x slower than the same calls back to back (docs/NATIVE.md, "OpenMP teams").
+// The compiled code reads each input as a contiguous buffer of the sizes it was compiled for and
+// checks none of them, so every call is checked here against the model's `dove.inputs` metadata first.
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <mutex>
 #include <sstream>
@@ -110,17 +114,34 @@ std::vector<at::Tensor> checkedInputs(const std::vector<InputSpec>& specs, std::
   return inputs;
 }
 
-struct CompiledHandle {
-  std::unique_ptr<torch::inductor::AOTIModelPackageLoader> loader;
-  std::string path;
+// One model of the package: its loader and what its calls are checked against.
+struct CompiledEntry {
   std::string model;
-  c10::Device device{c10::kCPU};
+  std::unique_ptr<torch::inductor::AOTIModelPackageLoader> loader;
   std::vector<InputSpec> inputs;
   std::unordered_map<std::string, std::string> metadata;
-  std::mutex mutex;
+};
+
+struct CompiledHandle {
+  std::string path;
+  c10::Device device{c10::kCPU};
+  std::vector<CompiledEntry> models;
+  std::mutex mutex;  // held by a run, so dispose() never frees a loader under it
   std::atomic<bool> disposed{false};
 
-  std::string where() const { return "compiled model '" + model + "' of '" + path + "'"; }
+  std::string where() const { return "compiled package '" + path + "'"; }
+  std::string where(const std::string& model) const { return "compiled model '" + model + "' of '" + path + "'"; }
+  // Nothing but the vector's own storage changes after loading, so the JS thread may look up here.
+  CompiledEntry& entry(const std::string& model) {
+    for (CompiledEntry& e : models)
+      if (e.model == model) return e;
+    std::string loaded;
+    for (const CompiledEntry& e : models) loaded += (loaded.empty() ? "" : ", ") + e.model;
+    fail("INVALID_ARGUMENT", "Expected one of the loaded models (" + loaded + ") of " + where() + " but received '" + model + "'");
+  }
+  void unload() {
+    for (CompiledEntry& e : models) e.loader.reset();  // unloads the library, removes its temp files
+  }
 };
 using CompiledPtr = std::shared_ptr<CompiledHandle>;
 
@@ -189,41 +210,51 @@ void exposeLibtorchGlobally() {
   });
 }
 
-CompiledPtr loadOnWorker(const std::string& path, const std::string& model, const c10::Device& device) {
-  auto h = std::make_shared<CompiledHandle>();
-  h->path = path;
-  h->model = model;
-  h->device = device;
-  h->metadata = readMetadata(path, model);
-  const std::string where = h->where();
-  const std::string packageDevice = metadataValue(h->metadata, "dove.device", where);
+// A model's metadata, checked against this process (device, CPU instructions, dove.inputs).
+CompiledEntry describeModel(const std::string& path, const std::string& model, const c10::Device& device) {
+  CompiledEntry e;
+  e.model = model;
+  e.metadata = readMetadata(path, model);
+  const std::string where = "compiled model '" + model + "' of '" + path + "'";
+  const std::string packageDevice = metadataValue(e.metadata, "dove.device", where);
   DOVE_CHECK(packageDevice == c10::DeviceTypeName(device.type(), /*lower_case=*/true), "DEVICE_UNAVAILABLE",
              where + " was compiled for " + packageDevice + ", not " + deviceString(device));
   if (device.is_cpu()) {
-    const std::string isa = metadataValue(h->metadata, "dove.cpu_isa", where);
+    const std::string isa = metadataValue(e.metadata, "dove.cpu_isa", where);
     DOVE_CHECK(cpuSupports(isa), "DEVICE_UNAVAILABLE", where + " was compiled for CPU instructions (" + isa + ") this CPU lacks");
   }
-  const int64_t maxBatch = parseSize(metadataValue(h->metadata, "dove.max_batch", where), where);
-  h->inputs = parseInputs(metadataValue(h->metadata, "dove.inputs", where), maxBatch, where);
+  const int64_t maxBatch = parseSize(metadataValue(e.metadata, "dove.max_batch", where), where);
+  e.inputs = parseInputs(metadataValue(e.metadata, "dove.inputs", where), maxBatch, where);
+  return e;
+}
+
+// Every model's metadata is checked before any model's library is extracted and loaded.
+CompiledPtr loadOnWorker(const std::string& path, const std::vector<std::string>& models, const c10::Device& device) {
+  auto h = std::make_shared<CompiledHandle>();
+  h->path = path;
+  h->device = device;
+  for (const std::string& model : models) h->models.push_back(describeModel(path, model, device));
   exposeLibtorchGlobally();
-  try {
-    std::lock_guard<std::mutex> lock(extractionMutex());
-    h->loader = std::make_unique<torch::inductor::AOTIModelPackageLoader>(
-        path, model, /*run_single_threaded=*/false, /*num_runners=*/1, device.is_cuda() ? device.index() : -1);
-  } catch (const std::exception&) {
-    auto [code, message] = classifyException(std::current_exception());
-    fail("TORCH_ERROR", "Loading " + where + " failed: " + message);
+  for (CompiledEntry& e : h->models) {
+    try {
+      std::lock_guard<std::mutex> lock(extractionMutex());
+      e.loader = std::make_unique<torch::inductor::AOTIModelPackageLoader>(
+          path, e.model, /*run_single_threaded=*/false, /*num_runners=*/1, device.is_cuda() ? device.index() : -1);
+    } catch (const std::exception&) {
+      auto [code, message] = classifyException(std::current_exception());
+      fail("TORCH_ERROR", "Loading " + h->where(e.model) + " failed: " + message);
+    }
   }
   return h;
 }
 
 class CompiledWrap : public NativeWrap<CompiledWrap, CompiledPtr> {
  public:
-  static constexpr const char* kName = "NativeCompiledModel";
+  static constexpr const char* kName = "NativeCompiledPackage";
   static void define(Napi::Env env) {
     NativeWrap::define(env, {
         InstanceAccessor<&CompiledWrap::Path>("path"),
-        InstanceAccessor<&CompiledWrap::Model>("model"),
+        InstanceAccessor<&CompiledWrap::Models>("models"),
         InstanceAccessor<&CompiledWrap::Device>("device"),
         InstanceAccessor<&CompiledWrap::Disposed>("disposed"),
         InstanceAccessor<&CompiledWrap::Metadata>("metadata"),
@@ -235,10 +266,20 @@ class CompiledWrap : public NativeWrap<CompiledWrap, CompiledPtr> {
   explicit CompiledWrap(const Napi::CallbackInfo& info) : NativeWrap(info) {
     handle_ = payload();
     Napi::Env env = info.Env();
-    Napi::Object meta = Napi::Object::New(env);
-    for (const auto& [key, value] : handle_->metadata) meta.Set(key, Napi::String::New(env, value));
-    meta.Freeze();
-    metadata_ = Napi::Persistent(meta);
+    Napi::Object byModel = Napi::Object::New(env);
+    Napi::Array names = Napi::Array::New(env, handle_->models.size());
+    for (std::size_t i = 0; i < handle_->models.size(); ++i) {
+      const CompiledEntry& e = handle_->models[i];
+      Napi::Object meta = Napi::Object::New(env);
+      for (const auto& [key, value] : e.metadata) meta.Set(key, Napi::String::New(env, value));
+      meta.Freeze();
+      byModel.Set(e.model, meta);
+      names.Set(static_cast<uint32_t>(i), Napi::String::New(env, e.model));
+    }
+    byModel.Freeze();
+    names.Freeze();
+    metadata_ = Napi::Persistent(byModel);
+    models_ = Napi::Persistent(names);
     // The weights are most of the package: count its size as the external memory it holds.
     std::error_code ec;
     const auto size = fs::file_size(handle_->path, ec);
@@ -259,7 +300,7 @@ class CompiledWrap : public NativeWrap<CompiledWrap, CompiledPtr> {
   }
 
   Napi::Value Path(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), handle_->path); }
-  Napi::Value Model(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), handle_->model); }
+  Napi::Value Models(const Napi::CallbackInfo& info) { return models_.Value(); }
   Napi::Value Device(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), deviceString(handle_->device)); }
   Napi::Value Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), handle_->disposed); }
   Napi::Value Metadata(const Napi::CallbackInfo& info) { return metadata_.Value(); }
@@ -267,22 +308,25 @@ class CompiledWrap : public NativeWrap<CompiledWrap, CompiledPtr> {
   Napi::Value Run(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     DOVE_CHECK(!handle_->disposed, "DISPOSED", handle_->where() + " was used after dispose()");
-    DOVE_CHECK(info.Length() >= 1 && info[0].IsArray(), "INVALID_ARGUMENT", "Expected an array of tensors for run(inputs)");
-    Napi::Array array = info[0].As<Napi::Array>();
+    const std::string model = dove::stringArg(info[0], "a model name string for run(model, inputs)");
+    DOVE_CHECK(info.Length() >= 2 && info[1].IsArray(), "INVALID_ARGUMENT", "Expected an array of tensors for run(model, inputs)");
+    CompiledEntry& entry = handle_->entry(model);
+    Napi::Array array = info[1].As<Napi::Array>();
     std::vector<at::Tensor> inputs;
     for (uint32_t i = 0; i < array.Length(); ++i) inputs.push_back(unwrapTensor(array.Get(i), "input"));
     CompiledPtr h = handle_;
+    CompiledEntry* e = &entry;  // the handle (held by the job) owns it
     // Checked on the JS thread, so a bad call rejects before it queues behind others.
-    auto checked = std::make_shared<std::vector<at::Tensor>>(checkedInputs(h->inputs, std::move(inputs), h->device, h->where()));
+    auto checked = std::make_shared<std::vector<at::Tensor>>(checkedInputs(e->inputs, std::move(inputs), h->device, h->where(model)));
     return executor_->submit(
         env,
-        [h, checked]() -> c10::IValue {
+        [h, e, checked]() -> c10::IValue {
           std::lock_guard<std::mutex> lock(h->mutex);
-          DOVE_CHECK(!h->disposed, "DISPOSED", h->where() + " was disposed before it ran");
+          DOVE_CHECK(!h->disposed, "DISPOSED", h->where(e->model) + " was disposed before it ran");
           c10::InferenceMode inference;
-          std::vector<at::Tensor> outputs = h->loader->run(*checked);
+          std::vector<at::Tensor> outputs = e->loader->run(*checked);
           checked->clear();
-          if (h->disposed) h->loader.reset();  // dispose() during the run could not free it
+          if (h->disposed) h->unload();  // dispose() during the run could not free them
           return c10::IValue(c10::List<at::Tensor>(outputs));
         },
         [](Napi::Env env, c10::IValue& result) { return fromIValue(env, result); });
@@ -291,7 +335,7 @@ class CompiledWrap : public NativeWrap<CompiledWrap, CompiledPtr> {
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
     if (!handle_->disposed.exchange(true)) {
       std::unique_lock<std::mutex> lock(handle_->mutex, std::try_to_lock);
-      if (lock.owns_lock()) handle_->loader.reset();  // unloads the library, removes its temp files
+      if (lock.owns_lock()) handle_->unload();
       releaseMemory(info.Env());
       executor_->close(info.Env());
     }
@@ -301,6 +345,7 @@ class CompiledWrap : public NativeWrap<CompiledWrap, CompiledPtr> {
   CompiledPtr handle_;
   std::shared_ptr<ModuleExecutor> executor_;
   Napi::ObjectReference metadata_;
+  Napi::Reference<Napi::Array> models_;
   int64_t nbytes_ = 0;
 };
 
@@ -323,11 +368,28 @@ Napi::Value CompiledMetadata(const Napi::CallbackInfo& info) {
       });
 }
 
+// The package's models to load: a non-empty array of distinct non-empty names.
+std::vector<std::string> modelNames(Napi::Value value, const char* call) {
+  const std::string expected = std::string("Expected a non-empty array of distinct model names for ") + call;
+  DOVE_CHECK(value.IsArray(), "INVALID_ARGUMENT", expected);
+  Napi::Array array = value.As<Napi::Array>();
+  constexpr uint32_t kMostModels = 64;
+  DOVE_CHECK(array.Length() >= 1 && array.Length() <= kMostModels, "INVALID_ARGUMENT",
+             expected + " (1 to " + std::to_string(kMostModels) + ") but received " + std::to_string(array.Length()));
+  std::vector<std::string> names;
+  for (uint32_t i = 0; i < array.Length(); ++i) {
+    std::string name = dove::stringArg(array.Get(i), expected);
+    DOVE_CHECK(std::find(names.begin(), names.end(), name) == names.end(), "INVALID_ARGUMENT", expected + " but '" + name + "' is named twice");
+    names.push_back(std::move(name));
+  }
+  return names;
+}
+
 Napi::Value LoadCompiled(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const char* call = "loadCompiled(path, model, device, trustModel)";
+  const char* call = "loadCompiled(path, models, device, trustModel)";
   const std::string path = stringArg(info, 0, "path", call);
-  const std::string model = stringArg(info, 1, "model", call);
+  const std::vector<std::string> models = modelNames(info[1], call);
   const c10::Device device = parseDevice(stringArg(info, 2, "device", call));
   DOVE_CHECK(info.Length() > 3 && info[3].IsBoolean(), "INVALID_ARGUMENT", std::string("Expected boolean trustModel for ") + call);
   // Loading extracts the package's shared library and dlopen()s it: its code runs with the
@@ -336,7 +398,7 @@ Napi::Value LoadCompiled(const Napi::CallbackInfo& info) {
              "'" + path + "' is a compiled package: a shared library that runs when it is loaded; load it only with "
              "trustModel: true (API) or --trust-model (CLI), and only if you trust it");
   return PromiseWorker<CompiledPtr>::Start(
-      env, "dove.loadCompiled", [path, model, device]() { return loadOnWorker(path, model, device); },
+      env, "dove.loadCompiled", [path, models, device]() { return loadOnWorker(path, models, device); },
       [](Napi::Env env, CompiledPtr& handle) { return CompiledWrap::create(env, handle); });
 }
 

@@ -1,7 +1,8 @@
 // Two models called in turn (an encode, then a decode on another model object, as a Tokenizer and a
 // Reconstructor do) against each model's calls back to back: shows whether a call pays for the
 // other model's thread (native/openmp_team.h). Batch 1, 2 threads; both paths a user gets: the
-// TorchScript file loaded twice, and the compiled package's encode and decode (one object each).
+// TorchScript file loaded twice, and the compiled package's encode and decode (one package object, one
+// thread: native/compiled_model.cpp).
 //   node dist/bench/compiled/alternate.js MODEL.pt [--calls 300] [--rounds 3]
 import { existsSync } from 'node:fs';
 import { disposeAll, loadBinding, seededFloats } from '../lib/addon';
@@ -55,13 +56,12 @@ async function main(): Promise<void> {
   );
   const pkg = `${pt.slice(0, -3)}.aoti.pt2`;
   if (existsSync(pkg)) {
-    const enc = await b.loadCompiled(pkg, 'encode', 'cpu', true);
-    const dec = await b.loadCompiled(pkg, 'decode', 'cpu', true);
+    const models = await b.loadCompiled(pkg, ['encode', 'decode'], 'cpu', true);
     const pixels = b.tensorFromArray(Uint8Array.from(seededFloats(s * s * 3, 2, 256), Math.floor), [1, s, s, 3], 'uint8');
     await report(
       'compiled encode and decode',
-      async () => disposeAll(await enc.run([pixels])),
-      async () => disposeAll(await dec.run([tokens, lengths])),
+      async () => disposeAll(await models.run('encode', [pixels])),
+      async () => disposeAll(await models.run('decode', [tokens, lengths])),
       calls,
       rounds,
     );

@@ -5,7 +5,7 @@
 //   --runtime node-aoti   the export's AOTInductor package (<model>.aoti.pt2, python -m dove.export
 //                         --compiled), what the Tokenizer / Reconstructor run when it matches the file:
 //                         encode(uint8 pixels) and decode(tokens, lengths) -> uint8 pixels. Inference only.
-import type { IValue, NativeBinding, NativeCompiledModel, NativeModule, NativeTensor } from '../../binding';
+import type { IValue, NativeBinding, NativeCompiledPackage, NativeModule, NativeTensor } from '../../binding';
 import { inSlices, loadBinding, seededFloats, tensorAt } from '../lib/addon';
 import type { CaseSpec, Op } from '../lib/schema';
 import { serveWorker, type Prepared, type RuntimeWorker } from '../lib/worker';
@@ -105,7 +105,7 @@ function scriptedBody(binding: NativeBinding, mod: NativeModule, c: CaseSpec, op
  * The compiled models take what the Tokenizer and Reconstructor hand them: uint8 pixels (B,S,S,3) in,
  * uint8 pixels out (the conversions the TorchScript rows leave out cost a few elementwise passes).
  */
-function compiledBody(binding: NativeBinding, enc: NativeCompiledModel, dec: NativeCompiledModel, c: CaseSpec, op: Op, seed: number): Prepared {
+function compiledBody(binding: NativeBinding, pkg: NativeCompiledPackage, c: CaseSpec, op: Op, seed: number): Prepared {
   const { imageSize: s, maxTokens: k, tokenDim: d } = c.model;
   const b = c.batch;
   const bytes = new Uint8Array(b * s * s * 3);
@@ -114,13 +114,13 @@ function compiledBody(binding: NativeBinding, enc: NativeCompiledModel, dec: Nat
   const tokens = binding.tensorFromArray(seededFloats(b * k * d, seed + 1, 2, -1), [b, k, d], 'float32');
   const lengths = binding.tensorFromArray(int64s(b, k), [b], 'int64');
   const done = (): void => [pixels, tokens, lengths].forEach((t) => binding.tensorDispose(t));
-  const decode = (t: NativeTensor, l: NativeTensor = lengths): Promise<void> => inSlices([t, l], s, 'cpu', (tk, ls) => dec.run([tk, ls]));
-  if (op === 'encode') return { body: () => inSlices([pixels], s, 'cpu', (px) => enc.run([px])), done };
+  const decode = (t: NativeTensor, l: NativeTensor = lengths): Promise<void> => inSlices([t, l], s, 'cpu', (tk, ls) => pkg.run('decode', [tk, ls]));
+  if (op === 'encode') return { body: () => inSlices([pixels], s, 'cpu', (px) => pkg.run('encode', [px])), done };
   if (op === 'decode') return { body: () => decode(tokens), done };
   if (op === 'encode+decode') {
     // Slice by slice: each slice's tokens decoded right after its encode.
     const both = async (px: NativeTensor, l: NativeTensor): Promise<IValue> => {
-      const out = await enc.run([px]);
+      const out = await pkg.run('encode', [px]);
       await decode(out[0]!, l);
       return out;
     };
@@ -143,7 +143,7 @@ function worker(runtime: 'node-addon' | 'node-aoti'): RuntimeWorker {
   // DOVE_BENCH_OPTIMIZE=0 measures the file as is); train rows the trainable one, as the Trainer loads it.
   const optimize = process.env.DOVE_BENCH_OPTIMIZE !== '0';
   const modules = new Map<string, NativeModule>();
-  const compiled = new Map<string, [NativeCompiledModel, NativeCompiledModel]>();
+  const compiled = new Map<string, NativeCompiledPackage>();
   const v = binding.versions();
   return {
     info: () => ({
@@ -153,16 +153,16 @@ function worker(runtime: 'node-addon' | 'node-aoti'): RuntimeWorker {
     async prepare(c, op) {
       if (runtime === 'node-aoti') {
         const path = aotiPath(c.model.pt);
-        let pair = compiled.get(path);
-        if (pair === undefined) {
+        let pkg = compiled.get(path);
+        if (pkg === undefined) {
           // The Tokenizer loads the TorchScript file beside its package (optimize: true, which installs the
           // CPU block cache for the whole process), so the package's allocations go through that cache: so here.
           if (optimize && !modules.has(c.model.pt)) modules.set(c.model.pt, await binding.loadModule(c.model.pt, device, ['dove.json'], true));
           // The bench's own freshly exported packages: trusted (the Tokenizer needs trustModel: true for the same).
-          pair = [await binding.loadCompiled(path, 'encode', device, true), await binding.loadCompiled(path, 'decode', device, true)];
-          compiled.set(path, pair);
+          pkg = await binding.loadCompiled(path, ['encode', 'decode'], device, true);
+          compiled.set(path, pkg);
         }
-        return compiledBody(binding, pair[0], pair[1], c, op, 0);
+        return compiledBody(binding, pkg, c, op, 0);
       }
       const train = op === 'train';
       const key = `${c.model.pt}\0${train || !optimize ? 'plain' : 'optimized'}`;
@@ -175,10 +175,7 @@ function worker(runtime: 'node-addon' | 'node-aoti'): RuntimeWorker {
     },
     close() {
       modules.forEach((m) => m.dispose());
-      compiled.forEach(([e, d]) => {
-        e.dispose();
-        d.dispose();
-      });
+      compiled.forEach((pkg) => pkg.dispose());
     },
   };
 }

@@ -3,7 +3,7 @@
 // A package is used only for the file it was compiled from (same weights hash), on the device and
 // CPU instructions it was compiled for; otherwise the TorchScript methods run, and `note` says why.
 import { existsSync } from 'node:fs';
-import type { NativeCompiledModel } from '../../binding';
+import type { NativeCompiledPackage } from '../../binding';
 import { DoveError } from '../base/errors';
 import { binding } from '../core/native';
 import { Tensor, tensorFromResult } from '../core/tensor';
@@ -40,12 +40,12 @@ export class CompiledDove {
 
   private constructor(
     readonly path: string,
-    private readonly encoder: NativeCompiledModel,
-    private readonly decoder: NativeCompiledModel,
+    /** encode and decode, loaded together: one worker thread runs both (native/compiled_model.cpp). */
+    private readonly models: NativeCompiledPackage,
     readonly maxTokens: number,
     readonly tokenDim: number,
   ) {
-    this.maxBatch = Number(encoder.metadata['dove.max_batch']);
+    this.maxBatch = Number(models.metadata['encode']!['dove.max_batch']);
   }
 
   /**
@@ -70,24 +70,23 @@ export class CompiledDove {
     if (weightsHash === null) return { compiled: null, note: `${path} not checked (the weights were not hashed)` };
     const native = binding();
     const models = ['encode', 'decode'] as const;
-    const loaded: NativeCompiledModel[] = [];
+    let loaded: NativeCompiledPackage;
     try {
       // Every model's metadata first: nothing is loaded (a shared library extracted and opened) for a package that does not fit.
       for (const model of models) {
         const why = mismatch(await native.compiledMetadata(path, model), model, weightsHash, sizes.maxTokens, modelPath, choice);
         if (why !== null) return { compiled: null, note: `${path} not used: ${why}` };
       }
-      for (const model of models) loaded.push(await native.loadCompiled(path, model, device, trustModel));
+      loaded = await native.loadCompiled(path, models, device, trustModel);
     } catch (error) {
-      loaded.forEach((m) => m.dispose());
       return { compiled: null, note: `${path} not used: ${error instanceof Error ? error.message : String(error)}` };
     }
-    return { compiled: new CompiledDove(path, loaded[0]!, loaded[1]!, sizes.maxTokens, sizes.tokenDim), note: `in use: ${path}` };
+    return { compiled: new CompiledDove(path, loaded, sizes.maxTokens, sizes.tokenDim), note: `in use: ${path}` };
   }
 
   /** uint8 (B,S,S,3) -> tokens (B,K,D), eos logits (B,K), p(EOS) (B,K) with K = maxTokens. */
   async encode(pixels: Tensor): Promise<[Tensor, Tensor, Tensor]> {
-    const out = await this.run(this.encoder, [pixels]);
+    const out = await this.run('encode', [pixels]);
     if (out.length !== 3) throw new DoveError(`${this.path}: encode returned ${out.length} tensors, expected 3`, 'NOT_DOVE_EXPORT');
     return out as [Tensor, Tensor, Tensor];
   }
@@ -108,21 +107,20 @@ export class CompiledDove {
 
   /** Arguments `decodes` accepted -> uint8 (B,S,S,3). */
   async decode(tokens: Tensor, lengths: Tensor): Promise<Tensor> {
-    const out = await this.run(this.decoder, [tokens, lengths]);
+    const out = await this.run('decode', [tokens, lengths]);
     if (out.length !== 1) throw new DoveError(`${this.path}: decode returned ${out.length} tensors, expected 1`, 'NOT_DOVE_EXPORT');
     return out[0]!;
   }
 
-  private async run(model: NativeCompiledModel, inputs: Tensor[]): Promise<Tensor[]> {
+  private async run(model: 'encode' | 'decode', inputs: Tensor[]): Promise<Tensor[]> {
     try {
-      return (await model.run(inputs.map((t) => t.native))).map(tensorFromResult);
+      return (await this.models.run(model, inputs.map((t) => t.native))).map(tensorFromResult);
     } catch (error) {
       throw DoveError.atCallSite(error);
     }
   }
 
   dispose(): void {
-    this.encoder.dispose();
-    this.decoder.dispose();
+    this.models.dispose();
   }
 }
