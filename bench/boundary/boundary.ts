@@ -2,6 +2,7 @@
 // pipelined run, synchronous runSync) and the cost of
 // moving a 256 MiB tensor in and out. bench/boundary/run.sh runs this and boundary.py on the same
 // file and libtorch and prints one table. Prints one JSON line on stdout.
+import { medianOf } from '../../lib/base/arrays';
 import { loadModule } from '../../lib/core/module';
 import { binding } from '../../lib/core/native';
 import { getNumThreads, setNumThreads, versions } from '../../lib/core/runtime';
@@ -27,10 +28,6 @@ function parse(argv: string[]): Args {
   return args;
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-}
 
 async function main(): Promise<void> {
   const args = parse(process.argv.slice(2));
@@ -51,7 +48,7 @@ async function main(): Promise<void> {
       for (let i = 0; i < n; i++) await call();
       rounds.push(Number(process.hrtime.bigint() - start) / 1e3 / n);
     }
-    return median(rounds);
+    return medianOf(rounds);
   };
   const rawUs = await timeSequential(() => raw.run('noop', [rawX]));
   const publicUs = await timeSequential(() => module.run('noop', [x]));
@@ -65,7 +62,7 @@ async function main(): Promise<void> {
       for (let i = 0; i < n; i++) call();
       rounds.push(Number(process.hrtime.bigint() - start) / 1e3 / n);
     }
-    return median(rounds);
+    return medianOf(rounds);
   };
   const syncRawUs = timeSync(() => raw.runSync('noop', [rawX]));
   const syncPublicUs = timeSync(() => module.runSync('noop', [x]));
@@ -81,7 +78,7 @@ async function main(): Promise<void> {
     for (let b = 0; b < batches; b++) await Promise.all(Array.from({ length: inFlight }, () => raw.run('noop', [rawX])));
     pipelinedRounds.push(Number(process.hrtime.bigint() - start) / 1e3 / (batches * inFlight));
   }
-  const pipelinedUs = median(pipelinedRounds);
+  const pipelinedUs = medianOf(pipelinedRounds);
 
   // 256 MiB in and out. Each step is timed over several repetitions on the same buffer and the
   // median kept: single shots catch garbage collections that the external memory provokes.
@@ -149,12 +146,12 @@ async function main(): Promise<void> {
     noopSyncPublicUs: syncPublicUs,
     nothingSyncUs: syncNothingUs,
     mib: args.mib,
-    copyS: median(copyRounds),
-    inS: median(inRounds),
-    runS: median(runRounds),
-    runSyncS: median(runSyncRounds),
-    outS: median(outRounds),
-    freshOutS: median(freshOutRounds),
+    copyS: medianOf(copyRounds),
+    inS: medianOf(inRounds),
+    runS: medianOf(runRounds),
+    runSyncS: medianOf(runSyncRounds),
+    outS: medianOf(outRounds),
+    freshOutS: medianOf(freshOutRounds),
   };
   process.stdout.write(JSON.stringify(result) + '\n');
   module.dispose();

@@ -7,7 +7,7 @@
 // and the peak RSS after decoding one image per call, then after the rounds (one call of the batch among them).
 import { DoveModel } from '../../lib/model/model-file';
 import { Tensor } from '../../lib/core/tensor';
-import { roundRatio } from '../lib/areas';
+import { roundRatio } from '../lib/ratios';
 
 function option(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);

@@ -5,7 +5,9 @@ import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { medianOf } from '../../lib/base/arrays';
 import { runSection } from './child';
+import { roundRatio } from './ratios';
 import { pythonPath, repoRoot, tmpDir } from './paths';
 
 const run = promisify(execFile);
@@ -40,20 +42,8 @@ function errText(e: unknown): string {
   return (err.stderr || err.message || String(e)).trim().split('\n').slice(-2).join(' | ');
 }
 
-/** Per-round ratios a/b: "1.23× (1.10–1.31)" (median, min–max over rounds). */
-export function roundRatio(a: number[], b: number[]): string | null {
-  const n = Math.min(a.length, b.length);
-  if (n === 0) return null;
-  const r = Array.from({ length: n }, (_, i) => a[i]! / b[i]!).sort((x, y) => x - y);
-  const med = n % 2 === 1 ? r[(n - 1) / 2]! : (r[n / 2 - 1]! + r[n / 2]!) / 2;
-  return n > 1 ? `${med.toFixed(2)}× (${r[0]!.toFixed(2)}–${r[n - 1]!.toFixed(2)})` : `${med.toFixed(2)}×`;
-}
-
-export function medianOf(values: number[]): number | null {
-  if (values.length === 0) return null;
-  const s = [...values].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+function medianOrNull(values: number[]): number | null {
+  return values.length === 0 ? null : medianOf(values);
 }
 
 /**
@@ -111,8 +101,8 @@ export async function tokenizeArea(
         model: m.config,
         batch: b,
         'node path': path || null,
-        'node img/s': medianOf(node),
-        'python img/s': medianOf(python),
+        'node img/s': medianOrNull(node),
+        'python img/s': medianOrNull(python),
         'node/python': node.length === rounds && python.length === rounds ? roundRatio(node, python) : null,
       };
       rows.push(row);

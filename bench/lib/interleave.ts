@@ -4,7 +4,7 @@
 // does during a round lands on all runtimes of that round, so a ratio taken within a round compares
 // work done in the same minutes; the report gives the median of the per-round ratios and their spread.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { appendAll } from '../../lib/base/arrays';
+import { appendAll, medianOf } from '../../lib/base/arrays';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { errorText, toRow, type CaseSpec, type ModelFiles, type Op, type RowError, type Runtime, type ThroughputRow } from './schema';
@@ -92,9 +92,6 @@ export interface InterleavedResult {
   versions: Partial<Record<Runtime, Record<string, string>>>;
 }
 
-function median(values: number[]): number {
-  return summarize(values).medianMs;
-}
 
 /**
  * Measures every case of one model with every worker that runs it. `timeoutMs` bounds each command
@@ -150,7 +147,7 @@ export async function runInterleaved(
               const ms = reply.samplesMs ?? [];
               if (ms.length === 0) throw new Error('measure returned no samples');
               appendAll(samples.get(w)!, ms);
-              roundMs.get(w)!.push(median(ms));
+              roundMs.get(w)!.push(medianOf(ms));
             } catch (e) {
               out.errors.push({ runtime: w.spec.runtime, config: model.config, batch: c.batch, op, error: errorText(e) });
               options.log(`${label} ${w.spec.runtime}: ${errorText(e)}`);

@@ -5,7 +5,7 @@
 // leaves out the lowest and the highest round, so one round disturbed by other work on a shared
 // machine does not decide the verdict, while a ratio that sits across the goal in the bulk of the
 // rounds stays "not resolved".
-import { maxOf, minOf } from '../../lib/base/arrays';
+import { maxOf, medianOf, minOf } from '../../lib/base/arrays';
 import type { BenchResult } from './result';
 import type { Op, Runtime, ThroughputRow } from './schema';
 
@@ -43,6 +43,15 @@ export function quantileOf(values: readonly number[], q: number): number {
   const lo = Math.floor(at);
   const hi = Math.ceil(at);
   return s[lo]! + (s[hi]! - s[lo]!) * (at - lo);
+}
+
+/** Per-round ratios a/b as text: "1.23× (1.10–1.31)" (median, min–max over rounds); null for no rounds. */
+export function roundRatio(a: readonly number[], b: readonly number[]): string | null {
+  const n = Math.min(a.length, b.length);
+  if (n === 0) return null;
+  const r = Array.from({ length: n }, (_, i) => a[i]! / b[i]!);
+  const med = medianOf(r).toFixed(2);
+  return n > 1 ? `${med}× (${minOf(r).toFixed(2)}–${maxOf(r).toFixed(2)})` : `${med}×`;
 }
 
 /** Node's speed over the peer's, per round (rows of results older than interleaving: their medians). */

@@ -1,6 +1,7 @@
 // One timing protocol for every runtime in the comparison: warm-up calls (not timed), then timed calls
 // until both a minimum count and a minimum duration are reached (or a maximum count), median reported.
 // bench/peers/python_torch.py has the Python copy of timedSamples.
+import { medianOf } from '../../lib/base/arrays';
 
 export interface LoopSpec {
   warmup: number;
@@ -20,11 +21,9 @@ export interface LoopStats {
 export function summarize(samplesMs: number[]): LoopStats {
   if (samplesMs.length === 0) throw new Error('Expected at least one timed sample but received none');
   const sorted = [...samplesMs].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  const median = sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
   return {
     iterations: sorted.length,
-    medianMs: median,
+    medianMs: medianOf(sorted),
     meanMs: sorted.reduce((s, v) => s + v, 0) / sorted.length,
     minMs: sorted[0],
     maxMs: sorted[sorted.length - 1],

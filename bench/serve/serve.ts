@@ -12,6 +12,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { threadEnv } from '../lib/child';
+import { medianOf } from '../../lib/base/arrays';
 import { machineInfo } from '../lib/machine';
 import { repoRoot, resultsDir } from '../lib/paths';
 import { loadRun, rssOf, spawnServe, type LoadResult } from './load';
@@ -92,11 +93,6 @@ async function measure(o: Options, label: string, round: number, threads: number
   }
 }
 
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 function render(o: Options, rows: Row[], model: unknown, machine: ReturnType<typeof machineInfo>, ratios: number[], bestRatios: number[]): string {
   const table = rows.map((r) => {
@@ -120,11 +116,11 @@ Machine: ${machine.cpu}, ${machine.cores} cores, load average ${machine.loadAtSt
 |---|---|---|---|---|---|---|---|---|---|---|---|---|
 ${table.join('\n')}
 
-**Batching: ${median(ratios).toFixed(2)}× the throughput without it** at ${o.threads} thread${o.threads > 1 ? 's' : ''} (median of the per-round ratios ${ratios.map((r) => r.toFixed(2)).join(', ')};
+**Batching: ${medianOf(ratios).toFixed(2)}× the throughput without it** at ${o.threads} thread${o.threads > 1 ? 's' : ''} (median of the per-round ratios ${ratios.map((r) => r.toFixed(2)).join(', ')};
 each round ran the servers one after the other, same clients, same image).${bestRatios.length === 0 ? '' : `
 Against the best server without batching, one thread (a batch-1 forward with ${o.threads} threads meets
 OpenMP barriers after each of its ops, which on a loaded machine wait for the scheduler):
-**${median(bestRatios).toFixed(2)}×** (per round ${bestRatios.map((r) => r.toFixed(2)).join(', ')}).`}
+**${medianOf(bestRatios).toFixed(2)}×** (per round ${bestRatios.map((r) => r.toFixed(2)).join(', ')}).`}
 `;
 }
 
@@ -154,9 +150,9 @@ async function main(): Promise<void> {
   await probe.stop();
   const base = join(resultsDir(), o.out);
   mkdirSync(dirname(base), { recursive: true });
-  writeFileSync(`${base}.json`, `${JSON.stringify({ options: o, machine, model, rows, ratios, batchingRatio: median(ratios), bestRatios }, null, 2)}\n`);
+  writeFileSync(`${base}.json`, `${JSON.stringify({ options: o, machine, model, rows, ratios, batchingRatio: medianOf(ratios), bestRatios }, null, 2)}\n`);
   writeFileSync(`${base}.md`, render(o, rows, model, machine, ratios, bestRatios));
-  process.stdout.write(`${base}.md: batching ${median(ratios).toFixed(2)}× without\n`);
+  process.stdout.write(`${base}.md: batching ${medianOf(ratios).toFixed(2)}× without\n`);
 }
 
 main().catch((error: unknown) => {

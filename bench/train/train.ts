@@ -12,7 +12,9 @@ import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { Trainer, type StepEvent } from '../../lib/trainer';
 import { binding as native } from '../../lib/core/native';
+import { medianOf } from '../../lib/base/arrays';
 import { pythonPath, repoRoot, resultsDir } from '../lib/paths';
+import { roundRatio } from '../lib/ratios';
 
 const execFileP = promisify(execFile);
 const ROOT = repoRoot();
@@ -93,20 +95,12 @@ async function python(model: string, batch: number, warmup: number, steps: numbe
 }
 
 function medianSpeed(speeds: Speed[]): Speed {
-  const mid = (v: number[]): number => {
-    const x = [...v].sort((a, b) => a - b);
-    const m = Math.floor(x.length / 2);
-    return x.length % 2 === 1 ? x[m]! : (x[m - 1]! + x[m]!) / 2;
-  };
-  return { stepsPerSecond: mid(speeds.map((x) => x.stepsPerSecond)), cpuSecondsPerStep: mid(speeds.map((x) => x.cpuSecondsPerStep)) };
+  return { stepsPerSecond: medianOf(speeds.map((x) => x.stepsPerSecond)), cpuSecondsPerStep: medianOf(speeds.map((x) => x.cpuSecondsPerStep)) };
 }
 
 /** "1.05× (0.98–1.12)": median and min–max of per-round ratios a/b of steps/s. */
-function roundRatio(a: Speed[], b: Speed[]): string {
-  const r = a.map((x, i) => x.stepsPerSecond / b[i]!.stepsPerSecond).sort((x, y) => x - y);
-  const m = Math.floor(r.length / 2);
-  const med = r.length % 2 === 1 ? r[m]! : (r[m - 1]! + r[m]!) / 2;
-  return `${med.toFixed(2)}× (${r[0]!.toFixed(2)}–${r[r.length - 1]!.toFixed(2)})`;
+function speedRatio(a: Speed[], b: Speed[]): string {
+  return roundRatio(a.map((x) => x.stepsPerSecond), b.map((x) => x.stepsPerSecond)) ?? 'n/a';
 }
 
 async function main(): Promise<void> {
@@ -139,7 +133,7 @@ async function main(): Promise<void> {
   const table = [
     `| config | batch | PyTorch loop: steps/s (CPU s/step) | Node engine | Node Trainer incl. data | engine / python | Trainer / python |`,
     '|---|---|---|---|---|---|---|',
-    ...rows.map((r) => `| ${r.config} | ${r.batch} | ${cell(r.python)} | ${cell(r.engine)} | ${cell(r.trainer)} | ${roundRatio(r.rounds.engine, r.rounds.python)} | ${roundRatio(r.rounds.trainer, r.rounds.python)} |`),
+    ...rows.map((r) => `| ${r.config} | ${r.batch} | ${cell(r.python)} | ${cell(r.engine)} | ${cell(r.trainer)} | ${speedRatio(r.rounds.engine, r.rounds.python)} | ${speedRatio(r.rounds.trainer, r.rounds.python)} |`),
   ].join('\n');
   process.stdout.write(`${table}\n\nCPU, ${threads} threads, ${rounds} rounds of ${steps} timed steps after ${warmup} warm-up steps each, one fixed batch (Trainer: a folder of batch × ${warmup + steps} JPEGs, 300×260, random crops). Medians over rounds; ratios: median (min–max) of per-round ratios.\n`);
   const out = resultsDir();

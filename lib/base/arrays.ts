@@ -16,6 +16,14 @@ export function maxOf(values: ArrayLike<number>, initial = -Infinity): number {
   return max;
 }
 
+/** The middle value of the sorted values, or the mean of the two middle ones (NaN for none). */
+export function medianOf(values: ArrayLike<number>): number {
+  if (values.length === 0) return Number.NaN;
+  const s = Array.from(values).sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
 /** Appends `source` to `target` in place (what `target.push(...source)` does, for any length). */
 export function appendAll<T>(target: T[], source: Iterable<T>): T[] {
   for (const item of source) target.push(item);

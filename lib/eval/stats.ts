@@ -1,6 +1,6 @@
 // Token-length statistics: how many tokens the EOS head spends per image over a folder, from a model
 // run or from the lengths.csv that `dove reconstruct-batch` writes.
-import { maxOf, minOf } from '../base/arrays';
+import { maxOf, medianOf, minOf } from '../base/arrays';
 import { parseCsv } from '../base/csv';
 import { DoveError } from '../base/errors';
 import { integerAtLeast } from '../base/validate';
@@ -23,13 +23,6 @@ export interface LengthStats {
   compression: number;
 }
 
-export function median(values: readonly number[]): number {
-  if (values.length === 0) return Number.NaN;
-  const s = [...values].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-
 export function lengthStats(lengths: readonly number[], maxTokens: number): LengthStats {
   if (lengths.length === 0) throw new DoveError('Expected at least one length but received none', 'INVALID_ARGUMENT');
   integerAtLeast(maxTokens, 'maxTokens', 1);
@@ -42,7 +35,7 @@ export function lengthStats(lengths: readonly number[], maxTokens: number): Leng
   return {
     count: n,
     mean,
-    median: median(lengths),
+    median: medianOf(lengths),
     min: minOf(lengths),
     max: maxOf(lengths),
     std: Math.sqrt(variance),

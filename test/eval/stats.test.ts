@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { histogramBins, histogramPng, lineChartPng, niceTicks } from '../../lib/render/plot';
 import { formatTable, toCsv } from '../../lib/eval/report';
-import { folderLengths, lengthStats, median, readLengthsCsv } from '../../lib/eval/stats';
+import { medianOf } from '../../lib/base/arrays';
+import { folderLengths, lengthStats, readLengthsCsv } from '../../lib/eval/stats';
 import { Tokenizer } from '../../lib/model/tokenizer';
 import { dove, EVAL, ROOT, tempDir } from './fixtures';
 
@@ -18,7 +19,9 @@ test('length statistics: mean, median, std, compression against the maximum', (t
   t.true(Math.abs(s.std - Math.sqrt((16 ** 2 + 12 ** 2 * 2 + 4 ** 2 + 44 ** 2) / 5)) < 1e-12);
   t.is(s.ratio, 20 / 64);
   t.is(s.compression, 1 - 20 / 64);
-  t.is(median([3, 1, 2, 10]), 2.5);
+  t.is(medianOf([3, 1, 2, 10]), 2.5);
+  t.is(medianOf(new Float64Array([5, 1, 3])), 3);
+  t.true(Number.isNaN(medianOf([])));
   t.throws(() => lengthStats([0, 3], 64), { message: /lengths between 1 and 64 but found 0/ });
   t.throws(() => lengthStats([], 64), { message: /at least one length/ });
 });
