@@ -110,6 +110,18 @@ export interface NativeModule {
  * Models of an AOTInductor package (`python -m dove.export --compiled`, docs/MODEL_FORMAT.md): code
  * compiled ahead of time from DOVE's methods, run through libtorch's AOTIModelPackageLoader.
  */
+/** runtime.cpuBlockCache(): the caching allocator in front of libtorch's CPU allocator. */
+export interface CpuBlockCacheStats {
+  /** Installed by the first optimised load or the first CPU train engine, unless DOVE_CPU_CACHE_MB=0. */
+  readonly installed: boolean;
+  /** DOVE_CPU_CACHE_MB in bytes: the most free memory it keeps (0 when not installed). */
+  readonly capBytes: number;
+  /** Free blocks held for reuse now. */
+  readonly cachedBytes: number;
+  /** Allocations served from the cache so far. */
+  readonly reused: number;
+}
+
 export interface NativeCompiledPackage {
   readonly path: string;
   /** The loaded models' names, in load order ('encode' and 'decode' in DOVE packages). */
@@ -379,6 +391,8 @@ export interface NativeBinding {
   versions(): NativeVersions;
   /** at::show_config() + at::get_parallel_info(): BLAS, OpenMP, threads. */
   buildInfo(): string;
+  /** The CPU block cache (native/cpu_block_cache.h): whether it is installed, its cap, the free bytes it holds, allocations it served. */
+  cpuBlockCache(): CpuBlockCacheStats;
   /** The model-file operator rules and what the registry query flags in the loaded libtorch (tests). */
   operatorAudit(): OperatorAudit;
 }

@@ -3,7 +3,7 @@ export { DoveError, isDoveError, type DoveErrorCode } from './base/errors';
 // Native core: tensors over JS memory, TorchScript modules run off the JS thread, runtime settings.
 export { Tensor, DTYPES, type DType, type NativeTypedArray, type TypedArrayOf, type ToOptions } from './core/tensor';
 export { ScriptModule, loadModule, type Module, type Value, type LoadModuleOptions } from './core/module';
-export { devices, hasDevice, setNumThreads, getNumThreads, manualSeed, versions, buildInfo, type Versions } from './core/runtime';
+export { devices, hasDevice, setNumThreads, getNumThreads, manualSeed, versions, buildInfo, cpuBlockCache, type Versions, type CpuBlockCacheStats } from './core/runtime';
 // Tokenizer / Reconstructor API (images, model file, BPE, safetensors).
 export { Tokenizer, TokenBatch, type ImageTokens, type TokenizeOptions, type LengthMode } from './model/tokenizer';
 export { Reconstructor, RgbImage, type SweepResult, type SweepOptions } from './model/reconstructor';

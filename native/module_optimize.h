@@ -20,11 +20,4 @@ namespace dove {
 // A module that cannot be frozen comes back as it was (weights restored), running unoptimised.
 torch::jit::Module optimizeForInference(torch::jit::Module module, const c10::Device& device);
 
-// Installs, once per process, a caching allocator in front of libtorch's CPU allocator: blocks of
-// 128 KiB and more are kept for reuse (by size) when freed instead of going back to glibc, which
-// unmaps them, so the next call page-faults the same memory in again (measured: 3-4 ms of kernel time
-// per tiny encode, ~25% of the call). At most DOVE_CPU_CACHE_MB (default 512) MiB are kept free;
-// DOVE_CPU_CACHE_MB=0 leaves libtorch's allocator alone. Returns whether the cache is installed.
-bool installCpuCachingAllocator();
-
 }  // namespace dove

@@ -13,6 +13,7 @@
 #include "common.h"
 #include "model_inspect.h"
 #include "module_executor.h"
+#include "cpu_block_cache.h"
 #include "module_optimize.h"
 #include "weights_hash.h"
 
@@ -341,7 +342,7 @@ Loaded loadOnWorker(const std::string& path, c10::Device device, const std::vect
   if (hashWeights) loaded.weightsHash = weightsHash(handle->module);
   // Inference-only (module_optimize.h): frozen, conv weights channels_last; nbytes counted above.
   if (optimize) {
-    installCpuCachingAllocator();
+    installCpuBlockCache();
     handle->module = optimizeForInference(std::move(handle->module), device);
   }
   loaded.handle = std::move(handle);

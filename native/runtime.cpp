@@ -12,6 +12,7 @@
 #include <optional>
 
 #include "common.h"
+#include "cpu_block_cache.h"
 #include "cuda_state.h"
 #include "dist_group.h"
 #include "shape_math.h"
@@ -120,6 +121,17 @@ Napi::Value CudaLoaded(const Napi::CallbackInfo& info) {
   return Napi::Value(Napi::Boolean::New(info.Env(), registered));
 }
 
+Napi::Value CpuBlockCache(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const CpuBlockCacheStats stats = cpuBlockCacheStats();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("installed", Napi::Boolean::New(env, stats.installed));
+  out.Set("capBytes", Napi::Number::New(env, static_cast<double>(stats.capBytes)));
+  out.Set("cachedBytes", Napi::Number::New(env, static_cast<double>(stats.cachedBytes)));
+  out.Set("reused", Napi::Number::New(env, static_cast<double>(stats.reused)));
+  return Napi::Value(out);
+}
+
 Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   return Napi::Value(Napi::String::New(info.Env(), at::show_config() + "\n" + at::get_parallel_info()));
 }
@@ -166,7 +178,7 @@ Napi::Value Stack(const Napi::CallbackInfo& info) {
 
 void initRuntime(Napi::Env env, Napi::Object exports) {
   exportFunctions(env, exports, {{"devices", Devices}, {"setNumThreads", SetNumThreads}, {"getNumThreads", GetNumThreads},
-                                 {"manualSeed", ManualSeed}, {"versions", Versions}, {"buildInfo", BuildInfo},
+                                 {"manualSeed", ManualSeed}, {"versions", Versions}, {"buildInfo", BuildInfo}, {"cpuBlockCache", CpuBlockCache},
                                  {"cudaLoaded", CudaLoaded}, {"zeros", Zeros}, {"stack", Stack}});
 }
 

@@ -5,6 +5,7 @@
 // the JS thread never takes that mutex (a step or a run may hold it for seconds).
 #include "atomic_file.h"
 #include "common.h"
+#include "cpu_block_cache.h"
 #include "dist_group.h"
 
 #include <ATen/autocast_mode.h>
@@ -541,6 +542,8 @@ Napi::Value CreateTrainEngine(const Napi::CallbackInfo& info) {
   std::shared_ptr<ModuleHandle> module = unwrapModule(info[0]);
   DOVE_CHECK(info[1].IsObject(), "INVALID_ARGUMENT", "Expected an options object for createTrainEngine");
   EnginePtr engine = buildEngine(module, parseOptions(info[1].As<Napi::Object>()));
+  // Every step frees and allocates the same tensors again: the cache serves them (cpu_block_cache.h).
+  if (module->device.is_cpu()) installCpuBlockCache();
   Napi::Value wrapped = EngineWrap::create(env, engine);
   EngineWrap::Unwrap(wrapped.As<Napi::Object>())->keep(info[0]);
   return wrapped;

@@ -1,10 +1,10 @@
 // Process-wide runtime settings and facts of the native addon and its libtorch.
-import type { NativeVersions } from '../../binding';
+import type { CpuBlockCacheStats, NativeVersions } from '../../binding';
 import { loadCudaLibtorch } from './cuda-libtorch';
 import { binding } from './native';
 import { integerAtLeast, integerInRange } from '../base/validate';
 
-export type { NativeVersions as Versions };
+export type { CpuBlockCacheStats, NativeVersions as Versions };
 
 /** 'cpu' followed by every visible 'cuda:N' (loads libtorch's CUDA libraries when a CUDA libtorch is found). */
 export function devices(): string[] {
@@ -34,6 +34,14 @@ export function manualSeed(seed: number): void {
 
 export function versions(): NativeVersions {
   return binding().versions();
+}
+
+/**
+ * The block cache in front of libtorch's CPU allocator (docs/API.md, "optimize"): installed by the first
+ * optimised load or the first CPU training engine, unless DOVE_CPU_CACHE_MB=0.
+ */
+export function cpuBlockCache(): CpuBlockCacheStats {
+  return binding().cpuBlockCache();
 }
 
 /** libtorch's build configuration and parallel settings (BLAS, OpenMP, threads). */
