@@ -65,7 +65,7 @@ class CachingCpuAllocator final : public c10::Allocator {
  private:
   static void release(void* p) {
     if (p == nullptr) return;
-    instance.load(std::memory_order_relaxed)->put(p);
+    instance.load(std::memory_order_acquire)->put(p);
   }
 
   void put(void* p) {
@@ -106,6 +106,7 @@ class CachingCpuAllocator final : public c10::Allocator {
 };
 
 std::atomic<CachingCpuAllocator*> CachingCpuAllocator::instance{nullptr};
+std::atomic<bool> cacheInstalled{false};
 
 }  // namespace
 
@@ -116,16 +117,18 @@ bool installCpuBlockCache() {
     const size_t capMb = static_cast<size_t>(nonNegativeFromEnv("DOVE_CPU_CACHE_MB", 512, 1L << 20));
     if (capMb == 0) return;
     // Never destroyed: tensors may be freed during static destruction, after this file's statics.
+    // Published before it is installed: another thread may allocate and free through it at once.
     auto* cache = new CachingCpuAllocator(capMb * 1024 * 1024);
+    CachingCpuAllocator::instance.store(cache, std::memory_order_release);
     c10::SetCPUAllocator(cache, /*priority=*/1);
-    if (c10::GetCPUAllocator() == cache) CachingCpuAllocator::instance.store(cache, std::memory_order_release);
+    cacheInstalled.store(c10::GetCPUAllocator() == cache, std::memory_order_release);
   });
-  return CachingCpuAllocator::instance.load(std::memory_order_acquire) != nullptr;
+  return cacheInstalled.load(std::memory_order_acquire);
 }
 
 CpuBlockCacheStats cpuBlockCacheStats() {
-  CachingCpuAllocator* cache = CachingCpuAllocator::instance.load(std::memory_order_acquire);
-  return cache == nullptr ? CpuBlockCacheStats{} : cache->stats();
+  if (!cacheInstalled.load(std::memory_order_acquire)) return {};
+  return CachingCpuAllocator::instance.load(std::memory_order_acquire)->stats();
 }
 
 }  // namespace dove
