@@ -114,6 +114,11 @@ std::vector<at::Tensor> checkedInputs(const std::vector<InputSpec>& specs, std::
   return inputs;
 }
 
+// How messages name one model of a package.
+std::string modelWhere(const std::string& path, const std::string& model) {
+  return "compiled model '" + model + "' of '" + path + "'";
+}
+
 // One model of the package: its loader and what its calls are checked against.
 struct CompiledEntry {
   std::string model;
@@ -130,7 +135,7 @@ struct CompiledHandle {
   std::atomic<bool> disposed{false};
 
   std::string where() const { return "compiled package '" + path + "'"; }
-  std::string where(const std::string& model) const { return "compiled model '" + model + "' of '" + path + "'"; }
+  std::string where(const std::string& model) const { return modelWhere(path, model); }
   // Nothing but the vector's own storage changes after loading, so the JS thread may look up here.
   CompiledEntry& entry(const std::string& model) {
     for (CompiledEntry& e : models)
@@ -215,7 +220,7 @@ CompiledEntry describeModel(const std::string& path, const std::string& model, c
   CompiledEntry e;
   e.model = model;
   e.metadata = readMetadata(path, model);
-  const std::string where = "compiled model '" + model + "' of '" + path + "'";
+  const std::string where = modelWhere(path, model);
   const std::string packageDevice = metadataValue(e.metadata, "dove.device", where);
   DOVE_CHECK(packageDevice == c10::DeviceTypeName(device.type(), /*lower_case=*/true), "DEVICE_UNAVAILABLE",
              where + " was compiled for " + packageDevice + ", not " + deviceString(device));

@@ -11,9 +11,9 @@
 
 #include "atomic_file.h"
 #include "common.h"
+#include "cpu_block_cache.h"
 #include "model_inspect.h"
 #include "module_executor.h"
-#include "cpu_block_cache.h"
 #include "module_optimize.h"
 #include "weights_hash.h"
 

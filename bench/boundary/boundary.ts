@@ -28,7 +28,6 @@ function parse(argv: string[]): Args {
   return args;
 }
 
-
 async function main(): Promise<void> {
   const args = parse(process.argv.slice(2));
   setNumThreads(Math.min(getNumThreads(), 2));

@@ -92,7 +92,6 @@ export interface InterleavedResult {
   versions: Partial<Record<Runtime, Record<string, string>>>;
 }
 
-
 /**
  * Measures every case of one model with every worker that runs it. `timeoutMs` bounds each command
  * (a warm-up or a round share); a worker that fails a case sits that case out, one that dies sits out

@@ -93,7 +93,6 @@ async function measure(o: Options, label: string, round: number, threads: number
   }
 }
 
-
 function render(o: Options, rows: Row[], model: unknown, machine: ReturnType<typeof machineInfo>, ratios: number[], bestRatios: number[]): string {
   const table = rows.map((r) => {
     const refused = r.load.statuses['503'] ?? 0;
