@@ -8,7 +8,7 @@ export { devices, hasDevice, setNumThreads, getNumThreads, manualSeed, versions,
 export { Tokenizer, TokenBatch, type ImageTokens, type TokenizeOptions, type LengthMode } from './model/tokenizer';
 export { Reconstructor, RgbImage, type SweepResult, type SweepOptions } from './model/reconstructor';
 export { DoveModel, defaultModelPath, type DoveMeta, type LoadOptions } from './model/model-file';
-export { CompiledDove, compiledPackagePath, type CompiledChoice, type CompiledOutcome } from './model/compiled';
+export { CompiledDove, compiledPackagePath, type CompiledChoice, type CompiledOutcome, type CompiledMethod } from './model/compiled';
 export { loadImage, loadBatch, loadBatchSettled, psnr, type ImageInput, type RawPixels, type ResizeFit, type ImageOptions } from './io/images';
 export { BpeTokenizer } from './model/bpe';
 export { readSafetensors, writeSafetensors, parseSafetensors, serializeSafetensors, type SafetensorsFile, type SafetensorsTensor } from './io/safetensors';

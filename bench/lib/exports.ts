@@ -9,8 +9,10 @@ import { join } from 'node:path';
 import { pythonPath, repoRoot, tmpDir } from './paths';
 import type { ModelFiles } from './schema';
 
+/** The exporter's sources (python/dove) and the operator its packages call (native/small_linear.cpp). */
 function sourcesHash(dir: string): string {
   const h = createHash('sha256');
+  h.update(readFileSync(join(repoRoot(), 'native', 'small_linear.cpp')));
   const walk = (d: string): void => {
     for (const name of readdirSync(d).sort()) {
       const p = join(d, name);

@@ -6,6 +6,7 @@
 //                         --compiled), what the Tokenizer / Reconstructor run when it matches the file:
 //                         encode(uint8 pixels) and decode(tokens, lengths) -> uint8 pixels. Inference only.
 import type { IValue, NativeBinding, NativeCompiledPackage, NativeModule, NativeTensor } from '../../binding';
+import { batchOneMethods, modelFor, packageModels, type CompiledMethod } from '../../lib/model/compiled';
 import { inSlices, loadBinding, seededFloats, tensorAt } from '../lib/addon';
 import type { CaseSpec, Op } from '../lib/schema';
 import { serveWorker, type Prepared, type RuntimeWorker } from '../lib/worker';
@@ -105,7 +106,7 @@ function scriptedBody(binding: NativeBinding, mod: NativeModule, c: CaseSpec, op
  * The compiled models take what the Tokenizer and Reconstructor hand them: uint8 pixels (B,S,S,3) in,
  * uint8 pixels out (the conversions the TorchScript rows leave out cost a few elementwise passes).
  */
-function compiledBody(binding: NativeBinding, pkg: NativeCompiledPackage, c: CaseSpec, op: Op, seed: number): Prepared {
+function compiledBody(binding: NativeBinding, pkg: NativeCompiledPackage, batchOne: readonly CompiledMethod[], c: CaseSpec, op: Op, seed: number): Prepared {
   const { imageSize: s, maxTokens: k, tokenDim: d } = c.model;
   const b = c.batch;
   const bytes = new Uint8Array(b * s * s * 3);
@@ -114,13 +115,15 @@ function compiledBody(binding: NativeBinding, pkg: NativeCompiledPackage, c: Cas
   const tokens = binding.tensorFromArray(seededFloats(b * k * d, seed + 1, 2, -1), [b, k, d], 'float32');
   const lengths = binding.tensorFromArray(int64s(b, k), [b], 'int64');
   const done = (): void => [pixels, tokens, lengths].forEach((t) => binding.tensorDispose(t));
-  const decode = (t: NativeTensor, l: NativeTensor = lengths): Promise<void> => inSlices([t, l], s, 'cpu', (tk, ls) => pkg.run('decode', [tk, ls]));
-  if (op === 'encode') return { body: () => inSlices([pixels], s, 'cpu', (px) => pkg.run('encode', [px])), done };
+  // Each slice runs the model the API picks for its batch (a batch-1 model where the package has one).
+  const run = (method: CompiledMethod, inputs: NativeTensor[]): Promise<NativeTensor[]> => pkg.run(modelFor(method, binding.tensorShape(inputs[0]!)[0]!, batchOne), inputs);
+  const decode = (t: NativeTensor, l: NativeTensor = lengths): Promise<void> => inSlices([t, l], s, 'cpu', (tk, ls) => run('decode', [tk, ls]));
+  if (op === 'encode') return { body: () => inSlices([pixels], s, 'cpu', (px) => run('encode', [px])), done };
   if (op === 'decode') return { body: () => decode(tokens), done };
   if (op === 'encode+decode') {
     // Slice by slice: each slice's tokens decoded right after its encode.
     const both = async (px: NativeTensor, l: NativeTensor): Promise<IValue> => {
-      const out = await pkg.run('encode', [px]);
+      const out = await run('encode', [px]);
       await decode(out[0]!, l);
       return out;
     };
@@ -143,7 +146,7 @@ function worker(runtime: 'node-addon' | 'node-aoti'): RuntimeWorker {
   // DOVE_BENCH_OPTIMIZE=0 measures the file as is); train rows the trainable one, as the Trainer loads it.
   const optimize = process.env.DOVE_BENCH_OPTIMIZE !== '0';
   const modules = new Map<string, NativeModule>();
-  const compiled = new Map<string, NativeCompiledPackage>();
+  const compiled = new Map<string, { models: NativeCompiledPackage; batchOne: CompiledMethod[] }>();
   const v = binding.versions();
   return {
     info: () => ({
@@ -159,10 +162,12 @@ function worker(runtime: 'node-addon' | 'node-aoti'): RuntimeWorker {
           // CPU block cache for the whole process), so the package's allocations go through that cache: so here.
           if (optimize && !modules.has(c.model.pt)) modules.set(c.model.pt, await binding.loadModule(c.model.pt, device, ['dove.json'], true));
           // The bench's own freshly exported packages: trusted (the Tokenizer needs trustModel: true for the same).
-          pkg = await binding.loadCompiled(path, ['encode', 'decode'], device, true);
+          const batchOne = batchOneMethods((await binding.compiledMetadata(path, 'encode'))['dove.batch_one']);
+          if (batchOne === null) throw new Error(`${path}: dove.batch_one names methods other than encode and decode`);
+          pkg = { models: await binding.loadCompiled(path, packageModels(batchOne), device, true), batchOne };
           compiled.set(path, pkg);
         }
-        return compiledBody(binding, pkg, c, op, 0);
+        return compiledBody(binding, pkg.models, pkg.batchOne, c, op, 0);
       }
       const train = op === 'train';
       const key = `${c.model.pt}\0${train || !optimize ? 'plain' : 'optimized'}`;
@@ -175,7 +180,7 @@ function worker(runtime: 'node-addon' | 'node-aoti'): RuntimeWorker {
     },
     close() {
       modules.forEach((m) => m.dispose());
-      compiled.forEach((pkg) => pkg.dispose());
+      compiled.forEach((pkg) => pkg.models.dispose());
     },
   };
 }

@@ -35,17 +35,45 @@ function mismatch(meta: { [key: string]: string }, model: string, weightsHash: s
   return null;
 }
 
+export type CompiledMethod = 'encode' | 'decode';
+const METHODS: readonly CompiledMethod[] = ['encode', 'decode'];
+/** A method's batch-1 model (python/dove/aoti_export.py BATCH_ONE_PREFIX). */
+const batchOneModel = (method: CompiledMethod): string => `batch1_${method}`;
+
+/**
+ * The methods with a batch-1 model, from a package model's `dove.batch_one` (comma-separated, maybe
+ * empty or absent), or null when it names anything else (the package is then not used).
+ */
+export function batchOneMethods(value: string | undefined): CompiledMethod[] | null {
+  if (value === undefined || value === '') return [];
+  const names = value.split(',');
+  const methods = METHODS.filter((m) => names.includes(m));
+  return methods.length === names.length ? methods : null;
+}
+
+/** What a package loads: encode and decode, then the batch-1 models of `batchOne`. */
+export function packageModels(batchOne: readonly CompiledMethod[]): string[] {
+  return [...METHODS, ...batchOne.map(batchOneModel)];
+}
+
+/** The package model that runs `method` on a batch of `batch`: its batch-1 model where the package has one. */
+export function modelFor(method: CompiledMethod, batch: number, batchOne: readonly CompiledMethod[]): string {
+  return batch === 1 && batchOne.includes(method) ? batchOneModel(method) : method;
+}
+
 export class CompiledDove {
   readonly maxBatch: number;
 
   private constructor(
     readonly path: string,
-    /** encode and decode, loaded together: one worker thread runs both (native/compiled_model.cpp). */
-    private readonly models: NativeCompiledPackage,
+    /** encode and decode (and their batch-1 models), loaded together: one worker thread runs them all (native/compiled_model.cpp). */
+    private readonly loaded: NativeCompiledPackage,
     readonly maxTokens: number,
     readonly tokenDim: number,
+    /** Methods with a batch-1 model in the package, which runs their batches of one. */
+    readonly batchOne: readonly CompiledMethod[],
   ) {
-    this.maxBatch = Number(models.metadata['encode']!['dove.max_batch']);
+    this.maxBatch = Number(loaded.metadata['encode']!['dove.max_batch']);
   }
 
   /**
@@ -69,11 +97,19 @@ export class CompiledDove {
     if (device !== 'cpu') return { compiled: null, note: `${path} not used: compiled packages run on the CPU only` };
     if (weightsHash === null) return { compiled: null, note: `${path} not checked (the weights were not hashed)` };
     const native = binding();
-    const models = ['encode', 'decode'] as const;
     let loaded: NativeCompiledPackage;
+    let batchOne: CompiledMethod[] | null = [];
     try {
       // Every model's metadata first: nothing is loaded (a shared library extracted and opened) for a package that does not fit.
-      for (const model of models) {
+      for (const model of METHODS) {
+        const meta = await native.compiledMetadata(path, model);
+        const why = mismatch(meta, model, weightsHash, sizes.maxTokens, modelPath, choice);
+        if (why !== null) return { compiled: null, note: `${path} not used: ${why}` };
+        if (model === 'encode') batchOne = batchOneMethods(meta['dove.batch_one']);
+      }
+      if (batchOne === null) return { compiled: null, note: `${path} not used: its dove.batch_one names methods other than ${METHODS.join(' and ')}` };
+      const models = packageModels(batchOne);
+      for (const model of models.slice(METHODS.length)) {
         const why = mismatch(await native.compiledMetadata(path, model), model, weightsHash, sizes.maxTokens, modelPath, choice);
         if (why !== null) return { compiled: null, note: `${path} not used: ${why}` };
       }
@@ -81,7 +117,7 @@ export class CompiledDove {
     } catch (error) {
       return { compiled: null, note: `${path} not used: ${error instanceof Error ? error.message : String(error)}` };
     }
-    return { compiled: new CompiledDove(path, loaded, sizes.maxTokens, sizes.tokenDim), note: `in use: ${path}` };
+    return { compiled: new CompiledDove(path, loaded, sizes.maxTokens, sizes.tokenDim, batchOne), note: `in use: ${path}` };
   }
 
   /** uint8 (B,S,S,3) -> tokens (B,K,D), eos logits (B,K), p(EOS) (B,K) with K = maxTokens. */
@@ -112,15 +148,20 @@ export class CompiledDove {
     return out[0]!;
   }
 
-  private async run(model: 'encode' | 'decode', inputs: Tensor[]): Promise<Tensor[]> {
+  /** The package's loaded models (encode, decode, then the batch-1 models). */
+  get models(): readonly string[] {
+    return this.loaded.models;
+  }
+
+  private async run(method: CompiledMethod, inputs: Tensor[]): Promise<Tensor[]> {
     try {
-      return (await this.models.run(model, inputs.map((t) => t.native))).map(tensorFromResult);
+      return (await this.loaded.run(modelFor(method, inputs[0]!.shape[0]!, this.batchOne), inputs.map((t) => t.native))).map(tensorFromResult);
     } catch (error) {
       throw DoveError.atCallSite(error);
     }
   }
 
   dispose(): void {
-    this.models.dispose();
+    this.loaded.dispose();
   }
 }

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .model import Dove, to_pixels
+from . import small_linear
 from .neox import NeoXAttention
 
 # Inductor settings of every package. freezing: weights become constants of the compiled code.
@@ -169,18 +170,29 @@ def _is_pointwise(module: nn.Module) -> bool:
             and module.padding == (0, 0) and module.dilation == (1, 1) and module.groups == 1)
 
 
-def compiled_copy(model: Dove, pointwise_as_linear: bool) -> Dove:
+class SmallPointwiseConv(PointwiseConv):
+    """PointwiseConv through dove::linear (small_linear.py), for the batch-1 models only."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = small_linear.linear(x.permute(0, 2, 3, 1), self.weight.flatten(1), self.bias)
+        return y.permute(0, 3, 1, 2)
+
+
+def compiled_copy(model: Dove, pointwise_as_linear: bool, small_linears: bool = False) -> Dove:
     """A copy of `model` for compilation (same parameters, copied): attention layers become
     CompiledAttention and, with `pointwise_as_linear`, 1x1 convolutions PointwiseConv. That is for the
     prepacked variant only: without prepacking a linear is aten's addmm (MKL), which on a CPU where MKL
     runs AVX2 and oneDNN AVX-512 is the slower GEMM (official-70m's addmm decode measured 3% slower
-    with PointwiseConv in the bench, node-aoti against onnxruntime-node)."""
+    with PointwiseConv in the bench, node-aoti against onnxruntime-node). With `small_linears` (the
+    batch-1 models), linears and pointwise convolutions call dove::linear instead."""
     fused = copy.deepcopy(model)
     for module in fused.modules():
         if type(module) is NeoXAttention:
             module.__class__ = CompiledAttention
         elif pointwise_as_linear and _is_pointwise(module):
-            module.__class__ = PointwiseConv
+            module.__class__ = SmallPointwiseConv if small_linears else PointwiseConv
+        elif small_linears and type(module) is nn.Linear:
+            module.__class__ = small_linear.SmallLinear
     return fused
 
 
@@ -349,25 +361,30 @@ def _prepacked_layouts() -> Iterator[None]:
         yield
 
 
-def _exported(model: Dove, prepack: bool = True) -> Dict[str, Tuple[nn.Module, Tuple[torch.Tensor, ...], Any, str]]:
+def _exported(model: Dove, prepack: bool = True, batch_one: bool = False) -> Dict[str, Tuple[nn.Module, Tuple[torch.Tensor, ...], Any, str]]:
     """encode and decode as torch.export takes them, for the variant compiled with or without weight
-    prepacking (compiled_copy): module, example inputs, dynamic shapes, and the inputs' description."""
+    prepacking (compiled_copy), or as batch-1 models (batch fixed to 1, dove::linear; prepacked
+    convolutions): module, example inputs, dynamic shapes, and the inputs' description."""
     s, k, d = model.image_size, model.max_tokens, model.token_dim
     # Example inputs of batch 2 (export specialises sizes 0 and 1; every size is read from the model)
     # and a slot count below the maximum, so the zero padding is not empty in the traced example.
-    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
-    pixels = torch.zeros(2, s, s, 3, dtype=torch.uint8)
+    rows = 1 if batch_one else 2
+    batch = None if batch_one else torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    pixels = torch.zeros(rows, s, s, 3, dtype=torch.uint8)
     example_slots = max(1, k - 1)
-    tokens = torch.zeros(2, example_slots, d)
-    lengths = torch.full([2], example_slots, dtype=torch.int64)
-    token_dims = {0: batch, 1: torch.export.Dim("slots", min=1, max=k)} if k > 1 else {0: batch}
+    tokens = torch.zeros(rows, example_slots, d)
+    lengths = torch.full([rows], example_slots, dtype=torch.int64)
+    token_dims: Dict[int, Any] = {} if batch is None else {0: batch}
+    if k > 1:
+        token_dims[1] = torch.export.Dim("slots", min=1, max=k)
     # `dove.inputs` in each model's metadata: what the runtime checks before a call (the compiled
     # code reads its inputs as contiguous buffers of these sizes). "b" is the batch, 1..MAX_BATCH.
-    fused = compiled_copy(model, pointwise_as_linear=prepack)
+    b = "1" if batch_one else "b"
+    fused = compiled_copy(model, pointwise_as_linear=prepack or batch_one, small_linears=batch_one)
     return {
-        "encode": (EncodePixels(fused), (pixels,), ({0: batch},), f"uint8[b,{s},{s},3]"),
-        "decode": (DecodePixels(fused), (tokens, lengths), (token_dims, {0: batch}),
-                   f"float32[b,{'1..' if k > 1 else ''}{k},{d}] int64[b]"),
+        "encode": (EncodePixels(fused), (pixels,), (None if batch is None else {0: batch},), f"uint8[{b},{s},{s},3]"),
+        "decode": (DecodePixels(fused), (tokens, lengths), (token_dims or None, None if batch is None else {0: batch}),
+                   f"float32[{b},{'1..' if k > 1 else ''}{k},{d}] int64[{b}]"),
     }
 
 
@@ -383,6 +400,20 @@ MEASURE_MIN_MS = 50.0
 # 2.4 vs 3.7 ms, batch-16 decode 26.5 vs 44.3 ms; bench/compiled/compare.py, 2 threads, 4 rounds).
 PREPACK_CHOICES = (False, True)
 PREPACK_ROUNDS = 5
+# Batch-1 models: a method compiled again with its batch fixed to 1 and its linears through dove::linear
+# (small_linear.py; oneDNN's per-call set-up dominates a linear of 64 rows). The package holds one as
+# `batch1_<method>` when it measured faster at batch 1 than the method's dynamic-batch model, and every
+# model's metadata lists those methods (dove.batch_one); the runtime calls it for batches of one. On
+# tiny (AMD EPYC, 2 threads, bench/compiled/compare.py, 6 rounds) it ran batch-1 encode 1.05x and decode
+# 1.09x faster, while dove::linear in the dynamic-batch models made batch 16 0.93x / 0.95x: at 1024 rows
+# and more oneDNN's blocked kernels are the faster GEMM, hence a separate model rather than one op.
+# A prefix, not a suffix: libtorch's package loader takes every file whose path starts with
+# data/aotinductor/<model>, so a model named encode_batch1 would lend its library to encode.
+BATCH_ONE_PREFIX = "batch1_"
+
+
+def batch_one_model(method: str) -> str:
+    return BATCH_ONE_PREFIX + method
 
 
 def expose_libtorch_globally() -> None:
@@ -434,21 +465,27 @@ def alternating_medians(calls: Dict[str, Tuple[Callable[..., Any], Tuple[Any, ..
     return {name: _median(t) for name, t in alternating_rounds(calls, rounds, min_ms).items()}
 
 
-def _choose_weight_prepack(name: str, variants: Dict[bool, Any], args: Tuple[torch.Tensor, ...], work: str) -> Tuple[bool, str]:
-    """The faster of a method's compiled variants (PREPACK_CHOICES) at batch 1 -> (prepack, what was measured)."""
+def _batch_one_medians(name: str, candidates: Dict[str, Any], args: Tuple[torch.Tensor, ...], work: str) -> Dict[str, float]:
+    """Batch-1 ms per call (median of PREPACK_ROUNDS alternating rounds) of each compiled candidate of method `name`."""
     from torch._inductor.package import load_package, package_aoti
 
     expose_libtorch_globally()
     calls = {}
-    for prepack, files in variants.items():
-        single = os.path.join(work, f"{name}-prepack-{int(prepack)}.pt2")
+    for label, files in candidates.items():
+        single = os.path.join(work, f"{name}-{label}.pt2")
         package_aoti(single, {name: files})
-        calls["prepacked" if prepack else "addmm"] = (load_package(single, name), args)
-    ms = alternating_medians(calls, PREPACK_ROUNDS)
+        calls[label] = (load_package(single, name), args)
+    return alternating_medians(calls, PREPACK_ROUNDS)
+
+
+def _choose_weight_prepack(name: str, variants: Dict[bool, Any], args: Tuple[torch.Tensor, ...], work: str) -> Tuple[bool, str]:
+    """The faster of a method's compiled variants (PREPACK_CHOICES) at batch 1 -> (prepack, what was measured)."""
+    ms = _batch_one_medians(name, {"prepacked" if prepack else "addmm": files for prepack, files in variants.items()}, args, work)
     return ms["prepacked"] < ms["addmm"], f"batch-1 {name}: prepacked {ms['prepacked']:.1f} ms, addmm {ms['addmm']:.1f} ms"
 
 
-def measure_against_torchscript(package: str, model: Dove, scripted: torch.jit.ScriptModule) -> Dict[str, str]:
+def measure_against_torchscript(package: str, model: Dove, scripted: torch.jit.ScriptModule,
+                                batch_one: Tuple[str, ...] = ()) -> Dict[str, str]:
     """Times batch-1 encode and decode of `package` against the TorchScript methods as the runtime runs
     them without it (optimize_for_inference: frozen, channels_last convolutions), alternating, median of
     MEASURE_ROUNDS rounds after a warm-up, each path at least MEASURE_MIN_MS per round. Neither path is
@@ -458,8 +495,9 @@ def measure_against_torchscript(package: str, model: Dove, scripted: torch.jit.S
     preferred only when its encode + decode sum was the smaller in every round. On a loaded machine
     (another compile, a test run) one call per round measured tiny's package at 436 / 592 ms against
     TorchScript's 424 / 568 ms, 200x their idle times, and the runtime then left a package that is
-    1.8x faster unused. -> metadata entries: dove.prefer ("compiled" or "torchscript") and dove.measured
-    (the medians)."""
+    1.8x faster unused. The package's side is the model the runtime calls at batch 1: `batch1_<method>`
+    for the methods in `batch_one`. -> metadata entries: dove.prefer ("compiled" or "torchscript") and
+    dove.measured (the medians)."""
     import io
     from torch._inductor.package import load_package
 
@@ -473,9 +511,9 @@ def measure_against_torchscript(package: str, model: Dove, scripted: torch.jit.S
     inputs = _batch_one_inputs(model)
     pixels, (tokens, lengths), k = inputs["encode"][0], inputs["decode"], model.max_tokens
     rounds = alternating_rounds({
-        ("encode", "compiled"): (load_package(package, "encode"), (pixels,)),
+        ("encode", "compiled"): (load_package(package, batch_one_model("encode") if "encode" in batch_one else "encode"), (pixels,)),
         ("encode", "torchscript"): (ts.encode_pixels, (pixels, "fixed", k, 0.5, None, None)),
-        ("decode", "compiled"): (load_package(package, "decode"), (tokens, lengths)),
+        ("decode", "compiled"): (load_package(package, batch_one_model("decode") if "decode" in batch_one else "decode"), (tokens, lengths)),
         ("decode", "torchscript"): (ts.decode_pixels, (tokens, lengths)),
     }, MEASURE_ROUNDS, MEASURE_MIN_MS)
     sums = {path: [e + d for e, d in zip(rounds[("encode", path)], rounds[("decode", path)])] for path in ("compiled", "torchscript")}
@@ -502,12 +540,36 @@ def rewrite_metadata(src: str, dst: str, changes: Dict[str, str]) -> None:
             zout.writestr(item, data)
 
 
+def _compile_batch_one(model: Dove, options: Dict[str, Any], meta: Dict[str, str], work: str) -> Dict[str, Any]:
+    """encode and decode as batch-1 models (BATCH_ONE_PREFIX): method -> compiled files."""
+    from torch._inductor import aot_compile
+
+    small_linear.load()
+    compiled: Dict[str, Any] = {}
+    with torch.no_grad(), _aten_kernels():
+        for name, (module, args, dynamic, inputs) in _exported(model, batch_one=True).items():
+            ep = torch.export.export(module, args, dynamic_shapes=dynamic)
+            with _weight_prepack_patterns(True), _prepacked_layouts():
+                compiled[name] = aot_compile(ep.module(), args, options={
+                    **options,
+                    "cpp.weight_prepack": True,
+                    "aot_inductor.package": True,
+                    "aot_inductor.output_path": os.path.join(work, f"{name}-batch1"),
+                    "aot_inductor.metadata": dict(meta, **{"dove.method": name, "dove.inputs": inputs,
+                                                           "dove.weight_prepack": "true"}),
+                })
+    return compiled
+
+
 def compile_package(model: Dove, scripted: torch.jit.ScriptModule, out: str,
-                    inductor_options: Optional[Dict[str, Any]] = None, measure: bool = True) -> Dict[str, str]:
+                    inductor_options: Optional[Dict[str, Any]] = None, measure: bool = True,
+                    batch_one: Optional[bool] = None) -> Dict[str, str]:
     """Compiles encode and decode for this machine's CPU into `out` (a .pt2); -> the shared metadata.
     `inductor_options` adds torch._inductor.config entries to INDUCTOR_OPTIONS (for experiments).
     `measure`: time the package against the TorchScript path here and record which the runtime should
-    prefer (measure_against_torchscript); without it the runtime uses the package wherever it fits."""
+    prefer (measure_against_torchscript); without it the runtime uses the package wherever it fits.
+    `batch_one`: batch-1 models (BATCH_ONE_PREFIX): None compiles them when measuring and keeps each
+    that measured faster, True keeps both without measuring, False compiles none."""
     if model.is_qdove:
         raise ValueError("compiled packages cover DOVE only (a Q-DOVE query changes the compiled sequence length)")
     from torch._inductor import aot_compile
@@ -555,6 +617,21 @@ def compile_package(model: Dove, scripted: torch.jit.ScriptModule, out: str,
             files[name] = compiled[chosen]
         if prepack_measured:
             meta["dove.weight_prepack_measured"] = f"{'; '.join(prepack_measured)} ({torch.get_num_threads()} threads, median of {PREPACK_ROUNDS})"
+        kept: List[str] = []
+        if batch_one or (batch_one is None and measure):
+            batch_one_measured: List[str] = []
+            for name, compiled_one in _compile_batch_one(model, options, meta, work).items():
+                if not batch_one:
+                    ms = _batch_one_medians(name, {"batch1": compiled_one, "dynamic": files[name]}, _batch_one_inputs(model)[name], work)
+                    batch_one_measured.append(f"{name}: batch-1 model {ms['batch1']:.2f} ms, dynamic {ms['dynamic']:.2f} ms")
+                    if ms["batch1"] >= ms["dynamic"]:
+                        continue
+                files[batch_one_model(name)] = compiled_one
+                kept.append(name)
+            if batch_one_measured:
+                meta["dove.batch_one_measured"] = f"{'; '.join(batch_one_measured)} ({torch.get_num_threads()} threads, median of {PREPACK_ROUNDS})"
+        # Every model's metadata says which batch-1 models the package holds (set after compiling).
+        meta["dove.batch_one"] = ",".join(kept)
         # Written under its final name in a temporary folder (the archive's entries are prefixed with
         # the file's name), then moved into place: a reader never sees half a package.
         target = os.path.abspath(out)
@@ -563,13 +640,12 @@ def compile_package(model: Dove, scripted: torch.jit.ScriptModule, out: str,
         try:
             tmp = os.path.join(staging, os.path.basename(target))
             package_aoti(tmp, files)
+            changes = {key: meta[key] for key in ("dove.weight_prepack_measured", "dove.batch_one_measured", "dove.batch_one") if key in meta}
             if measure:
-                measured = measure_against_torchscript(tmp, model, scripted)
-                if "dove.weight_prepack_measured" in meta:
-                    measured["dove.weight_prepack_measured"] = meta["dove.weight_prepack_measured"]
-                meta.update(measured)
-                rewrite_metadata(tmp, tmp + ".measured", measured)
-                os.replace(tmp + ".measured", tmp)
+                changes.update(measure_against_torchscript(tmp, model, scripted, tuple(kept)))
+                meta.update(changes)
+            rewrite_metadata(tmp, tmp + ".measured", changes)
+            os.replace(tmp + ".measured", tmp)
             os.replace(tmp, target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)

@@ -10,10 +10,13 @@ test/fixtures/generated/compiled/:
   instruction set no CPU has (the loader must refuse them).
 - micro-vqgan.pt + micro-vqgan.aoti.pt2: the same scale with official's VQGAN autoencoder, whose
   GroupNorms the package runs through aten (its proxy executor), not compiled code. Compiled with
-  weight prepacking (oneDNN's prepacked linears and convolutions), micro without: compile_package
-  picks either by measurement, so the runtime must run both.
+  weight prepacking (oneDNN's prepacked linears and convolutions) and with batch-1 models (their
+  linears through dove::linear), micro without either: compile_package picks by measurement, so the
+  runtime must run all of them.
+- bad-batch-one.pt / missing-batch-one.pt: copies of micro.pt beside micro's package with dove.batch_one
+  naming a method that does not exist / a batch-1 model the package lacks (the runtime must not use them).
 - compiled.json: what each file is, and the sizes; atenGroupNorms: micro-vqgan's GroupNorm calls per
-  compiled model; prepackedLinears: the oneDNN prepacked linear calls per package and model;
+  compiled model; smallLinears: the dove::linear calls per package and model; prepackedLinears: the oneDNN prepacked linear calls per package and model;
   packedConvolutions: the oneDNN convolution calls with a packed weight, likewise.
 
 When the package cannot be compiled (a model change torch.export cannot trace), compiled.json records
@@ -67,12 +70,12 @@ def _per_model(package: str, wanted: Callable[[str], bool], count: Callable[[byt
     return counts
 
 
-def aten_group_norms(package: str) -> Dict[str, int]:
-    """Per model of `package`, the native_group_norm calls its proxy executor makes (the extern-kernel
+def proxy_calls(package: str, target: str) -> Dict[str, int]:
+    """Per model of `package`, the `target` operator calls its proxy executor makes (the extern-kernel
     nodes in `<model>/*.json`), so a test notices when they are compiled in again."""
     def calls(data: bytes) -> int:
         nodes = json.loads(data).get("nodes", [])
-        return sum(1 for n in nodes if n.get("node", {}).get("target") == "aten::native_group_norm")
+        return sum(1 for n in nodes if n.get("node", {}).get("target") == target)
 
     return _per_model(package, lambda name: name.endswith(".json") and not name.endswith("_metadata.json"), calls)
 
@@ -132,6 +135,11 @@ def generate(out_dir: str) -> None:
             "dove.measured": "batch-1 encode: compiled 9.0 ms, torchscript 6.0 ms; batch-1 decode: compiled 9.0 ms, "
                              "torchscript 6.0 ms (2 threads, median of 3)"})
         info["files"]["slower.pt"] = "a copy of micro.pt beside its package, measured slower than TorchScript"
+        # dove.batch_one from a package nobody should trust: a method that is not one, a model that is not there.
+        for stem, value in (("bad-batch-one", "encode,train"), ("missing-batch-one", "decode")):
+            shutil.copyfile(micro_pt, os.path.join(out, f"{stem}.pt"))
+            rewrite_metadata(package_path(micro_pt), package_path(os.path.join(out, f"{stem}.pt")), {"dove.batch_one": value})
+            info["files"][f"{stem}.pt"] = f"a copy of micro.pt beside its package, metadata dove.batch_one = {value}"
         # official's VQGAN autoencoder: the GroupNorms the package runs through aten (proxy executor).
         vq_model, vq_cfg, _ = build_model(micro_config("official-14m"), "dove", seed=5)
         vq_pt = os.path.join(out, "micro-vqgan.pt")
@@ -139,12 +147,14 @@ def generate(out_dir: str) -> None:
         info["files"]["micro-vqgan.pt"] = "seeded micro DOVE export with official's VQGAN autoencoder (GroupNorm)"
         try:
             compile_package(vq_model, vq_scripted, package_path(vq_pt), inductor_options={"cpp.weight_prepack": True},
-                            measure=False)
+                            measure=False, batch_one=True)
         except Exception:
             info["error"] = traceback.format_exc(limit=8)
         else:
-            info["files"]["micro-vqgan.aoti.pt2"] = "its compiled package, with weight prepacking"
-            info["atenGroupNorms"] = aten_group_norms(package_path(vq_pt))
+            info["files"]["micro-vqgan.aoti.pt2"] = "its compiled package, with weight prepacking and batch-1 models"
+            info["atenGroupNorms"] = proxy_calls(package_path(vq_pt), "aten::native_group_norm")
+            info["smallLinears"] = {name: proxy_calls(package_path(os.path.join(out, name)), "dove::linear")
+                                    for name in ("micro.pt", "micro-vqgan.pt")}
             info["prepackedLinears"] = {name: prepacked_linears(package_path(os.path.join(out, name)))
                                         for name in ("micro.pt", "micro-vqgan.pt")}
             info["packedConvolutions"] = {name: packed_convolutions(package_path(os.path.join(out, name)))

@@ -7,6 +7,7 @@ import { copyFileSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DoveError } from '../../lib/base/errors';
 import { Reconstructor } from '../../lib/model/reconstructor';
+import type { NativeCompiledPackage } from '../../binding';
 import { Tensor } from '../../lib/core/tensor';
 import { Tokenizer, type ResolvedTokenizeOptions, type TokenBatch } from '../../lib/model/tokenizer';
 import { FIXTURES, tempDir } from '../api/helpers';
@@ -78,15 +79,26 @@ test.serial('an untrusted model runs TorchScript: its package (native code) is n
 });
 
 /** Tokenize and reconstruct through `compiled`'s package equal `scripted`'s TorchScript results within float32 rounding. */
-async function checkParity(t: ExecutionContext, compiled: Tokenizer, scripted: Tokenizer): Promise<void> {
+async function checkParity(t: ExecutionContext, compiled: Tokenizer, scripted: Tokenizer): Promise<string[]> {
   const encodes: number[] = [];
   const decodes: number[] = [];
+  const ran: string[] = [];
   const c = compiled.model.compiled!;
   // Count the calls that reach the compiled models, so the test fails if everything silently ran TorchScript.
   const encode = c.encode.bind(c);
   const decode = c.decode.bind(c);
   c.encode = async (px: Tensor) => (encodes.push(px.shape[0]!), encode(px));
   c.decode = async (tk: Tensor, l: Tensor) => (decodes.push(tk.shape[1]!), decode(tk, l));
+  // And which of the package's models each call ran (a batch-1 model for batches of one where the package has it).
+  const holder = c as unknown as { loaded: NativeCompiledPackage };
+  const loaded = holder.loaded;
+  holder.loaded = new Proxy(loaded, {
+    get: (target, key) => {
+      if (key === 'run') return async (model: string, inputs: Parameters<NativeCompiledPackage['run']>[1]) => (ran.push(model), target.run(model, inputs));
+      const value: unknown = Reflect.get(target, key);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
   try {
     const size = compiled.imageSize;
     const k = compiled.maxTokens;
@@ -126,22 +138,26 @@ async function checkParity(t: ExecutionContext, compiled: Tokenizer, scripted: T
     b.dispose();
     t.deepEqual(encodes, [3, 3, 3, 1]);
     t.deepEqual(decodes, [k, budget, budget, k], 'the decoder took full and shorter slot counts');
+    return ran;
   } finally {
     c.encode = encode;
     c.decode = decode;
+    holder.loaded = loaded;
   }
 }
 
 test.serial('tokenize and reconstruct through the package equal TorchScript within float32 rounding', async (t) => {
-  await checkParity(t, compiled, scripted);
+  t.deepEqual(compiled.model.compiled!.models, ['encode', 'decode'], 'micro was compiled without batch-1 models');
+  t.deepEqual(await checkParity(t, compiled, scripted), ['encode', 'decode', 'encode', 'decode', 'encode', 'decode', 'encode', 'decode']);
 });
 
-test.serial("a VQGAN model's package, whose GroupNorms run through aten and linears and convolutions through oneDNN prepacked, equals TorchScript within float32 rounding", async (t) => {
+test.serial("a VQGAN model's package, whose GroupNorms run through aten, linears and convolutions through oneDNN prepacked, and batch-1 linears through dove::linear, equals TorchScript within float32 rounding", async (t) => {
   const file = join(DIR, 'micro-vqgan.pt');
   const info = JSON.parse(readFileSync(join(DIR, 'compiled.json'), 'utf8')) as {
     atenGroupNorms?: Record<string, number>;
     prepackedLinears?: Record<string, Record<string, number>>;
     packedConvolutions?: Record<string, Record<string, number>>;
+    smallLinears?: Record<string, Record<string, number>>;
   };
   const counts = info.atenGroupNorms;
   t.true((counts?.encode ?? 0) > 0 && (counts?.decode ?? 0) > 0, `GroupNorm calls through aten per model: ${JSON.stringify(counts)}`);
@@ -154,11 +170,18 @@ test.serial("a VQGAN model's package, whose GroupNorms run through aten and line
   const convs = info.packedConvolutions;
   t.true((convs?.['micro-vqgan.pt']?.encode ?? 0) > 0 && (convs?.['micro-vqgan.pt']?.decode ?? 0) > 0, `packed convolutions: ${JSON.stringify(convs)}`);
   t.deepEqual(convs?.['micro.pt'], { encode: 0, decode: 0 });
+  // Its batch-1 models call dove::linear (the addon's operator, through the proxy executor); the dynamic-batch ones do not.
+  const small = info.smallLinears;
+  t.true((small?.['micro-vqgan.pt']?.batch1_encode ?? 0) > 0 && (small?.['micro-vqgan.pt']?.batch1_decode ?? 0) > 0, `dove::linear calls: ${JSON.stringify(small)}`);
+  t.is(small?.['micro-vqgan.pt']?.encode, 0);
+  t.deepEqual(small?.['micro.pt'], { encode: 0, decode: 0 });
   const viaPackage = await Tokenizer.load(file, { trustModel: true });
   const viaScript = await Tokenizer.load(file, { compiled: false, trustModel: true });
   try {
     t.regex(viaPackage.model.compiledNote, /^in use: .*micro-vqgan\.aoti\.pt2$/);
-    await checkParity(t, viaPackage, viaScript);
+    t.deepEqual(viaPackage.model.compiled!.models, ['encode', 'decode', 'batch1_encode', 'batch1_decode']);
+    const ran = await checkParity(t, viaPackage, viaScript);
+    t.deepEqual(ran, ['encode', 'decode', 'encode', 'decode', 'encode', 'decode', 'batch1_encode', 'batch1_decode']);
   } finally {
     viaPackage.dispose();
     viaScript.dispose();
@@ -210,6 +233,21 @@ test.serial('a package measured slower than TorchScript where it was compiled ru
     t.regex(forced.model.compiledNote, /^in use: .*slower\.aoti\.pt2$/);
   } finally {
     forced.dispose();
+  }
+});
+
+test.serial("a package whose dove.batch_one names another method, or a batch-1 model it lacks, is not used", async (t) => {
+  for (const [stem, why] of [
+    ['bad-batch-one', /bad-batch-one\.aoti\.pt2 not used: its dove\.batch_one names methods other than encode and decode/],
+    ['missing-batch-one', /missing-batch-one\.aoti\.pt2 not used: .*batch1_decode/],
+  ] as const) {
+    const tok = await Tokenizer.load(join(DIR, `${stem}.pt`), { trustModel: true });
+    try {
+      t.is(tok.model.compiled, null, stem);
+      t.regex(tok.model.compiledNote, why);
+    } finally {
+      tok.dispose();
+    }
   }
 });
 

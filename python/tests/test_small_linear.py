@@ -1,0 +1,108 @@
+"""dove::linear (native/small_linear.cpp, the addon's own source built by dove/small_linear.py) and the
+batch-1 graphs that call it (dove/aoti_export.py, _exported(batch_one=True))."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dove import small_linear
+from dove.aoti_export import BATCH_ONE_PREFIX, DecodePixels, EncodePixels, _exported, batch_one_model
+from dove.config import load_config
+from dove.model import Dove
+from dove_testutil import perturb_
+
+
+@pytest.fixture(scope="module", autouse=True)
+def op():
+    small_linear.load()
+
+
+@pytest.mark.parametrize("rows,k,n", [(64, 256, 1024), (64, 1024, 256), (1, 3, 1), (65, 64, 65), (130, 48, 192), (7, 256, 1), (1024, 64, 100)])
+def test_linear_equals_f_linear_for_any_rows_and_columns(rows, k, n):
+    gen = torch.Generator().manual_seed(rows * 7 + n)
+    x, w, b = torch.randn(rows, k, generator=gen), torch.randn(n, k, generator=gen), torch.randn(n, generator=gen)
+    want = F.linear(x, w, b)
+    got = small_linear.linear(x, w, b)
+    assert got.shape == want.shape
+    # Another summation order than MKL / oneDNN: float32 rounding of K products.
+    tolerance = 2e-6 * k ** 0.5 * float(want.abs().max()) + 1e-6
+    assert float((got - want).abs().max()) <= tolerance
+    assert float((small_linear.linear(x, w, None) - F.linear(x, w)).abs().max()) <= tolerance, "without a bias"
+
+
+def test_linear_keeps_leading_dimensions_reads_strided_input_and_takes_no_rows():
+    gen = torch.Generator().manual_seed(1)
+    w, b = torch.randn(96, 40, generator=gen), torch.randn(96, generator=gen)
+    x = torch.randn(2, 40, 3, 5, generator=gen).permute(0, 2, 3, 1)  # (2,3,5,40), not contiguous
+    got = small_linear.linear(x, w, b)
+    assert got.shape == (2, 3, 5, 96)
+    assert torch.allclose(got, F.linear(x, w, b), atol=1e-5)
+    assert small_linear.linear(torch.zeros(0, 40), w, b).shape == (0, 96)
+
+
+def test_pack_weight_blocks_columns_by_64_and_pads_the_last_block_with_zeros():
+    w = torch.arange(70 * 3, dtype=torch.float32).reshape(70, 3)
+    packed = small_linear.pack_weight(w)
+    assert packed.shape == (2, 3, 64) and packed.is_contiguous()
+    assert torch.equal(packed[0], w[:64].t()) and torch.equal(packed[1, :, :6], w[64:].t())
+    assert not packed[1, :, 6:].any()
+
+
+@pytest.mark.parametrize("case,message", [
+    ("packed too small", r"expected a packed weight of \[2, 8, 64\]"),
+    ("other K", r"expected a packed weight of \[2, 9, 64\]"),
+    ("out_features beyond the blocks", r"expected a packed weight of \[3, 8, 64\]"),
+    ("zero out_features", r"out_features must be at least 1"),
+    ("float64 input", r"float32 input and weight"),
+    ("bias of other length", r"expected a float32 bias of \[70\]"),
+    ("int bias", r"expected a float32 bias"),
+    ("scalar input", r"last dimension of at least 1"),
+])
+def test_linear_refuses_sizes_and_dtypes_that_do_not_match_before_reading_memory(case, message):
+    """A package is untrusted input: its calls of the operator are checked, not trusted."""
+    x, packed, bias, n = torch.randn(4, 8), small_linear.pack_weight(torch.randn(70, 8)), torch.randn(70), 70
+    if case == "packed too small":
+        packed = packed[:, :, :32]
+    elif case == "other K":
+        x = torch.randn(4, 9)
+    elif case == "out_features beyond the blocks":
+        n = 129
+    elif case == "zero out_features":
+        n = 0
+    elif case == "float64 input":
+        x = x.double()
+    elif case == "bias of other length":
+        bias = torch.randn(71)
+    elif case == "int bias":
+        bias = torch.zeros(70, dtype=torch.int32)
+    elif case == "scalar input":
+        x = torch.tensor(1.0)
+    with pytest.raises(RuntimeError, match=message):
+        torch.ops.dove.linear(x, packed, bias, n)
+
+
+def test_batch_one_graphs_fix_the_batch_call_dove_linear_and_equal_the_model():
+    torch.manual_seed(0)
+    tiny = Dove(load_config("tiny"), "dove").eval()
+    perturb_(tiny, 1)
+    k, d, s = tiny.max_tokens, tiny.token_dim, tiny.image_size
+    assert batch_one_model("encode") == BATCH_ONE_PREFIX + "encode"
+    assert not batch_one_model("encode").startswith("encode"), "libtorch's loader matches a model's files by prefix"
+    gen = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        exported = _exported(tiny, batch_one=True)
+        assert exported["encode"][3] == f"uint8[1,{s},{s},3]"
+        assert exported["decode"][3] == f"float32[1,1..{k},{d}] int64[1]"
+        graphs = {}
+        for name, (module, args, dynamic, _) in exported.items():
+            graph = torch.export.export(module, args, dynamic_shapes=dynamic)
+            assert any(n.target is torch.ops.dove.linear.default for n in graph.graph.nodes), name
+            assert not any(n.target is torch.ops.aten.linear.default for n in graph.graph.nodes), name
+            graphs[name] = graph.module()
+        pixels = torch.randint(0, 256, (1, s, s, 3), dtype=torch.uint8, generator=gen)
+        for got, want in zip(graphs["encode"](pixels), EncodePixels(tiny)(pixels)):
+            assert float((got - want).abs().max()) <= 1e-5 * float(want.abs().max()) + 1e-6, "encode"
+        for slots in (1, k):
+            tokens = torch.randn(1, slots, d, generator=gen)
+            lengths = torch.tensor([slots])
+            got = graphs["decode"](tokens, lengths)
+            assert (got.int() - DecodePixels(tiny)(tokens, lengths).int()).abs().max() <= 1, f"decode slots={slots}"
