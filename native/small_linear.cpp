@@ -23,6 +23,7 @@ namespace {
 
 constexpr int64_t kBlockCols = 64;  // also pack_weight's block (python/dove/small_linear.py)
 constexpr int64_t kBlockRows = 64;
+constexpr int64_t kMinBlockRows = 16;
 
 at::Tensor smallLinear(const at::Tensor& input, const at::Tensor& packed, const std::optional<at::Tensor>& bias,
                        int64_t outFeatures) {
@@ -55,13 +56,20 @@ at::Tensor smallLinear(const at::Tensor& input, const at::Tensor& packed, const 
   const float* B = weight.const_data_ptr<float>();
   const float* b = bias.has_value() ? biasValues.const_data_ptr<float>() : nullptr;
   float* C = out.data_ptr<float>();
-  const int64_t rowBlocks = (M + kBlockRows - 1) / kBlockRows;
+  // Whole tiles per thread: with 3 column blocks of 64 rows on 2 threads one thread idles a third of
+  // the call (tiny's 64->192 linears, its 192-channel convolutions), so halve the rows per tile until
+  // the threads divide the tiles or there are enough that the remainder hardly matters.
+  const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
+  int64_t rowsPerTile = kBlockRows;
+  auto tilesOf = [&](int64_t rows) { return ((M + rows - 1) / rows) * blocks; };
+  while (rowsPerTile > kMinBlockRows && tilesOf(rowsPerTile) % threads != 0 && tilesOf(rowsPerTile) < 8 * threads) rowsPerTile /= 2;
+  const int64_t rowBlocks = (M + rowsPerTile - 1) / rowsPerTile;
   // Row blocks outermost: a thread's consecutive tiles reuse the same rows of A (64 x K) from cache
   // while the weight panels stream; the other order re-read A once per column block (bench at 1024+ rows).
   at::parallel_for(0, rowBlocks * blocks, 1, [&](int64_t first, int64_t last) {
     for (int64_t tile = first; tile < last; ++tile) {
       const int64_t i = tile / blocks, j = tile % blocks;
-      const int64_t m0 = i * kBlockRows, m = std::min(kBlockRows, M - m0);
+      const int64_t m0 = i * rowsPerTile, m = std::min(rowsPerTile, M - m0);
       const int64_t n0 = j * kBlockCols, n = std::min(kBlockCols, N - n0);
       float* tileC = C + m0 * N + n0;
       // The micro-kernel accumulates into the tile (add_C), which starts as the bias: written here, per

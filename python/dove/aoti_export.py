@@ -178,13 +178,39 @@ class SmallPointwiseConv(PointwiseConv):
         return y.permute(0, 3, 1, 2)
 
 
+class SmallSameConv(nn.Conv2d):
+    """A k x k convolution with stride 1 and "same" zero padding as one dove::linear over its unfolded
+    input (im2col: each pixel's k*k neighbourhood of channels as one row), for the batch-1 models only.
+    oneDNN's convolution spends set-up time per call like its linear; inductor fuses the padding and the
+    unfolding into one kernel. At batch 1 (2 threads, AMD EPYC; python bench/compiled/small_linear.py
+    --conv) tiny's 16x16 convolutions took 30-39 us against oneDNN's 44-53 and its 8x8 192-channel ones
+    91 against 95 (the unfolding not counted); with them the batch-1 models ran encode 1.02x and
+    decode 1.04x faster (bench/compiled/compare.py, 8 rounds). Same parameters; outputs agree within float32 rounding (another summation order)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = self.kernel_size[0]
+        r = k // 2
+        h, w = x.shape[-2], x.shape[-1]
+        padded = F.pad(x.permute(0, 2, 3, 1), (0, 0, r, r, r, r))
+        rows = torch.cat([padded[:, i:i + h, j:j + w, :] for i in range(k) for j in range(k)], dim=-1)
+        weight = self.weight.permute(0, 2, 3, 1).flatten(1)  # (out, k, k, in): the unfolded order
+        return small_linear.linear(rows, weight, self.bias).permute(0, 3, 1, 2)
+
+
+def _is_same_conv(module: nn.Module) -> bool:
+    k = module.kernel_size if isinstance(module, nn.Conv2d) else None
+    return (type(module) is nn.Conv2d and k[0] == k[1] and k[0] % 2 == 1 and k[0] > 1 and module.stride == (1, 1)
+            and module.padding == (k[0] // 2, k[0] // 2) and module.dilation == (1, 1) and module.groups == 1
+            and module.padding_mode == "zeros")
+
+
 def compiled_copy(model: Dove, pointwise_as_linear: bool, small_linears: bool = False) -> Dove:
     """A copy of `model` for compilation (same parameters, copied): attention layers become
     CompiledAttention and, with `pointwise_as_linear`, 1x1 convolutions PointwiseConv. That is for the
     prepacked variant only: without prepacking a linear is aten's addmm (MKL), which on a CPU where MKL
     runs AVX2 and oneDNN AVX-512 is the slower GEMM (official-70m's addmm decode measured 3% slower
     with PointwiseConv in the bench, node-aoti against onnxruntime-node). With `small_linears` (the
-    batch-1 models), linears and pointwise convolutions call dove::linear instead."""
+    batch-1 models), linears, pointwise and "same" convolutions (SmallSameConv) call dove::linear instead."""
     fused = copy.deepcopy(model)
     for module in fused.modules():
         if type(module) is NeoXAttention:
@@ -193,6 +219,8 @@ def compiled_copy(model: Dove, pointwise_as_linear: bool, small_linears: bool = 
             module.__class__ = SmallPointwiseConv if small_linears else PointwiseConv
         elif small_linears and type(module) is nn.Linear:
             module.__class__ = small_linear.SmallLinear
+        elif small_linears and _is_same_conv(module):
+            module.__class__ = SmallSameConv
     return fused
 
 
@@ -404,9 +432,10 @@ PREPACK_ROUNDS = 5
 # (small_linear.py; oneDNN's per-call set-up dominates a linear of 64 rows). The package holds one as
 # `batch1_<method>` when it measured faster at batch 1 than the method's dynamic-batch model, and every
 # model's metadata lists those methods (dove.batch_one); the runtime calls it for batches of one. On
-# tiny (AMD EPYC, 2 threads, bench/compiled/compare.py, 6 rounds) it ran batch-1 encode 1.05x and decode
-# 1.09x faster, while dove::linear in the dynamic-batch models made batch 16 0.93x / 0.95x: at 1024 rows
-# and more oneDNN's blocked kernels are the faster GEMM, hence a separate model rather than one op.
+# tiny (AMD EPYC, 2 threads, bench/compiled/compare.py, 6 rounds) they ran batch-1 encode 1.09x and decode
+# 1.14x faster than the dynamic-batch models, while dove::linear in the dynamic-batch models made batch
+# 16 0.93x / 0.95x: at 1024 rows and more oneDNN's blocked kernels are the faster GEMM
+# (bench/compiled/small_linear.py), hence separate models rather than one operator everywhere.
 # A prefix, not a suffix: libtorch's package loader takes every file whose path starts with
 # data/aotinductor/<model>, so a model named encode_batch1 would lend its library to encode.
 BATCH_ONE_PREFIX = "batch1_"

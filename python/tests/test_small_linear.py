@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from dove import small_linear
-from dove.aoti_export import BATCH_ONE_PREFIX, DecodePixels, EncodePixels, _exported, batch_one_model
+from dove.aoti_export import BATCH_ONE_PREFIX, DecodePixels, EncodePixels, SmallSameConv, _exported, _is_same_conv, batch_one_model
 from dove.config import load_config
 from dove.model import Dove
 from dove_testutil import perturb_
@@ -81,6 +81,7 @@ def test_linear_refuses_sizes_and_dtypes_that_do_not_match_before_reading_memory
 
 
 def test_batch_one_graphs_fix_the_batch_call_dove_linear_and_equal_the_model():
+    """tiny's dynamic-batch graphs hold 22 / 27 aten linears and 5 convolutions each; its batch-1 graphs none."""
     torch.manual_seed(0)
     tiny = Dove(load_config("tiny"), "dove").eval()
     perturb_(tiny, 1)
@@ -97,6 +98,8 @@ def test_batch_one_graphs_fix_the_batch_call_dove_linear_and_equal_the_model():
             graph = torch.export.export(module, args, dynamic_shapes=dynamic)
             assert any(n.target is torch.ops.dove.linear.default for n in graph.graph.nodes), name
             assert not any(n.target is torch.ops.aten.linear.default for n in graph.graph.nodes), name
+            # tiny's autoencoder has only "same" and 1x1 convolutions: all of them unfolded or pointwise.
+            assert not any(n.target is torch.ops.aten.conv2d.default for n in graph.graph.nodes), name
             graphs[name] = graph.module()
         pixels = torch.randint(0, 256, (1, s, s, 3), dtype=torch.uint8, generator=gen)
         for got, want in zip(graphs["encode"](pixels), EncodePixels(tiny)(pixels)):
@@ -106,3 +109,31 @@ def test_batch_one_graphs_fix_the_batch_call_dove_linear_and_equal_the_model():
             lengths = torch.tensor([slots])
             got = graphs["decode"](tokens, lengths)
             assert (got.int() - DecodePixels(tiny)(tokens, lengths).int()).abs().max() <= 1, f"decode slots={slots}"
+
+
+@pytest.mark.parametrize("k,cin,cout,size", [(3, 48, 64, 16), (3, 192, 192, 8), (5, 4, 70, 9), (3, 3, 1, 5)])
+def test_same_convolutions_as_one_linear_over_unfolded_pixels_equal_the_convolution(k, cin, cout, size):
+    gen = torch.Generator().manual_seed(k * cin + cout)
+    conv = torch.nn.Conv2d(cin, cout, k, padding=k // 2)
+    with torch.no_grad():
+        for p in conv.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
+    assert _is_same_conv(conv)
+    small = torch.nn.Conv2d(cin, cout, k, padding=k // 2)
+    small.load_state_dict(conv.state_dict())
+    small.__class__ = SmallSameConv
+    x = torch.randn(2, cin, size, size + 1, generator=gen)
+    with torch.no_grad():
+        want = conv(x)
+        for layout in (torch.contiguous_format, torch.channels_last):
+            got = small(x.to(memory_format=layout))
+            assert got.shape == want.shape
+            assert float((got - want).abs().max()) <= 1e-5 * float(want.abs().max()) + 1e-6, str(layout)
+
+
+def test_only_stride_1_same_padded_ungrouped_convolutions_are_unfolded():
+    assert _is_same_conv(torch.nn.Conv2d(4, 4, 3, padding=1))
+    for conv in (torch.nn.Conv2d(4, 4, 3, stride=2, padding=1), torch.nn.Conv2d(4, 4, 3), torch.nn.Conv2d(4, 4, 1),
+                 torch.nn.Conv2d(4, 4, 3, padding=1, groups=2), torch.nn.Conv2d(4, 4, 3, padding=2, dilation=2),
+                 torch.nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"), torch.nn.Conv2d(4, 4, (3, 1), padding=(1, 0))):
+        assert not _is_same_conv(conv), conv
