@@ -174,8 +174,10 @@ class SmallPointwiseConv(PointwiseConv):
     """PointwiseConv through dove::linear (small_linear.py), for the batch-1 models only."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = small_linear.linear(x.permute(0, 2, 3, 1), self.weight.flatten(1), self.bias)
-        return y.permute(0, 3, 1, 2)
+        pixels = x.permute(0, 2, 3, 1)
+        if not small_linear.few_rows(pixels):
+            return super().forward(x)
+        return small_linear.linear(pixels, self.weight.flatten(1), self.bias).permute(0, 3, 1, 2)
 
 
 class SmallSameConv(nn.Conv2d):
@@ -185,13 +187,18 @@ class SmallSameConv(nn.Conv2d):
     unfolding into one kernel. At batch 1 (2 threads, AMD EPYC; python bench/compiled/small_linear.py
     --conv) tiny's 16x16 convolutions took 30-39 us against oneDNN's 44-53 and its 8x8 192-channel ones
     91 against 95 (the unfolding not counted); with them the batch-1 models ran encode 1.02x and
-    decode 1.04x faster (bench/compiled/compare.py, 8 rounds). Same parameters; outputs agree within float32 rounding (another summation order)."""
+    decode 1.04x faster (bench/compiled/compare.py, 8 rounds). Images of more than SMALL_ROWS pixels
+    keep oneDNN's convolution (and no unfolded copy). Same parameters; outputs agree within float32
+    rounding (another summation order)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pixels = x.permute(0, 2, 3, 1)
+        if not small_linear.few_rows(pixels):
+            return super().forward(x)
         k = self.kernel_size[0]
         r = k // 2
         h, w = x.shape[-2], x.shape[-1]
-        padded = F.pad(x.permute(0, 2, 3, 1), (0, 0, r, r, r, r))
+        padded = F.pad(pixels, (0, 0, r, r, r, r))
         rows = torch.cat([padded[:, i:i + h, j:j + w, :] for i in range(k) for j in range(k)], dim=-1)
         weight = self.weight.permute(0, 2, 3, 1).flatten(1)  # (out, k, k, in): the unfolded order
         return small_linear.linear(rows, weight, self.bias).permute(0, 3, 1, 2)

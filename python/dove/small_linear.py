@@ -41,13 +41,29 @@ def pack_weight(weight: torch.Tensor) -> torch.Tensor:
     return padded.reshape(k, blocks, BLOCK_COLS).permute(1, 0, 2).contiguous()
 
 
+# The most rows dove::linear takes in a batch-1 model; more go to F.linear (oneDNN's prepacked linear
+# after inductor's packing). Its set-up cost is what dove::linear saves, and it weighs less the more
+# rows share it: at 1024 rows oneDNN's blocked kernels were as fast or faster (bench/compiled/small_linear.py),
+# and an unfolded convolution (aoti_export.SmallSameConv) of a 256x256 image would be a 65536-row matrix.
+SMALL_ROWS = 512
+
+
+def few_rows(x: torch.Tensor) -> bool:
+    """Whether `x`'s rows (all but its last dimension) fit SMALL_ROWS. A size export keeps symbolic (the
+    decoder's slot count, at most maxTokens) counts as few."""
+    rows = 1
+    for size in x.shape[:-1]:
+        rows = rows * size
+    return not isinstance(rows, int) or rows <= SMALL_ROWS
+
+
 def linear(x: torch.Tensor, weight: torch.Tensor, bias) -> torch.Tensor:
     """F.linear through dove::linear (call load() first)."""
     return torch.ops.dove.linear(x, pack_weight(weight), bias, weight.shape[0])
 
 
 class SmallLinear(nn.Linear):
-    """nn.Linear through dove::linear, for the batch-1 models only (same parameters)."""
+    """nn.Linear through dove::linear up to SMALL_ROWS rows, for the batch-1 models only (same parameters)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return linear(x, self.weight, self.bias)
+        return linear(x, self.weight, self.bias) if few_rows(x) else F.linear(x, self.weight, self.bias)

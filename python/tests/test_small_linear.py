@@ -137,3 +137,20 @@ def test_only_stride_1_same_padded_ungrouped_convolutions_are_unfolded():
                  torch.nn.Conv2d(4, 4, 3, padding=1, groups=2), torch.nn.Conv2d(4, 4, 3, padding=2, dilation=2),
                  torch.nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"), torch.nn.Conv2d(4, 4, (3, 1), padding=(1, 0))):
         assert not _is_same_conv(conv), conv
+
+
+def test_more_rows_than_small_rows_stay_with_oneDNN_in_the_exported_graph():
+    """Past SMALL_ROWS the set-up dove::linear saves weighs little, and an unfolded convolution of a large
+    image would be a huge matrix: those export as aten's linear / convolution (inductor prepacks them)."""
+    lin = small_linear.SmallLinear(8, 4)
+    conv = torch.nn.Conv2d(3, 5, 3, padding=1)
+    conv.__class__ = SmallSameConv
+    side = int(small_linear.SMALL_ROWS ** 0.5)
+    for module, few, many in ((lin, torch.randn(1, small_linear.SMALL_ROWS, 8), torch.randn(1, small_linear.SMALL_ROWS + 1, 8)),
+                              (conv, torch.randn(1, 3, side, side), torch.randn(1, 3, side + 1, side + 1))):
+        for x, dove_calls in ((few, 1), (many, 0)):
+            graph = torch.export.export(module, (x,)).graph
+            assert sum(n.target is torch.ops.dove.linear.default for n in graph.nodes) == dove_calls, (type(module), x.shape)
+            with torch.no_grad():
+                want = F.linear(x, lin.weight, lin.bias) if module is lin else F.conv2d(x, conv.weight, conv.bias, padding=1)
+                assert torch.allclose(module(x), want, atol=1e-5)
