@@ -6,7 +6,7 @@ python -m dove.export ... --compiled -o model.pt            (at export)
 
 Either writes `<model>.aoti.pt2` next to `<model>.pt`: one PT2 archive
 holding two AOTInductor models, `encode` and `decode`, compiled from the same weights for the CPU it
-runs on, with a dynamic batch. Each model's metadata carries the weights hash of the TorchScript file
+runs on, with a dynamic batch, and batch-1 models of them where those measured faster (BATCH_ONE_PREFIX). Each model's metadata carries the weights hash of the TorchScript file
 (`weights_hash`), so the runtime uses the package only for the file it was compiled from and runs
 TorchScript otherwise.
 
@@ -711,9 +711,11 @@ def main(argv=None) -> int:
     except (ValueError, OSError, RuntimeError) as e:
         print(f"dove.aoti_export: error: {e}", file=sys.stderr)
         return 1
-    print(f"dove.aoti_export: wrote {args.output or package_path(args.model)} (encode, decode; {meta['dove.cpu_isa']}; "
+    models = ["encode", "decode"] + [batch_one_model(m) for m in meta["dove.batch_one"].split(",") if m]
+    print(f"dove.aoti_export: wrote {args.output or package_path(args.model)} ({', '.join(models)}; {meta['dove.cpu_isa']}; "
           f"weights {meta['dove.weights_hash'][:12]}) in {time.time() - start:.0f} s")
     print(f"dove.aoti_export: linears and convolutions {meta.get('dove.weight_prepack_measured', 'not measured')}")
+    print(f"dove.aoti_export: batch-1 models {meta.get('dove.batch_one_measured', 'not measured')}")
     print(f"dove.aoti_export: the runtime prefers the {meta['dove.prefer']} path: {meta['dove.measured']}")
     return 0
 
