@@ -84,16 +84,33 @@ at::Tensor smallLinear(const at::Tensor& input, const at::Tensor& packed, const 
   return out.view(outShape);
 }
 
+// Registered at load by a static object rather than TORCH_LIBRARY: a second copy of this library in
+// one process (two builds of the addon, or a copy of it, as test/native/crossing.test.ts loads) would
+// register the namespace again, which libtorch refuses by throwing from a static initializer, and that
+// aborts the process. The second copy finds the operator and leaves the first copy's in place.
+struct Registration {
+  Registration() {
+    try {
+      if (c10::Dispatcher::singleton().findSchema({"dove::linear", ""}).has_value()) return;
+      schema.emplace(torch::Library::DEF, "dove", std::nullopt, __FILE__, __LINE__);
+      // needs_contiguous_strides: inductor hands the operator row-major inputs. Without it, it chose a
+      // transposed layout for some buffers feeding it (the GELU before tiny's 1024->256 linear), which
+      // the operator then copied: 48 us a call, more than the GEMM.
+      schema->def("linear(Tensor input, Tensor packed_weight, Tensor? bias, int out_features) -> Tensor",
+                  {at::Tag::needs_contiguous_strides});
+      kernel.emplace(torch::Library::IMPL, "dove", c10::DispatchKey::CPU, __FILE__, __LINE__);
+      kernel->impl("linear", smallLinear);
+    } catch (const std::exception&) {
+      // Nothing may escape a static initializer. Without the operator a package's batch-1 models
+      // fail to load with libtorch's error naming dove::linear, and the runtime runs TorchScript.
+      kernel.reset();
+      schema.reset();
+    }
+  }
+  std::optional<torch::Library> schema;
+  std::optional<torch::Library> kernel;
+};
+
+const Registration registration;
+
 }  // namespace
-
-TORCH_LIBRARY(dove, m) {
-  // needs_contiguous_strides: inductor hands the operator row-major inputs. Without it, it chose a
-  // transposed layout for some buffers feeding it (the GELU before tiny's 1024->256 linear), which
-  // the operator then copied: 48 us a call, more than the GEMM.
-  m.def("linear(Tensor input, Tensor packed_weight, Tensor? bias, int out_features) -> Tensor",
-        {at::Tag::needs_contiguous_strides});
-}
-
-TORCH_LIBRARY_IMPL(dove, CPU, m) {
-  m.impl("linear", smallLinear);
-}
