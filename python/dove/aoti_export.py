@@ -205,10 +205,11 @@ class SmallSameConv(nn.Conv2d):
 
 
 def _is_same_conv(module: nn.Module) -> bool:
-    k = module.kernel_size if isinstance(module, nn.Conv2d) else None
-    return (type(module) is nn.Conv2d and k[0] == k[1] and k[0] % 2 == 1 and k[0] > 1 and module.stride == (1, 1)
-            and module.padding == (k[0] // 2, k[0] // 2) and module.dilation == (1, 1) and module.groups == 1
-            and module.padding_mode == "zeros")
+    if type(module) is not nn.Conv2d:
+        return False
+    k = module.kernel_size
+    return (k[0] == k[1] and k[0] % 2 == 1 and k[0] > 1 and module.stride == (1, 1) and module.padding == (k[0] // 2, k[0] // 2)
+            and module.dilation == (1, 1) and module.groups == 1 and module.padding_mode == "zeros")
 
 
 def compiled_copy(model: Dove, pointwise_as_linear: bool, small_linears: bool = False) -> Dove:
@@ -576,23 +577,27 @@ def rewrite_metadata(src: str, dst: str, changes: Dict[str, str]) -> None:
             zout.writestr(item, data)
 
 
-def _compile_batch_one(model: Dove, options: Dict[str, Any], meta: Dict[str, str], work: str) -> Dict[str, Any]:
-    """encode and decode as batch-1 models (BATCH_ONE_PREFIX): method -> compiled files."""
+def _compile_methods(model: Dove, options: Dict[str, Any], meta: Dict[str, str], work: str, prepack: bool,
+                     batch_one: bool = False) -> Dict[str, Any]:
+    """encode and decode exported (_exported) and compiled with or without weight prepacking, or as
+    batch-1 models (BATCH_ONE_PREFIX; prepacked): method -> compiled files."""
     from torch._inductor import aot_compile
 
-    small_linear.load()
+    if batch_one:
+        small_linear.load()
+    label = "batch1" if batch_one else str(int(prepack))
     compiled: Dict[str, Any] = {}
     with torch.no_grad(), _aten_kernels():
-        for name, (module, args, dynamic, inputs) in _exported(model, batch_one=True).items():
+        for name, (module, args, dynamic, inputs) in _exported(model, prepack, batch_one).items():
             ep = torch.export.export(module, args, dynamic_shapes=dynamic)
-            with _weight_prepack_patterns(True), _prepacked_layouts():
+            with _weight_prepack_patterns(prepack), (_prepacked_layouts() if prepack else contextlib.nullcontext()):
                 compiled[name] = aot_compile(ep.module(), args, options={
                     **options,
-                    "cpp.weight_prepack": True,
+                    "cpp.weight_prepack": prepack,
                     "aot_inductor.package": True,
-                    "aot_inductor.output_path": os.path.join(work, f"{name}-batch1"),
+                    "aot_inductor.output_path": os.path.join(work, f"{name}-{label}"),
                     "aot_inductor.metadata": dict(meta, **{"dove.method": name, "dove.inputs": inputs,
-                                                           "dove.weight_prepack": "true"}),
+                                                           "dove.weight_prepack": str(prepack).lower()}),
                 })
     return compiled
 
@@ -608,7 +613,6 @@ def compile_package(model: Dove, scripted: torch.jit.ScriptModule, out: str,
     that measured faster, True keeps both without measuring, False compiles none."""
     if model.is_qdove:
         raise ValueError("compiled packages cover DOVE only (a Q-DOVE query changes the compiled sequence length)")
-    from torch._inductor import aot_compile
     from torch._inductor.cpu_vec_isa import pick_vec_isa
     from torch._inductor.package import package_aoti
 
@@ -632,19 +636,9 @@ def compile_package(model: Dove, scripted: torch.jit.ScriptModule, out: str,
         # One compiled copy of the model at a time (official-70m's weights are 750 MB): per variant,
         # both methods; then per method, the faster variant.
         variants: Dict[str, Dict[bool, Any]] = {}
-        with torch.no_grad(), _aten_kernels():
-            for prepack in choices:
-                for name, (module, args, dynamic, inputs) in _exported(model, prepack).items():
-                    ep = torch.export.export(module, args, dynamic_shapes=dynamic)
-                    with _weight_prepack_patterns(prepack), (_prepacked_layouts() if prepack else contextlib.nullcontext()):
-                        variants.setdefault(name, {})[prepack] = aot_compile(ep.module(), args, options={
-                            **options,
-                            "cpp.weight_prepack": prepack,
-                            "aot_inductor.package": True,
-                            "aot_inductor.output_path": os.path.join(work, f"{name}-{int(prepack)}"),
-                            "aot_inductor.metadata": dict(meta, **{"dove.method": name, "dove.inputs": inputs,
-                                                                   "dove.weight_prepack": str(prepack).lower()}),
-                        })
+        for prepack in choices:
+            for name, compiled_files in _compile_methods(model, options, meta, work, prepack).items():
+                variants.setdefault(name, {})[prepack] = compiled_files
         for name, compiled in variants.items():
             chosen = choices[0]
             if len(compiled) > 1:
@@ -656,7 +650,7 @@ def compile_package(model: Dove, scripted: torch.jit.ScriptModule, out: str,
         kept: List[str] = []
         if batch_one or (batch_one is None and measure):
             batch_one_measured: List[str] = []
-            for name, compiled_one in _compile_batch_one(model, options, meta, work).items():
+            for name, compiled_one in _compile_methods(model, options, meta, work, prepack=True, batch_one=True).items():
                 if not batch_one:
                     ms = _batch_one_medians(name, {"batch1": compiled_one, "dynamic": files[name]}, _batch_one_inputs(model)[name], work)
                     batch_one_measured.append(f"{name}: batch-1 model {ms['batch1']:.2f} ms, dynamic {ms['dynamic']:.2f} ms")
